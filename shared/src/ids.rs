@@ -1,0 +1,168 @@
+//! Identifiers: generated behind a trait (so tests can predict them) and parsed into newtypes
+//! (so a malformed id never travels past the edge).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rand::RngCore;
+
+/// Makes new ids and secrets.
+pub trait IdGenerator: Send + Sync + 'static {
+    /// A new unique id: 26 lowercase base32 characters, time-ordered (UUIDv7 underneath).
+    fn new_id(&self) -> String;
+    /// `n` bytes of secret randomness (API keys, signing secrets).
+    fn secret_bytes(&self, n: usize) -> Vec<u8>;
+}
+
+/// Random, time-ordered ids from the OS's random source.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RandomIds;
+
+impl IdGenerator for RandomIds {
+    fn new_id(&self) -> String {
+        encode_base32(uuid::Uuid::now_v7().as_bytes())
+    }
+
+    fn secret_bytes(&self, n: usize) -> Vec<u8> {
+        let mut bytes = vec![0u8; n];
+        rand::rng().fill_bytes(&mut bytes);
+        bytes
+    }
+}
+
+/// Predictable ids for tests: `00000000000000000000000001`, `…2`, … and secrets of repeated counters.
+#[derive(Debug, Clone, Default)]
+pub struct SequentialIds {
+    next: Arc<AtomicU64>,
+}
+
+impl IdGenerator for SequentialIds {
+    fn new_id(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::SeqCst) + 1;
+        format!("{n:026}")
+    }
+
+    fn secret_bytes(&self, n: usize) -> Vec<u8> {
+        let seed = self.next.fetch_add(1, Ordering::SeqCst) + 1;
+        (0..n).map(|i| (seed as u8).wrapping_add(i as u8)).collect()
+    }
+}
+
+const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+
+/// Crockford base32 (lowercase) of 16 bytes: 26 characters that sort like the bytes.
+fn encode_base32(bytes: &[u8; 16]) -> String {
+    let value = u128::from_be_bytes(*bytes);
+    (0..26).rev().map(|i| ALPHABET[((value >> (i * 5)) & 31) as usize] as char).collect()
+}
+
+/// Declares an id newtype that only parsing can build: a fixed prefix and a body of id characters.
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A new id from the generator.
+            pub fn generate(ids: &dyn IdGenerator) -> Self {
+                Self(format!("{}{}", $prefix, ids.new_id()))
+            }
+
+            pub fn parse(raw: &str) -> Result<Self, String> {
+                let body = raw.strip_prefix($prefix).ok_or_else(|| {
+                    format!("{raw:?} is not a {} (expected the prefix {:?})", stringify!($name), $prefix)
+                })?;
+                let ok = (1..=64).contains(&body.len())
+                    && body.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+                if ok { Ok(Self(raw.to_string())) } else { Err(format!("{raw:?} is not a valid {}", stringify!($name))) }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                Self::parse(&s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                Self::parse(s)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A tenant: one business.
+    TenantId, "ten_"
+);
+id_type!(
+    /// A site a tenant trains and embeds.
+    SiteId, "site_"
+);
+id_type!(
+    /// An API key's public id (what `DELETE /api/keys/{key_id}` takes); never the secret.
+    KeyId, "key_"
+);
+id_type!(
+    /// A training job.
+    JobId, "job_"
+);
+
+/// Shared handle to an id generator.
+pub type Ids = Arc<dyn IdGenerator>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_ids_are_26_sortable_characters() {
+        let a = RandomIds.new_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = RandomIds.new_id();
+        assert_eq!(a.len(), 26);
+        assert!(a < b, "{a} then {b}");
+        assert!(a.bytes().all(|c| ALPHABET.contains(&c)));
+    }
+
+    #[test]
+    fn id_types_parse_their_own_shape_only() {
+        let site = SiteId::generate(&RandomIds);
+        assert_eq!(SiteId::parse(site.as_str()).unwrap(), site);
+        assert!(SiteId::parse("ten_abc").is_err());
+        assert!(SiteId::parse("site_").is_err());
+        assert!(SiteId::parse("site_ABC").is_err());
+        assert!(SiteId::parse("site_a/b").is_err());
+        assert_eq!(TenantId::parse("ten_00000000000000000000000001").unwrap().as_str(), "ten_00000000000000000000000001");
+    }
+
+    #[test]
+    fn sequential_ids_are_predictable() {
+        let ids = SequentialIds::default();
+        assert_eq!(ids.new_id(), "00000000000000000000000001");
+        assert_eq!(ids.new_id(), "00000000000000000000000002");
+    }
+}

@@ -1,0 +1,11 @@
+//! Kotoba's shared crate: the domain (tenants, sites, plans, money), the ports every outside system sits
+//! behind (store, blobs, queue, mail) with their AWS and embedded adapters, and the services the functions
+//! call. Functions speak HTTP and call into here; services speak ports; adapters speak SDKs.
+
+pub mod blobs;
+pub mod clock;
+pub mod embedded_db;
+pub mod ids;
+pub mod mail;
+pub mod queue;
+pub mod store;

@@ -1,0 +1,99 @@
+//! The mailer port: transactional mail to tenants (deadline reminders, receipts).
+//!
+//! Production sends through SESv2; the local runner writes RFC 5322 `.eml` files to an outbox directory
+//! (UTF-8 throughout, so Japanese subjects and bodies arrive intact). Both pass `mail::conformance`.
+
+pub mod outbox;
+pub mod ses;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+use futures::future::BoxFuture;
+
+pub use outbox::Outbox;
+pub use ses::SesMailer;
+
+/// A message to send. Text is required; HTML is an optional alternative part.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mail {
+    pub from: EmailAddress,
+    pub to: Vec<EmailAddress>,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+}
+
+/// An email address that has been checked for shape (one `@`, a dotted domain, no spaces or angle brackets).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let s = raw.trim();
+        let (local, domain) = s.split_once('@').ok_or_else(|| format!("{raw:?} is not an email address"))?;
+        let bad = |c: char| c.is_whitespace() || c.is_control() || "<>()[],;:\\\"@".contains(c);
+        if local.is_empty()
+            || domain.len() < 3
+            || !domain.contains('.')
+            || domain.starts_with('.')
+            || domain.ends_with('.')
+            || local.chars().any(bad)
+            || domain.chars().any(bad)
+            || s.len() > 254
+        {
+            return Err(format!("{raw:?} is not an email address"));
+        }
+        Ok(Self(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for EmailAddress {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl From<EmailAddress> for String {
+    fn from(e: EmailAddress) -> String {
+        e.0
+    }
+}
+
+impl std::fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("invalid mail: {0}")]
+    Invalid(String),
+    #[error("mail backend failed: {0:#}")]
+    Backend(#[from] anyhow::Error),
+}
+
+pub trait Mailer: Send + Sync + 'static {
+    /// Sends the message and returns the provider's message id.
+    fn send(&self, mail: Mail) -> BoxFuture<'_, Result<String, MailError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EmailAddress;
+
+    #[test]
+    fn email_addresses_parse() {
+        assert!(EmailAddress::parse("owner@example.co.jp").is_ok());
+        for bad in ["", "a", "a@b", "@example.com", "a b@example.com", "a@example.com>", "a@.com", "a@@b.com"] {
+            assert!(EmailAddress::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

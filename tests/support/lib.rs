@@ -1,0 +1,10 @@
+//! Shared harness for the workspace integration tests.
+
+pub mod aws;
+
+/// A name no other test in this run uses: every test gets its own table, bucket and queue, so tests can
+/// share one emulator in parallel without resetting it.
+pub fn unique_name(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &id[..12])
+}
