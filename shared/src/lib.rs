@@ -4,8 +4,17 @@
 
 pub mod blobs;
 pub mod clock;
+pub mod config;
 pub mod embedded_db;
+pub mod http;
 pub mod ids;
 pub mod mail;
+pub mod money;
+pub mod platform;
 pub mod queue;
+pub mod sites;
 pub mod store;
+pub mod telemetry;
+pub mod tenants;
+
+pub use platform::Platform;

@@ -1,0 +1,253 @@
+//! Configuration, read once from the environment into one typed struct.
+//!
+//! Every variable is listed in README.md. A missing or malformed variable is a [`ConfigError`] naming
+//! it, reported at start-up, never a panic later.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use url::Url;
+
+/// Where the platform's state lives: embedded defaults under a data directory, or AWS.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Backend {
+    /// SQLite store and queue, a blob directory and a mail outbox under `data_dir`.
+    Embedded,
+    /// DynamoDB, S3, SQS and SESv2 (or an emulator at `AWS_ENDPOINT_URL`).
+    Aws(AwsSettings),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwsSettings {
+    pub table: String,
+    pub bucket: String,
+    /// The training queue; its dead-letter queue is `dead_letter_queue_url`.
+    pub train_queue_url: String,
+    pub dead_letter_queue_url: String,
+    /// The SQS redrive policy's maxReceiveCount (it must match the template).
+    pub max_receives: u32,
+    pub mail_from: String,
+    /// Emulators want path-style S3 addressing and checksums only when required.
+    pub s3_force_path_style: bool,
+    /// `AWS_ENDPOINT_URL`, when set (emulators); the SDK reads it too.
+    pub endpoint_url: Option<String>,
+}
+
+/// Settings of the OpenAI-compatible model provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSettings {
+    pub base_url: Url,
+    pub api_key: Option<String>,
+    /// With no chat model, chat answers extractively from retrieved passages.
+    pub chat_model: Option<String>,
+    /// With no embedding model, retrieval is lexical only.
+    pub embedding_model: Option<String>,
+    pub realtime_url: Url,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub bridge_listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// The operator's key for `/api/admin/*`. Without it, admin routes answer 401.
+    pub admin_key: Option<String>,
+    /// The base URL clients reach this deployment at (presigned blob URLs in local mode, the bridge's
+    /// public URL for Twilio signatures and the stream URL).
+    pub public_url: Url,
+    pub models: ModelSettings,
+    pub twilio_auth_token: Option<String>,
+    pub stripe_webhook_secret: Option<String>,
+    /// Lets the crawler fetch 127.0.0.0/8 and ::1 (never other private ranges): local mode only.
+    pub fetch_allow_loopback: bool,
+    /// JSON log lines (Lambda, Fargate) instead of readable ones.
+    pub log_json: bool,
+    pub backend: Backend,
+}
+
+/// A variable that is missing or does not parse.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("configuration variable {variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+/// Defaults that differ between the local runner and deployed functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The local runner: loopback crawling allowed by default, readable logs.
+    Local,
+    /// Lambda or Fargate: loopback crawling off unless set, JSON logs.
+    Deployed,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env(mode: Mode) -> Result<Self, ConfigError> {
+        Self::from_vars(&std::env::vars().collect(), mode)
+    }
+
+    /// Reads a given set of variables (tests use this; nothing global is touched).
+    pub fn from_vars(vars: &HashMap<String, String>, mode: Mode) -> Result<Self, ConfigError> {
+        let env = Env(vars);
+        let listen = env.parse_or("KOTOBA_LISTEN", "127.0.0.1:3000".parse().expect("literal"))?;
+        let bridge_listen = env.parse_or("KOTOBA_BRIDGE_LISTEN", "127.0.0.1:3001".parse().expect("literal"))?;
+        let data_dir = PathBuf::from(env.get("KOTOBA_DATA_DIR").unwrap_or("./.kotoba"));
+        let admin_key = env.get("KOTOBA_ADMIN_KEY").map(str::to_string);
+        if let Some(key) = &admin_key {
+            if key.len() < 16 {
+                return Err(ConfigError {
+                    variable: "KOTOBA_ADMIN_KEY",
+                    problem: "must be at least 16 characters".into(),
+                });
+            }
+        }
+        let public_url = env.url_or("KOTOBA_PUBLIC_URL", &format!("http://{listen}"))?;
+        let models = ModelSettings {
+            base_url: env.url_or("OPENAI_BASE_URL", "https://api.openai.com/v1")?,
+            api_key: env.get("OPENAI_API_KEY").map(str::to_string),
+            chat_model: env.get("KOTOBA_CHAT_MODEL").map(str::to_string),
+            embedding_model: env.get("KOTOBA_EMBEDDING_MODEL").map(str::to_string),
+            realtime_url: env.url_or("OPENAI_REALTIME_URL", "wss://api.openai.com/v1/realtime?model=gpt-realtime")?,
+        };
+        let fetch_allow_loopback = env.bool_or("KOTOBA_FETCH_ALLOW_LOOPBACK", mode == Mode::Local)?;
+        let log_json = env.bool_or("KOTOBA_LOG_JSON", mode == Mode::Deployed)?;
+
+        // The table name is the switch: with it, every port uses its AWS adapter.
+        let backend = match env.get("KOTOBA_TABLE") {
+            None => Backend::Embedded,
+            Some(table) => Backend::Aws(AwsSettings {
+                table: table.to_string(),
+                bucket: env.required("KOTOBA_BUCKET")?.to_string(),
+                train_queue_url: env.required("KOTOBA_TRAIN_QUEUE_URL")?.to_string(),
+                dead_letter_queue_url: env.required("KOTOBA_TRAIN_DLQ_URL")?.to_string(),
+                max_receives: env.parse_or("KOTOBA_TRAIN_MAX_RECEIVES", 3)?,
+                mail_from: env.get("KOTOBA_MAIL_FROM").unwrap_or("no-reply@kotoba.invalid").to_string(),
+                s3_force_path_style: env.bool_or("KOTOBA_S3_FORCE_PATH_STYLE", env.get("AWS_ENDPOINT_URL").is_some())?,
+                endpoint_url: env.get("AWS_ENDPOINT_URL").map(str::to_string),
+            }),
+        };
+
+        Ok(Self {
+            listen,
+            bridge_listen,
+            data_dir,
+            admin_key,
+            public_url,
+            models,
+            twilio_auth_token: env.get("TWILIO_AUTH_TOKEN").map(str::to_string),
+            stripe_webhook_secret: env.get("STRIPE_WEBHOOK_SECRET").map(str::to_string),
+            fetch_allow_loopback,
+            log_json,
+            backend,
+        })
+    }
+}
+
+struct Env<'a>(&'a HashMap<String, String>);
+
+impl Env<'_> {
+    /// A set, non-blank value.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<&str, ConfigError> {
+        self.get(name).ok_or(ConfigError { variable: name, problem: "is required when KOTOBA_TABLE is set".into() })
+    }
+
+    fn parse_or<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw.parse().map_err(|e| ConfigError { variable: name, problem: format!("{raw:?}: {e}") }),
+        }
+    }
+
+    fn bool_or(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("1" | "true" | "yes" | "on") => Ok(true),
+            Some("0" | "false" | "no" | "off") => Ok(false),
+            Some(other) => {
+                Err(ConfigError { variable: name, problem: format!("{other:?} is not true/false/1/0/yes/no/on/off") })
+            }
+        }
+    }
+
+    fn url_or(&self, name: &'static str, default: &str) -> Result<Url, ConfigError> {
+        let raw = self.get(name).unwrap_or(default);
+        let url = Url::parse(raw).map_err(|e| ConfigError { variable: name, problem: format!("{raw:?}: {e}") })?;
+        if url.host_str().is_none() {
+            return Err(ConfigError { variable: name, problem: format!("{raw:?} has no host") });
+        }
+        Ok(url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_local_and_embedded() {
+        let c = Config::from_vars(&vars(&[]), Mode::Local).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.bridge_listen.to_string(), "127.0.0.1:3001");
+        assert_eq!(c.data_dir, PathBuf::from("./.kotoba"));
+        assert!(c.fetch_allow_loopback);
+        assert!(!c.log_json);
+        assert_eq!(c.backend, Backend::Embedded);
+        assert_eq!(c.models.chat_model, None);
+    }
+
+    #[test]
+    fn deployed_mode_never_allows_loopback_by_default() {
+        let c = Config::from_vars(&vars(&[]), Mode::Deployed).unwrap();
+        assert!(!c.fetch_allow_loopback);
+        assert!(c.log_json);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let e = Config::from_vars(&vars(&[("KOTOBA_LISTEN", "nope")]), Mode::Local).unwrap_err();
+        assert_eq!(e.variable, "KOTOBA_LISTEN");
+        let e = Config::from_vars(&vars(&[("KOTOBA_FETCH_ALLOW_LOOPBACK", "maybe")]), Mode::Local).unwrap_err();
+        assert_eq!(e.variable, "KOTOBA_FETCH_ALLOW_LOOPBACK");
+        let e = Config::from_vars(&vars(&[("KOTOBA_TABLE", "t")]), Mode::Local).unwrap_err();
+        assert_eq!(e.variable, "KOTOBA_BUCKET");
+        assert!(e.to_string().contains("KOTOBA_BUCKET"));
+        let e = Config::from_vars(&vars(&[("KOTOBA_ADMIN_KEY", "short")]), Mode::Local).unwrap_err();
+        assert_eq!(e.variable, "KOTOBA_ADMIN_KEY");
+        let e = Config::from_vars(&vars(&[("OPENAI_BASE_URL", "not a url")]), Mode::Local).unwrap_err();
+        assert_eq!(e.variable, "OPENAI_BASE_URL");
+    }
+
+    #[test]
+    fn the_table_name_switches_to_aws() {
+        let c = Config::from_vars(
+            &vars(&[
+                ("KOTOBA_TABLE", "kotoba"),
+                ("KOTOBA_BUCKET", "kotoba-blobs"),
+                ("KOTOBA_TRAIN_QUEUE_URL", "http://127.0.0.1:5000/123/train"),
+                ("KOTOBA_TRAIN_DLQ_URL", "http://127.0.0.1:5000/123/train-dlq"),
+                ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+            ]),
+            Mode::Local,
+        )
+        .unwrap();
+        let Backend::Aws(aws) = c.backend else { panic!("expected AWS") };
+        assert_eq!(aws.table, "kotoba");
+        assert!(aws.s3_force_path_style, "an endpoint override implies an emulator");
+        assert_eq!(aws.max_receives, 3);
+    }
+}

@@ -1,0 +1,198 @@
+//! The contract's error format: `{"error": {"code", "message", …}}` with one status per kind.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::request_id::current_request_id;
+use crate::sites::SiteError;
+use crate::store::StoreError;
+use crate::tenants::TenantError;
+use crate::tenants::api_keys::KeyError;
+
+/// Every way a request can fail, as a client sees it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400, naming the offending field when there is one.
+    #[error("{message}")]
+    InvalidInput { field: Option<String>, message: String },
+    /// 401: no key, or a key we do not know.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: known caller, not allowed (origin, plan, model).
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// 402: quota or credits exhausted; says which plan and what to upgrade to.
+    #[error("{message}")]
+    PaymentRequired { message: String, plan: String, upgrade_hint: String },
+    /// 409, with details such as the id of the thing in the way.
+    #[error("{message}")]
+    Conflict { message: String, details: Option<Value> },
+    /// 413
+    #[error("{0}")]
+    TooLarge(String),
+    /// 429 with Retry-After.
+    #[error("rate limited; retry in {retry_after_secs}s")]
+    RateLimited { retry_after_secs: u64 },
+    /// 503: a dependency is down; the request may be retried.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: our fault. The chain is logged with the request id; the client sees only the id.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::InvalidInput { field: Some(field.into()), message: message.into() }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidInput { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The machine-readable code in the body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidInput { .. } => "invalid_input",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::PaymentRequired { .. } => "quota_exceeded",
+            Self::Conflict { .. } => "conflict",
+            Self::TooLarge(_) => "too_large",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// The `error` object of the body.
+    pub fn body(&self) -> Value {
+        let mut error = json!({ "code": self.code(), "message": self.to_string() });
+        let obj = error.as_object_mut().expect("object literal");
+        match self {
+            Self::InvalidInput { field: Some(field), .. } => {
+                obj.insert("field".into(), field.clone().into());
+            }
+            Self::PaymentRequired { plan, upgrade_hint, .. } => {
+                obj.insert("plan".into(), plan.clone().into());
+                obj.insert("upgrade_hint".into(), upgrade_hint.clone().into());
+            }
+            Self::Conflict { details: Some(details), .. } => {
+                obj.insert("details".into(), details.clone());
+            }
+            Self::RateLimited { retry_after_secs } => {
+                obj.insert("retry_after_seconds".into(), (*retry_after_secs).into());
+            }
+            _ => {}
+        }
+        if let Some(id) = current_request_id() {
+            obj.insert("request_id".into(), id.into());
+        }
+        json!({ "error": error })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            Self::Internal(e) => tracing::error!(status = status.as_u16(), error = format!("{e:#}"), "request failed"),
+            Self::Unavailable(_) => tracing::warn!(status = status.as_u16(), error = %self, "request failed"),
+            _ => tracing::info!(status = status.as_u16(), code = self.code(), "request refused: {self}"),
+        }
+        let mut response = (status, axum::Json(self.body())).into_response();
+        if let Self::RateLimited { retry_after_secs } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            // A condition reaching the edge unhandled means two writers raced; the client may retry.
+            StoreError::ConditionFailed => {
+                Self::Conflict { message: "the resource changed concurrently; try again".into(), details: None }
+            }
+            StoreError::Backend(e) => Self::Unavailable(format!("storage is unavailable: {e}")),
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<SiteError> for ApiError {
+    fn from(e: SiteError) -> Self {
+        match e {
+            SiteError::NotFound => Self::NotFound("site not found".into()),
+            SiteError::VersionNotFound(v) => Self::NotFound(format!("prompt version {v} not found")),
+            SiteError::Invalid { field, message } => Self::invalid(field, message),
+            SiteError::Conflict => Self::Conflict { message: e.to_string(), details: None },
+            SiteError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<TenantError> for ApiError {
+    fn from(e: TenantError) -> Self {
+        match e {
+            TenantError::NotFound(id) => Self::NotFound(format!("tenant {id} not found")),
+            TenantError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::NotFound => Self::NotFound("API key not found".into()),
+            KeyError::Store(e) => e.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_follow_the_contract() {
+        let e = ApiError::invalid("widget.color_primary", "\"red\" is not a colour");
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        let body = e.body();
+        assert_eq!(body["error"]["code"], "invalid_input");
+        assert_eq!(body["error"]["field"], "widget.color_primary");
+        let e = ApiError::PaymentRequired { message: "quota".into(), plan: "starter".into(), upgrade_hint: "pro".into() };
+        assert_eq!(e.status(), StatusCode::PAYMENT_REQUIRED);
+        assert_eq!(e.body()["error"]["plan"], "starter");
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let e = ApiError::Internal(anyhow::anyhow!("database password is hunter2"));
+        assert!(!e.body().to_string().contains("hunter2"));
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn rate_limits_carry_retry_after() {
+        let response = ApiError::RateLimited { retry_after_secs: 7 }.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
+    }
+}

@@ -1,0 +1,22 @@
+//! The HTTP edge shared by every function: the contract's error format, request ids, authentication
+//! and JSON extraction. Service errors become HTTP statuses here, once.
+
+mod auth;
+mod errors;
+mod json;
+mod request_id;
+
+pub use auth::{AdminAuth, AdminKey, TenantAuth};
+pub use errors::ApiError;
+pub use json::{ApiJson, MAX_JSON_BODY};
+pub use request_id::{REQUEST_ID_HEADER, current_request_id, request_context};
+
+use axum::Router;
+
+/// The standard layers every function's router gets: request ids and tracing spans, a JSON 404 for
+/// unknown routes. Call it last, on the finished router.
+pub fn finish(router: Router) -> Router {
+    router
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(axum::middleware::from_fn(request_context))
+}

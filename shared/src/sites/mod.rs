@@ -1,0 +1,319 @@
+//! Sites: what a tenant trains, embeds and chats with; their widget look and versioned prompt profile.
+//!
+//! A site lives at `SITE#<id>` (so public routes find it by id alone) and is listed through the
+//! by-tenant index. Every read on behalf of a tenant checks ownership: another tenant's site is simply
+//! not found. Writes use optimistic concurrency on a revision number, so concurrent PATCHes never lose
+//! each other's changes.
+
+pub mod domains;
+pub mod prompt;
+pub mod widget;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Clock, rfc3339};
+use crate::ids::{IdGenerator, SiteId, TenantId};
+use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError, Write};
+use domains::AllowedDomain;
+use prompt::{PromptPatch, PromptProfile, PromptVersion};
+use widget::{WidgetConfig, WidgetPatch};
+
+/// Where a site's training stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteStatus {
+    /// Never trained.
+    Pending,
+    Training,
+    /// An index is serving.
+    Ready,
+    /// The first training failed (a failed re-train keeps the site `ready` on its previous index).
+    Failed,
+}
+
+/// A site's display name: 1 to 100 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SiteName(String);
+
+impl SiteName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let s = raw.trim();
+        let n = s.chars().count();
+        if n == 0 || n > 100 {
+            return Err("must be 1 to 100 characters".into());
+        }
+        if s.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(s.to_string()))
+    }
+}
+
+impl TryFrom<String> for SiteName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl From<SiteName> for String {
+    fn from(n: SiteName) -> String {
+        n.0
+    }
+}
+
+/// A site as stored and shown (the contract's site object).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Site {
+    pub site_id: SiteId,
+    pub tenant_id: TenantId,
+    pub name: SiteName,
+    pub allowed_domains: Vec<AllowedDomain>,
+    pub is_embed_enabled: bool,
+    /// The public id of the site's embed snippet (safe to publish; it grants nothing by itself).
+    pub embed_script_id: String,
+    pub status: SiteStatus,
+    /// The index version serving chat, once trained.
+    pub index_version: Option<u64>,
+    pub last_trained_at: Option<String>,
+    pub widget: WidgetConfig,
+    pub prompt: PromptProfile,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// What a tenant gives to create a site.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSite {
+    pub name: SiteName,
+    #[serde(default)]
+    pub allowed_domains: Vec<String>,
+}
+
+/// A partial change (`PATCH /api/sites/{id}`): absent fields stay; `widget` merges; `prompt` makes a version.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SitePatch {
+    pub name: Option<SiteName>,
+    pub allowed_domains: Option<Vec<String>>,
+    pub is_embed_enabled: Option<bool>,
+    pub widget: Option<WidgetPatch>,
+    pub prompt: Option<PromptPatch>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SiteError {
+    /// No such site, or not the caller's (the two are indistinguishable on purpose).
+    #[error("site not found")]
+    NotFound,
+    #[error("prompt version {0} not found")]
+    VersionNotFound(u32),
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    /// Concurrent changes kept winning; the caller may retry.
+    #[error("the site changed while it was being updated; try again")]
+    Conflict,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub fn site_key(site: &SiteId) -> Key {
+    Key::new(format!("SITE#{site}"), "SITE")
+}
+
+fn prompt_version_key(site: &SiteId, version: u32) -> Key {
+    Key::new(format!("SITE#{site}"), format!("PROMPT#{version:010}"))
+}
+
+/// The stored item: the site's fields, its revision, and its place in the by-tenant index.
+fn site_item(site: &Site, rev: u64) -> Result<Item, StoreError> {
+    Ok(Item::from_record(site_key(&site.site_id), site)?.with("rev", rev).with_index(
+        Index::ByTenant,
+        format!("TENANT#{}", site.tenant_id),
+        format!("SITE#{}", site.site_id),
+    ))
+}
+
+fn version_item(site: &SiteId, version: &PromptVersion) -> Result<Item, StoreError> {
+    Item::from_record(prompt_version_key(site, version.profile.version), version)
+}
+
+/// Creates a site with the default widget and prompt version 1.
+pub async fn create_site(
+    store: &dyn ItemStore,
+    ids: &dyn IdGenerator,
+    clock: &dyn Clock,
+    tenant: &TenantId,
+    new: NewSite,
+) -> Result<Site, SiteError> {
+    let allowed_domains = domains::parse_domains(&new.allowed_domains)
+        .map_err(|message| SiteError::Invalid { field: "allowed_domains", message })?;
+    let now = rfc3339(clock.now());
+    let site = Site {
+        site_id: SiteId::generate(ids),
+        tenant_id: tenant.clone(),
+        name: new.name,
+        allowed_domains,
+        is_embed_enabled: false,
+        embed_script_id: format!("emb_{}", ids.new_id()),
+        status: SiteStatus::Pending,
+        index_version: None,
+        last_trained_at: None,
+        widget: WidgetConfig::default(),
+        prompt: PromptProfile::initial(),
+        created_at: now.clone(),
+        updated_at: now.clone(),
+    };
+    let first = PromptVersion { profile: site.prompt.clone(), created_at: now, rolled_back_from: None };
+    store
+        .transact(vec![
+            Write::Put(site_item(&site, 1)?, Condition::IfAbsent),
+            Write::Put(version_item(&site.site_id, &first)?, Condition::IfAbsent),
+        ])
+        .await?;
+    Ok(site)
+}
+
+/// A site by id alone (public routes: the embed script, embed chat). Ownership is the caller's concern.
+pub async fn find_site(store: &dyn ItemStore, site: &SiteId) -> Result<Option<Site>, StoreError> {
+    Ok(read_site(store, site).await?.map(|(site, _)| site))
+}
+
+async fn read_site(store: &dyn ItemStore, site: &SiteId) -> Result<Option<(Site, u64)>, StoreError> {
+    match store.get(&site_key(site)).await? {
+        Some(item) => Ok(Some((item.to_record()?, item.count("rev") as u64))),
+        None => Ok(None),
+    }
+}
+
+/// The tenant's site, or `NotFound` (also when it belongs to someone else).
+pub async fn get_site(store: &dyn ItemStore, tenant: &TenantId, site: &SiteId) -> Result<Site, SiteError> {
+    Ok(owned_site(store, tenant, site).await?.0)
+}
+
+async fn owned_site(store: &dyn ItemStore, tenant: &TenantId, site: &SiteId) -> Result<(Site, u64), SiteError> {
+    match read_site(store, site).await? {
+        Some((s, rev)) if &s.tenant_id == tenant => Ok((s, rev)),
+        _ => Err(SiteError::NotFound),
+    }
+}
+
+/// A page of the tenant's sites, oldest first.
+pub async fn list_sites(
+    store: &dyn ItemStore,
+    tenant: &TenantId,
+    cursor: Option<String>,
+) -> Result<(Vec<Site>, Option<String>), SiteError> {
+    let page = store
+        .query(Query::on(Index::ByTenant, format!("TENANT#{tenant}")).prefix("SITE#").limit(100).after(cursor))
+        .await?;
+    let sites = page.items.iter().map(Item::to_record).collect::<Result<Vec<Site>, _>>()?;
+    Ok((sites, page.next))
+}
+
+/// Applies a change with optimistic concurrency, retrying a few times if another writer got there first.
+/// `change` returns the new site and, when the prompt changed, the version to record.
+async fn change_site<F>(
+    store: &dyn ItemStore,
+    clock: &dyn Clock,
+    tenant: &TenantId,
+    site_id: &SiteId,
+    mut change: F,
+) -> Result<Site, SiteError>
+where
+    F: FnMut(&Site) -> Result<(Site, Option<PromptVersion>), SiteError>,
+{
+    for _ in 0..5 {
+        let (current, rev) = owned_site(store, tenant, site_id).await?;
+        let (mut next, version) = change(&current)?;
+        next.updated_at = rfc3339(clock.now());
+        let mut writes = vec![Write::Put(site_item(&next, rev + 1)?, Condition::AttributeEquals("rev".into(), rev.into()))];
+        if let Some(version) = &version {
+            writes.push(Write::Put(version_item(site_id, version)?, Condition::IfAbsent));
+        }
+        match store.transact(writes).await {
+            Ok(()) => return Ok(next),
+            Err(StoreError::ConditionFailed) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(SiteError::Conflict)
+}
+
+/// Applies a PATCH. A prompt change records a new prompt version in the same transaction.
+pub async fn patch_site(
+    store: &dyn ItemStore,
+    clock: &dyn Clock,
+    tenant: &TenantId,
+    site_id: &SiteId,
+    patch: SitePatch,
+) -> Result<Site, SiteError> {
+    let allowed_domains = match &patch.allowed_domains {
+        Some(raw) => Some(
+            domains::parse_domains(raw).map_err(|message| SiteError::Invalid { field: "allowed_domains", message })?,
+        ),
+        None => None,
+    };
+    let now = rfc3339(clock.now());
+    change_site(store, clock, tenant, site_id, |current| {
+        let mut next = current.clone();
+        if let Some(name) = &patch.name {
+            next.name = name.clone();
+        }
+        if let Some(domains) = &allowed_domains {
+            next.allowed_domains = domains.clone();
+        }
+        if let Some(enabled) = patch.is_embed_enabled {
+            next.is_embed_enabled = enabled;
+        }
+        if let Some(widget) = &patch.widget {
+            next.widget = current.widget.merged(widget.clone());
+        }
+        let version = patch.prompt.as_ref().map(|p| {
+            next.prompt = current.prompt.next(p.clone());
+            PromptVersion { profile: next.prompt.clone(), created_at: now.clone(), rolled_back_from: None }
+        });
+        Ok((next, version))
+    })
+    .await
+}
+
+/// The site's prompt history, newest first.
+pub async fn prompt_versions(
+    store: &dyn ItemStore,
+    tenant: &TenantId,
+    site_id: &SiteId,
+    cursor: Option<String>,
+) -> Result<(Vec<PromptVersion>, Option<String>), SiteError> {
+    owned_site(store, tenant, site_id).await?;
+    let page =
+        store.query(Query::partition(format!("SITE#{site_id}")).prefix("PROMPT#").descending().after(cursor)).await?;
+    let versions = page.items.iter().map(Item::to_record).collect::<Result<Vec<PromptVersion>, _>>()?;
+    Ok((versions, page.next))
+}
+
+/// Makes an earlier version current again, as a new version (history is never rewritten).
+pub async fn rollback_prompt(
+    store: &dyn ItemStore,
+    clock: &dyn Clock,
+    tenant: &TenantId,
+    site_id: &SiteId,
+    to_version: u32,
+) -> Result<Site, SiteError> {
+    owned_site(store, tenant, site_id).await?;
+    let Some(item) = store.get(&prompt_version_key(site_id, to_version)).await? else {
+        return Err(SiteError::VersionNotFound(to_version));
+    };
+    let target: PromptVersion = item.to_record()?;
+    let now = rfc3339(clock.now());
+    change_site(store, clock, tenant, site_id, |current| {
+        let mut next = current.clone();
+        next.prompt = PromptProfile { version: current.prompt.version + 1, ..target.profile.clone() };
+        let version =
+            PromptVersion { profile: next.prompt.clone(), created_at: now.clone(), rolled_back_from: Some(to_version) };
+        Ok((next, Some(version)))
+    })
+    .await
+}

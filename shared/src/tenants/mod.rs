@@ -1,0 +1,240 @@
+//! Tenants (the businesses on the platform), their plans and subscription status.
+
+pub mod api_keys;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Clock, rfc3339};
+use crate::ids::{IdGenerator, TenantId};
+use crate::store::{Condition, ItemStore, Key, StoreError, Update};
+
+/// A plan and what it allows each month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Plan {
+    Starter,
+    Pro,
+    Enterprise,
+}
+
+/// The limits that come with a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PlanLimits {
+    /// Chat answers per calendar month, across the tenant's sites.
+    pub monthly_chats: u64,
+    /// Embedding tokens per calendar month (training and queries).
+    pub monthly_embedding_tokens: u64,
+    /// Chat answers per site per UTC day (a runaway widget cannot spend the month in a day).
+    pub daily_site_chats: u64,
+    /// Most pages one training run may crawl.
+    pub training_pages: u32,
+    /// Phone receptionist minutes per calendar month.
+    pub monthly_call_minutes: u64,
+}
+
+impl Plan {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim() {
+            "starter" => Ok(Plan::Starter),
+            "pro" => Ok(Plan::Pro),
+            "enterprise" => Ok(Plan::Enterprise),
+            other => Err(format!("{other:?} is not a plan (starter, pro, enterprise)")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plan::Starter => "starter",
+            Plan::Pro => "pro",
+            Plan::Enterprise => "enterprise",
+        }
+    }
+
+    pub fn limits(self) -> PlanLimits {
+        match self {
+            Plan::Starter => PlanLimits {
+                monthly_chats: 1_000,
+                monthly_embedding_tokens: 2_000_000,
+                daily_site_chats: 200,
+                training_pages: 100,
+                monthly_call_minutes: 60,
+            },
+            Plan::Pro => PlanLimits {
+                monthly_chats: 10_000,
+                monthly_embedding_tokens: 20_000_000,
+                daily_site_chats: 2_000,
+                training_pages: 1_000,
+                monthly_call_minutes: 600,
+            },
+            Plan::Enterprise => PlanLimits {
+                monthly_chats: 100_000,
+                monthly_embedding_tokens: 200_000_000,
+                daily_site_chats: 20_000,
+                training_pages: 10_000,
+                monthly_call_minutes: 6_000,
+            },
+        }
+    }
+
+    /// The plan to suggest when this one runs out.
+    pub fn upgrade(self) -> Option<Plan> {
+        match self {
+            Plan::Starter => Some(Plan::Pro),
+            Plan::Pro => Some(Plan::Enterprise),
+            Plan::Enterprise => None,
+        }
+    }
+}
+
+/// Where the tenant's subscription stands (set by an admin until Stripe webhooks set it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    Active,
+    Trialing,
+    PastDue,
+    Canceled,
+}
+
+impl SubscriptionStatus {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim() {
+            "active" => Ok(Self::Active),
+            "trialing" => Ok(Self::Trialing),
+            "past_due" => Ok(Self::PastDue),
+            "canceled" => Ok(Self::Canceled),
+            other => Err(format!("{other:?} is not a subscription status (active, trialing, past_due, canceled)")),
+        }
+    }
+
+    /// Whether the tenant may use paid features (chat, calls) now.
+    pub fn in_good_standing(self) -> bool {
+        matches!(self, Self::Active | Self::Trialing)
+    }
+}
+
+/// A business's display name: 1 to 200 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantName(String);
+
+impl TenantName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let s = raw.trim();
+        let n = s.chars().count();
+        if n == 0 || n > 200 {
+            return Err("must be 1 to 200 characters".into());
+        }
+        if s.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(s.to_string()))
+    }
+}
+
+impl TryFrom<String> for TenantName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl From<TenantName> for String {
+    fn from(n: TenantName) -> String {
+        n.0
+    }
+}
+
+/// A tenant as stored and shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub tenant_id: TenantId,
+    pub name: TenantName,
+    pub plan: Plan,
+    pub subscription_status: SubscriptionStatus,
+    pub created_at: String,
+}
+
+pub fn tenant_key(tenant: &TenantId) -> Key {
+    Key::new(format!("TENANT#{tenant}"), "PROFILE")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    #[error("tenant {0} not found")]
+    NotFound(TenantId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Creates a tenant (new tenants start `trialing`).
+pub async fn create_tenant(
+    store: &dyn ItemStore,
+    ids: &dyn IdGenerator,
+    clock: &dyn Clock,
+    name: TenantName,
+    plan: Plan,
+) -> Result<Tenant, TenantError> {
+    let tenant = Tenant {
+        tenant_id: TenantId::generate(ids),
+        name,
+        plan,
+        subscription_status: SubscriptionStatus::Trialing,
+        created_at: rfc3339(clock.now()),
+    };
+    let item = crate::store::Item::from_record(tenant_key(&tenant.tenant_id), &tenant)?;
+    store.put(item, Condition::IfAbsent).await?;
+    Ok(tenant)
+}
+
+pub async fn get_tenant(store: &dyn ItemStore, tenant: &TenantId) -> Result<Tenant, TenantError> {
+    match store.get(&tenant_key(tenant)).await? {
+        Some(item) => Ok(item.to_record()?),
+        None => Err(TenantError::NotFound(tenant.clone())),
+    }
+}
+
+pub async fn set_subscription_status(
+    store: &dyn ItemStore,
+    tenant: &TenantId,
+    status: SubscriptionStatus,
+) -> Result<Tenant, TenantError> {
+    let status_value = serde_json::to_value(status).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let update = Update::new(tenant_key(tenant)).set("subscription_status", status_value).when(Condition::IfExists);
+    match store.update(update).await {
+        Ok(item) => Ok(item.to_record()?),
+        Err(StoreError::ConditionFailed) => Err(TenantError::NotFound(tenant.clone())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_parse_and_grow() {
+        assert_eq!(Plan::parse("pro").unwrap(), Plan::Pro);
+        assert!(Plan::parse("gold").is_err());
+        let (s, p, e) = (Plan::Starter.limits(), Plan::Pro.limits(), Plan::Enterprise.limits());
+        assert!(s.monthly_chats < p.monthly_chats && p.monthly_chats < e.monthly_chats);
+        assert!(s.training_pages < p.training_pages && p.training_pages < e.training_pages);
+        assert_eq!(Plan::Starter.upgrade(), Some(Plan::Pro));
+        assert_eq!(Plan::Enterprise.upgrade(), None);
+    }
+
+    #[test]
+    fn statuses_in_good_standing() {
+        assert!(SubscriptionStatus::parse("trialing").unwrap().in_good_standing());
+        assert!(!SubscriptionStatus::parse("past_due").unwrap().in_good_standing());
+        assert!(SubscriptionStatus::parse("paused").is_err());
+    }
+
+    #[test]
+    fn tenant_names_are_checked() {
+        assert_eq!(String::from(TenantName::parse("  株式会社ことば  ").unwrap()), "株式会社ことば");
+        assert!(TenantName::parse(" ").is_err());
+        assert!(TenantName::parse("a\u{0007}b").is_err());
+        assert!(TenantName::parse(&"x".repeat(201)).is_err());
+    }
+}
