@@ -36,28 +36,38 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn at(start: OffsetDateTime) -> Self {
-        Self { millis: Arc::new(AtomicI64::new((start.unix_timestamp_nanos() / 1_000_000) as i64)) }
+        Self {
+            millis: Arc::new(AtomicI64::new(
+                (start.unix_timestamp_nanos() / 1_000_000) as i64,
+            )),
+        }
     }
 
     pub fn advance(&self, by: std::time::Duration) {
-        self.millis.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+        self.millis
+            .fetch_add(by.as_millis() as i64, Ordering::SeqCst);
     }
 
     pub fn set(&self, to: OffsetDateTime) {
-        self.millis.store((to.unix_timestamp_nanos() / 1_000_000) as i64, Ordering::SeqCst);
+        self.millis.store(
+            (to.unix_timestamp_nanos() / 1_000_000) as i64,
+            Ordering::SeqCst,
+        );
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
         let ms = self.millis.load(Ordering::SeqCst);
-        OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).expect("manual clock in range")
+        OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+            .expect("manual clock in range")
     }
 }
 
 /// RFC 3339 text for an instant (what the API and the store show).
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.unix_timestamp().to_string())
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
 #[cfg(test)]

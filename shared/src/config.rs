@@ -94,7 +94,10 @@ impl Config {
     pub fn from_vars(vars: &HashMap<String, String>, mode: Mode) -> Result<Self, ConfigError> {
         let env = Env(vars);
         let listen = env.parse_or("KOTOBA_LISTEN", "127.0.0.1:3000".parse().expect("literal"))?;
-        let bridge_listen = env.parse_or("KOTOBA_BRIDGE_LISTEN", "127.0.0.1:3001".parse().expect("literal"))?;
+        let bridge_listen = env.parse_or(
+            "KOTOBA_BRIDGE_LISTEN",
+            "127.0.0.1:3001".parse().expect("literal"),
+        )?;
         let data_dir = PathBuf::from(env.get("KOTOBA_DATA_DIR").unwrap_or("./.kotoba"));
         let admin_key = env.get("KOTOBA_ADMIN_KEY").map(str::to_string);
         if let Some(key) = &admin_key {
@@ -111,9 +114,13 @@ impl Config {
             api_key: env.get("OPENAI_API_KEY").map(str::to_string),
             chat_model: env.get("KOTOBA_CHAT_MODEL").map(str::to_string),
             embedding_model: env.get("KOTOBA_EMBEDDING_MODEL").map(str::to_string),
-            realtime_url: env.url_or("OPENAI_REALTIME_URL", "wss://api.openai.com/v1/realtime?model=gpt-realtime")?,
+            realtime_url: env.url_or(
+                "OPENAI_REALTIME_URL",
+                "wss://api.openai.com/v1/realtime?model=gpt-realtime",
+            )?,
         };
-        let fetch_allow_loopback = env.bool_or("KOTOBA_FETCH_ALLOW_LOOPBACK", mode == Mode::Local)?;
+        let fetch_allow_loopback =
+            env.bool_or("KOTOBA_FETCH_ALLOW_LOOPBACK", mode == Mode::Local)?;
         let log_json = env.bool_or("KOTOBA_LOG_JSON", mode == Mode::Deployed)?;
 
         // The table name is the switch: with it, every port uses its AWS adapter.
@@ -125,8 +132,14 @@ impl Config {
                 train_queue_url: env.required("KOTOBA_TRAIN_QUEUE_URL")?.to_string(),
                 dead_letter_queue_url: env.required("KOTOBA_TRAIN_DLQ_URL")?.to_string(),
                 max_receives: env.parse_or("KOTOBA_TRAIN_MAX_RECEIVES", 3)?,
-                mail_from: env.get("KOTOBA_MAIL_FROM").unwrap_or("no-reply@kotoba.invalid").to_string(),
-                s3_force_path_style: env.bool_or("KOTOBA_S3_FORCE_PATH_STYLE", env.get("AWS_ENDPOINT_URL").is_some())?,
+                mail_from: env
+                    .get("KOTOBA_MAIL_FROM")
+                    .unwrap_or("no-reply@kotoba.invalid")
+                    .to_string(),
+                s3_force_path_style: env.bool_or(
+                    "KOTOBA_S3_FORCE_PATH_STYLE",
+                    env.get("AWS_ENDPOINT_URL").is_some(),
+                )?,
                 endpoint_url: env.get("AWS_ENDPOINT_URL").map(str::to_string),
             }),
         };
@@ -156,16 +169,26 @@ impl Env<'_> {
     }
 
     fn required(&self, name: &'static str) -> Result<&str, ConfigError> {
-        self.get(name).ok_or(ConfigError { variable: name, problem: "is required when KOTOBA_TABLE is set".into() })
+        self.get(name).ok_or(ConfigError {
+            variable: name,
+            problem: "is required when KOTOBA_TABLE is set".into(),
+        })
     }
 
-    fn parse_or<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    fn parse_or<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError>
     where
         T::Err: std::fmt::Display,
     {
         match self.get(name) {
             None => Ok(default),
-            Some(raw) => raw.parse().map_err(|e| ConfigError { variable: name, problem: format!("{raw:?}: {e}") }),
+            Some(raw) => raw.parse().map_err(|e| ConfigError {
+                variable: name,
+                problem: format!("{raw:?}: {e}"),
+            }),
         }
     }
 
@@ -174,17 +197,24 @@ impl Env<'_> {
             None => Ok(default),
             Some("1" | "true" | "yes" | "on") => Ok(true),
             Some("0" | "false" | "no" | "off") => Ok(false),
-            Some(other) => {
-                Err(ConfigError { variable: name, problem: format!("{other:?} is not true/false/1/0/yes/no/on/off") })
-            }
+            Some(other) => Err(ConfigError {
+                variable: name,
+                problem: format!("{other:?} is not true/false/1/0/yes/no/on/off"),
+            }),
         }
     }
 
     fn url_or(&self, name: &'static str, default: &str) -> Result<Url, ConfigError> {
         let raw = self.get(name).unwrap_or(default);
-        let url = Url::parse(raw).map_err(|e| ConfigError { variable: name, problem: format!("{raw:?}: {e}") })?;
+        let url = Url::parse(raw).map_err(|e| ConfigError {
+            variable: name,
+            problem: format!("{raw:?}: {e}"),
+        })?;
         if url.host_str().is_none() {
-            return Err(ConfigError { variable: name, problem: format!("{raw:?} has no host") });
+            return Err(ConfigError {
+                variable: name,
+                problem: format!("{raw:?} has no host"),
+            });
         }
         Ok(url)
     }
@@ -195,7 +225,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -221,14 +254,20 @@ mod tests {
     fn errors_name_the_variable() {
         let e = Config::from_vars(&vars(&[("KOTOBA_LISTEN", "nope")]), Mode::Local).unwrap_err();
         assert_eq!(e.variable, "KOTOBA_LISTEN");
-        let e = Config::from_vars(&vars(&[("KOTOBA_FETCH_ALLOW_LOOPBACK", "maybe")]), Mode::Local).unwrap_err();
+        let e = Config::from_vars(
+            &vars(&[("KOTOBA_FETCH_ALLOW_LOOPBACK", "maybe")]),
+            Mode::Local,
+        )
+        .unwrap_err();
         assert_eq!(e.variable, "KOTOBA_FETCH_ALLOW_LOOPBACK");
         let e = Config::from_vars(&vars(&[("KOTOBA_TABLE", "t")]), Mode::Local).unwrap_err();
         assert_eq!(e.variable, "KOTOBA_BUCKET");
         assert!(e.to_string().contains("KOTOBA_BUCKET"));
-        let e = Config::from_vars(&vars(&[("KOTOBA_ADMIN_KEY", "short")]), Mode::Local).unwrap_err();
+        let e =
+            Config::from_vars(&vars(&[("KOTOBA_ADMIN_KEY", "short")]), Mode::Local).unwrap_err();
         assert_eq!(e.variable, "KOTOBA_ADMIN_KEY");
-        let e = Config::from_vars(&vars(&[("OPENAI_BASE_URL", "not a url")]), Mode::Local).unwrap_err();
+        let e =
+            Config::from_vars(&vars(&[("OPENAI_BASE_URL", "not a url")]), Mode::Local).unwrap_err();
         assert_eq!(e.variable, "OPENAI_BASE_URL");
     }
 
@@ -239,15 +278,23 @@ mod tests {
                 ("KOTOBA_TABLE", "kotoba"),
                 ("KOTOBA_BUCKET", "kotoba-blobs"),
                 ("KOTOBA_TRAIN_QUEUE_URL", "http://127.0.0.1:5000/123/train"),
-                ("KOTOBA_TRAIN_DLQ_URL", "http://127.0.0.1:5000/123/train-dlq"),
+                (
+                    "KOTOBA_TRAIN_DLQ_URL",
+                    "http://127.0.0.1:5000/123/train-dlq",
+                ),
                 ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
             ]),
             Mode::Local,
         )
         .unwrap();
-        let Backend::Aws(aws) = c.backend else { panic!("expected AWS") };
+        let Backend::Aws(aws) = c.backend else {
+            panic!("expected AWS")
+        };
         assert_eq!(aws.table, "kotoba");
-        assert!(aws.s3_force_path_style, "an endpoint override implies an emulator");
+        assert!(
+            aws.s3_force_path_style,
+            "an endpoint override implies an emulator"
+        );
         assert_eq!(aws.max_receives, 3);
     }
 }

@@ -19,7 +19,9 @@ pub struct EmbeddedDb {
 
 impl std::fmt::Debug for EmbeddedDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedDb").field("path", &self.path).finish()
+        f.debug_struct("EmbeddedDb")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -29,17 +31,27 @@ impl EmbeddedDb {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let conn = Connection::open(path).with_context(|| format!("opening SQLite database {}", path.display()))?;
-        conn.pragma_update(None, "journal_mode", "WAL").context("enabling WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL").context("setting synchronous")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).context("setting busy timeout")?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), path: path.to_path_buf() })
+        let conn = Connection::open(path)
+            .with_context(|| format!("opening SQLite database {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .context("enabling WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .context("setting synchronous")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .context("setting busy timeout")?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_path_buf(),
+        })
     }
 
     /// A private database in memory (unit tests).
     pub fn in_memory() -> anyhow::Result<Self> {
         let conn = Connection::open_in_memory().context("opening in-memory SQLite")?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), path: PathBuf::from(":memory:") })
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: PathBuf::from(":memory:"),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -64,8 +76,14 @@ impl EmbeddedDb {
     }
 
     /// Like [`call`](Self::call) but on the current thread: for schema set-up at start.
-    pub fn call_blocking<T>(&self, f: impl FnOnce(&mut Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let mut guard = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    pub fn call_blocking<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut guard = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut guard)
     }
 }

@@ -12,6 +12,11 @@ pub trait IdGenerator: Send + Sync + 'static {
     fn new_id(&self) -> String;
     /// `n` bytes of secret randomness (API keys, signing secrets).
     fn secret_bytes(&self, n: usize) -> Vec<u8>;
+
+    /// `n` bytes of secret randomness as lowercase hex.
+    fn secret_hex(&self, n: usize) -> String {
+        hex::encode(self.secret_bytes(n))
+    }
 }
 
 /// Random, time-ordered ids from the OS's random source.
@@ -53,7 +58,10 @@ const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 /// Crockford base32 (lowercase) of 16 bytes: 26 characters that sort like the bytes.
 fn encode_base32(bytes: &[u8; 16]) -> String {
     let value = u128::from_be_bytes(*bytes);
-    (0..26).rev().map(|i| ALPHABET[((value >> (i * 5)) & 31) as usize] as char).collect()
+    (0..26)
+        .rev()
+        .map(|i| ALPHABET[((value >> (i * 5)) & 31) as usize] as char)
+        .collect()
 }
 
 /// Declares an id newtype that only parsing can build: a fixed prefix and a body of id characters.
@@ -156,7 +164,12 @@ mod tests {
         assert!(SiteId::parse("site_").is_err());
         assert!(SiteId::parse("site_ABC").is_err());
         assert!(SiteId::parse("site_a/b").is_err());
-        assert_eq!(TenantId::parse("ten_00000000000000000000000001").unwrap().as_str(), "ten_00000000000000000000000001");
+        assert_eq!(
+            TenantId::parse("ten_00000000000000000000000001")
+                .unwrap()
+                .as_str(),
+            "ten_00000000000000000000000001"
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 /// An amount of US dollars in millionths (1 USD = 1_000_000). Signed so refunds and credits subtract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct MicroUsd(pub i64);
 
@@ -17,12 +19,25 @@ impl MicroUsd {
             None => (false, s),
         };
         let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
-        if whole.is_empty() || frac.len() > 6 || !whole.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
-            return Err(format!("{raw:?} is not an amount of dollars with at most 6 decimals"));
+        if whole.is_empty()
+            || frac.len() > 6
+            || !whole
+                .bytes()
+                .chain(frac.bytes())
+                .all(|b| b.is_ascii_digit())
+        {
+            return Err(format!(
+                "{raw:?} is not an amount of dollars with at most 6 decimals"
+            ));
         }
         let whole: i64 = whole.parse().map_err(|_| format!("{raw:?} is too large"))?;
-        let frac: i64 = format!("{frac:0<6}").parse().map_err(|_| format!("{raw:?} is malformed"))?;
-        let micros = whole.checked_mul(1_000_000).and_then(|w| w.checked_add(frac)).ok_or(format!("{raw:?} is too large"))?;
+        let frac: i64 = format!("{frac:0<6}")
+            .parse()
+            .map_err(|_| format!("{raw:?} is malformed"))?;
+        let micros = whole
+            .checked_mul(1_000_000)
+            .and_then(|w| w.checked_add(frac))
+            .ok_or(format!("{raw:?} is too large"))?;
         Ok(MicroUsd(if neg { -micros } else { micros }))
     }
 
@@ -59,8 +74,14 @@ mod tests {
     #[test]
     fn parses_and_prints_dollars() {
         assert_eq!(MicroUsd::from_dollars_str("0.00002").unwrap(), MicroUsd(20));
-        assert_eq!(MicroUsd::from_dollars_str("12").unwrap(), MicroUsd(12_000_000));
-        assert_eq!(MicroUsd::from_dollars_str("-1.5").unwrap(), MicroUsd(-1_500_000));
+        assert_eq!(
+            MicroUsd::from_dollars_str("12").unwrap(),
+            MicroUsd(12_000_000)
+        );
+        assert_eq!(
+            MicroUsd::from_dollars_str("-1.5").unwrap(),
+            MicroUsd(-1_500_000)
+        );
         assert!(MicroUsd::from_dollars_str("1.0000001").is_err());
         assert!(MicroUsd::from_dollars_str("abc").is_err());
         assert!(MicroUsd::from_dollars_str(".5").is_err());

@@ -24,6 +24,8 @@ pub const TRAIN_MAX_RECEIVES: u32 = 3;
 pub struct Platform {
     pub store: Arc<dyn ItemStore>,
     pub blobs: Arc<dyn BlobStore>,
+    /// The blob directory in embedded mode, whose presigned URLs the local runner serves.
+    pub dir_blobs: Option<Arc<DirBlobs>>,
     pub train_queue: Arc<dyn JobQueue>,
     pub mail: Arc<dyn Mailer>,
     pub mail_from: EmailAddress,
@@ -35,38 +37,71 @@ pub struct Platform {
 
 impl std::fmt::Debug for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Platform").field("backend", &self.config.backend).finish_non_exhaustive()
+        f.debug_struct("Platform")
+            .field("backend", &self.config.backend)
+            .finish_non_exhaustive()
     }
 }
 
 impl Platform {
-    /// Builds the adapters the configuration names: embedded under the data directory, or AWS.
+    /// Builds the adapters the configuration names: embedded under the data directory, or AWS with the
+    /// SDK's usual environment (region, credentials, `AWS_ENDPOINT_URL` for an emulator).
     pub async fn from_config(config: Config) -> anyhow::Result<Arc<Platform>> {
+        Self::from_config_with(config, None).await
+    }
+
+    /// As [`from_config`](Self::from_config), with a given SDK configuration for AWS (tests pass one
+    /// pointing at the emulator instead of changing the process environment).
+    pub async fn from_config_with(
+        config: Config,
+        sdk: Option<aws_config::SdkConfig>,
+    ) -> anyhow::Result<Arc<Platform>> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let ids: Arc<dyn IdGenerator> = Arc::new(RandomIds);
         match config.backend.clone() {
             Backend::Embedded => Self::embedded(config, clock, ids),
-            Backend::Aws(aws) => Self::aws(config, &aws, clock, ids).await,
+            Backend::Aws(aws) => {
+                let sdk = match sdk {
+                    Some(sdk) => sdk,
+                    None => aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
+                };
+                Self::aws(config, &aws, &sdk, clock, ids)
+            }
         }
     }
 
     /// SQLite store and queue, a blob directory served by the local runner, an outbox of `.eml` files.
-    pub fn embedded(config: Config, clock: Arc<dyn Clock>, ids: Arc<dyn IdGenerator>) -> anyhow::Result<Arc<Platform>> {
+    pub fn embedded(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+    ) -> anyhow::Result<Arc<Platform>> {
         let dir = &config.data_dir;
-        std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating data directory {}", dir.display()))?;
         let db = EmbeddedDb::open(&dir.join("kotoba.sqlite3"))?;
-        let store = EmbeddedStore::new(db.clone(), clock.clone()).context("preparing the embedded store")?;
-        let queue = LocalQueue::new(db, "train", TRAIN_MAX_RECEIVES, clock.clone()).context("preparing the local queue")?;
+        let store = EmbeddedStore::new(db.clone(), clock.clone())
+            .context("preparing the embedded store")?;
+        let queue = LocalQueue::new(db, "train", TRAIN_MAX_RECEIVES, clock.clone())
+            .context("preparing the local queue")?;
         let presign_key = PresignKey::load_or_create(&dir.join("blob-signing.key"))?;
-        let blobs = DirBlobs::new(dir.join("blobs"), config.public_url.clone(), presign_key, clock.clone())
-            .context("preparing the blob directory")?;
+        let blobs = DirBlobs::new(
+            dir.join("blobs"),
+            config.public_url.clone(),
+            presign_key,
+            clock.clone(),
+        )
+        .context("preparing the blob directory")?;
+        let blobs = Arc::new(blobs);
         let outbox = Outbox::new(dir.join("outbox")).context("preparing the mail outbox")?;
         Ok(Arc::new(Platform {
             store: Arc::new(store),
-            blobs: Arc::new(blobs),
+            blobs: blobs.clone(),
+            dir_blobs: Some(blobs),
             train_queue: Arc::new(queue),
             mail: Arc::new(outbox),
-            mail_from: EmailAddress::parse("no-reply@kotoba.localhost").map_err(anyhow::Error::msg)?,
+            mail_from: EmailAddress::parse("no-reply@kotoba.localhost")
+                .map_err(anyhow::Error::msg)?,
             clock,
             ids,
             admin_key: config.admin_key.as_deref().map(AdminKey::new),
@@ -74,32 +109,40 @@ impl Platform {
         }))
     }
 
-    /// DynamoDB, S3, SQS and SESv2, with the SDK's usual environment (region, credentials,
-    /// `AWS_ENDPOINT_URL` for an emulator).
-    pub async fn aws(
+    /// DynamoDB, S3, SQS and SESv2 clients from one SDK configuration.
+    pub fn aws(
         config: Config,
         aws: &AwsSettings,
+        sdk: &aws_config::SdkConfig,
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdGenerator>,
     ) -> anyhow::Result<Arc<Platform>> {
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), aws.table.clone(), clock.clone());
+        let store = DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            aws.table.clone(),
+            clock.clone(),
+        );
         let s3 = blobs::s3::s3_client(
-            &sdk,
-            &S3Settings { force_path_style: aws.s3_force_path_style, checksums_when_required: aws.s3_force_path_style },
+            sdk,
+            &S3Settings {
+                force_path_style: aws.s3_force_path_style,
+                checksums_when_required: aws.s3_force_path_style,
+            },
         );
         let queue = SqsQueue::new(
-            aws_sdk_sqs::Client::new(&sdk),
+            aws_sdk_sqs::Client::new(sdk),
             aws.train_queue_url.clone(),
             aws.dead_letter_queue_url.clone(),
             aws.max_receives,
         );
-        let mail_from = EmailAddress::parse(&aws.mail_from).map_err(|e| anyhow::anyhow!("KOTOBA_MAIL_FROM: {e}"))?;
+        let mail_from = EmailAddress::parse(&aws.mail_from)
+            .map_err(|e| anyhow::anyhow!("KOTOBA_MAIL_FROM: {e}"))?;
         Ok(Arc::new(Platform {
             store: Arc::new(store),
             blobs: Arc::new(S3Blobs::new(s3, aws.bucket.clone())),
+            dir_blobs: None,
             train_queue: Arc::new(queue),
-            mail: Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(&sdk))),
+            mail: Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(sdk))),
             mail_from,
             clock,
             ids,

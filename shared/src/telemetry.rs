@@ -18,7 +18,11 @@ pub fn init(json: bool) {
             .with_target(false)
             .try_init()
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).with_span_events(FmtSpan::NONE).with_target(false).try_init()
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_span_events(FmtSpan::NONE)
+            .with_target(false)
+            .try_init()
     };
     // An already-installed subscriber is fine; anything else cannot happen with try_init.
     let _ = result;

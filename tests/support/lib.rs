@@ -1,6 +1,9 @@
 //! Shared harness for the workspace integration tests.
 
+pub mod app;
 pub mod aws;
+
+pub use app::{Backend, Reply, TestApp};
 
 /// A name no other test in this run uses: every test gets its own table, bucket and queue, so tests can
 /// share one emulator in parallel without resetting it.

@@ -44,19 +44,34 @@ pub fn check_key(key: &str) -> Result<(), BlobError> {
     let ok = !key.is_empty()
         && key.len() <= 1024
         && !key.starts_with('/')
-        && key.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        && key
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
         && !key.chars().any(|c| c.is_control() || c == '\\');
-    if ok { Ok(()) } else { Err(BlobError::InvalidKey(key.to_string())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(BlobError::InvalidKey(key.to_string()))
+    }
 }
 
 pub trait BlobStore: Send + Sync + 'static {
     /// Writes the whole object, replacing any previous one atomically (readers see old or new, never half).
-    fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> BoxFuture<'_, Result<(), BlobError>>;
+    fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> BoxFuture<'_, Result<(), BlobError>>;
     fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<Blob>, BlobError>>;
     /// Every key under `prefix`, in key order.
     fn list(&self, prefix: &str) -> BoxFuture<'_, Result<Vec<BlobEntry>, BlobError>>;
     /// Deleting a missing key is not an error.
     fn delete(&self, key: &str) -> BoxFuture<'_, Result<(), BlobError>>;
     /// A URL that any plain HTTP client can GET until it expires.
-    fn presign_get(&self, key: &str, expires_in: Duration) -> BoxFuture<'_, Result<String, BlobError>>;
+    fn presign_get(
+        &self,
+        key: &str,
+        expires_in: Duration,
+    ) -> BoxFuture<'_, Result<String, BlobError>>;
 }

@@ -40,10 +40,14 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer <key>".into()))?;
-    let value = value.to_str().map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
     let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(ApiError::Unauthorized("expected Authorization: Bearer <key>".into()));
+        return Err(ApiError::Unauthorized(
+            "expected Authorization: Bearer <key>".into(),
+        ));
     }
     Ok(token.trim())
 }
@@ -61,7 +65,8 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
-        let key = ApiKey::parse(token).map_err(|_| ApiError::Unauthorized("invalid API key".into()))?;
+        let key =
+            ApiKey::parse(token).map_err(|_| ApiError::Unauthorized("invalid API key".into()))?;
         let platform = Arc::<Platform>::from_ref(state);
         match api_keys::authenticate(platform.store.as_ref(), &key).await? {
             Some(tenant) => {
@@ -90,7 +95,9 @@ where
         match &platform.admin_key {
             Some(admin) if admin.verify(token) => Ok(AdminAuth),
             Some(_) => Err(ApiError::Unauthorized("invalid admin key".into())),
-            None => Err(ApiError::Unauthorized("admin routes are disabled: KOTOBA_ADMIN_KEY is not set".into())),
+            None => Err(ApiError::Unauthorized(
+                "admin routes are disabled: KOTOBA_ADMIN_KEY is not set".into(),
+            )),
         }
     }
 }

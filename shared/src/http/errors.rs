@@ -15,7 +15,10 @@ use crate::tenants::api_keys::KeyError;
 pub enum ApiError {
     /// 400, naming the offending field when there is one.
     #[error("{message}")]
-    InvalidInput { field: Option<String>, message: String },
+    InvalidInput {
+        field: Option<String>,
+        message: String,
+    },
     /// 401: no key, or a key we do not know.
     #[error("{0}")]
     Unauthorized(String),
@@ -26,10 +29,17 @@ pub enum ApiError {
     NotFound(String),
     /// 402: quota or credits exhausted; says which plan and what to upgrade to.
     #[error("{message}")]
-    PaymentRequired { message: String, plan: String, upgrade_hint: String },
+    PaymentRequired {
+        message: String,
+        plan: String,
+        upgrade_hint: String,
+    },
     /// 409, with details such as the id of the thing in the way.
     #[error("{message}")]
-    Conflict { message: String, details: Option<Value> },
+    Conflict {
+        message: String,
+        details: Option<Value>,
+    },
     /// 413
     #[error("{0}")]
     TooLarge(String),
@@ -46,7 +56,10 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::InvalidInput { field: Some(field.into()), message: message.into() }
+        Self::InvalidInput {
+            field: Some(field.into()),
+            message: message.into(),
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -85,14 +98,21 @@ impl ApiError {
         let mut error = json!({ "code": self.code(), "message": self.to_string() });
         let obj = error.as_object_mut().expect("object literal");
         match self {
-            Self::InvalidInput { field: Some(field), .. } => {
+            Self::InvalidInput {
+                field: Some(field), ..
+            } => {
                 obj.insert("field".into(), field.clone().into());
             }
-            Self::PaymentRequired { plan, upgrade_hint, .. } => {
+            Self::PaymentRequired {
+                plan, upgrade_hint, ..
+            } => {
                 obj.insert("plan".into(), plan.clone().into());
                 obj.insert("upgrade_hint".into(), upgrade_hint.clone().into());
             }
-            Self::Conflict { details: Some(details), .. } => {
+            Self::Conflict {
+                details: Some(details),
+                ..
+            } => {
                 obj.insert("details".into(), details.clone());
             }
             Self::RateLimited { retry_after_secs } => {
@@ -111,13 +131,25 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         match &self {
-            Self::Internal(e) => tracing::error!(status = status.as_u16(), error = format!("{e:#}"), "request failed"),
-            Self::Unavailable(_) => tracing::warn!(status = status.as_u16(), error = %self, "request failed"),
-            _ => tracing::info!(status = status.as_u16(), code = self.code(), "request refused: {self}"),
+            Self::Internal(e) => tracing::error!(
+                status = status.as_u16(),
+                error = format!("{e:#}"),
+                "request failed"
+            ),
+            Self::Unavailable(_) => {
+                tracing::warn!(status = status.as_u16(), error = %self, "request failed")
+            }
+            _ => tracing::info!(
+                status = status.as_u16(),
+                code = self.code(),
+                "request refused: {self}"
+            ),
         }
         let mut response = (status, axum::Json(self.body())).into_response();
         if let Self::RateLimited { retry_after_secs } = self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         response
     }
@@ -127,9 +159,10 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             // A condition reaching the edge unhandled means two writers raced; the client may retry.
-            StoreError::ConditionFailed => {
-                Self::Conflict { message: "the resource changed concurrently; try again".into(), details: None }
-            }
+            StoreError::ConditionFailed => Self::Conflict {
+                message: "the resource changed concurrently; try again".into(),
+                details: None,
+            },
             StoreError::Backend(e) => Self::Unavailable(format!("storage is unavailable: {e}")),
             other => Self::Internal(other.into()),
         }
@@ -140,9 +173,14 @@ impl From<SiteError> for ApiError {
     fn from(e: SiteError) -> Self {
         match e {
             SiteError::NotFound => Self::NotFound("site not found".into()),
-            SiteError::VersionNotFound(v) => Self::NotFound(format!("prompt version {v} not found")),
+            SiteError::VersionNotFound(v) => {
+                Self::NotFound(format!("prompt version {v} not found"))
+            }
             SiteError::Invalid { field, message } => Self::invalid(field, message),
-            SiteError::Conflict => Self::Conflict { message: e.to_string(), details: None },
+            SiteError::Conflict => Self::Conflict {
+                message: e.to_string(),
+                details: None,
+            },
             SiteError::Store(e) => e.into(),
         }
     }
@@ -177,7 +215,11 @@ mod tests {
         let body = e.body();
         assert_eq!(body["error"]["code"], "invalid_input");
         assert_eq!(body["error"]["field"], "widget.color_primary");
-        let e = ApiError::PaymentRequired { message: "quota".into(), plan: "starter".into(), upgrade_hint: "pro".into() };
+        let e = ApiError::PaymentRequired {
+            message: "quota".into(),
+            plan: "starter".into(),
+            upgrade_hint: "pro".into(),
+        };
         assert_eq!(e.status(), StatusCode::PAYMENT_REQUIRED);
         assert_eq!(e.body()["error"]["plan"], "starter");
     }
@@ -191,7 +233,10 @@ mod tests {
 
     #[test]
     fn rate_limits_carry_retry_after() {
-        let response = ApiError::RateLimited { retry_after_secs: 7 }.into_response();
+        let response = ApiError::RateLimited {
+            retry_after_secs: 7,
+        }
+        .into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "7");
     }

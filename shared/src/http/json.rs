@@ -21,17 +21,27 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|ct| {
-                let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+                let mime = ct
+                    .split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase();
                 mime == "application/json" || mime.ends_with("+json")
             })
             // A missing content type is tolerated (curl -d sends a form type; we say so then).
             .unwrap_or(true);
         if !is_json {
-            return Err(ApiError::InvalidInput { field: None, message: "the body must be application/json".into() });
+            return Err(ApiError::InvalidInput {
+                field: None,
+                message: "the body must be application/json".into(),
+            });
         }
         let bytes = axum::body::to_bytes(request.into_body(), MAX_JSON_BODY)
             .await
-            .map_err(|_| ApiError::TooLarge(format!("the body is larger than {MAX_JSON_BODY} bytes")))?;
+            .map_err(|_| {
+                ApiError::TooLarge(format!("the body is larger than {MAX_JSON_BODY} bytes"))
+            })?;
         parse(&bytes).map(ApiJson)
     }
 }
@@ -39,7 +49,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 /// Parses JSON text, naming the path of the first bad value.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::InvalidInput { field: None, message: "the body is empty; JSON expected".into() });
+        return Err(ApiError::InvalidInput {
+            field: None,
+            message: "the body is empty; JSON expected".into(),
+        });
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|e| {
@@ -47,12 +60,21 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let message = clean_message(e.inner());
         if path == "." || path.is_empty() {
             // Missing fields and syntax errors have no path; serde names a missing field in the text.
-            ApiError::InvalidInput { field: missing_field(&message), message }
+            ApiError::InvalidInput {
+                field: missing_field(&message),
+                message,
+            }
         } else {
-            ApiError::InvalidInput { message: format!("{path}: {message}"), field: Some(path) }
+            ApiError::InvalidInput {
+                message: format!("{path}: {message}"),
+                field: Some(path),
+            }
         }
     })?;
-    de.end().map_err(|e| ApiError::InvalidInput { field: None, message: clean_message(&e) })?;
+    de.end().map_err(|e| ApiError::InvalidInput {
+        field: None,
+        message: clean_message(&e),
+    })?;
     Ok(value)
 }
 
@@ -78,7 +100,9 @@ mod tests {
     #[test]
     fn bad_values_name_their_field() {
         let err = parse::<SitePatch>(br##"{"widget": {"color_primary": "red"}}"##).unwrap_err();
-        let ApiError::InvalidInput { field, message } = err else { panic!("wrong kind") };
+        let ApiError::InvalidInput { field, message } = err else {
+            panic!("wrong kind")
+        };
         assert_eq!(field.as_deref(), Some("widget.color_primary"));
         assert!(message.contains("#rrggbb"), "{message}");
     }
@@ -86,7 +110,9 @@ mod tests {
     #[test]
     fn missing_and_unknown_fields_are_named() {
         let err = parse::<crate::sites::NewSite>(br#"{"allowed_domains": []}"#).unwrap_err();
-        let ApiError::InvalidInput { field, .. } = err else { panic!("wrong kind") };
+        let ApiError::InvalidInput { field, .. } = err else {
+            panic!("wrong kind")
+        };
         assert_eq!(field.as_deref(), Some("name"));
         let err = parse::<SitePatch>(br#"{"nmae": "x"}"#).unwrap_err();
         assert!(err.to_string().contains("nmae"), "{err}");
@@ -94,8 +120,17 @@ mod tests {
 
     #[test]
     fn syntax_errors_and_empty_bodies_are_400() {
-        assert!(matches!(parse::<SitePatch>(b"{"), Err(ApiError::InvalidInput { .. })));
-        assert!(matches!(parse::<SitePatch>(b"  "), Err(ApiError::InvalidInput { .. })));
-        assert!(matches!(parse::<SitePatch>(b"{} {}"), Err(ApiError::InvalidInput { .. })));
+        assert!(matches!(
+            parse::<SitePatch>(b"{"),
+            Err(ApiError::InvalidInput { .. })
+        ));
+        assert!(matches!(
+            parse::<SitePatch>(b"  "),
+            Err(ApiError::InvalidInput { .. })
+        ));
+        assert!(matches!(
+            parse::<SitePatch>(b"{} {}"),
+            Err(ApiError::InvalidInput { .. })
+        ));
     }
 }

@@ -21,17 +21,26 @@ pub fn current_request_id() -> Option<String> {
 }
 
 fn well_formed(id: &str) -> bool {
-    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 fn request_id_of(request: &Request) -> String {
-    if let Some(id) = request.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()) {
+    if let Some(id) = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
         if well_formed(id) {
             return id.to_string();
         }
     }
     use lambda_http::RequestExt;
-    if let Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) = request.request_context_ref() {
+    if let Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) =
+        request.request_context_ref()
+    {
         if let Some(id) = ctx.request_id.as_deref().filter(|id| well_formed(id)) {
             return id.to_string();
         }

@@ -32,7 +32,9 @@ pub struct EmailAddress(String);
 impl EmailAddress {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let s = raw.trim();
-        let (local, domain) = s.split_once('@').ok_or_else(|| format!("{raw:?} is not an email address"))?;
+        let (local, domain) = s
+            .split_once('@')
+            .ok_or_else(|| format!("{raw:?} is not an email address"))?;
         let bad = |c: char| c.is_whitespace() || c.is_control() || "<>()[],;:\\\"@".contains(c);
         if local.is_empty()
             || domain.len() < 3
@@ -92,7 +94,16 @@ mod tests {
     #[test]
     fn email_addresses_parse() {
         assert!(EmailAddress::parse("owner@example.co.jp").is_ok());
-        for bad in ["", "a", "a@b", "@example.com", "a b@example.com", "a@example.com>", "a@.com", "a@@b.com"] {
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@example.com",
+            "a b@example.com",
+            "a@example.com>",
+            "a@.com",
+            "a@@b.com",
+        ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad}");
         }
     }

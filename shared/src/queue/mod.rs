@@ -50,7 +50,11 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Deleting with a stale receipt is not an error (the message may already be gone).
     fn delete(&self, receipt: &str) -> BoxFuture<'_, Result<(), QueueError>>;
     /// Makes a received message visible again after `visibility` (zero: at once), e.g. to retry sooner.
-    fn change_visibility(&self, receipt: &str, visibility: Duration) -> BoxFuture<'_, Result<(), QueueError>>;
+    fn change_visibility(
+        &self,
+        receipt: &str,
+        visibility: Duration,
+    ) -> BoxFuture<'_, Result<(), QueueError>>;
     /// Receives from the dead-letter queue, for inspection and redrive.
     fn receive_dead_letters(&self, max: usize) -> BoxFuture<'_, Result<Vec<Received>, QueueError>>;
     /// The receive count after which a message is dead-lettered.

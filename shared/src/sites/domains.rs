@@ -22,7 +22,9 @@ impl AllowedDomain {
                 || !url.username().is_empty()
                 || url.port().is_some()
             {
-                return Err(format!("{raw:?}: give a host name only (no path, port or query)"));
+                return Err(format!(
+                    "{raw:?}: give a host name only (no path, port or query)"
+                ));
             }
             url.host_str().unwrap_or_default().to_string()
         } else {
@@ -32,9 +34,12 @@ impl AllowedDomain {
             Some(rest) => (true, rest),
             None => (false, host.as_str()),
         };
-        let name = normalise_host(name).ok_or_else(|| format!("{raw:?} is not a valid host name"))?;
+        let name =
+            normalise_host(name).ok_or_else(|| format!("{raw:?} is not a valid host name"))?;
         if wildcard && !name.contains('.') {
-            return Err(format!("{raw:?}: a wildcard needs a registrable domain after it"));
+            return Err(format!(
+                "{raw:?}: a wildcard needs a registrable domain after it"
+            ));
         }
         Ok(Self(if wildcard { format!("*.{name}") } else { name }))
     }
@@ -51,7 +56,11 @@ impl AllowedDomain {
     pub fn matches_host(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         match self.0.strip_prefix("*.") {
-            Some(base) => host.len() > base.len() + 1 && host.ends_with(base) && host[..host.len() - base.len()].ends_with('.'),
+            Some(base) => {
+                host.len() > base.len() + 1
+                    && host.ends_with(base)
+                    && host[..host.len() - base.len()].ends_with('.')
+            }
             None => host == self.0,
         }
     }
@@ -77,7 +86,9 @@ fn normalise_host(name: &str) -> Option<String> {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         });
     labels_ok.then_some(ascii)
 }
@@ -119,19 +130,51 @@ mod tests {
 
     #[test]
     fn normalises_hosts() {
-        assert_eq!(AllowedDomain::parse(" WWW.Example.COM. ").unwrap().as_str(), "www.example.com");
-        assert_eq!(AllowedDomain::parse("https://shop.example.co.jp/").unwrap().as_str(), "shop.example.co.jp");
-        assert_eq!(AllowedDomain::parse("*.Example.com").unwrap().as_str(), "*.example.com");
-        assert_eq!(AllowedDomain::parse("例え.jp").unwrap().as_str(), "xn--r8jz45g.jp");
-        assert_eq!(AllowedDomain::parse("localhost").unwrap().as_str(), "localhost");
-        assert_eq!(AllowedDomain::parse("127.0.0.1").unwrap().as_str(), "127.0.0.1");
+        assert_eq!(
+            AllowedDomain::parse(" WWW.Example.COM. ").unwrap().as_str(),
+            "www.example.com"
+        );
+        assert_eq!(
+            AllowedDomain::parse("https://shop.example.co.jp/")
+                .unwrap()
+                .as_str(),
+            "shop.example.co.jp"
+        );
+        assert_eq!(
+            AllowedDomain::parse("*.Example.com").unwrap().as_str(),
+            "*.example.com"
+        );
+        assert_eq!(
+            AllowedDomain::parse("例え.jp").unwrap().as_str(),
+            "xn--r8jz45g.jp"
+        );
+        assert_eq!(
+            AllowedDomain::parse("localhost").unwrap().as_str(),
+            "localhost"
+        );
+        assert_eq!(
+            AllowedDomain::parse("127.0.0.1").unwrap().as_str(),
+            "127.0.0.1"
+        );
     }
 
     #[test]
     fn refuses_what_is_not_a_host() {
         for bad in [
-            "", "*", "*.com", "a..b", "-a.com", "a-.com", "exa mple.com", "example.com/path", "https://example.com/x",
-            "https://example.com:8443", "ftp://example.com", "user@example.com", "*.*.example.com", "a.*.example.com",
+            "",
+            "*",
+            "*.com",
+            "a..b",
+            "-a.com",
+            "a-.com",
+            "exa mple.com",
+            "example.com/path",
+            "https://example.com/x",
+            "https://example.com:8443",
+            "ftp://example.com",
+            "user@example.com",
+            "*.*.example.com",
+            "a.*.example.com",
             "https://u:p@example.com",
         ] {
             assert!(AllowedDomain::parse(bad).is_err(), "{bad:?} was accepted");

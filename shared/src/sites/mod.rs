@@ -111,7 +111,10 @@ pub enum SiteError {
     #[error("prompt version {0} not found")]
     VersionNotFound(u32),
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     /// Concurrent changes kept winning; the caller may retry.
     #[error("the site changed while it was being updated; try again")]
     Conflict,
@@ -129,11 +132,13 @@ fn prompt_version_key(site: &SiteId, version: u32) -> Key {
 
 /// The stored item: the site's fields, its revision, and its place in the by-tenant index.
 fn site_item(site: &Site, rev: u64) -> Result<Item, StoreError> {
-    Ok(Item::from_record(site_key(&site.site_id), site)?.with("rev", rev).with_index(
-        Index::ByTenant,
-        format!("TENANT#{}", site.tenant_id),
-        format!("SITE#{}", site.site_id),
-    ))
+    Ok(Item::from_record(site_key(&site.site_id), site)?
+        .with("rev", rev)
+        .with_index(
+            Index::ByTenant,
+            format!("TENANT#{}", site.tenant_id),
+            format!("SITE#{}", site.site_id),
+        ))
 }
 
 fn version_item(site: &SiteId, version: &PromptVersion) -> Result<Item, StoreError> {
@@ -148,8 +153,11 @@ pub async fn create_site(
     tenant: &TenantId,
     new: NewSite,
 ) -> Result<Site, SiteError> {
-    let allowed_domains = domains::parse_domains(&new.allowed_domains)
-        .map_err(|message| SiteError::Invalid { field: "allowed_domains", message })?;
+    let allowed_domains =
+        domains::parse_domains(&new.allowed_domains).map_err(|message| SiteError::Invalid {
+            field: "allowed_domains",
+            message,
+        })?;
     let now = rfc3339(clock.now());
     let site = Site {
         site_id: SiteId::generate(ids),
@@ -166,7 +174,11 @@ pub async fn create_site(
         created_at: now.clone(),
         updated_at: now.clone(),
     };
-    let first = PromptVersion { profile: site.prompt.clone(), created_at: now, rolled_back_from: None };
+    let first = PromptVersion {
+        profile: site.prompt.clone(),
+        created_at: now,
+        rolled_back_from: None,
+    };
     store
         .transact(vec![
             Write::Put(site_item(&site, 1)?, Condition::IfAbsent),
@@ -181,7 +193,10 @@ pub async fn find_site(store: &dyn ItemStore, site: &SiteId) -> Result<Option<Si
     Ok(read_site(store, site).await?.map(|(site, _)| site))
 }
 
-async fn read_site(store: &dyn ItemStore, site: &SiteId) -> Result<Option<(Site, u64)>, StoreError> {
+async fn read_site(
+    store: &dyn ItemStore,
+    site: &SiteId,
+) -> Result<Option<(Site, u64)>, StoreError> {
     match store.get(&site_key(site)).await? {
         Some(item) => Ok(Some((item.to_record()?, item.count("rev") as u64))),
         None => Ok(None),
@@ -189,11 +204,19 @@ async fn read_site(store: &dyn ItemStore, site: &SiteId) -> Result<Option<(Site,
 }
 
 /// The tenant's site, or `NotFound` (also when it belongs to someone else).
-pub async fn get_site(store: &dyn ItemStore, tenant: &TenantId, site: &SiteId) -> Result<Site, SiteError> {
+pub async fn get_site(
+    store: &dyn ItemStore,
+    tenant: &TenantId,
+    site: &SiteId,
+) -> Result<Site, SiteError> {
     Ok(owned_site(store, tenant, site).await?.0)
 }
 
-async fn owned_site(store: &dyn ItemStore, tenant: &TenantId, site: &SiteId) -> Result<(Site, u64), SiteError> {
+async fn owned_site(
+    store: &dyn ItemStore,
+    tenant: &TenantId,
+    site: &SiteId,
+) -> Result<(Site, u64), SiteError> {
     match read_site(store, site).await? {
         Some((s, rev)) if &s.tenant_id == tenant => Ok((s, rev)),
         _ => Err(SiteError::NotFound),
@@ -207,9 +230,18 @@ pub async fn list_sites(
     cursor: Option<String>,
 ) -> Result<(Vec<Site>, Option<String>), SiteError> {
     let page = store
-        .query(Query::on(Index::ByTenant, format!("TENANT#{tenant}")).prefix("SITE#").limit(100).after(cursor))
+        .query(
+            Query::on(Index::ByTenant, format!("TENANT#{tenant}"))
+                .prefix("SITE#")
+                .limit(100)
+                .after(cursor),
+        )
         .await?;
-    let sites = page.items.iter().map(Item::to_record).collect::<Result<Vec<Site>, _>>()?;
+    let sites = page
+        .items
+        .iter()
+        .map(Item::to_record)
+        .collect::<Result<Vec<Site>, _>>()?;
     Ok((sites, page.next))
 }
 
@@ -229,9 +261,15 @@ where
         let (current, rev) = owned_site(store, tenant, site_id).await?;
         let (mut next, version) = change(&current)?;
         next.updated_at = rfc3339(clock.now());
-        let mut writes = vec![Write::Put(site_item(&next, rev + 1)?, Condition::AttributeEquals("rev".into(), rev.into()))];
+        let mut writes = vec![Write::Put(
+            site_item(&next, rev + 1)?,
+            Condition::AttributeEquals("rev".into(), rev.into()),
+        )];
         if let Some(version) = &version {
-            writes.push(Write::Put(version_item(site_id, version)?, Condition::IfAbsent));
+            writes.push(Write::Put(
+                version_item(site_id, version)?,
+                Condition::IfAbsent,
+            ));
         }
         match store.transact(writes).await {
             Ok(()) => return Ok(next),
@@ -252,7 +290,10 @@ pub async fn patch_site(
 ) -> Result<Site, SiteError> {
     let allowed_domains = match &patch.allowed_domains {
         Some(raw) => Some(
-            domains::parse_domains(raw).map_err(|message| SiteError::Invalid { field: "allowed_domains", message })?,
+            domains::parse_domains(raw).map_err(|message| SiteError::Invalid {
+                field: "allowed_domains",
+                message,
+            })?,
         ),
         None => None,
     };
@@ -273,7 +314,11 @@ pub async fn patch_site(
         }
         let version = patch.prompt.as_ref().map(|p| {
             next.prompt = current.prompt.next(p.clone());
-            PromptVersion { profile: next.prompt.clone(), created_at: now.clone(), rolled_back_from: None }
+            PromptVersion {
+                profile: next.prompt.clone(),
+                created_at: now.clone(),
+                rolled_back_from: None,
+            }
         });
         Ok((next, version))
     })
@@ -288,9 +333,19 @@ pub async fn prompt_versions(
     cursor: Option<String>,
 ) -> Result<(Vec<PromptVersion>, Option<String>), SiteError> {
     owned_site(store, tenant, site_id).await?;
-    let page =
-        store.query(Query::partition(format!("SITE#{site_id}")).prefix("PROMPT#").descending().after(cursor)).await?;
-    let versions = page.items.iter().map(Item::to_record).collect::<Result<Vec<PromptVersion>, _>>()?;
+    let page = store
+        .query(
+            Query::partition(format!("SITE#{site_id}"))
+                .prefix("PROMPT#")
+                .descending()
+                .after(cursor),
+        )
+        .await?;
+    let versions = page
+        .items
+        .iter()
+        .map(Item::to_record)
+        .collect::<Result<Vec<PromptVersion>, _>>()?;
     Ok((versions, page.next))
 }
 
@@ -310,9 +365,15 @@ pub async fn rollback_prompt(
     let now = rfc3339(clock.now());
     change_site(store, clock, tenant, site_id, |current| {
         let mut next = current.clone();
-        next.prompt = PromptProfile { version: current.prompt.version + 1, ..target.profile.clone() };
-        let version =
-            PromptVersion { profile: next.prompt.clone(), created_at: now.clone(), rolled_back_from: Some(to_version) };
+        next.prompt = PromptProfile {
+            version: current.prompt.version + 1,
+            ..target.profile.clone()
+        };
+        let version = PromptVersion {
+            profile: next.prompt.clone(),
+            created_at: now.clone(),
+            rolled_back_from: Some(to_version),
+        };
         Ok((next, Some(version)))
     })
     .await

@@ -15,7 +15,9 @@ impl SystemPrompt {
         if s.chars().count() > Self::MAX_CHARS {
             return Err(format!("must be at most {} characters", Self::MAX_CHARS));
         }
-        if s.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t')) {
+        if s.chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+        {
             return Err("must not contain control characters".into());
         }
         Ok(Self(s.to_string()))
@@ -47,7 +49,11 @@ pub struct Temperature(f64);
 impl TryFrom<f64> for Temperature {
     type Error = String;
     fn try_from(t: f64) -> Result<Self, String> {
-        if (0.0..=2.0).contains(&t) { Ok(Self(t)) } else { Err(format!("{t} is not a temperature from 0 to 2")) }
+        if (0.0..=2.0).contains(&t) {
+            Ok(Self(t))
+        } else {
+            Err(format!("{t} is not a temperature from 0 to 2"))
+        }
     }
 }
 
@@ -71,7 +77,11 @@ impl MaxTokens {
 impl TryFrom<i64> for MaxTokens {
     type Error = String;
     fn try_from(n: i64) -> Result<Self, String> {
-        if (1..=4000).contains(&n) { Ok(Self(n as u32)) } else { Err(format!("{n} is not a token limit from 1 to 4000")) }
+        if (1..=4000).contains(&n) {
+            Ok(Self(n as u32))
+        } else {
+            Err(format!("{n} is not a token limit from 1 to 4000"))
+        }
     }
 }
 
@@ -107,7 +117,9 @@ impl PromptProfile {
     /// The next version: this profile with a patch applied.
     pub fn next(&self, patch: PromptPatch) -> PromptProfile {
         PromptProfile {
-            system_prompt: patch.system_prompt.unwrap_or_else(|| self.system_prompt.clone()),
+            system_prompt: patch
+                .system_prompt
+                .unwrap_or_else(|| self.system_prompt.clone()),
             temperature: patch.temperature.unwrap_or(self.temperature),
             max_tokens: patch.max_tokens.unwrap_or(self.max_tokens),
             version: self.version + 1,
@@ -143,7 +155,11 @@ mod tests {
     fn ranges_are_enforced() {
         assert!(Temperature::try_from(2.0).is_ok() && Temperature::try_from(2.01).is_err());
         assert!(Temperature::try_from(-0.1).is_err() && Temperature::try_from(f64::NAN).is_err());
-        assert!(MaxTokens::try_from(0).is_err() && MaxTokens::try_from(4000).is_ok() && MaxTokens::try_from(4001).is_err());
+        assert!(
+            MaxTokens::try_from(0).is_err()
+                && MaxTokens::try_from(4000).is_ok()
+                && MaxTokens::try_from(4001).is_err()
+        );
         assert!(SystemPrompt::parse(&"あ".repeat(8000)).is_ok());
         assert!(SystemPrompt::parse(&"あ".repeat(8001)).is_err());
     }

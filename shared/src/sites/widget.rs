@@ -24,8 +24,13 @@ pub struct HexColor(String);
 impl HexColor {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let s = raw.trim();
-        let ok = s.len() == 7 && s.starts_with('#') && s[1..].bytes().all(|b| b.is_ascii_hexdigit());
-        if ok { Ok(Self(s.to_ascii_lowercase())) } else { Err(format!("{raw:?} is not a colour of the form #rrggbb")) }
+        let ok =
+            s.len() == 7 && s.starts_with('#') && s[1..].bytes().all(|b| b.is_ascii_hexdigit());
+        if ok {
+            Ok(Self(s.to_ascii_lowercase()))
+        } else {
+            Err(format!("{raw:?} is not a colour of the form #rrggbb"))
+        }
     }
 }
 
@@ -50,7 +55,11 @@ pub struct Radius(u8);
 impl TryFrom<i64> for Radius {
     type Error = String;
     fn try_from(n: i64) -> Result<Self, String> {
-        if (0..=32).contains(&n) { Ok(Self(n as u8)) } else { Err(format!("{n} is not a radius from 0 to 32")) }
+        if (0..=32).contains(&n) {
+            Ok(Self(n as u8))
+        } else {
+            Err(format!("{n} is not a radius from 0 to 32"))
+        }
     }
 }
 
@@ -71,8 +80,13 @@ impl FontFamily {
         let s = raw.trim();
         let ok = !s.is_empty()
             && s.len() <= 120
-            && s.chars().all(|c| c.is_alphanumeric() || " -,'\"_".contains(c));
-        if ok { Ok(Self(s.to_string())) } else { Err(format!("{raw:?} is not a font-family list")) }
+            && s.chars()
+                .all(|c| c.is_alphanumeric() || " -,'\"_".contains(c));
+        if ok {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(format!("{raw:?} is not a font-family list"))
+        }
     }
 }
 
@@ -128,8 +142,14 @@ pub struct HttpsUrl(String);
 impl HttpsUrl {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let url = url::Url::parse(raw.trim()).map_err(|e| format!("{raw:?} is not a URL: {e}"))?;
-        if url.scheme() != "https" || url.host_str().is_none() || !url.username().is_empty() || url.password().is_some() {
-            return Err(format!("{raw:?} must be an https URL with a host and no credentials"));
+        if url.scheme() != "https"
+            || url.host_str().is_none()
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
+            return Err(format!(
+                "{raw:?} must be an https URL with a host and no credentials"
+            ));
         }
         if url.as_str().len() > 2048 {
             return Err("must be at most 2048 characters".into());
@@ -205,11 +225,15 @@ impl WidgetConfig {
     pub fn merged(&self, patch: WidgetPatch) -> WidgetConfig {
         WidgetConfig {
             theme: patch.theme.unwrap_or(self.theme),
-            color_primary: patch.color_primary.unwrap_or_else(|| self.color_primary.clone()),
+            color_primary: patch
+                .color_primary
+                .unwrap_or_else(|| self.color_primary.clone()),
             position: patch.position.unwrap_or(self.position),
             radius: patch.radius.unwrap_or(self.radius),
             font: patch.font.unwrap_or_else(|| self.font.clone()),
-            welcome_message: patch.welcome_message.unwrap_or_else(|| self.welcome_message.clone()),
+            welcome_message: patch
+                .welcome_message
+                .unwrap_or_else(|| self.welcome_message.clone()),
             bubble_icon_url: match patch.bubble_icon_url {
                 None => self.bubble_icon_url.clone(),
                 Some(value) => value,
@@ -228,13 +252,22 @@ mod tests {
         for bad in ["ffaa00", "#ffaa0", "#ggaa00", "red", "#ffaa00;x"] {
             assert!(HexColor::parse(bad).is_err(), "{bad}");
         }
-        assert!(Radius::try_from(33).is_err() && Radius::try_from(-1).is_err() && Radius::try_from(0).is_ok());
+        assert!(
+            Radius::try_from(33).is_err()
+                && Radius::try_from(-1).is_err()
+                && Radius::try_from(0).is_ok()
+        );
         assert!(FontFamily::parse("\"Noto Sans JP\", sans-serif").is_ok());
         for bad in ["x;}body{display:none", "a</style>", ""] {
             assert!(FontFamily::parse(bad).is_err(), "{bad}");
         }
         assert!(HttpsUrl::parse("https://cdn.example.com/icon.png").is_ok());
-        for bad in ["http://x.com/a.png", "javascript:alert(1)", "data:image/png;base64,AA", "https://u:p@x.com/"] {
+        for bad in [
+            "http://x.com/a.png",
+            "javascript:alert(1)",
+            "data:image/png;base64,AA",
+            "https://u:p@x.com/",
+        ] {
             assert!(HttpsUrl::parse(bad).is_err(), "{bad}");
         }
     }
@@ -245,13 +278,20 @@ mod tests {
             bubble_icon_url: Some(HttpsUrl::parse("https://x.com/i.png").unwrap()),
             ..WidgetConfig::default()
         };
-        let patch: WidgetPatch = serde_json::from_str(r##"{"theme":"dark","color_primary":"#112233"}"##).unwrap();
+        let patch: WidgetPatch =
+            serde_json::from_str(r##"{"theme":"dark","color_primary":"#112233"}"##).unwrap();
         let merged = base.merged(patch);
         assert_eq!(merged.theme, Theme::Dark);
         assert_eq!(merged.position, Position::BottomRight);
-        assert!(merged.bubble_icon_url.is_some(), "an absent field keeps its value");
+        assert!(
+            merged.bubble_icon_url.is_some(),
+            "an absent field keeps its value"
+        );
         let cleared = merged.merged(serde_json::from_str(r#"{"bubble_icon_url":null}"#).unwrap());
         assert_eq!(cleared.bubble_icon_url, None);
-        assert!(serde_json::from_str::<WidgetPatch>(r##"{"colour":"#fff"}"##).is_err(), "unknown fields are refused");
+        assert!(
+            serde_json::from_str::<WidgetPatch>(r##"{"colour":"#fff"}"##).is_err(),
+            "unknown fields are refused"
+        );
     }
 }

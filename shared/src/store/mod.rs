@@ -41,7 +41,10 @@ pub struct Key {
 
 impl Key {
     pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
-        Self { pk: pk.into(), sk: sk.into() }
+        Self {
+            pk: pk.into(),
+            sk: sk.into(),
+        }
     }
 }
 
@@ -97,22 +100,37 @@ pub struct Item {
 
 impl Item {
     pub fn new(key: Key) -> Self {
-        Self { key, attributes: Map::new(), index_keys: BTreeMap::new(), expires_at: None }
+        Self {
+            key,
+            attributes: Map::new(),
+            index_keys: BTreeMap::new(),
+            expires_at: None,
+        }
     }
 
     /// An item whose attributes are the fields of a serialisable record (which must be a struct or map).
     pub fn from_record<T: Serialize>(key: Key, record: &T) -> Result<Self, StoreError> {
         match serde_json::to_value(record) {
-            Ok(Value::Object(attributes)) => Ok(Self { attributes, ..Self::new(key) }),
-            Ok(other) => Err(StoreError::Invalid(format!("a record must serialise to an object, not {other}"))),
-            Err(e) => Err(StoreError::Invalid(format!("record does not serialise: {e}"))),
+            Ok(Value::Object(attributes)) => Ok(Self {
+                attributes,
+                ..Self::new(key)
+            }),
+            Ok(other) => Err(StoreError::Invalid(format!(
+                "a record must serialise to an object, not {other}"
+            ))),
+            Err(e) => Err(StoreError::Invalid(format!(
+                "record does not serialise: {e}"
+            ))),
         }
     }
 
     /// The attributes read back as a record.
     pub fn to_record<T: DeserializeOwned>(&self) -> Result<T, StoreError> {
         serde_json::from_value(Value::Object(self.attributes.clone())).map_err(|e| {
-            StoreError::Corrupt(format!("item {}/{} does not read as a record: {e}", self.key.pk, self.key.sk))
+            StoreError::Corrupt(format!(
+                "item {}/{} does not read as a record: {e}",
+                self.key.pk, self.key.sk
+            ))
         })
     }
 
@@ -121,7 +139,12 @@ impl Item {
         self
     }
 
-    pub fn with_index(mut self, index: Index, pk: impl Into<String>, sk: impl Into<String>) -> Self {
+    pub fn with_index(
+        mut self,
+        index: Index,
+        pk: impl Into<String>,
+        sk: impl Into<String>,
+    ) -> Self {
         self.index_keys.insert(index, Key::new(pk, sk));
         self
     }
@@ -133,7 +156,10 @@ impl Item {
 
     /// An integer attribute, 0 when absent (counters start at zero).
     pub fn count(&self, name: &str) -> i64 {
-        self.attributes.get(name).and_then(Value::as_i64).unwrap_or(0)
+        self.attributes
+            .get(name)
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
     }
 
     pub fn is_expired(&self, now_unix: i64) -> bool {
@@ -149,7 +175,9 @@ impl Item {
 pub(crate) fn check_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), StoreError> {
     for name in names {
         if RESERVED_ATTRIBUTES.contains(&name) {
-            return Err(StoreError::Invalid(format!("attribute name {name:?} is reserved by the store")));
+            return Err(StoreError::Invalid(format!(
+                "attribute name {name:?} is reserved by the store"
+            )));
         }
         if name.is_empty() {
             return Err(StoreError::Invalid("empty attribute name".into()));
@@ -187,7 +215,13 @@ pub struct Add {
 
 impl Add {
     pub fn new(key: Key, attribute: impl Into<String>, amount: i64) -> Self {
-        Self { key, attribute: attribute.into(), amount, limit: None, expires_at: None }
+        Self {
+            key,
+            attribute: attribute.into(),
+            amount,
+            limit: None,
+            expires_at: None,
+        }
     }
 
     pub fn up_to(mut self, limit: i64) -> Self {
@@ -214,7 +248,12 @@ pub struct Update {
 
 impl Update {
     pub fn new(key: Key) -> Self {
-        Self { key, set: Map::new(), remove: Vec::new(), condition: Condition::None }
+        Self {
+            key,
+            set: Map::new(),
+            remove: Vec::new(),
+            condition: Condition::None,
+        }
     }
 
     pub fn set(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
@@ -259,11 +298,21 @@ pub struct Query {
 
 impl Query {
     pub fn partition(pk: impl Into<String>) -> Self {
-        Self { index: None, pk: pk.into(), sk_prefix: None, descending: false, limit: 100, cursor: None }
+        Self {
+            index: None,
+            pk: pk.into(),
+            sk_prefix: None,
+            descending: false,
+            limit: 100,
+            cursor: None,
+        }
     }
 
     pub fn on(index: Index, pk: impl Into<String>) -> Self {
-        Self { index: Some(index), ..Self::partition(pk) }
+        Self {
+            index: Some(index),
+            ..Self::partition(pk)
+        }
     }
 
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -339,7 +388,9 @@ pub(crate) fn check_transaction(writes: &[Write]) -> Result<(), StoreError> {
     let mut keys: Vec<&Key> = writes.iter().map(Write::key).collect();
     keys.sort();
     if keys.windows(2).any(|w| w[0] == w[1]) {
-        return Err(StoreError::Invalid("a transaction writes each item at most once".into()));
+        return Err(StoreError::Invalid(
+            "a transaction writes each item at most once".into(),
+        ));
     }
     Ok(())
 }
@@ -357,7 +408,10 @@ impl Write {
 
 pub(crate) fn check_query(query: &Query) -> Result<(), StoreError> {
     if query.limit == 0 || query.limit > 1000 {
-        return Err(StoreError::Invalid(format!("query limit must be 1..=1000, not {}", query.limit)));
+        return Err(StoreError::Invalid(format!(
+            "query limit must be 1..=1000, not {}",
+            query.limit
+        )));
     }
     Ok(())
 }

@@ -29,13 +29,23 @@ impl std::fmt::Debug for ApiKey {
 impl ApiKey {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let body = raw.strip_prefix(KEY_PREFIX).ok_or("not a Kotoba API key")?;
-        let ok = body.len() == 43 && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if ok { Ok(Self(raw.to_string())) } else { Err("not a Kotoba API key".into()) }
+        let ok = body.len() == 43
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Self(raw.to_string()))
+        } else {
+            Err("not a Kotoba API key".into())
+        }
     }
 
     /// A fresh key from 32 random bytes.
     pub fn generate(ids: &dyn IdGenerator) -> Self {
-        Self(format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(ids.secret_bytes(32))))
+        Self(format!(
+            "{KEY_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(ids.secret_bytes(32))
+        ))
     }
 
     /// The secret itself: shown once, to the caller who created it.
@@ -116,13 +126,23 @@ pub async fn register(
     };
     let lookup = Item::from_record(lookup_key(&record.key_hash), &record)?;
     let listing = Item::from_record(record_key(tenant, &record.key_id), &record)?;
-    store.transact(vec![Write::Put(lookup, Condition::IfAbsent), Write::Put(listing, Condition::IfAbsent)]).await?;
+    store
+        .transact(vec![
+            Write::Put(lookup, Condition::IfAbsent),
+            Write::Put(listing, Condition::IfAbsent),
+        ])
+        .await?;
     Ok(record)
 }
 
 /// The tenant a presented key belongs to, or `None` for an unknown or revoked key. One store read.
-pub async fn authenticate(store: &dyn ItemStore, key: &ApiKey) -> Result<Option<TenantId>, StoreError> {
-    let Some(item) = store.get(&lookup_key(&key.hash())).await? else { return Ok(None) };
+pub async fn authenticate(
+    store: &dyn ItemStore,
+    key: &ApiKey,
+) -> Result<Option<TenantId>, StoreError> {
+    let Some(item) = store.get(&lookup_key(&key.hash())).await? else {
+        return Ok(None);
+    };
     let record: KeyRecord = item.to_record()?;
     Ok(Some(record.tenant_id))
 }
@@ -132,7 +152,13 @@ pub async fn list(store: &dyn ItemStore, tenant: &TenantId) -> Result<Vec<KeyRec
     let mut keys = Vec::new();
     let mut cursor = None;
     loop {
-        let page = store.query(Query::partition(format!("TENANT#{tenant}")).prefix("KEY#").after(cursor)).await?;
+        let page = store
+            .query(
+                Query::partition(format!("TENANT#{tenant}"))
+                    .prefix("KEY#")
+                    .after(cursor),
+            )
+            .await?;
         for item in &page.items {
             keys.push(item.to_record()?);
         }
@@ -144,9 +170,15 @@ pub async fn list(store: &dyn ItemStore, tenant: &TenantId) -> Result<Vec<KeyRec
 }
 
 /// Revokes one of the tenant's keys. Another tenant's key id is simply not found.
-pub async fn revoke(store: &dyn ItemStore, tenant: &TenantId, key_id: &KeyId) -> Result<(), KeyError> {
+pub async fn revoke(
+    store: &dyn ItemStore,
+    tenant: &TenantId,
+    key_id: &KeyId,
+) -> Result<(), KeyError> {
     let listing = record_key(tenant, key_id);
-    let Some(item) = store.get(&listing).await? else { return Err(KeyError::NotFound) };
+    let Some(item) = store.get(&listing).await? else {
+        return Err(KeyError::NotFound);
+    };
     let record: KeyRecord = item.to_record()?;
     let writes = vec![
         Write::Delete(listing, Condition::IfExists),
@@ -172,12 +204,21 @@ mod tests {
         assert_eq!(key.expose().len(), 3 + 43);
         assert_eq!(ApiKey::parse(key.expose()).unwrap(), key);
         assert_eq!(key.hash().len(), 64);
-        assert!(!format!("{key:?}").contains(&key.expose()[10..]), "debug output leaks the key");
+        assert!(
+            !format!("{key:?}").contains(&key.expose()[10..]),
+            "debug output leaks the key"
+        );
     }
 
     #[test]
     fn malformed_keys_are_refused_before_any_lookup() {
-        for bad in ["", "kt_", "sk_live_abc", &format!("kt_{}", "a".repeat(42)), &format!("kt_{}!", "a".repeat(42))] {
+        for bad in [
+            "",
+            "kt_",
+            "sk_live_abc",
+            &format!("kt_{}", "a".repeat(42)),
+            &format!("kt_{}!", "a".repeat(42)),
+        ] {
             assert!(ApiKey::parse(bad).is_err(), "{bad}");
         }
     }

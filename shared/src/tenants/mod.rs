@@ -38,7 +38,9 @@ impl Plan {
             "starter" => Ok(Plan::Starter),
             "pro" => Ok(Plan::Pro),
             "enterprise" => Ok(Plan::Enterprise),
-            other => Err(format!("{other:?} is not a plan (starter, pro, enterprise)")),
+            other => Err(format!(
+                "{other:?} is not a plan (starter, pro, enterprise)"
+            )),
         }
     }
 
@@ -103,7 +105,9 @@ impl SubscriptionStatus {
             "trialing" => Ok(Self::Trialing),
             "past_due" => Ok(Self::PastDue),
             "canceled" => Ok(Self::Canceled),
-            other => Err(format!("{other:?} is not a subscription status (active, trialing, past_due, canceled)")),
+            other => Err(format!(
+                "{other:?} is not a subscription status (active, trialing, past_due, canceled)"
+            )),
         }
     }
 
@@ -199,8 +203,11 @@ pub async fn set_subscription_status(
     tenant: &TenantId,
     status: SubscriptionStatus,
 ) -> Result<Tenant, TenantError> {
-    let status_value = serde_json::to_value(status).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    let update = Update::new(tenant_key(tenant)).set("subscription_status", status_value).when(Condition::IfExists);
+    let status_value =
+        serde_json::to_value(status).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let update = Update::new(tenant_key(tenant))
+        .set("subscription_status", status_value)
+        .when(Condition::IfExists);
     match store.update(update).await {
         Ok(item) => Ok(item.to_record()?),
         Err(StoreError::ConditionFailed) => Err(TenantError::NotFound(tenant.clone())),
@@ -216,7 +223,11 @@ mod tests {
     fn plans_parse_and_grow() {
         assert_eq!(Plan::parse("pro").unwrap(), Plan::Pro);
         assert!(Plan::parse("gold").is_err());
-        let (s, p, e) = (Plan::Starter.limits(), Plan::Pro.limits(), Plan::Enterprise.limits());
+        let (s, p, e) = (
+            Plan::Starter.limits(),
+            Plan::Pro.limits(),
+            Plan::Enterprise.limits(),
+        );
         assert!(s.monthly_chats < p.monthly_chats && p.monthly_chats < e.monthly_chats);
         assert!(s.training_pages < p.training_pages && p.training_pages < e.training_pages);
         assert_eq!(Plan::Starter.upgrade(), Some(Plan::Pro));
@@ -225,14 +236,25 @@ mod tests {
 
     #[test]
     fn statuses_in_good_standing() {
-        assert!(SubscriptionStatus::parse("trialing").unwrap().in_good_standing());
-        assert!(!SubscriptionStatus::parse("past_due").unwrap().in_good_standing());
+        assert!(
+            SubscriptionStatus::parse("trialing")
+                .unwrap()
+                .in_good_standing()
+        );
+        assert!(
+            !SubscriptionStatus::parse("past_due")
+                .unwrap()
+                .in_good_standing()
+        );
         assert!(SubscriptionStatus::parse("paused").is_err());
     }
 
     #[test]
     fn tenant_names_are_checked() {
-        assert_eq!(String::from(TenantName::parse("  株式会社ことば  ").unwrap()), "株式会社ことば");
+        assert_eq!(
+            String::from(TenantName::parse("  株式会社ことば  ").unwrap()),
+            "株式会社ことば"
+        );
         assert!(TenantName::parse(" ").is_err());
         assert!(TenantName::parse("a\u{0007}b").is_err());
         assert!(TenantName::parse(&"x".repeat(201)).is_err());

@@ -1,0 +1,21 @@
+# Two commands: `make dev` runs Kotoba locally on embedded defaults; `make test` runs every test.
+# Build output goes outside the checkout so repeated runs (and CI) are incremental.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/kotoba-target
+export CARGO_TARGET_DIR
+
+.PHONY: dev test lint fmt
+
+## Build and start the local runner on KOTOBA_LISTEN (default 127.0.0.1:3000), data under KOTOBA_DATA_DIR.
+dev:
+	cargo run -p local-runner --bin kotoba-local
+
+## Lint the templates, check formatting and clippy, then run every test (AWS adapters on a moto server).
+test:
+	infra/dev/test
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all

@@ -1,0 +1,160 @@
+//! The local runner: one process standing in for API Gateway, Lambda, SQS and EventBridge.
+//!
+//! It mounts every function's routes on one port under the same paths as API Gateway, serves the
+//! blob directory's presigned URLs, and seeds a demo tenant and site on first start. Tests start it
+//! in-process (`start` on port 0), so they drive exactly what a developer runs.
+
+mod seed;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use shared::Platform;
+use shared::config::{Backend, Config};
+
+pub use seed::Demo;
+
+/// A started runner: bound, seeded, not yet serving.
+pub struct Runner {
+    pub addr: SocketAddr,
+    pub platform: Arc<Platform>,
+    pub demo: Demo,
+    listener: TcpListener,
+    app: Router,
+}
+
+/// Binds, builds the platform and seeds the demo. In local mode an admin key is generated (and kept in
+/// the data directory) when `KOTOBA_ADMIN_KEY` is not set, so the admin routes work out of the box.
+pub async fn start(config: Config) -> anyhow::Result<Runner> {
+    start_with(config, None).await
+}
+
+/// As [`start`], with a given AWS SDK configuration (tests point it at the emulator).
+pub async fn start_with(
+    mut config: Config,
+    sdk: Option<aws_config::SdkConfig>,
+) -> anyhow::Result<Runner> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    if config.listen.port() == 0 {
+        // Tests bind port 0; presigned URLs must point at the port actually bound.
+        config.public_url = format!("http://{addr}")
+            .parse()
+            .context("public URL of the bound address")?;
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    if config.admin_key.is_none() {
+        config.admin_key = Some(read_or_create_secret(&config.data_dir.join("admin.key"))?);
+    }
+    let platform = Platform::from_config_with(config, sdk)
+        .await
+        .context("building the platform")?;
+    let demo = seed::ensure_demo(&platform)
+        .await
+        .context("seeding the demo tenant")?;
+    let app = app(&platform);
+    Ok(Runner {
+        addr,
+        platform,
+        demo,
+        listener,
+        app,
+    })
+}
+
+/// Every function's routes on one router, plus what API Gateway and S3 would otherwise provide.
+fn app(platform: &Arc<Platform>) -> Router {
+    let mut router = Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(json!({ "status": "ok" })) }),
+        )
+        .merge(sites::routes(platform.clone()));
+    if let Backend::Embedded = platform.config.backend {
+        if let Some(blobs) = platform.dir_blobs.clone() {
+            router = router.merge(shared::blobs::dir::presigned_router(blobs));
+        }
+    }
+    shared::http::finish(router)
+}
+
+impl Runner {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn print_banner(&self) {
+        let admin = self
+            .platform
+            .config
+            .admin_key
+            .as_deref()
+            .unwrap_or("(unset)");
+        println!(
+            "\nKotoba is running at http://{addr}\n  health:      curl http://{addr}/healthz\n  admin key:   {admin}\n  demo tenant: {tenant}\n  demo site:   {site}\n  demo key:    {key}\n  data dir:    {dir}\n",
+            addr = self.addr,
+            tenant = self.demo.tenant_id,
+            site = self.demo.site_id,
+            key = self.demo.api_key,
+            dir = self.platform.config.data_dir.display(),
+        );
+    }
+
+    /// Serves in the background; the handle ends when the server does.
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(self.listener, self.app).await {
+                tracing::error!(error = %e, "local runner stopped");
+            }
+        })
+    }
+
+    pub async fn serve_until_ctrl_c(self) -> anyhow::Result<()> {
+        axum::serve(self.listener, self.app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+                tracing::info!("shutting down");
+            })
+            .await
+            .context("serving")
+    }
+}
+
+/// A secret kept in a file of the data directory (created once, readable only by its owner).
+fn read_or_create_secret(path: &Path) -> anyhow::Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let existing = existing.trim();
+        if existing.len() >= 16 {
+            return Ok(existing.to_string());
+        }
+    }
+    let secret = format!(
+        "kta_{}",
+        shared::ids::IdGenerator::secret_hex(&shared::ids::RandomIds, 24)
+    );
+    write_private(path, &secret)?;
+    Ok(secret)
+}
+
+pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}

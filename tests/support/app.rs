@@ -1,0 +1,168 @@
+//! `TestApp`: the local runner started in-process on a random port, driven over HTTP like a client.
+
+use std::collections::HashMap;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use shared::config::{Config, Mode};
+
+/// Which adapter family the runner uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    /// DynamoDB, S3, SQS and SESv2 on the emulator, with resources of this test's own.
+    Aws,
+}
+
+pub struct TestApp {
+    pub base_url: String,
+    pub admin_key: String,
+    pub demo: local_runner::Demo,
+    pub platform: std::sync::Arc<shared::Platform>,
+    pub client: reqwest::Client,
+    _data_dir: tempfile::TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// A JSON response: status and body (`Value::Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    /// The contract's error code, when this is an error.
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    /// Starts the runner with extra environment-style settings.
+    pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let admin_key = format!("test-admin-{}", uuid::Uuid::new_v4().simple());
+        let mut vars: HashMap<String, String> = [
+            ("KOTOBA_LISTEN", "127.0.0.1:0".to_string()),
+            ("KOTOBA_DATA_DIR", dir.path().display().to_string()),
+            ("KOTOBA_ADMIN_KEY", admin_key.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let mut sdk = None;
+        if backend == Backend::Aws {
+            let resources = crate::aws::Resources::create().await;
+            vars.extend(resources.vars());
+            sdk = Some(crate::aws::sdk_config().await);
+        }
+        for (k, v) in extra {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        let config = Config::from_vars(&vars, Mode::Local).expect("test configuration");
+        let runner = local_runner::start_with(config, sdk)
+            .await
+            .expect("local runner starts");
+        let base_url = runner.base_url();
+        let demo = runner.demo.clone();
+        let platform = runner.platform.clone();
+        let server = runner.spawn();
+        TestApp {
+            base_url,
+            admin_key,
+            demo,
+            platform,
+            client: reqwest::Client::builder().build().expect("client"),
+            _data_dir: dir,
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Sends a request with an optional bearer key and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body read");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Reply {
+        self.call(Method::GET, path, Some(key), None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(key), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, key: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, Some(key), Some(body)).await
+    }
+
+    /// Creates a tenant through the admin route; returns (tenant_id, api_key).
+    pub async fn create_tenant(&self, plan: &str) -> (String, String) {
+        let reply = self
+            .post(
+                "/api/admin/tenants",
+                &self.admin_key,
+                json!({"name": "Test Co", "plan": plan}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+        (
+            reply.body["tenant_id"]
+                .as_str()
+                .expect("tenant_id")
+                .to_string(),
+            reply.body["api_key"].as_str().expect("api_key").to_string(),
+        )
+    }
+
+    /// Creates a site for a tenant; returns its JSON.
+    pub async fn create_site(&self, key: &str, domains: &[&str]) -> Value {
+        let reply = self
+            .post(
+                "/api/sites",
+                key,
+                json!({"name": "Test site", "allowed_domains": domains}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+        reply.body
+    }
+}
