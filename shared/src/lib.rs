@@ -8,7 +8,9 @@ pub mod config;
 pub mod embedded_db;
 pub mod http;
 pub mod ids;
+pub mod index;
 pub mod mail;
+pub mod models;
 pub mod money;
 pub mod platform;
 pub mod queue;
@@ -16,5 +18,6 @@ pub mod sites;
 pub mod store;
 pub mod telemetry;
 pub mod tenants;
+pub mod usage;
 
 pub use platform::Platform;

@@ -1,0 +1,289 @@
+//! A site's search index: one immutable, versioned blob holding every chunk (text, URL, title, heading
+//! path), its vector (int8) when the site has an embedding model, and BM25 postings.
+//!
+//! Training writes a new version completely, then switches the site's `index_version` in one atomic
+//! store update; chat loads the version the site points at and keeps it in memory until it changes.
+
+pub mod lexical;
+pub mod vectors;
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::SiteId;
+pub use vectors::QuantizedVectors;
+
+/// Bumped whenever the encoding changes; older blobs are refused (and re-training rebuilds them).
+pub const FORMAT: u32 = 1;
+const MAGIC: &[u8; 4] = b"KTIX";
+
+/// One retrievable passage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexedChunk {
+    /// The document's canonical URL (what sources link to).
+    pub url: String,
+    pub title: String,
+    pub heading_path: Vec<String>,
+    pub text: String,
+    /// SHA-256 of the text: the key under which its vector is reused by the next training.
+    pub content_hash: String,
+    pub token_count: u32,
+}
+
+/// BM25 statistics: postings per term (chunk number, term frequency) and chunk lengths in terms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct LexicalIndex {
+    pub chunk_lengths: Vec<u32>,
+    pub average_length: f32,
+    /// Sorted by term.
+    pub postings: Vec<(String, Vec<(u32, u32)>)>,
+}
+
+/// A whole index version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SiteIndex {
+    pub site_id: String,
+    pub version: u64,
+    pub built_at: String,
+    /// The model the vectors came from (queries must be embedded by the same one).
+    pub embedding_model: Option<String>,
+    pub chunks: Vec<IndexedChunk>,
+    /// Parallel to `chunks` when present.
+    pub vectors: Option<QuantizedVectors>,
+    pub lexical: LexicalIndex,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("not an index blob (bad magic)")]
+    NotAnIndex,
+    #[error("index format {0} is not supported (expected {FORMAT}); re-train the site")]
+    Format(u32),
+    #[error("index blob is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Where a version lives in blobs. Zero-padded so listings sort by version.
+pub fn blob_key(site: &SiteId, version: u64) -> String {
+    format!("sites/{site}/index/{version:020}.ktix")
+}
+
+/// The folder of a site's index versions (for pruning old ones).
+pub fn blob_prefix(site: &SiteId) -> String {
+    format!("sites/{site}/index/")
+}
+
+impl SiteIndex {
+    pub fn encode(&self) -> Result<Vec<u8>, IndexError> {
+        let mut out = Vec::with_capacity(64 + self.chunks.len() * 512);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT.to_le_bytes());
+        let body =
+            postcard::to_stdvec(self).map_err(|e| IndexError::Corrupt(format!("encoding: {e}")))?;
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<SiteIndex, IndexError> {
+        if bytes.len() < 8 || &bytes[..4] != MAGIC {
+            return Err(IndexError::NotAnIndex);
+        }
+        let format = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+        if format != FORMAT {
+            return Err(IndexError::Format(format));
+        }
+        let index: SiteIndex =
+            postcard::from_bytes(&bytes[8..]).map_err(|e| IndexError::Corrupt(e.to_string()))?;
+        index.check()?;
+        Ok(index)
+    }
+
+    /// Internal consistency, so a reader can index without bounds surprises.
+    fn check(&self) -> Result<(), IndexError> {
+        let n = self.chunks.len();
+        if self.lexical.chunk_lengths.len() != n {
+            return Err(IndexError::Corrupt(
+                "chunk lengths do not match chunks".into(),
+            ));
+        }
+        if let Some(v) = &self.vectors {
+            if v.len() != n || v.data.len() != n * v.dims as usize {
+                return Err(IndexError::Corrupt("vectors do not match chunks".into()));
+            }
+        }
+        if self
+            .lexical
+            .postings
+            .iter()
+            .any(|(_, p)| p.iter().any(|&(c, _)| c as usize >= n))
+        {
+            return Err(IndexError::Corrupt(
+                "a posting points past the last chunk".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Builds an index chunk by chunk.
+#[derive(Debug)]
+pub struct IndexBuilder {
+    embedding_model: Option<String>,
+    chunks: Vec<IndexedChunk>,
+    vectors: Option<QuantizedVectors>,
+    postings: HashMap<String, Vec<(u32, u32)>>,
+    lengths: Vec<u32>,
+}
+
+impl IndexBuilder {
+    /// `embedding`: the model and its dimensions when chunks come with vectors; `None` for lexical only.
+    pub fn new(embedding: Option<(String, usize)>) -> Self {
+        let (embedding_model, vectors) = match embedding {
+            Some((model, dims)) => (Some(model), Some(QuantizedVectors::new(dims))),
+            None => (None, None),
+        };
+        Self {
+            embedding_model,
+            chunks: Vec::new(),
+            vectors,
+            postings: HashMap::new(),
+            lengths: Vec::new(),
+        }
+    }
+
+    /// Adds a chunk, with its vector when the index has vectors (and only then).
+    pub fn add(&mut self, chunk: IndexedChunk, vector: Option<&[f32]>) -> Result<(), IndexError> {
+        match (&mut self.vectors, vector) {
+            (Some(store), Some(v)) => store.push(v).map_err(IndexError::Invalid)?,
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(IndexError::Invalid(
+                    "this index needs a vector for every chunk".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(IndexError::Invalid("this index is lexical only".into()));
+            }
+        }
+        let id = self.chunks.len() as u32;
+        // Titles and headings count as text: a question often names the section, not its words.
+        let searchable = format!(
+            "{}\n{}\n{}",
+            chunk.title,
+            chunk.heading_path.join("\n"),
+            chunk.text
+        );
+        let (tf, len) = lexical::term_frequencies(&searchable);
+        for (term, n) in tf {
+            self.postings.entry(term).or_default().push((id, n));
+        }
+        self.lengths.push(len);
+        self.chunks.push(chunk);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    pub fn finish(self, site: &SiteId, version: u64, built_at: String) -> SiteIndex {
+        let total: u64 = self.lengths.iter().map(|&l| l as u64).sum();
+        let average_length = if self.lengths.is_empty() {
+            0.0
+        } else {
+            total as f32 / self.lengths.len() as f32
+        };
+        let mut postings: Vec<(String, Vec<(u32, u32)>)> = self.postings.into_iter().collect();
+        postings.sort_by(|a, b| a.0.cmp(&b.0));
+        SiteIndex {
+            site_id: site.to_string(),
+            version,
+            built_at,
+            embedding_model: self.embedding_model,
+            chunks: self.chunks,
+            vectors: self.vectors,
+            lexical: LexicalIndex {
+                chunk_lengths: self.lengths,
+                average_length,
+                postings,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(url: &str, text: &str) -> IndexedChunk {
+        IndexedChunk {
+            url: url.into(),
+            title: "Title".into(),
+            heading_path: vec!["Section".into()],
+            text: text.into(),
+            content_hash: crate::index::tests::hash(text),
+            token_count: 3,
+        }
+    }
+
+    pub(crate) fn hash(text: &str) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    }
+
+    #[test]
+    fn round_trips_and_checks_magic_and_format() {
+        let site = SiteId::parse("site_abc").unwrap();
+        let mut b = IndexBuilder::new(Some(("m".into(), 3)));
+        b.add(
+            chunk("https://a/1", "営業時間は9時から"),
+            Some(&[1.0, 0.0, 0.0]),
+        )
+        .unwrap();
+        b.add(
+            chunk("https://a/2", "opening hours"),
+            Some(&[0.0, 1.0, 0.0]),
+        )
+        .unwrap();
+        assert!(
+            b.add(chunk("https://a/3", "x"), None).is_err(),
+            "a vector index needs vectors"
+        );
+        let index = b.finish(&site, 7, "2026-11-21T00:00:00Z".into());
+        let bytes = index.encode().unwrap();
+        let back = SiteIndex::decode(&bytes).unwrap();
+        assert_eq!(back, index);
+        assert_eq!(back.chunks.len(), 2);
+        assert!(
+            back.lexical
+                .postings
+                .iter()
+                .any(|(t, p)| t == "時間" && p == &vec![(0, 1)])
+        );
+        assert!(matches!(
+            SiteIndex::decode(b"nope nope"),
+            Err(IndexError::NotAnIndex)
+        ));
+        let mut future = bytes.clone();
+        future[4] = 99;
+        assert!(matches!(
+            SiteIndex::decode(&future),
+            Err(IndexError::Format(99))
+        ));
+        assert!(
+            SiteIndex::decode(&bytes[..bytes.len() / 2]).is_err(),
+            "truncated blobs are refused"
+        );
+        assert_eq!(
+            blob_key(&site, 7),
+            "sites/site_abc/index/00000000000000000007.ktix"
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! Usage counters: what each tenant and site has consumed this month and today, reserved atomically
+//! against the plan's limits with the store's "add unless over the limit" primitive.
+//!
+//! Counters are plain attributes on one item per (tenant, month) and per (site, day), so a reservation
+//! is a single conditional write: N concurrent requests against a remaining quota of Q serve exactly Q.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::ids::{SiteId, TenantId};
+use crate::store::{Add, ItemStore, Key, StoreError};
+
+/// Monthly counters outlive their month by a year (billing disputes, the usage API).
+const MONTHLY_RETENTION_SECS: i64 = 400 * 24 * 3600;
+/// Daily counters only need to outlive their day.
+const DAILY_RETENTION_SECS: i64 = 40 * 24 * 3600;
+
+/// Counter attribute names.
+pub mod counters {
+    pub const CHATS: &str = "chats";
+    pub const EMBEDDING_TOKENS: &str = "embedding_tokens";
+    pub const CHAT_INPUT_TOKENS: &str = "chat_input_tokens";
+    pub const CHAT_OUTPUT_TOKENS: &str = "chat_output_tokens";
+    pub const COST_MICROS: &str = "cost_micros";
+    pub const CALL_SECONDS: &str = "call_seconds";
+}
+
+/// `YYYY-MM` of an instant (UTC).
+pub fn month_of(t: OffsetDateTime) -> String {
+    format!("{:04}-{:02}", t.year(), u8::from(t.month()))
+}
+
+/// `YYYY-MM-DD` of an instant (UTC).
+pub fn day_of(t: OffsetDateTime) -> String {
+    format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+}
+
+/// The tenant's counters for a month.
+pub fn tenant_month(tenant: &TenantId, month: &str) -> Key {
+    Key::new(format!("TENANT#{tenant}"), format!("USAGE#{month}"))
+}
+
+/// A site's counters for a day.
+pub fn site_day(site: &SiteId, day: &str) -> Key {
+    Key::new(format!("SITE#{site}"), format!("USAGE#{day}"))
+}
+
+/// A reservation that can be given back (a failed model call must not use up quota).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reservation {
+    #[serde(skip)]
+    pub key: Key,
+    pub attribute: String,
+    pub amount: i64,
+}
+
+/// The limit was reached: nothing was reserved.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{attribute} limit of {limit} reached")]
+pub struct LimitReached {
+    pub attribute: String,
+    pub limit: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    #[error(transparent)]
+    LimitReached(#[from] LimitReached),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn expiry(key: &Key, now: OffsetDateTime) -> i64 {
+    let keep = if key.sk.len() > "USAGE#YYYY-MM".len() {
+        DAILY_RETENTION_SECS
+    } else {
+        MONTHLY_RETENTION_SECS
+    };
+    now.unix_timestamp() + keep
+}
+
+/// Reserves `amount` of `attribute` on the counter at `key` unless the total would pass `limit`.
+pub async fn reserve(
+    store: &dyn ItemStore,
+    key: Key,
+    attribute: &str,
+    amount: i64,
+    limit: i64,
+    now: OffsetDateTime,
+) -> Result<Reservation, UsageError> {
+    let add = Add::new(key.clone(), attribute, amount)
+        .up_to(limit)
+        .expiring_at(expiry(&key, now));
+    match store.add(add).await {
+        Ok(_) => Ok(Reservation {
+            key,
+            attribute: attribute.to_string(),
+            amount,
+        }),
+        Err(StoreError::ConditionFailed) => Err(LimitReached {
+            attribute: attribute.into(),
+            limit,
+        }
+        .into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Gives a reservation back.
+pub async fn release(store: &dyn ItemStore, reservation: &Reservation) -> Result<(), StoreError> {
+    store
+        .add(Add::new(
+            reservation.key.clone(),
+            reservation.attribute.clone(),
+            -reservation.amount,
+        ))
+        .await
+        .map(|_| ())
+}
+
+/// Adds to a counter with no limit (actual costs, settled after the fact).
+pub async fn record(
+    store: &dyn ItemStore,
+    key: Key,
+    attribute: &str,
+    amount: i64,
+    now: OffsetDateTime,
+) -> Result<i64, StoreError> {
+    let exp = expiry(&key, now);
+    store
+        .add(Add::new(key, attribute, amount).expiring_at(exp))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn periods_are_utc_calendar_units() {
+        let t = datetime!(2026-03-09 23:59:59 UTC);
+        assert_eq!(month_of(t), "2026-03");
+        assert_eq!(day_of(t), "2026-03-09");
+        let site = SiteId::parse("site_abc").unwrap();
+        assert_eq!(site_day(&site, "2026-03-09").sk, "USAGE#2026-03-09");
+    }
+}
