@@ -18,6 +18,7 @@ pub mod sites;
 pub mod store;
 pub mod telemetry;
 pub mod tenants;
+pub mod training;
 pub mod usage;
 
 pub use platform::Platform;

@@ -77,6 +77,10 @@ pub struct Site {
     /// The index version serving chat, once trained.
     pub index_version: Option<u64>,
     pub last_trained_at: Option<String>,
+    /// Why the last training failed (cleared by the next success); a failed re-train keeps the
+    /// previous index serving.
+    #[serde(default)]
+    pub last_training_error: Option<String>,
     pub widget: WidgetConfig,
     pub prompt: PromptProfile,
     pub created_at: String,
@@ -169,6 +173,7 @@ pub async fn create_site(
         status: SiteStatus::Pending,
         index_version: None,
         last_trained_at: None,
+        last_training_error: None,
         widget: WidgetConfig::default(),
         prompt: PromptProfile::initial(),
         created_at: now.clone(),
@@ -252,13 +257,34 @@ async fn change_site<F>(
     clock: &dyn Clock,
     tenant: &TenantId,
     site_id: &SiteId,
+    change: F,
+) -> Result<Site, SiteError>
+where
+    F: FnMut(&Site) -> Result<(Site, Option<PromptVersion>), SiteError>,
+{
+    change_site_with(store, clock, Some(tenant), site_id, change, Vec::new()).await
+}
+
+/// The general form: an optional owner check, and extra writes that must commit together with the
+/// change (training switches the index version, finishes its job and frees the site's lock at once).
+async fn change_site_with<F>(
+    store: &dyn ItemStore,
+    clock: &dyn Clock,
+    owner: Option<&TenantId>,
+    site_id: &SiteId,
     mut change: F,
+    extra: Vec<Write>,
 ) -> Result<Site, SiteError>
 where
     F: FnMut(&Site) -> Result<(Site, Option<PromptVersion>), SiteError>,
 {
     for _ in 0..5 {
-        let (current, rev) = owned_site(store, tenant, site_id).await?;
+        let (current, rev) = match owner {
+            Some(tenant) => owned_site(store, tenant, site_id).await?,
+            None => read_site(store, site_id)
+                .await?
+                .ok_or(SiteError::NotFound)?,
+        };
         let (mut next, version) = change(&current)?;
         next.updated_at = rfc3339(clock.now());
         let mut writes = vec![Write::Put(
@@ -271,8 +297,11 @@ where
                 Condition::IfAbsent,
             ));
         }
+        writes.extend(extra.iter().cloned());
         match store.transact(writes).await {
             Ok(()) => return Ok(next),
+            // Either the site moved on (retry on the new revision) or an extra write's condition failed;
+            // the caller learns which by the outcome of the retries.
             Err(StoreError::ConditionFailed) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -376,5 +405,29 @@ pub async fn rollback_prompt(
         };
         Ok((next, Some(version)))
     })
+    .await
+}
+
+/// Changes a site on the platform's behalf (training), with writes that commit together with it.
+/// Concurrent tenant PATCHes are retried around, never lost.
+pub async fn update_site_internal(
+    store: &dyn ItemStore,
+    clock: &dyn Clock,
+    site_id: &SiteId,
+    mut change: impl FnMut(&mut Site),
+    extra: Vec<Write>,
+) -> Result<Site, SiteError> {
+    change_site_with(
+        store,
+        clock,
+        None,
+        site_id,
+        |current| {
+            let mut next = current.clone();
+            change(&mut next);
+            Ok((next, None))
+        },
+        extra,
+    )
     .await
 }

@@ -1,0 +1,161 @@
+//! Document records: one per canonical URL of a site, carrying what differential re-training needs
+//! (content hash, ETag, Last-Modified) and which job last saw, changed or removed it.
+//!
+//! Counting a job's outcome from these records (rather than from counters bumped along the way) is what
+//! keeps the numbers exact when a job is killed mid-run and redelivered.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::ids::{JobId, SiteId};
+use crate::index::IndexedChunk;
+use crate::store::{Index, Item, ItemStore, Key, Query, StoreError};
+
+/// How long a document stays valid before the deadline job re-trains it.
+pub const VALIDITY_DAYS: i64 = 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentStatus {
+    Active,
+    /// Gone (404/410) or no longer linked; kept as a tombstone so the removing job can count it.
+    Removed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentRecord {
+    /// The URL the page was fetched at.
+    pub url: String,
+    /// The canonical URL (the document's identity).
+    pub canonical_url: String,
+    pub title: String,
+    pub content_hash: String,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// Increments every time the content changes.
+    pub version: u32,
+    pub valid_until: String,
+    pub chunk_count: u32,
+    /// Tokens spent embedding this version (0 when every vector was reused).
+    pub embedding_tokens: u64,
+    /// The embedding model of its stored chunks (None: lexical only).
+    pub embedding_model: Option<String>,
+    pub status: DocumentStatus,
+    pub seen_job: Option<JobId>,
+    pub changed_job: Option<JobId>,
+    pub removed_job: Option<JobId>,
+    pub updated_at: String,
+}
+
+/// A stable, store-safe key for a canonical URL.
+pub fn doc_id(canonical_url: &str) -> String {
+    hex::encode(&Sha256::digest(canonical_url.as_bytes())[..20])
+}
+
+pub fn doc_key(site: &SiteId, canonical_url: &str) -> Key {
+    Key::new(
+        format!("SITE#{site}"),
+        format!("DOC#{}", doc_id(canonical_url)),
+    )
+}
+
+/// The stored item, with its place in the by-due index (the deadline job finds expired documents by day).
+pub fn doc_item(site: &SiteId, doc: &DocumentRecord) -> Result<Item, StoreError> {
+    let item = Item::from_record(doc_key(site, &doc.canonical_url), doc)?;
+    Ok(match doc.status {
+        DocumentStatus::Active => {
+            let day = doc.valid_until.get(..10).unwrap_or(&doc.valid_until);
+            item.with_index(
+                Index::ByDue,
+                format!("DUE#{day}"),
+                format!("DOC#{site}#{}", doc_id(&doc.canonical_url)),
+            )
+        }
+        DocumentStatus::Removed => item,
+    })
+}
+
+/// Every document record of a site (active and tombstones).
+pub async fn load_all(
+    store: &dyn ItemStore,
+    site: &SiteId,
+) -> Result<Vec<DocumentRecord>, StoreError> {
+    let mut docs = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .query(
+                Query::partition(format!("SITE#{site}"))
+                    .prefix("DOC#")
+                    .limit(500)
+                    .after(cursor),
+            )
+            .await?;
+        for item in &page.items {
+            docs.push(item.to_record()?);
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(docs),
+        }
+    }
+}
+
+/// The chunks of one document version, with vectors when the site embeds: stored as a blob keyed by
+/// content hash and model, so an unchanged page never needs embedding again and a redelivered job
+/// finds the work of its previous attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredChunks {
+    pub chunks: Vec<IndexedChunk>,
+    pub vectors: Option<Vec<Vec<f32>>>,
+}
+
+pub fn chunks_blob_key(
+    site: &SiteId,
+    canonical_url: &str,
+    content_hash: &str,
+    model: Option<&str>,
+) -> String {
+    let model = model.map_or_else(
+        || "lexical".to_string(),
+        |m| m.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"),
+    );
+    format!(
+        "sites/{site}/docs/{}/{content_hash}.{model}.chunks",
+        doc_id(canonical_url)
+    )
+}
+
+impl StoredChunks {
+    pub fn encode(&self) -> Result<Vec<u8>, String> {
+        postcard::to_stdvec(self).map_err(|e| e.to_string())
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        postcard::from_bytes(bytes).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_stable_and_safe() {
+        let site = SiteId::parse("site_abc").unwrap();
+        let a = doc_key(&site, "https://example.jp/会社概要?x=1");
+        assert_eq!(a, doc_key(&site, "https://example.jp/会社概要?x=1"));
+        assert_eq!(a.sk.len(), "DOC#".len() + 40);
+        let blob = chunks_blob_key(
+            &site,
+            "https://example.jp/",
+            "abcd",
+            Some("text-embedding-3-small"),
+        );
+        assert!(
+            blob.ends_with("/abcd.text-embedding-3-small.chunks"),
+            "{blob}"
+        );
+        assert!(crate::blobs::check_key(&blob).is_ok());
+    }
+}

@@ -1,0 +1,246 @@
+//! Training jobs: created by `POST /api/train/url`, run by the worker, read by `GET /api/train/jobs/{id}`.
+//!
+//! One job at a time per site: a lock item (`SITE#<id>` / `TRAINING`) is written in the same transaction
+//! as the job, so a second request finds it and answers 409 with the running job's id. The lock expires
+//! on its own after [`LOCK_TTL_SECS`], so a job lost to a crash can never block a site forever.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::clock::{Clock, rfc3339};
+use crate::ids::{IdGenerator, JobId, SiteId, TenantId};
+use crate::money::MicroUsd;
+use crate::store::{Condition, Index, Item, ItemStore, Key, StoreError, Update, Write};
+
+/// A training lock outlives any sane job (the worker's timeout × its receives) and then frees itself.
+pub const LOCK_TTL_SECS: i64 = 6 * 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+/// What the tenant asked for, after validation and plan caps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRequest {
+    pub url: String,
+    pub force_retrain: bool,
+    pub max_pages: u32,
+    pub max_depth: u32,
+}
+
+/// A training job as stored. Counters are live during a run and exact once it finishes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingJob {
+    pub job_id: JobId,
+    pub site_id: SiteId,
+    pub tenant_id: TenantId,
+    #[serde(flatten)]
+    pub request: JobRequest,
+    pub status: JobStatus,
+    /// Deliveries of the job's message so far.
+    pub attempt: u32,
+    pub pages_crawled: u64,
+    pub pages_changed: u64,
+    pub pages_removed: u64,
+    /// Pages skipped: not HTML or text, refused by robots.txt, noindex, fetch errors.
+    pub pages_skipped: u64,
+    pub chunks: u64,
+    pub embedding_tokens: u64,
+    pub estimated_cost_micros: MicroUsd,
+    pub embedding_model: Option<String>,
+    /// The index version this job produced.
+    pub index_version: Option<u64>,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+impl TrainingJob {
+    /// The contract's view: `estimated_cost_usd` in dollars.
+    pub fn to_api(&self) -> serde_json::Value {
+        json!({
+            "job_id": self.job_id,
+            "site_id": self.site_id,
+            "status": self.status,
+            "url": self.request.url,
+            "force_retrain": self.request.force_retrain,
+            "max_pages": self.request.max_pages,
+            "max_depth": self.request.max_depth,
+            "attempt": self.attempt,
+            "pages_crawled": self.pages_crawled,
+            "pages_changed": self.pages_changed,
+            "pages_removed": self.pages_removed,
+            "pages_skipped": self.pages_skipped,
+            "chunks": self.chunks,
+            "embedding_tokens": self.embedding_tokens,
+            "embedding_model": self.embedding_model,
+            "estimated_cost_usd": self.estimated_cost_micros.as_dollars(),
+            "index_version": self.index_version,
+            "error": self.error,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        })
+    }
+}
+
+/// The queue message: just enough to find the job (everything else is read fresh from the store).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobMessage {
+    pub job_id: JobId,
+    pub site_id: SiteId,
+}
+
+pub fn job_key(job: &JobId) -> Key {
+    Key::new(format!("JOB#{job}"), "JOB")
+}
+
+pub fn lock_key(site: &SiteId) -> Key {
+    Key::new(format!("SITE#{site}"), "TRAINING")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The site already has a job queued or running.
+    #[error("site is already training (job {0})")]
+    AlreadyTraining(JobId),
+    #[error("training job not found")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn job_item(job: &TrainingJob) -> Result<Item, StoreError> {
+    Ok(Item::from_record(job_key(&job.job_id), job)?.with_index(
+        Index::BySite,
+        format!("SITE#{}", job.site_id),
+        format!("JOB#{}", job.job_id),
+    ))
+}
+
+/// Records a queued job and takes the site's training lock, atomically.
+pub async fn create_job(
+    store: &dyn ItemStore,
+    ids: &dyn IdGenerator,
+    clock: &dyn Clock,
+    tenant: &TenantId,
+    site: &SiteId,
+    request: JobRequest,
+) -> Result<TrainingJob, JobError> {
+    let now = clock.now();
+    let job = TrainingJob {
+        job_id: JobId::generate(ids),
+        site_id: site.clone(),
+        tenant_id: tenant.clone(),
+        request,
+        status: JobStatus::Queued,
+        attempt: 0,
+        pages_crawled: 0,
+        pages_changed: 0,
+        pages_removed: 0,
+        pages_skipped: 0,
+        chunks: 0,
+        embedding_tokens: 0,
+        estimated_cost_micros: MicroUsd::ZERO,
+        embedding_model: None,
+        index_version: None,
+        error: None,
+        created_at: rfc3339(now),
+        started_at: None,
+        finished_at: None,
+    };
+    let lock = Item::new(lock_key(site))
+        .with("job_id", job.job_id.to_string())
+        .expiring_at(now.unix_timestamp() + LOCK_TTL_SECS);
+    let writes = vec![
+        Write::Put(lock, Condition::IfAbsent),
+        Write::Put(job_item(&job)?, Condition::IfAbsent),
+    ];
+    match store.transact(writes).await {
+        Ok(()) => Ok(job),
+        Err(StoreError::ConditionFailed) => match running_job(store, site).await? {
+            Some(running) => Err(JobError::AlreadyTraining(running)),
+            // The lock vanished between our write and our read: let the caller retry.
+            None => Err(StoreError::ConditionFailed.into()),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The job holding the site's training lock, if any.
+pub async fn running_job(
+    store: &dyn ItemStore,
+    site: &SiteId,
+) -> Result<Option<JobId>, StoreError> {
+    let Some(item) = store.get(&lock_key(site)).await? else {
+        return Ok(None);
+    };
+    let id = item
+        .attributes
+        .get("job_id")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    Ok(JobId::parse(id).ok())
+}
+
+/// A job by id, for its tenant only.
+pub async fn get_job(
+    store: &dyn ItemStore,
+    tenant: &TenantId,
+    job: &JobId,
+) -> Result<TrainingJob, JobError> {
+    match load_job(store, job).await? {
+        Some(j) if &j.tenant_id == tenant => Ok(j),
+        _ => Err(JobError::NotFound),
+    }
+}
+
+pub async fn load_job(
+    store: &dyn ItemStore,
+    job: &JobId,
+) -> Result<Option<TrainingJob>, StoreError> {
+    match store.get(&job_key(job)).await? {
+        Some(item) => Ok(Some(item.to_record()?)),
+        None => Ok(None),
+    }
+}
+
+/// Sets fields of a job (the worker's progress and outcome).
+pub fn job_update(job: &JobId, fields: serde_json::Map<String, serde_json::Value>) -> Update {
+    let mut update = Update::new(job_key(job)).when(Condition::IfExists);
+    update.set = fields;
+    update
+}
+
+/// Ends a job that could not be queued (the queue refused the message) and frees the site.
+pub async fn abandon(
+    store: &dyn ItemStore,
+    clock: &dyn Clock,
+    job: &TrainingJob,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let mut fields = serde_json::Map::new();
+    fields.insert("status".into(), json!(JobStatus::Failed));
+    fields.insert("error".into(), json!(reason));
+    fields.insert("finished_at".into(), json!(rfc3339(clock.now())));
+    let writes = vec![
+        Write::Update(job_update(&job.job_id, fields)),
+        Write::Delete(
+            lock_key(&job.site_id),
+            Condition::AttributeEquals("job_id".into(), json!(job.job_id)),
+        ),
+    ];
+    store.transact(writes).await
+}

@@ -1,0 +1,6 @@
+//! Training: teaching Kotoba a tenant's website. `jobs` is the job record and the site lock;
+//! `documents` the per-page records that make re-training differential; `pipeline` the worker's run
+//! (crawl → extract → chunk → embed → versioned index).
+
+pub mod documents;
+pub mod jobs;
