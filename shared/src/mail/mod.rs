@@ -14,6 +14,34 @@ use futures::future::BoxFuture;
 pub use outbox::Outbox;
 pub use ses::SesMailer;
 
+/// The most recipients one message may have (SES's limit, kept by the outbox too).
+pub const MAX_RECIPIENTS: usize = 50;
+
+/// Refuses a message no adapter should send: no recipients, too many, or a subject that is empty or
+/// holds control characters (a line break there would inject headers).
+pub(crate) fn check_mail(mail: &Mail) -> Result<(), MailError> {
+    if mail.to.is_empty() {
+        return Err(MailError::Invalid(
+            "a message needs at least one recipient".into(),
+        ));
+    }
+    if mail.to.len() > MAX_RECIPIENTS {
+        return Err(MailError::Invalid(format!(
+            "{} recipients exceed {MAX_RECIPIENTS}",
+            mail.to.len()
+        )));
+    }
+    if mail.subject.trim().is_empty() {
+        return Err(MailError::Invalid("a message needs a subject".into()));
+    }
+    if mail.subject.chars().any(char::is_control) {
+        return Err(MailError::Invalid(
+            "the subject contains control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A message to send. Text is required; HTML is an optional alternative part.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mail {
@@ -32,7 +60,9 @@ pub struct EmailAddress(String);
 impl EmailAddress {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let s = raw.trim();
-        let (local, domain) = s.split_once('@').ok_or_else(|| format!("{raw:?} is not an email address"))?;
+        let (local, domain) = s
+            .split_once('@')
+            .ok_or_else(|| format!("{raw:?} is not an email address"))?;
         let bad = |c: char| c.is_whitespace() || c.is_control() || "<>()[],;:\\\"@".contains(c);
         if local.is_empty()
             || domain.len() < 3
@@ -92,7 +122,16 @@ mod tests {
     #[test]
     fn email_addresses_parse() {
         assert!(EmailAddress::parse("owner@example.co.jp").is_ok());
-        for bad in ["", "a", "a@b", "@example.com", "a b@example.com", "a@example.com>", "a@.com", "a@@b.com"] {
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@example.com",
+            "a b@example.com",
+            "a@example.com>",
+            "a@.com",
+            "a@@b.com",
+        ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad}");
         }
     }
