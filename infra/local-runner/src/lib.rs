@@ -4,6 +4,7 @@
 //! blob directory's presigned URLs, and seeds a demo tenant and site on first start. Tests start it
 //! in-process (`start` on port 0), so they drive exactly what a developer runs.
 
+mod demo;
 mod seed;
 
 use std::net::SocketAddr;
@@ -62,7 +63,7 @@ pub async fn start_with(
     let demo = seed::ensure_demo(&platform)
         .await
         .context("seeding the demo tenant")?;
-    let app = app(&platform);
+    let app = app(&platform, &demo);
     Ok(Runner {
         addr,
         platform,
@@ -72,14 +73,17 @@ pub async fn start_with(
     })
 }
 
-/// Every function's routes on one router, plus what API Gateway and S3 would otherwise provide.
-fn app(platform: &Arc<Platform>) -> Router {
+/// Every function's routes on one router, plus what API Gateway and S3 would otherwise provide, and
+/// the demo page.
+fn app(platform: &Arc<Platform>, demo: &Demo) -> Router {
     let mut router = Router::new()
         .route(
             "/healthz",
             get(|| async { axum::Json(json!({ "status": "ok" })) }),
         )
-        .merge(sites::routes(platform.clone()));
+        .merge(sites::routes(platform.clone()))
+        .merge(embed_script::routes(platform.clone()))
+        .merge(demo::routes(&demo.site_id));
     if let Backend::Embedded = platform.config.backend {
         if let Some(blobs) = platform.dir_blobs.clone() {
             router = router.merge(shared::blobs::dir::presigned_router(blobs));
@@ -101,7 +105,7 @@ impl Runner {
             .as_deref()
             .unwrap_or("(unset)");
         println!(
-            "\nKotoba is running at http://{addr}\n  health:      curl http://{addr}/healthz\n  admin key:   {admin}\n  demo tenant: {tenant}\n  demo site:   {site}\n  demo key:    {key}\n  data dir:    {dir}\n",
+            "\nKotoba is running at http://{addr}\n  health:      curl http://{addr}/healthz\n  admin key:   {admin}\n  demo tenant: {tenant}\n  demo site:   {site}\n  demo key:    {key}\n  demo page:   http://{addr}/demo\n  data dir:    {dir}\n",
             addr = self.addr,
             tenant = self.demo.tenant_id,
             site = self.demo.site_id,
