@@ -235,7 +235,7 @@
  inset:auto!important;width:0!important;height:0!important;margin:0!important;padding:0!important;
  border:0!important;transform:none!important;visibility:visible!important;opacity:1!important;}
 .root{--bg:#ffffff;--fg:#111827;--muted:#4b5563;--line:#e5e7eb;--bot:#f3f4f6;
- font-family:var(--font),system-ui,sans-serif;font-size:15px;line-height:1.5;color:var(--fg);
+ font-family:var(--font,system-ui,sans-serif);font-size:15px;line-height:1.5;color:var(--fg);
  letter-spacing:normal;text-align:start;-webkit-text-size-adjust:100%;}
 .root.dark{--bg:#111827;--fg:#f9fafb;--muted:#d1d5db;--line:#374151;--bot:#1f2937;}
 *,*::before,*::after{box-sizing:border-box;}
