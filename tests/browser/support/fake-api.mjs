@@ -45,11 +45,11 @@ export async function startFakeApi({ allowedHost = "127.0.0.1" } = {}) {
         return res.end(JSON.stringify({ status: "recorded", message_id: q.message_id }));
       }
       const xss = site === sites.xss;
-      const chunks = xss ? [HTML_ECHO, "\n\n", SITE_PAGES["/site/payload.html"]] : ANSWER_CHUNKS;
+      const chunks = xss ? [HTML_ECHO, "\n\n", SITE_PAGES["/xss/payload.html"]] : ANSWER_CHUNKS;
       const answer = {
         answer: chunks.join(""),
         sources: xss
-          ? [{ url: `${base}/site/payload.html`, title: "<img src=x onerror=\"window.__kotobaPwned='source'\">", snippet: "<script>x</script>", score: 1 }, { url: "javascript:window.__kotobaPwned='source-url'", title: "bad", snippet: "", score: 0.5 }]
+          ? [{ url: `${base}/xss/payload.html`, title: "<img src=x onerror=\"window.__kotobaPwned='source'\">", snippet: "<script>x</script>", score: 1 }, { url: "javascript:window.__kotobaPwned='source-url'", title: "bad", snippet: "", score: 0.5 }]
           : [{ url: "http://127.0.0.1/site/pricing.html", title: "Pricing plans", snippet: "The Pro plan costs", score: 0.9 }],
         model_used: "peer-model",
         tokens_consumed: { embedding: 0, chat: 120 },

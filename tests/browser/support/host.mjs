@@ -26,18 +26,22 @@ export function hostPage({ src, hostile = false }) {
 <script src="${esc(src)}" async></script></body></html>`;
 }
 
-/** The site the assistant is trained on. `/site/payload.html` carries markup payloads (which a crawler
- * must drop) and the same payloads as visible text (which end up in the index, sources and prompt). */
+/** The sites the assistant is trained on: `/site/` a small shop, `/xss/` pages that carry markup
+ * payloads (which a crawler must drop) and the same payloads as visible text (which end up in the
+ * index, the sources and the model's prompt). */
 export const SITE_PAGES = {
   "/site/": `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sakura Shop</title></head><body>
 <main><h1>Sakura Shop</h1><p>Sakura Shop sells green tea from Shizuoka and Uji, shipped worldwide.</p>
-<p><a href="/site/pricing.html">Pricing</a> <a href="/site/payload.html">Notes</a> <a href="/site/shipping.html">Shipping</a></p></main></body></html>`,
+<p><a href="/site/pricing.html">Pricing</a> <a href="/site/shipping.html">Shipping</a></p></main></body></html>`,
   "/site/pricing.html": `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Pricing plans</title></head><body>
 <main><h1>Pricing plans</h1><p>The Pro plan costs 4,980 yen per month and includes 10,000 chats and priority support.
 The Starter plan costs 980 yen per month.</p><p><a href="/site/">Home</a></p></main></body></html>`,
   "/site/shipping.html": `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shipping</title></head><body>
 <main><h1>Shipping</h1><p>Orders ship within two business days. Shipping to Korea takes three days.</p></main></body></html>`,
-  "/site/payload.html": `<!doctype html><html lang="en"><head><meta charset="utf-8">
+  "/xss/": `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Tea notes</title></head><body>
+<main><h1>Tea notes</h1><p>Notes about matcha and sencha.</p><p><a href="/xss/payload.html">Matcha notes</a></p>
+<img src=x onerror="window.__kotobaPwned='index-img'"></main></body></html>`,
+  "/xss/payload.html": `<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>&lt;img src=x onerror="window.__kotobaPwned='title'"&gt; Matcha notes</title></head><body>
 <main><h1>Matcha notes &lt;script&gt;window.__kotobaPwned='heading'&lt;/script&gt;</h1>
 <p>Matcha whisking guide: use 80 degree water. &lt;img src=x onerror="window.__kotobaPwned='text-img'"&gt;
@@ -57,7 +61,7 @@ export async function startHost({ apiBase = () => "" } = {}) {
       res.end(hostPage({ src, hostile: url.searchParams.get("css") === "hostile" }));
       return;
     }
-    const page = SITE_PAGES[url.pathname === "/site/index.html" ? "/site/" : url.pathname];
+    const page = SITE_PAGES[url.pathname];
     if (page) {
       res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
       res.end(page);

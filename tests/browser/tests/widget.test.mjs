@@ -139,11 +139,18 @@ describe("untrusted content", () => {
   test("HTML and script payloads from pages and from the model never run", async () => {
     const { page, close, errors } = await newPage({ origin: env.host.allowed, site: env.sites.xss });
     await w(page, ".bubble").click();
-    await ask(page, "How do I whisk matcha?");
-    await page.waitForFunction(() => {
-      const m = [...document.querySelector("kotoba-chat").shadowRoot.querySelectorAll(".msg.bot")].at(-1);
-      return m && m.getAttribute("aria-busy") === "false";
-    });
+    env.peer?.setMode("echo"); // the model answers with HTML and everything it was given
+    try {
+      const chat = page.waitForResponse((r) => r.url().includes("/api/embed/chat"));
+      await ask(page, "How do I whisk matcha?");
+      assert.equal((await chat).status(), 200);
+      await page.waitForFunction(() => {
+        const m = [...document.querySelector("kotoba-chat").shadowRoot.querySelectorAll(".msg.bot")].at(-1);
+        return m && m.getAttribute("aria-busy") === "false";
+      });
+    } finally {
+      env.peer?.setMode("answer");
+    }
     await page.waitForTimeout(300); // give any injected handler (img onerror) time to fire
     const flag = await page.evaluate(() => window.__kotobaPwned);
     assert.equal(flag, undefined, `a payload ran: ${flag}`);
@@ -153,10 +160,12 @@ describe("untrusted content", () => {
         injected: root.querySelectorAll("img:not(.bubble img), script, iframe").length,
         text: [...root.querySelectorAll(".msg.bot")].at(-1).textContent,
         hrefs: [...root.querySelectorAll("a")].map((a) => a.getAttribute("href")),
+        sources: [...root.querySelectorAll(".sources a")].map((a) => a.getAttribute("href")),
       };
     });
     assert.equal(shadow.injected, 0, "no element came from model or page text");
-    assert.match(shadow.text, /<img src=x onerror=/, "the payload is shown as text");
+    assert.match(shadow.text, /<img src=x onerror=/, "the model's payload is shown as text");
+    assert.ok(shadow.sources.some((s) => s.includes("/xss/")), `the payload pages were retrieved: ${shadow.sources}`);
     for (const href of shadow.hrefs) assert.match(href, /^https?:\/\//, `link ${href}`);
     assert.deepEqual(errors, []);
     await close();
