@@ -6,6 +6,7 @@ pub mod blobs;
 pub mod clock;
 pub mod config;
 pub mod embedded_db;
+pub mod extract;
 pub mod http;
 pub mod ids;
 pub mod mail;
