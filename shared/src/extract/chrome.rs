@@ -52,7 +52,8 @@ const DROP_ROLES: &[&str] = &[
     "toolbar",
 ];
 
-/// Class/id parts (after splitting on `-`, `_` and camelCase) that always mean chrome.
+/// Class/id parts (after splitting on `-`, `_` and camelCase) that always mean chrome (besides any part
+/// ending in `nav`/`navi`).
 const STRONG_PARTS: &[&str] = &[
     "ad",
     "ads",
@@ -62,29 +63,20 @@ const STRONG_PARTS: &[&str] = &[
     "advertisement",
     "backtotop",
     "breadcrumbs",
-    "comment",
     "comments",
     "consent",
     "crumbs",
-    "fnav",
-    "gnav",
-    "gnavi",
-    "nav",
-    "navi",
     "navigation",
     "pagetop",
     "popup",
     "respond",
     "share",
     "sharing",
-    "sidenav",
     "skip",
     "skiplink",
-    "snav",
     "sns",
     "sponsor",
     "sponsored",
-    "subnav",
     "totop",
 ];
 
@@ -93,6 +85,7 @@ const STRONG_SUBSTRINGS: &[&str] = &[
     "addtoany",
     "advert",
     "breadcrumb",
+    "commentlist",
     "cookie",
     "disqus",
     "gdpr",
@@ -101,6 +94,13 @@ const STRONG_SUBSTRINGS: &[&str] = &[
     "pankuzu",
     "sidebar",
     "topicpath",
+];
+
+/// Parts that, next to a singular "comment", mean a comment thread (`comment-list`, `comment-respond`);
+/// alone, "comment" is often a remark inside the content (a Japanese shop's staff comment).
+const COMMENT_THREAD_PARTS: &[&str] = &[
+    "area", "author", "count", "form", "list", "meta", "reply", "respond", "section", "thread",
+    "wrap",
 ];
 
 /// Parts that mean site header/footer when outside article/main/section.
@@ -112,18 +112,15 @@ const CONTENT_QUALIFIERS: &[&str] = &[
     "main", "page", "panel", "post", "sec", "section", "table", "title",
 ];
 
-/// Parts that are chrome only when the element is mostly links (a restaurant's "menu" is content).
+/// Parts that are chrome only when the element is mostly links (a restaurant's "menu" is content), besides
+/// any part ending in `menu`.
 const WEAK_PARTS: &[&str] = &[
     "dropdown",
-    "gmenu",
-    "megamenu",
-    "menu",
     "menus",
     "pager",
     "pagination",
     "paging",
     "social",
-    "submenu",
     "tagcloud",
     "tags",
     "toc",
@@ -221,13 +218,17 @@ fn token_verdict(token: &str, in_content: bool) -> Verdict {
         return Verdict::Drop;
     }
     let has = |set: &[&str]| parts.iter().any(|p| set.contains(&p.as_str()));
-    if has(STRONG_PARTS) {
+    // Navigation glued to a prefix: `localnavi`, `sidenav`, `footernav` (no common word ends so).
+    let nav_suffix = parts
+        .iter()
+        .any(|p| p.ends_with("nav") || p.ends_with("navi"));
+    if has(STRONG_PARTS) || nav_suffix || (has(&["comment"]) && has(COMMENT_THREAD_PARTS)) {
         return Verdict::Drop;
     }
     if !in_content && has(HEADER_FOOTER_PARTS) && !has(CONTENT_QUALIFIERS) {
         return Verdict::Drop;
     }
-    if has(WEAK_PARTS) {
+    if has(WEAK_PARTS) || parts.iter().any(|p| p.ends_with("menu")) {
         return Verdict::DropIfLinkDense;
     }
     Verdict::Keep
@@ -278,6 +279,10 @@ mod tests {
             "ad-slot",
             "share-buttons",
             "comments",
+            "comment-list",
+            "commentlist",
+            "localnavi",
+            "footernav",
             "skip-link",
             "CybotCookiebotDialog",
         ] {
@@ -299,9 +304,12 @@ mod tests {
             "shared",
             "unavailable",
             "canvas-wrap",
+            "staff-comment",
+            "bg-navy",
         ] {
             assert_eq!(token_verdict(t, false), Keep, "{t}");
         }
         assert_eq!(token_verdict("food-menu", false), DropIfLinkDense);
+        assert_eq!(token_verdict("spmenu", false), DropIfLinkDense);
     }
 }

@@ -494,3 +494,41 @@ fn plain_text_splits_on_blank_lines() {
     assert_eq!(extract_text(&long).title.chars().count(), 120);
     assert_eq!(extract_text(""), ExtractedPage::default());
 }
+
+#[test]
+fn wordpress_post_keeps_entry_and_drops_thread_and_widgets() {
+    let html = r##"<html lang="ja"><body class="post-template-default single has-sidebar">
+      <div id="page" class="site">
+        <header id="masthead" class="site-header"><p class="site-title">カフェ ひなた</p>
+          <nav id="site-navigation" class="main-navigation"><ul id="primary-menu"><li><a href="/">ホーム</a></li></ul></nav></header>
+        <div id="content" class="site-content"><div id="primary" class="content-area"><main id="main" class="site-main">
+          <nav class="breadcrumb"><a href="/">ホーム</a> &gt; お知らせ</nav>
+          <article class="post type-post">
+            <header class="entry-header"><h1 class="entry-title">年末年始の営業について</h1></header>
+            <div class="entry-content">
+              <p>12月29日から1月3日まで休業いたします。</p>
+              <p class="staff-comment">店長より：来年もよろしくお願いします。</p>
+              <div class="sharedaddy sd-sharing-enabled"><h3 class="sd-title">共有:</h3><a href="#">X</a></div>
+            </div>
+          </article>
+          <div id="comments" class="comments-area"><h2 class="comments-title">コメント 2件</h2>
+            <ol class="comment-list"><li>おつかれさまです</li></ol>
+            <div id="respond" class="comment-respond"><h3>コメントを残す</h3></div></div>
+        </main></div>
+        <aside id="secondary" class="widget-area"><section class="widget"><h2>最近の投稿</h2></section></aside></div>
+        <footer id="colophon" class="site-footer"><div class="site-info">Proudly powered by WordPress</div></footer>
+      </div></body></html>"##;
+    assert_eq!(
+        flat(&extract_html(html)),
+        pairs(&[
+            (
+                "年末年始の営業について",
+                "12月29日から1月3日まで休業いたします。"
+            ),
+            (
+                "年末年始の営業について",
+                "店長より：来年もよろしくお願いします。"
+            ),
+        ])
+    );
+}
