@@ -3,9 +3,11 @@
 //! call. Functions speak HTTP and call into here; services speak ports; adapters speak SDKs.
 
 pub mod blobs;
+pub mod chunk;
 pub mod clock;
 pub mod config;
 pub mod embedded_db;
+pub mod extract;
 pub mod http;
 pub mod ids;
 pub mod index;
