@@ -5,6 +5,7 @@
 pub mod blobs;
 pub mod clock;
 pub mod config;
+pub mod crawl;
 pub mod embedded_db;
 pub mod http;
 pub mod ids;
