@@ -18,9 +18,13 @@
 //! let report = crawl.await?;
 //! ```
 
+pub mod fetch;
 pub mod guard;
 pub mod scope;
 
+pub use fetch::{
+    DEFAULT_USER_AGENT, FetchError, FetchOutcome, FetchPolicy, Fetched, Fetcher, Validators,
+};
 pub use guard::{
     AddrClass, Embedding, GuardedResolver, Refusal, Resolver, StaticResolver, SystemResolver,
     check_ip, check_url,
