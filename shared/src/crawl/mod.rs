@@ -18,6 +18,7 @@
 //! let report = crawl.await?;
 //! ```
 
+pub mod charset;
 pub mod fetch;
 pub mod guard;
 pub mod scope;
