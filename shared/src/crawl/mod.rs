@@ -21,7 +21,10 @@
 pub mod charset;
 pub mod fetch;
 pub mod guard;
+pub mod links;
+pub mod robots;
 pub mod scope;
+pub mod sitemap;
 
 pub use fetch::{
     DEFAULT_USER_AGENT, FetchError, FetchOutcome, FetchPolicy, Fetched, Fetcher, Validators,
