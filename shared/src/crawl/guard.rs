@@ -281,7 +281,7 @@ pub fn check_url(url: &Url, allow_loopback: bool) -> Result<(), Refusal> {
         None => Err(Refusal::NoHost),
         Some(Host::Ipv4(ip)) => check_ip(IpAddr::V4(ip), allow_loopback),
         Some(Host::Ipv6(ip)) => check_ip(IpAddr::V6(ip), allow_loopback),
-        Some(Host::Domain(d)) if d.is_empty() => Err(Refusal::NoHost),
+        Some(Host::Domain("")) => Err(Refusal::NoHost),
         Some(Host::Domain(_)) => Ok(()),
     }
 }

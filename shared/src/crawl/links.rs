@@ -227,7 +227,7 @@ mod tests {
     #[test]
     fn x_robots_tag_agents() {
         assert!(x_robots_tag("noindex").noindex);
-        assert!(x_robots_tag("googlebot: nofollow, noindex").noindex == false);
+        assert!(!x_robots_tag("googlebot: nofollow, noindex").noindex);
         let d = x_robots_tag("googlebot: noindex, KotobaBot: nofollow");
         assert!(!d.noindex && d.nofollow);
         let d = x_robots_tag("unavailable_after: 25 Jun 2010 15:00:00 PST, noindex");
