@@ -19,6 +19,7 @@
 //! ```
 
 pub mod charset;
+pub mod crawler;
 pub mod fetch;
 pub mod guard;
 pub mod links;
@@ -26,6 +27,13 @@ pub mod robots;
 pub mod scope;
 pub mod sitemap;
 
+#[cfg(test)]
+mod testsite;
+
+pub use crawler::{
+    CrawlCounters, CrawlEvent, CrawlFailure, CrawlReport, CrawlRequest, CrawledPage, Crawler,
+    CrawlerConfig, KnownPage, PageKind, SkipReason,
+};
 pub use fetch::{
     DEFAULT_USER_AGENT, FetchError, FetchOutcome, FetchPolicy, Fetched, Fetcher, Validators,
 };
