@@ -848,3 +848,7 @@ fn page_kind(content_type: Option<&str>, body: &[u8]) -> Option<PageKind> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "crawler_tests.rs"]
+mod tests;

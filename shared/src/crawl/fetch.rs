@@ -381,3 +381,7 @@ mod tripwire {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "fetch_tests.rs"]
+mod tests;
