@@ -6,6 +6,7 @@ pub mod blobs;
 pub mod chunk;
 pub mod clock;
 pub mod config;
+pub mod crawl;
 pub mod embedded_db;
 pub mod extract;
 pub mod http;
