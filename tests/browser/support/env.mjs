@@ -1,19 +1,29 @@
 // Everything a browser test needs, on loopback only: the model peer, the real local runner (serving the
 // embed script and the embed chat and feedback routes), two sites trained through the API on pages the
 // host server serves, and the host pages that embed the widget.
-import { startFakeApi } from "./fake-api.mjs";
 import { startHost } from "./host.mjs";
 import { startPeer } from "./peer.mjs";
 import { startRunner } from "./runner.mjs";
 
 const WIDGETS = {
-  main: { theme: "light", color_primary: "#0f766e", position: "bottom-right", radius: 14, welcome_message: "Hello! Ask me about Sakura Shop." },
+  main: {
+    theme: "light",
+    color_primary: "#0f766e",
+    position: "bottom-right",
+    radius: 14,
+    welcome_message: "Hello! Ask me about Sakura Shop.",
+  },
   // Tenant text is untrusted too: the welcome message carries a payload of its own.
-  xss: { theme: "dark", color_primary: "#7c3aed", position: "bottom-left", radius: 8, welcome_message: "</script><img src=x onerror=\"window.__kotobaPwned='welcome'\"> Ask about matcha." },
+  xss: {
+    theme: "dark",
+    color_primary: "#7c3aed",
+    position: "bottom-left",
+    radius: 8,
+    welcome_message: "</script><img src=x onerror=\"window.__kotobaPwned='welcome'\"> Ask about matcha.",
+  },
 };
 
 export async function startEnv() {
-  if (process.env.KOTOBA_BROWSER_FAKE_CHAT === "1") return startFakeEnv();
   const peer = await startPeer();
   let runner;
   const host = await startHost({ apiBase: () => runner.base });
@@ -23,9 +33,18 @@ export async function startEnv() {
     await runner.call("PUT", `/api/admin/tenants/${tenant.tenant_id}/subscription`, { body: { status: "active" } });
     const key = tenant.api_key;
     const sites = {};
-    for (const [name, start] of [["main", "/site/"], ["xss", "/xss/"]]) {
-      const site = await runner.call("POST", "/api/sites", { key, body: { name: `Browser ${name}`, allowed_domains: ["127.0.0.1"] } });
-      await runner.call("PATCH", `/api/sites/${site.site_id}`, { key, body: { is_embed_enabled: true, widget: WIDGETS[name] } });
+    for (const [name, start] of [
+      ["main", "/site/"],
+      ["xss", "/xss/"],
+    ]) {
+      const site = await runner.call("POST", "/api/sites", {
+        key,
+        body: { name: `Browser ${name}`, allowed_domains: ["127.0.0.1"] },
+      });
+      await runner.call("PATCH", `/api/sites/${site.site_id}`, {
+        key,
+        body: { is_embed_enabled: true, widget: WIDGETS[name] },
+      });
       await train(runner, key, site.site_id, host.allowed + start);
       sites[name] = site.site_id;
     }
@@ -63,20 +82,4 @@ async function train(runner, key, siteId, url) {
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`training ${url} did not finish in 30 s`);
-}
-
-/** Development only (KOTOBA_BROWSER_FAKE_CHAT=1): the contract's embed routes faked in node. */
-async function startFakeEnv() {
-  const api = await startFakeApi();
-  const host = await startHost({ apiBase: () => api.base });
-  return {
-    apiBase: api.base,
-    sites: api.sites,
-    host,
-    feedbackFor: (id) => api.feedbackFor(id),
-    async close() {
-      await host.close();
-      await api.close();
-    },
-  };
 }

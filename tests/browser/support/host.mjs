@@ -56,7 +56,8 @@ export async function startHost({ apiBase = () => "" } = {}) {
     const url = new URL(req.url, "http://host");
     requests.push(url.pathname);
     if (url.pathname === "/host.html") {
-      const src = url.searchParams.get("src") || `${apiBase()}/api/embed/script?site_id=${url.searchParams.get("site")}`;
+      const src =
+        url.searchParams.get("src") || `${apiBase()}/api/embed/script?site_id=${url.searchParams.get("site")}`;
       res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
       res.end(hostPage({ src, hostile: url.searchParams.get("css") === "hostile" }));
       return;

@@ -13,9 +13,9 @@ export const ANSWER_CHUNKS = [
 ];
 
 export const HTML_ECHO =
-  '<img src=x onerror="window.__kotobaPwned=\'model-img\'">' +
+  "<img src=x onerror=\"window.__kotobaPwned='model-img'\">" +
   "<script>window.__kotobaPwned='model-script'</script>" +
-  '<a href="javascript:window.__kotobaPwned=\'model-link\'">click</a> ' +
+  "<a href=\"javascript:window.__kotobaPwned='model-link'\">click</a> " +
   "[md link](javascript:window.__kotobaPwned='model-md') " +
   '<iframe srcdoc="<script>parent.__kotobaPwned=1</script>"></iframe>';
 
@@ -68,7 +68,13 @@ export async function startPeer({ mode = "answer", delayMs = 120 } = {}) {
       send(chunk({ content: text }));
     }
     send(chunk({}, "stop"));
-    send({ id: "chatcmpl-peer", object: "chat.completion.chunk", model, choices: [], usage: { prompt_tokens: 100, completion_tokens: 20, total_tokens: 120 } });
+    send({
+      id: "chatcmpl-peer",
+      object: "chat.completion.chunk",
+      model,
+      choices: [],
+      usage: { prompt_tokens: 100, completion_tokens: 20, total_tokens: 120 },
+    });
     res.end("data: [DONE]\n\n");
   });
   server.mode = mode;

@@ -26,6 +26,7 @@ export async function startRunner({ modelBaseUrl, chatModel = "peer-chat-model" 
       PATH: process.env.PATH,
       HOME: process.env.HOME,
       RUST_LOG: process.env.RUST_LOG || "info",
+      NO_COLOR: "1",
       KOTOBA_LISTEN: "127.0.0.1:0",
       KOTOBA_DATA_DIR: dataDir,
       KOTOBA_ADMIN_KEY: adminKey,
@@ -36,24 +37,28 @@ export async function startRunner({ modelBaseUrl, chatModel = "peer-chat-model" 
     },
     stdio: ["ignore", "pipe", out],
   });
+  let seen = "";
+  child.stdout.on("data", (chunk) => {
+    fs.appendFileSync(log, chunk);
+    if (seen !== null) seen += chunk;
+  });
   const base = await new Promise((resolve, reject) => {
-    let seen = "";
-    const timer = setTimeout(() => reject(new Error(`the runner did not start in time; log: ${log}\n${seen}`)), 60_000);
-    child.stdout.on("data", (chunk) => {
-      seen += chunk;
-      fs.appendFileSync(log, chunk);
+    const timer = setTimeout(() => reject(new Error(`the runner did not start in time; log: ${log}`)), 60_000);
+    const onData = () => {
       const m = seen.match(/Kotoba is running at (http:\/\/127\.0\.0\.1:\d+)/);
       if (m) {
         clearTimeout(timer);
+        child.stdout.off("data", onData);
+        seen = null;
         resolve(m[1]);
       }
-    });
-    child.on("exit", (code) => {
+    };
+    child.stdout.on("data", onData);
+    child.once("exit", (code) => {
       clearTimeout(timer);
       reject(new Error(`the runner exited with ${code}:\n${fs.readFileSync(log, "utf8").slice(-4000)}`));
     });
   });
-  child.stdout.on("data", (chunk) => fs.appendFileSync(log, chunk));
 
   async function call(method, route, { key = adminKey, body } = {}) {
     const res = await fetch(base + route, {
@@ -67,6 +72,11 @@ export async function startRunner({ modelBaseUrl, chatModel = "peer-chat-model" 
       json = JSON.parse(text);
     } catch {
       /* not JSON */
+    }
+    if (res.status === 404 && json?.error?.message === "no such route") {
+      throw new Error(
+        `${method} ${route}: this runner does not serve the route yet (the chat and training issues land it)`,
+      );
     }
     if (!res.ok) throw new Error(`${method} ${route} → ${res.status}: ${text}`);
     return json;
@@ -85,7 +95,9 @@ import json, sqlite3, sys
 db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
 row = db.execute("SELECT attributes FROM items WHERE pk = ?", ("MSG#" + sys.argv[2],)).fetchone()
 print(row[0] if row else "null")`;
-      const out = execFileSync("python3", ["-c", script, path.join(dataDir, "kotoba.sqlite3"), messageId], { encoding: "utf8" });
+      const out = execFileSync("python3", ["-c", script, path.join(dataDir, "kotoba.sqlite3"), messageId], {
+        encoding: "utf8",
+      });
       return JSON.parse(out);
     },
     async close() {

@@ -54,7 +54,11 @@ describe("embedded on an allowed origin", () => {
     await bubble.click();
     await w(page, ".panel").waitFor({ state: "visible" });
     assert.equal(await bubble.getAttribute("aria-expanded"), "true");
-    assert.equal(await page.evaluate(() => document.querySelector("kotoba-chat").shadowRoot.activeElement?.tagName), "TEXTAREA", "focus moves into the panel");
+    assert.equal(
+      await page.evaluate(() => document.querySelector("kotoba-chat").shadowRoot.activeElement?.tagName),
+      "TEXTAREA",
+      "focus moves into the panel",
+    );
 
     const chat = page.waitForResponse((r) => r.url().includes("/api/embed/chat"));
     await ask(page, "How much is the Pro plan?");
@@ -67,10 +71,19 @@ describe("embedded on an allowed origin", () => {
       return m && m.getAttribute("aria-busy") === "true" && !m.querySelector(".pending") && m.textContent.length > 10;
     });
     const partial = await answer.locator(".body").textContent();
-    await page.waitForFunction(() => [...document.querySelector("kotoba-chat").shadowRoot.querySelectorAll(".msg.bot")].at(-1).getAttribute("aria-busy") === "false");
+    await page.waitForFunction(
+      () =>
+        [...document.querySelector("kotoba-chat").shadowRoot.querySelectorAll(".msg.bot")]
+          .at(-1)
+          .getAttribute("aria-busy") === "false",
+    );
     const full = await answer.locator(".body").textContent();
     assert.ok(full.length > partial.length, `the answer grew while streaming (${partial.length} → ${full.length})`);
     assert.match(full, /4,980 yen/);
+    assert.ok(
+      env.peer.requests.some((r) => r.stream === true),
+      "the answer came from the model peer, streamed",
+    );
     assert.equal(await answer.locator("strong").first().textContent(), "Pro plan", "bold from the markdown subset");
     assert.ok((await answer.locator(".body li").count()) >= 2, "a list from the markdown subset");
 
@@ -139,7 +152,7 @@ describe("untrusted content", () => {
   test("HTML and script payloads from pages and from the model never run", async () => {
     const { page, close, errors } = await newPage({ origin: env.host.allowed, site: env.sites.xss });
     await w(page, ".bubble").click();
-    env.peer?.setMode("echo"); // the model answers with HTML and everything it was given
+    env.peer.setMode("echo"); // the model answers with HTML and everything it was given
     try {
       const chat = page.waitForResponse((r) => r.url().includes("/api/embed/chat"));
       await ask(page, "How do I whisk matcha?");
@@ -149,7 +162,7 @@ describe("untrusted content", () => {
         return m && m.getAttribute("aria-busy") === "false";
       });
     } finally {
-      env.peer?.setMode("answer");
+      env.peer.setMode("answer");
     }
     await page.waitForTimeout(300); // give any injected handler (img onerror) time to fire
     const flag = await page.evaluate(() => window.__kotobaPwned);
@@ -165,7 +178,10 @@ describe("untrusted content", () => {
     });
     assert.equal(shadow.injected, 0, "no element came from model or page text");
     assert.match(shadow.text, /<img src=x onerror=/, "the model's payload is shown as text");
-    assert.ok(shadow.sources.some((s) => s.includes("/xss/")), `the payload pages were retrieved: ${shadow.sources}`);
+    assert.ok(
+      shadow.sources.some((s) => s.includes("/xss/")),
+      `the payload pages were retrieved: ${shadow.sources}`,
+    );
     for (const href of shadow.hrefs) assert.match(href, /^https?:\/\//, `link ${href}`);
     assert.deepEqual(errors, []);
     await close();
@@ -173,7 +189,31 @@ describe("untrusted content", () => {
 });
 
 describe("isolation from the host page", () => {
-  const PROPS = ["display", "position", "font-family", "font-size", "color", "background-color", "line-height", "letter-spacing", "text-transform", "box-sizing", "margin-top", "margin-left", "padding-top", "padding-left", "border-top-width", "border-top-style", "width", "height", "opacity", "border-radius", "filter", "transform", "visibility"];
+  const PROPS = [
+    "display",
+    "position",
+    "font-family",
+    "font-size",
+    "color",
+    "background-color",
+    "line-height",
+    "letter-spacing",
+    "text-transform",
+    "box-sizing",
+    "margin-top",
+    "margin-left",
+    "padding-top",
+    "padding-left",
+    "border-top-width",
+    "border-top-style",
+    "width",
+    "height",
+    "opacity",
+    "border-radius",
+    "filter",
+    "transform",
+    "visibility",
+  ];
   const PARTS = [".bubble", ".panel", "header", "h2", ".log", ".msg.bot", "textarea", ".send", "form"];
 
   async function styles(hostile) {
@@ -186,12 +226,22 @@ describe("isolation from the host page", () => {
       ([parts, props]) => {
         const host = document.querySelector("kotoba-chat");
         const root = host.shadowRoot;
-        const out = { host: Object.fromEntries(["display", "position", "transform", "filter", "z-index"].map((p) => [p, getComputedStyle(host).getPropertyValue(p)])) };
+        const out = {
+          host: Object.fromEntries(
+            ["display", "position", "transform", "filter", "z-index"].map((p) => [
+              p,
+              getComputedStyle(host).getPropertyValue(p),
+            ]),
+          ),
+        };
         for (const sel of parts) {
           const el = root.querySelector(sel);
           const cs = getComputedStyle(el);
           const r = el.getBoundingClientRect();
-          out[sel] = { ...Object.fromEntries(props.map((p) => [p, cs.getPropertyValue(p)])), rect: [r.x, r.y, r.width, r.height].map(Math.round) };
+          out[sel] = {
+            ...Object.fromEntries(props.map((p) => [p, cs.getPropertyValue(p)])),
+            rect: [r.x, r.y, r.width, r.height].map(Math.round),
+          };
         }
         return out;
       },
@@ -216,7 +266,8 @@ describe("accessibility", () => {
     assert.equal(await bubble.getAttribute("aria-label"), "Open chat");
     // Keyboard only: Tab reaches the bubble, Enter opens the panel.
     await page.locator("body").click({ position: { x: 5, y: 5 } });
-    for (let i = 0; i < 5 && !(await bubble.evaluate((b) => b.getRootNode().activeElement === b)); i++) await page.keyboard.press("Tab");
+    for (let i = 0; i < 5 && !(await bubble.evaluate((b) => b.getRootNode().activeElement === b)); i++)
+      await page.keyboard.press("Tab");
     assert.ok(await bubble.evaluate((b) => b.getRootNode().activeElement === b), "Tab reaches the bubble");
     await page.keyboard.press("Enter");
     await w(page, ".panel").waitFor({ state: "visible" });
@@ -226,7 +277,10 @@ describe("accessibility", () => {
     assert.equal(await w(page, "label[for=kotoba-input]").textContent(), "Your question");
     assert.equal(await w(page, ".send").getAttribute("aria-label"), "Send");
     assert.equal(await w(page, "header button").getAttribute("aria-label"), "Close chat");
-    assert.equal(await page.evaluate(() => document.querySelector("kotoba-chat").shadowRoot.activeElement?.id), "kotoba-input");
+    assert.equal(
+      await page.evaluate(() => document.querySelector("kotoba-chat").shadowRoot.activeElement?.id),
+      "kotoba-input",
+    );
     await page.keyboard.press("Escape");
     await w(page, ".panel").waitFor({ state: "hidden" });
     assert.ok(await bubble.evaluate((b) => b.getRootNode().activeElement === b), "focus is back on the bubble");
@@ -235,7 +289,11 @@ describe("accessibility", () => {
   });
 
   test("usable on a 360 px wide phone", async () => {
-    const { page, close } = await newPage({ origin: env.host.allowed, site: env.sites.main, viewport: { width: 360, height: 640 } });
+    const { page, close } = await newPage({
+      origin: env.host.allowed,
+      site: env.sites.main,
+      viewport: { width: 360, height: 640 },
+    });
     await w(page, ".bubble").click();
     const panel = await w(page, ".panel").boundingBox();
     assert.ok(panel.x >= 0 && panel.x + panel.width <= 360, `panel fits horizontally: ${JSON.stringify(panel)}`);
@@ -266,8 +324,34 @@ describe("accessibility", () => {
 describe("errors", () => {
   const cases = [
     ["network failure", (route) => route.abort("connectionrefused"), /Could not reach the assistant/],
-    ["402 quota", (route) => route.fulfill({ status: 402, contentType: "application/json", headers: { "access-control-allow-origin": "*" }, body: JSON.stringify({ error: { code: "quota_exceeded", message: "quota", plan: "starter", upgrade_hint: "pro" } }) }), /usage limit/],
-    ["429 with Retry-After", (route) => route.fulfill({ status: 429, contentType: "application/json", headers: { "retry-after": "17", "access-control-allow-origin": "*", "access-control-expose-headers": "retry-after" }, body: JSON.stringify({ error: { code: "rate_limited", message: "slow down", retry_after_seconds: 17 } }) }), /wait 17 seconds/],
+    [
+      "402 quota",
+      (route) =>
+        route.fulfill({
+          status: 402,
+          contentType: "application/json",
+          headers: { "access-control-allow-origin": "*" },
+          body: JSON.stringify({
+            error: { code: "quota_exceeded", message: "quota", plan: "starter", upgrade_hint: "pro" },
+          }),
+        }),
+      /usage limit/,
+    ],
+    [
+      "429 with Retry-After",
+      (route) =>
+        route.fulfill({
+          status: 429,
+          contentType: "application/json",
+          headers: {
+            "retry-after": "17",
+            "access-control-allow-origin": "*",
+            "access-control-expose-headers": "retry-after",
+          },
+          body: JSON.stringify({ error: { code: "rate_limited", message: "slow down", retry_after_seconds: 17 } }),
+        }),
+      /wait 17 seconds/,
+    ],
   ];
   for (const [name, fail, message] of cases) {
     test(`${name}: a clear message, and Retry sends the question again`, async () => {
@@ -282,7 +366,12 @@ describe("errors", () => {
       await context.unroute("**/api/embed/chat*");
       await w(page, ".error button").click();
       await alert.waitFor({ state: "hidden" });
-      await page.waitForFunction(() => [...document.querySelector("kotoba-chat").shadowRoot.querySelectorAll(".msg.bot")].at(-1)?.getAttribute("aria-busy") === "false");
+      await page.waitForFunction(
+        () =>
+          [...document.querySelector("kotoba-chat").shadowRoot.querySelectorAll(".msg.bot")]
+            .at(-1)
+            ?.getAttribute("aria-busy") === "false",
+      );
       assert.match(await w(page, ".msg.bot").last().textContent(), /4,980 yen/);
       assert.equal(await w(page, ".msg.user").count(), 1, "the retry does not repeat the question in the log");
       await close();
