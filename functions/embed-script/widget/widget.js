@@ -20,7 +20,8 @@
     Array.from(document.scripts).find((s) => s.src.includes(ROUTE) && s.src.includes(siteId));
   if (!me || !me.src) return;
   const src = new URL(me.src, location.href);
-  const api = src.origin + src.pathname.slice(0, src.pathname.lastIndexOf(ROUTE));
+  const at = src.pathname.lastIndexOf(ROUTE);
+  const api = src.origin + (at > 0 ? src.pathname.slice(0, at) : "");
 
   const STRINGS = {
     en: {

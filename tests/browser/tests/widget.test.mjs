@@ -177,6 +177,8 @@ describe("untrusted content", () => {
       };
     });
     assert.equal(shadow.injected, 0, "no element came from model or page text");
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, "widget-untrusted-content.png") });
     assert.match(shadow.text, /<img src=x onerror=/, "the model's payload is shown as text");
     assert.ok(
       shadow.sources.some((s) => s.includes("/xss/")),
@@ -303,6 +305,8 @@ describe("accessibility", () => {
     const send = await w(page, ".send").boundingBox();
     assert.ok(send.x + send.width <= 360 && input.width > 150, "input and send button are on screen");
     assert.ok(send.width >= 40 && send.height >= 40, "touch-sized send button");
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, "widget-360px.png") });
     await close();
   });
 
