@@ -357,6 +357,19 @@ describe("errors", () => {
       /wait 17 seconds/,
     ],
   ];
+  cases.push([
+    "an error event in the middle of the stream",
+    (route) =>
+      route.fulfill({
+        status: 200,
+        contentType: "text/event-stream",
+        headers: { "access-control-allow-origin": "*" },
+        body:
+          'event: delta\ndata: {"text":"Our Pro pl"}\n\n' +
+          'event: error\ndata: {"error":{"code":"unavailable","message":"the chat model failed"}}\n\n',
+      }),
+    /Something went wrong/,
+  ]);
   for (const [name, fail, message] of cases) {
     test(`${name}: a clear message, and Retry sends the question again`, async () => {
       const { page, context, close } = await newPage({ origin: env.host.allowed, site: env.sites.main });
