@@ -64,6 +64,9 @@ pub struct Config {
     pub fetch_allow_loopback: bool,
     /// JSON log lines (Lambda, Fargate) instead of readable ones.
     pub log_json: bool,
+    /// The local runner's training queue visibility timeout: how long a failed attempt waits before
+    /// it is redelivered (SQS's is set in the template).
+    pub train_retry_after: std::time::Duration,
     pub backend: Backend,
 }
 
@@ -122,6 +125,7 @@ impl Config {
         let fetch_allow_loopback =
             env.bool_or("KOTOBA_FETCH_ALLOW_LOOPBACK", mode == Mode::Local)?;
         let log_json = env.bool_or("KOTOBA_LOG_JSON", mode == Mode::Deployed)?;
+        let train_retry_after = std::time::Duration::from_secs(env.parse_or("KOTOBA_TRAIN_RETRY_SECS", 60u64)?);
 
         // The table name is the switch: with it, every port uses its AWS adapter.
         let backend = match env.get("KOTOBA_TABLE") {
@@ -155,6 +159,7 @@ impl Config {
             stripe_webhook_secret: env.get("STRIPE_WEBHOOK_SECRET").map(str::to_string),
             fetch_allow_loopback,
             log_json,
+            train_retry_after,
             backend,
         })
     }

@@ -3,6 +3,7 @@
 //! call. Functions speak HTTP and call into here; services speak ports; adapters speak SDKs.
 
 pub mod blobs;
+pub mod chat;
 pub mod chunk;
 pub mod clock;
 pub mod config;

@@ -20,6 +20,7 @@ pub struct TestApp {
     pub admin_key: String,
     pub demo: local_runner::Demo,
     pub platform: std::sync::Arc<shared::Platform>,
+    pub worker: std::sync::Arc<train_worker::Worker>,
     pub client: reqwest::Client,
     _data_dir: tempfile::TempDir,
     server: tokio::task::JoinHandle<()>,
@@ -53,6 +54,15 @@ impl TestApp {
 
     /// Starts the runner with extra environment-style settings.
     pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+        Self::start(backend, extra, true).await
+    }
+
+    /// Starts the runner without its training-queue loop: the test delivers messages to `worker`.
+    pub async fn spawn_paused(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+        Self::start(backend, extra, false).await
+    }
+
+    async fn start(backend: Backend, extra: &[(&str, &str)], worker: bool) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let admin_key = format!("test-admin-{}", uuid::Uuid::new_v4().simple());
         let mut vars: HashMap<String, String> = [
@@ -79,12 +89,14 @@ impl TestApp {
         let base_url = runner.base_url();
         let demo = runner.demo.clone();
         let platform = runner.platform.clone();
-        let server = runner.spawn();
+        let train_worker = runner.worker.clone();
+        let server = runner.spawn_with_worker(worker);
         TestApp {
             base_url,
             admin_key,
             demo,
             platform,
+            worker: train_worker,
             client: reqwest::Client::builder().build().expect("client"),
             _data_dir: dir,
             server,
@@ -151,6 +163,28 @@ impl TestApp {
                 .to_string(),
             reply.body["api_key"].as_str().expect("api_key").to_string(),
         )
+    }
+
+    /// Queues training and waits for the job to finish; returns the finished job.
+    pub async fn train(&self, key: &str, site_id: &str, url: &str, force: bool) -> Value {
+        let reply = self.post("/api/train/url", key, json!({"site_id": site_id, "url": url, "force_retrain": force})).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
+        let job = reply.body["job_id"].as_str().expect("job_id").to_string();
+        self.wait_for_job(key, &job).await
+    }
+
+    /// Polls a job until it succeeds or fails (at most two minutes).
+    pub async fn wait_for_job(&self, key: &str, job: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let reply = self.get(&format!("/api/train/jobs/{job}"), key).await;
+            assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+            if matches!(reply.body["status"].as_str(), Some("succeeded" | "failed")) {
+                return reply.body;
+            }
+            assert!(std::time::Instant::now() < deadline, "job {job} did not finish: {:?}", reply.body);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// Creates a site for a tenant; returns its JSON.

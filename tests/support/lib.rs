@@ -2,6 +2,8 @@
 
 pub mod app;
 pub mod aws;
+pub mod peer;
+pub mod site;
 
 pub use app::{Backend, Reply, TestApp};
 

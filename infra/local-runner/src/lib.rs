@@ -6,6 +6,16 @@
 
 mod demo;
 mod seed;
+mod worker;
+
+/// Aborts a background task when dropped (the queue loop lives exactly as long as the server).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -27,6 +37,8 @@ pub struct Runner {
     pub addr: SocketAddr,
     pub platform: Arc<Platform>,
     pub demo: Demo,
+    /// The training worker, fed by the local queue loop (tests may also drive it directly).
+    pub worker: Arc<train_worker::Worker>,
     listener: TcpListener,
     app: Router,
 }
@@ -63,25 +75,23 @@ pub async fn start_with(
     let demo = seed::ensure_demo(&platform)
         .await
         .context("seeding the demo tenant")?;
-    let app = app(&platform, &demo);
-    Ok(Runner {
-        addr,
-        platform,
-        demo,
-        listener,
-        app,
-    })
+    let app = app(&platform, &demo)?;
+    let worker = Arc::new(train_worker::Worker::new(platform.clone()).context("building the training worker")?);
+    Ok(Runner { addr, platform, demo, worker, listener, app })
 }
 
 /// Every function's routes on one router, plus what API Gateway and S3 would otherwise provide, and
 /// the demo page.
-fn app(platform: &Arc<Platform>, demo: &Demo) -> Router {
+fn app(platform: &Arc<Platform>, demo: &Demo) -> anyhow::Result<Router> {
     let mut router = Router::new()
         .route(
             "/healthz",
             get(|| async { axum::Json(json!({ "status": "ok" })) }),
         )
         .merge(sites::routes(platform.clone()))
+        .merge(usage::routes(platform.clone()))
+        .merge(train::routes(platform.clone()))
+        .merge(chat::routes(platform.clone()).context("building the chat function")?)
         .merge(embed_script::routes(platform.clone()))
         .merge(demo::routes(&demo.site_id));
     if let Backend::Embedded = platform.config.backend {
@@ -89,7 +99,7 @@ fn app(platform: &Arc<Platform>, demo: &Demo) -> Router {
             router = router.merge(shared::blobs::dir::presigned_router(blobs));
         }
     }
-    shared::http::finish(router)
+    Ok(shared::http::finish(router))
 }
 
 impl Runner {
@@ -114,17 +124,28 @@ impl Runner {
         );
     }
 
-    /// Serves in the background; the handle ends when the server does.
+    /// Serves (and consumes the training queue) in the background; the handle ends when the server does.
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        self.spawn_with_worker(true)
+    }
+
+    /// As [`spawn`](Self::spawn); without the queue loop when `worker` is false (tests that deliver
+    /// training messages themselves, e.g. to interrupt a job).
+    pub fn spawn_with_worker(self, worker: bool) -> tokio::task::JoinHandle<()> {
+        let queue_loop = worker.then(|| tokio::spawn(worker::consume(self.platform.clone(), self.worker.clone())));
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(self.listener, self.app).await {
+            let _stop_loop_with_server = queue_loop.map(AbortOnDrop);
+            let app = self.app.into_make_service_with_connect_info::<SocketAddr>();
+            if let Err(e) = axum::serve(self.listener, app).await {
                 tracing::error!(error = %e, "local runner stopped");
             }
         })
     }
 
     pub async fn serve_until_ctrl_c(self) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.app)
+        let _queue_loop = AbortOnDrop(tokio::spawn(worker::consume(self.platform.clone(), self.worker.clone())));
+        let app = self.app.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
                 tracing::info!("shutting down");

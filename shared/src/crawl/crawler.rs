@@ -59,6 +59,9 @@ pub struct KnownPage {
     pub url: Url,
     pub depth: u32,
     pub validators: Validators,
+    /// The links it had (its `links`): followed again when it answers 304, since a 304 has no body
+    /// to find them in, so pages reachable only through an unchanged page are still crawled.
+    pub links: Vec<Url>,
 }
 
 /// Politeness and sitemap limits; `Default` is the production setting.
@@ -112,6 +115,8 @@ pub struct CrawledPage {
     pub text: String,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
+    /// The in-scope links it had (empty under `nofollow`), to keep for the next crawl's [`KnownPage`].
+    pub links: Vec<Url>,
 }
 
 /// Why a URL produced no page although nothing failed.
@@ -239,6 +244,7 @@ impl Crawler {
             frontier: BTreeMap::new(),
             queued: 0,
             validators: HashMap::new(),
+            known_links: HashMap::new(),
             hosts: HashMap::new(),
             report: CrawlReport::default(),
             events,
@@ -292,6 +298,8 @@ struct Run<'a> {
     frontier: BTreeMap<u32, VecDeque<Item>>,
     queued: usize,
     validators: HashMap<String, Validators>,
+    /// Links of known pages, followed when they answer 304.
+    known_links: HashMap<String, Vec<Url>>,
     hosts: HashMap<String, HostState>,
     report: CrawlReport,
     events: mpsc::Sender<CrawlEvent>,
@@ -332,6 +340,7 @@ impl Run<'_> {
                     self.validators
                         .insert(url.as_str().to_string(), known.validators);
                 }
+                self.known_links.insert(url.as_str().to_string(), known.links);
                 self.enqueue(url, known.depth);
             }
         }
@@ -698,6 +707,12 @@ impl Run<'_> {
             Processed::NotModified(f) => {
                 self.report.counters.not_modified += 1;
                 self.seen.insert(f.url.as_str().to_string());
+                // Unchanged, so its links are what they were: follow them as if it had been fetched.
+                let known = self.known_links.remove(url.as_str()).unwrap_or_default();
+                for link in known {
+                    // enqueue checks scope, depth and what was already seen.
+                    self.enqueue(link, depth.saturating_add(1));
+                }
                 self.emit(CrawlEvent::NotModified {
                     requested_url: url,
                     final_url: f.url,
@@ -735,15 +750,27 @@ impl Run<'_> {
                     .canonical
                     .filter(|c| self.scope.contains(c))
                     .unwrap_or_else(|| fetched.url.clone());
-                if !directives.noindex {
-                    // Claimed before links are queued, so the canonical is not fetched again as a
-                    // separate page when this page links to it.
-                    self.seen.insert(canonical.as_str().to_string());
+                let followed: Vec<Url> = if directives.nofollow {
+                    Vec::new()
+                } else {
+                    links.links.into_iter().filter(|l| self.scope.contains(l)).collect()
+                };
+                for link in &followed {
+                    self.enqueue(link.clone(), depth.saturating_add(1));
                 }
-                if !directives.nofollow {
-                    for link in links.links {
-                        self.enqueue(link, depth.saturating_add(1));
-                    }
+                let is_alias = links::normalise(&fetched.url).is_some_and(|own| own != canonical);
+                if is_alias && !directives.noindex {
+                    // An alias: the canonical page is the document, fetched in its own right (so the
+                    // result does not depend on which of the two the crawl reached first).
+                    self.enqueue(canonical.clone(), depth);
+                    self.report.counters.duplicates += 1;
+                    self.emit(CrawlEvent::Skipped {
+                        url,
+                        depth,
+                        reason: SkipReason::Duplicate { canonical },
+                    })
+                    .await;
+                    return;
                 }
                 if directives.noindex {
                     self.report.counters.noindex += 1;
@@ -778,6 +805,7 @@ impl Run<'_> {
                     text: decoded.text,
                     etag: fetched.etag,
                     last_modified: fetched.last_modified,
+                    links: followed,
                 };
                 self.emit(CrawlEvent::Page(Box::new(page))).await;
             }

@@ -428,6 +428,7 @@ async fn known_pages_are_fetched_conditionally_and_304_is_not_modified() {
             etag: Some(etag.into()),
             last_modified: None,
         },
+        links: Vec::new(),
     };
     req.known_pages = vec![
         known("/", "\"home-1\""),

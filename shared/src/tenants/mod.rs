@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, rfc3339};
 use crate::ids::{IdGenerator, TenantId};
-use crate::store::{Condition, ItemStore, Key, StoreError, Update};
+use crate::store::{Condition, Index, ItemStore, Key, Query, StoreError, Update};
 
 /// A plan and what it allows each month.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,9 +186,26 @@ pub async fn create_tenant(
         subscription_status: SubscriptionStatus::Trialing,
         created_at: rfc3339(clock.now()),
     };
-    let item = crate::store::Item::from_record(tenant_key(&tenant.tenant_id), &tenant)?;
+    let item = crate::store::Item::from_record(tenant_key(&tenant.tenant_id), &tenant)?.with_index(
+        Index::ByTenant,
+        ALL_TENANTS,
+        format!("TENANT#{}", tenant.tenant_id),
+    );
     store.put(item, Condition::IfAbsent).await?;
     Ok(tenant)
+}
+
+/// The by-tenant index partition listing every tenant (operator views only).
+const ALL_TENANTS: &str = "TENANTS";
+
+/// A page of all tenants, oldest first (operator views).
+pub async fn list_tenants(
+    store: &dyn ItemStore,
+    cursor: Option<String>,
+) -> Result<(Vec<Tenant>, Option<String>), StoreError> {
+    let page = store.query(Query::on(Index::ByTenant, ALL_TENANTS).prefix("TENANT#").limit(100).after(cursor)).await?;
+    let tenants = page.items.iter().map(crate::store::Item::to_record).collect::<Result<Vec<Tenant>, _>>()?;
+    Ok((tenants, page.next))
 }
 
 pub async fn get_tenant(store: &dyn ItemStore, tenant: &TenantId) -> Result<Tenant, TenantError> {

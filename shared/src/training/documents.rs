@@ -11,6 +11,9 @@ use crate::ids::{JobId, SiteId};
 use crate::index::IndexedChunk;
 use crate::store::{Index, Item, ItemStore, Key, Query, StoreError};
 
+/// Most links kept per document (a link farm must not bloat the record).
+pub const MAX_LINKS: usize = 500;
+
 /// How long a document stays valid before the deadline job re-trains it.
 pub const VALIDITY_DAYS: i64 = 30;
 
@@ -36,6 +39,12 @@ pub struct DocumentRecord {
     pub version: u32,
     pub valid_until: String,
     pub chunk_count: u32,
+    /// Link distance from the start URL when last crawled (known pages are re-queued at it).
+    #[serde(default)]
+    pub depth: u32,
+    /// Its in-scope links when last fetched: followed again when it answers 304 next time.
+    #[serde(default)]
+    pub links: Vec<String>,
     /// Tokens spent embedding this version (0 when every vector was reused).
     pub embedding_tokens: u64,
     /// The embedding model of its stored chunks (None: lexical only).

@@ -244,3 +244,49 @@ pub async fn abandon(
     ];
     store.transact(writes).await
 }
+
+/// A start URL as a tenant gives it: http or https, a host, no credentials, at most 2,048 characters.
+/// (Whether the host may be fetched at all is the crawler's SSRF guard's call.)
+pub fn parse_start_url(raw: &str) -> Result<url::Url, String> {
+    let raw = raw.trim();
+    if raw.len() > 2048 {
+        return Err("must be at most 2048 characters".into());
+    }
+    let mut url = url::Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{raw:?}: only http and https URLs can be trained"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{raw:?} has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain credentials".into());
+    }
+    url.set_fragment(None);
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_urls_are_checked() {
+        assert_eq!(parse_start_url(" https://example.co.jp/#top ").unwrap().as_str(), "https://example.co.jp/");
+        for bad in ["ftp://x.com/", "https://user:pw@x.com/", "javascript:alert(1)", "not a url", "file:///etc/passwd", "http://"] {
+            assert!(parse_start_url(bad).is_err(), "{bad}");
+        }
+    }
+}
+
+/// Whether the crawler may fetch this URL at all: its literal address, or every address its name
+/// resolves to, must pass the SSRF guard. Checked before a job is queued so the tenant hears why at once.
+pub async fn check_fetchable(url: &url::Url, allow_loopback: bool) -> Result<(), String> {
+    use crate::crawl::guard::{self, GuardedResolver, SystemResolver};
+    guard::check_url(url, allow_loopback).map_err(|r| r.to_string())?;
+    if let Some(url::Host::Domain(host)) = url.host() {
+        let resolver = GuardedResolver::new(std::sync::Arc::new(SystemResolver), allow_loopback);
+        resolver.resolve_checked(host).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

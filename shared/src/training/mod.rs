@@ -4,3 +4,4 @@
 
 pub mod documents;
 pub mod jobs;
+pub mod pipeline;

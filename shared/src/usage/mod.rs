@@ -138,6 +138,14 @@ mod tests {
     use time::macros::datetime;
 
     #[test]
+    fn months_parse() {
+        assert!(parse_month("2026-11").is_ok());
+        for bad in ["2026-13", "2026-00", "26-11", "2026/11", "2026-1", ""] {
+            assert!(parse_month(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn periods_are_utc_calendar_units() {
         let t = datetime!(2026-03-09 23:59:59 UTC);
         assert_eq!(month_of(t), "2026-03");
@@ -145,4 +153,104 @@ mod tests {
         let site = SiteId::parse("site_abc").unwrap();
         assert_eq!(site_day(&site, "2026-03-09").sk, "USAGE#2026-03-09");
     }
+}
+
+/// A calendar month as the usage API takes it: `YYYY-MM`.
+pub fn parse_month(raw: &str) -> Result<String, String> {
+    let ok = raw.len() == 7
+        && raw.as_bytes()[4] == b'-'
+        && raw[..4].bytes().all(|b| b.is_ascii_digit())
+        && raw[5..].parse::<u8>().is_ok_and(|m| (1..=12).contains(&m));
+    if ok { Ok(raw.to_string()) } else { Err(format!("{raw:?} is not a month of the form YYYY-MM")) }
+}
+
+/// One tenant's month: totals, quota use and a row per day with activity.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MonthlyReport {
+    pub tenant_id: TenantId,
+    pub month: String,
+    pub plan: crate::tenants::Plan,
+    pub totals: Totals,
+    pub quotas: Vec<QuotaUse>,
+    pub days: Vec<DayRow>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+pub struct Totals {
+    pub chats: i64,
+    pub chat_input_tokens: i64,
+    pub chat_output_tokens: i64,
+    pub embedding_tokens: i64,
+    pub call_seconds: i64,
+    pub cost_usd: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuotaUse {
+    pub name: &'static str,
+    pub used: i64,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DayRow {
+    pub date: String,
+    pub chats: i64,
+    pub embedding_tokens: i64,
+    pub cost_usd: f64,
+}
+
+fn totals_of(item: Option<&crate::store::Item>) -> Totals {
+    let count = |a: &str| item.map_or(0, |i| i.count(a));
+    Totals {
+        chats: count(counters::CHATS),
+        chat_input_tokens: count(counters::CHAT_INPUT_TOKENS),
+        chat_output_tokens: count(counters::CHAT_OUTPUT_TOKENS),
+        embedding_tokens: count(counters::EMBEDDING_TOKENS),
+        call_seconds: count(counters::CALL_SECONDS),
+        cost_usd: crate::money::MicroUsd(count(counters::COST_MICROS)).as_dollars(),
+    }
+}
+
+/// Reads a tenant's month: one get for the totals, one query for the days.
+pub async fn monthly_report(
+    store: &dyn ItemStore,
+    tenant: &crate::tenants::Tenant,
+    month: &str,
+) -> Result<MonthlyReport, StoreError> {
+    let monthly = store.get(&tenant_month(&tenant.tenant_id, month));
+    let days = store.query(
+        crate::store::Query::partition(format!("TENANT#{}", tenant.tenant_id)).prefix(format!("USAGE#{month}-")).limit(31),
+    );
+    let (monthly, days) = tokio::join!(monthly, days);
+    let monthly = monthly?;
+    let totals = totals_of(monthly.as_ref());
+    let limits = tenant.plan.limits();
+    let quotas = vec![
+        QuotaUse { name: "monthly_chats", used: totals.chats, limit: limits.monthly_chats as i64 },
+        QuotaUse {
+            name: "monthly_embedding_tokens",
+            used: totals.embedding_tokens,
+            limit: limits.monthly_embedding_tokens as i64,
+        },
+        QuotaUse {
+            name: "monthly_call_minutes",
+            used: (totals.call_seconds + 59) / 60,
+            limit: limits.monthly_call_minutes as i64,
+        },
+    ];
+    let days = days?
+        .items
+        .iter()
+        .map(|item| {
+            let t = totals_of(Some(item));
+            DayRow {
+                date: item.key.sk.trim_start_matches("USAGE#").to_string(),
+                chats: t.chats,
+                embedding_tokens: t.embedding_tokens,
+                cost_usd: t.cost_usd,
+            }
+        })
+        .collect();
+    Ok(MonthlyReport { tenant_id: tenant.tenant_id.clone(), month: month.to_string(), plan: tenant.plan, totals, quotas, days })
 }

@@ -1,0 +1,313 @@
+//! The chat function: `POST /api/chat` (tenant key), `POST /api/embed/chat` and `POST /api/embed/feedback`
+//! (the public widget, checked against the site's allowed origins), JSON or Server-Sent Events.
+//!
+//! SSE: `event: delta` with `{"text": …}` as the answer is generated, then one `event: done` carrying the
+//! full answer object (or `event: error` with the contract's error object). Errors found before the
+//! first token (auth, origin, quota, rate limit) are plain HTTP errors, so clients can act on the status.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use shared::Platform;
+use shared::chat::logs::{self, Feedback, MessageId, Rating};
+use shared::chat::sessions::SessionId;
+use shared::chat::{Answer, Caller, ChatError, ChatService, Question, RequestMeta, origin_allowed};
+use shared::clock::rfc3339;
+use shared::http::{ApiError, ApiJson, TenantAuth, current_request_id, parse_json};
+use shared::ids::SiteId;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<ChatService>,
+    pub platform: Arc<Platform>,
+}
+
+impl FromRef<AppState> for Arc<Platform> {
+    fn from_ref(state: &AppState) -> Self {
+        state.platform.clone()
+    }
+}
+
+/// The routes, without the shared edge layers.
+pub fn routes(platform: Arc<Platform>) -> anyhow::Result<Router> {
+    let http = reqwest::Client::builder().build()?;
+    let service = Arc::new(ChatService::new(platform.clone(), http)?);
+    Ok(Router::new()
+        .route("/api/chat", post(tenant_chat))
+        .route("/api/embed/chat", post(embed_chat).options(preflight))
+        .route("/api/embed/feedback", post(embed_feedback).options(preflight))
+        .with_state(AppState { service, platform }))
+}
+
+/// The function as deployed.
+pub fn app(platform: Arc<Platform>) -> anyhow::Result<Router> {
+    Ok(shared::http::finish(routes(platform)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChatBody {
+    site_id: String,
+    message: String,
+    session_id: Option<String>,
+    model: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmbedChatBody {
+    site_id: String,
+    message: String,
+    session_id: Option<String>,
+}
+
+fn parse_site(raw: &str) -> Result<SiteId, ApiError> {
+    SiteId::parse(raw).map_err(|_| ApiError::NotFound("site not found".into()))
+}
+
+fn parse_session(raw: Option<&str>) -> Result<Option<SessionId>, ApiError> {
+    raw.map(|s| SessionId::parse(s).map_err(|e| ApiError::invalid("session_id", e))).transpose()
+}
+
+/// Maps a chat failure to the contract, once.
+fn api_error(e: ChatError) -> ApiError {
+    match e {
+        ChatError::InvalidMessage(m) => ApiError::invalid("message", m),
+        ChatError::MessageTooLong => ApiError::TooLarge(e.to_string()),
+        ChatError::SiteNotFound => ApiError::NotFound("site not found".into()),
+        ChatError::NotAvailable(m) => ApiError::Forbidden(m),
+        ChatError::OriginNotAllowed => ApiError::Forbidden(e.to_string()),
+        ChatError::NotTrained => ApiError::Conflict { message: e.to_string(), details: None },
+        ChatError::ModelNotAllowed(m) => ApiError::Forbidden(m),
+        ChatError::UnknownModel(m) => ApiError::invalid("model", m),
+        ChatError::Subscription(_) => ApiError::PaymentRequired {
+            message: e.to_string(),
+            plan: String::new(),
+            upgrade_hint: "renew the subscription to resume chat".into(),
+        },
+        ChatError::QuotaExhausted { plan, ref what } => ApiError::PaymentRequired {
+            message: format!("{what} exhausted"),
+            plan: plan.as_str().into(),
+            upgrade_hint: match plan.upgrade() {
+                Some(next) => format!("upgrade to the {} plan for more", next.as_str()),
+                None => "contact us to raise your limits".into(),
+            },
+        },
+        ChatError::RateLimited(secs) => ApiError::RateLimited { retry_after_secs: secs },
+        ChatError::ModelFailed(m) => ApiError::Unavailable(format!("the chat model failed: {m}")),
+        ChatError::Store(e) => e.into(),
+        ChatError::Index(m) => ApiError::Internal(anyhow::anyhow!(m)),
+    }
+}
+
+fn wants_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.split(',').any(|t| t.trim().starts_with("text/event-stream")))
+}
+
+fn meta(headers: &HeaderMap) -> RequestMeta {
+    RequestMeta {
+        request_id: current_request_id(),
+        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(300).collect()),
+    }
+}
+
+async fn tenant_chat(
+    State(state): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ChatBody>,
+) -> Result<Response, ApiError> {
+    let question = Question {
+        site_id: parse_site(&body.site_id)?,
+        message: body.message,
+        session_id: parse_session(body.session_id.as_deref())?,
+        model: body.model,
+    };
+    respond(state.service, Caller::Tenant(tenant), question, meta(&headers), wants_stream(&headers)).await
+}
+
+/// The widget's request: the body may come as `text/plain` (a CORS "simple request", no preflight).
+struct EmbedRequest {
+    parts: Parts,
+    body: axum::body::Bytes,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for EmbedRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _: &S) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, 16 * 1024)
+            .await
+            .map_err(|_| ApiError::TooLarge("the body is larger than 16384 bytes".into()))?;
+        Ok(Self { parts, body })
+    }
+}
+
+async fn embed_chat(State(state): State<AppState>, request: EmbedRequest) -> Result<Response, ApiError> {
+    let body: EmbedChatBody = parse_json(&request.body)?;
+    let site_id = parse_site(&body.site_id)?;
+    let origin = shared::http::origin(&request.parts);
+    let caller = Caller::Visitor { origin: origin.clone(), ip: shared::http::client_ip(&request.parts) };
+    let question = Question {
+        site_id,
+        message: body.message,
+        session_id: parse_session(body.session_id.as_deref())?,
+        model: None,
+    };
+    let headers = &request.parts.headers;
+    let response = respond(state.service, caller, question, meta(headers), wants_stream(headers)).await;
+    Ok(with_cors(response.into_response(), origin.as_deref()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackBody {
+    site_id: String,
+    session_id: String,
+    message_id: String,
+    rating: Rating,
+    comment: Option<String>,
+}
+
+async fn embed_feedback(State(state): State<AppState>, request: EmbedRequest) -> Response {
+    let origin = shared::http::origin(&request.parts);
+    let result = async {
+        let body: FeedbackBody = parse_json(&request.body)?;
+        let site_id = parse_site(&body.site_id)?;
+        let platform = &state.platform;
+        let site = shared::sites::find_site(platform.store.as_ref(), &site_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("site not found".into()))?;
+        if !site.is_embed_enabled || !origin_allowed(&site, origin.as_deref()) {
+            return Err(ApiError::Forbidden("this origin is not allowed to use the site's assistant".into()));
+        }
+        let message = MessageId::parse(&body.message_id).map_err(|e| ApiError::invalid("message_id", e))?;
+        let comment = body.comment.map(|c| c.trim().chars().take(2_000).collect::<String>()).filter(|c| !c.is_empty());
+        let feedback = Feedback { rating: body.rating, comment, at: rfc3339(platform.clock.now()) };
+        logs::record_feedback(platform.store.as_ref(), &site_id, &body.session_id, &message, feedback).await.map_err(
+            |e| match e {
+                logs::FeedbackError::NotFound => ApiError::NotFound("message not found in this session".into()),
+                logs::FeedbackError::Store(e) => e.into(),
+            },
+        )?;
+        Ok::<_, ApiError>(Json(json!({ "status": "recorded", "message_id": message })))
+    }
+    .await;
+    with_cors(result.into_response(), origin.as_deref())
+}
+
+#[derive(Deserialize)]
+struct PreflightQuery {
+    site_id: Option<String>,
+}
+
+/// CORS preflight: answered only for an origin the site allows (the site comes from `?site_id=`, since a
+/// preflight carries no body).
+async fn preflight(State(state): State<AppState>, Query(q): Query<PreflightQuery>, parts: Parts) -> Response {
+    let origin = shared::http::origin(&parts);
+    let allowed = match q.site_id.as_deref().map(SiteId::parse) {
+        Some(Ok(site_id)) => match shared::sites::find_site(state.platform.store.as_ref(), &site_id).await {
+            Ok(Some(site)) => site.is_embed_enabled && origin_allowed(&site, origin.as_deref()),
+            _ => false,
+        },
+        _ => false,
+    };
+    match (allowed, origin) {
+        (true, Some(origin)) => {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            let h = response.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&origin) {
+                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+            }
+            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, OPTIONS"));
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type, accept"));
+            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+            h.insert(header::VARY, HeaderValue::from_static("Origin"));
+            response
+        }
+        _ => ApiError::Forbidden("this origin is not allowed".into()).into_response(),
+    }
+}
+
+/// Lets the page read the response, refusals included: the widget must be able to tell "not allowed
+/// here" (403) from a network failure. Nothing is served to a refused origin but the error itself; the
+/// origin check happens on the server, not in the browser. Preflights stay strict (see `preflight`).
+fn with_cors(mut response: Response, origin: Option<&str>) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(v) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("retry-after, x-request-id"));
+    }
+    response
+}
+
+/// Answers as JSON, or streams it as SSE once the first text arrives.
+async fn respond(
+    service: Arc<ChatService>,
+    caller: Caller,
+    question: Question,
+    meta: RequestMeta,
+    stream: bool,
+) -> Result<Response, ApiError> {
+    if !stream {
+        let answer = service.answer(caller, question, meta, None).await.map_err(api_error)?;
+        return Ok(Json(answer).into_response());
+    }
+    let (tx, mut rx) = mpsc::channel::<String>(64);
+    // The answer runs on its own task: if the client disconnects, the stream (and `rx`) is dropped, the
+    // task sees its sends fail, stops the model and still settles what was generated.
+    let task = tokio::spawn(async move { service.answer(caller, question, meta, Some(tx)).await });
+    let first = rx.recv().await;
+    let Some(first) = first else {
+        // No text at all: either an error before generation (a plain HTTP error) or an empty answer.
+        return match task.await {
+            Ok(Ok(answer)) => Ok(sse(futures::stream::once(async move { done_event(&answer) }).boxed())),
+            Ok(Err(e)) => Err(api_error(e)),
+            Err(e) => Err(ApiError::Internal(anyhow::anyhow!("chat task failed: {e}"))),
+        };
+    };
+    let deltas = futures::stream::once(async move { first })
+        .chain(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|d| (d, rx)) }))
+        .map(|text| Ok::<_, Infallible>(Event::default().event("delta").data(json!({ "text": text }).to_string())));
+    let last = futures::stream::once(async move {
+        match task.await {
+            Ok(Ok(answer)) => done_event(&answer),
+            Ok(Err(e)) => error_event(api_error(e)),
+            Err(e) => error_event(ApiError::Internal(anyhow::anyhow!("chat task failed: {e}"))),
+        }
+    });
+    Ok(sse(deltas.chain(last).boxed()))
+}
+
+fn done_event(answer: &Answer) -> Result<Event, Infallible> {
+    Ok(Event::default().event("done").data(serde_json::to_string(answer).unwrap_or_else(|_| "{}".into())))
+}
+
+fn error_event(e: ApiError) -> Result<Event, Infallible> {
+    Ok(Event::default().event("error").data(e.body().to_string()))
+}
+
+fn sse(stream: futures::stream::BoxStream<'static, Result<Event, Infallible>>) -> Response {
+    let mut response = Sse::new(stream).keep_alive(KeepAlive::default()).into_response();
+    // Proxies must not buffer the stream.
+    response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}

@@ -1,0 +1,64 @@
+//! Usage: `GET /api/usage?month=YYYY-MM` for a tenant, `GET /api/admin/usage?month=YYYY-MM` for the
+//! operator (every tenant's month). The month defaults to the current one (UTC).
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use shared::Platform;
+use shared::http::{AdminAuth, ApiError, TenantAuth};
+use shared::tenants;
+use shared::usage::{self, MonthlyReport};
+
+pub fn routes(platform: Arc<Platform>) -> Router {
+    Router::new()
+        .route("/api/usage", get(tenant_usage))
+        .route("/api/admin/usage", get(admin_usage))
+        .with_state(platform)
+}
+
+pub fn app(platform: Arc<Platform>) -> Router {
+    shared::http::finish(routes(platform))
+}
+
+#[derive(Deserialize)]
+struct MonthQuery {
+    month: Option<String>,
+    cursor: Option<String>,
+}
+
+fn month(p: &Platform, q: &MonthQuery) -> Result<String, ApiError> {
+    match &q.month {
+        Some(m) => usage::parse_month(m).map_err(|e| ApiError::invalid("month", e)),
+        None => Ok(usage::month_of(p.clock.now())),
+    }
+}
+
+async fn tenant_usage(
+    State(p): State<Arc<Platform>>,
+    TenantAuth(tenant): TenantAuth,
+    Query(q): Query<MonthQuery>,
+) -> Result<Json<MonthlyReport>, ApiError> {
+    let month = month(&p, &q)?;
+    let tenant = tenants::get_tenant(p.store.as_ref(), &tenant).await?;
+    Ok(Json(usage::monthly_report(p.store.as_ref(), &tenant, &month).await?))
+}
+
+async fn admin_usage(
+    State(p): State<Arc<Platform>>,
+    _admin: AdminAuth,
+    Query(q): Query<MonthQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let month = month(&p, &q)?;
+    let (tenants, next) = tenants::list_tenants(p.store.as_ref(), q.cursor.clone()).await?;
+    let mut reports = Vec::with_capacity(tenants.len());
+    for tenant in &tenants {
+        let report = usage::monthly_report(p.store.as_ref(), tenant, &month).await?;
+        reports.push(json!({ "name": tenant.name, "subscription_status": tenant.subscription_status, "usage": report }));
+    }
+    Ok(Json(json!({ "month": month, "tenants": reports, "next_cursor": next })))
+}

@@ -1,0 +1,103 @@
+//! In-process caches that keep chat inside its budget of store round trips: site and tenant records for
+//! a few seconds (a changed widget or plan shows within that), and loaded indexes until the site's
+//! `index_version` moves.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A small map whose entries expire after a fixed time; the oldest entry goes when it is full.
+#[derive(Debug)]
+pub struct TtlCache<K, V> {
+    ttl: Duration,
+    capacity: usize,
+    entries: Mutex<HashMap<K, (Instant, V)>>,
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        Self { ttl, capacity: capacity.max(1), entries: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn get(&self, key: &K) -> Option<V> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.get(key).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone())
+    }
+
+    pub fn insert(&self, key: K, value: V) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= self.capacity && !entries.contains_key(&key) {
+            entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
+            if entries.len() >= self.capacity {
+                if let Some(oldest) = entries.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| k.clone()) {
+                    entries.remove(&oldest);
+                }
+            }
+        }
+        entries.insert(key, (Instant::now(), value));
+    }
+
+    pub fn remove(&self, key: &K) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
+/// Loaded indexes by (site, version): an entry never goes stale, it is only replaced by a newer version.
+#[derive(Debug)]
+pub struct IndexCache<V> {
+    capacity: usize,
+    entries: Mutex<HashMap<String, (u64, Instant, Arc<V>)>>,
+}
+
+impl<V> IndexCache<V> {
+    pub fn new(capacity: usize) -> Self {
+        Self { capacity: capacity.max(1), entries: Mutex::new(HashMap::new()) }
+    }
+
+    /// The cached index of `site` at exactly `version`.
+    pub fn get(&self, site: &str, version: u64) -> Option<Arc<V>> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = entries.get_mut(site).filter(|(v, _, _)| *v == version)?;
+        entry.1 = Instant::now();
+        Some(entry.2.clone())
+    }
+
+    pub fn insert(&self, site: &str, version: u64, index: Arc<V>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= self.capacity && !entries.contains_key(site) {
+            // Least recently used goes first.
+            if let Some(lru) = entries.iter().min_by_key(|(_, (_, used, _))| *used).map(|(k, _)| k.clone()) {
+                entries.remove(&lru);
+            }
+        }
+        entries.insert(site.to_string(), (version, Instant::now(), index));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_entries_expire_and_capacity_holds() {
+        let cache = TtlCache::new(Duration::from_millis(30), 2);
+        cache.insert("a", 1);
+        cache.insert("b", 2);
+        cache.insert("c", 3);
+        assert_eq!(cache.get(&"c"), Some(3));
+        assert_eq!([cache.get(&"a"), cache.get(&"b")].iter().flatten().count(), 1, "one of the first two was evicted");
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(cache.get(&"c"), None);
+    }
+
+    #[test]
+    fn index_entries_match_their_version() {
+        let cache = IndexCache::new(1);
+        cache.insert("site_a", 3, Arc::new("v3"));
+        assert!(cache.get("site_a", 3).is_some());
+        assert!(cache.get("site_a", 4).is_none(), "a new version is a miss");
+        cache.insert("site_b", 1, Arc::new("b"));
+        assert!(cache.get("site_a", 3).is_none(), "least recently used evicted");
+    }
+}

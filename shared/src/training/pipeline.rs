@@ -1,0 +1,740 @@
+//! One training run: crawl → extract → chunk → embed (only what changed) → a new versioned index,
+//! switched in atomically.
+//!
+//! Idempotent per job. Every page's result is saved as it is produced (its chunks as a blob keyed by
+//! content hash, its document record stamped with the job), so a redelivered job skips what its
+//! previous attempt finished and spends nothing twice; the final counts are read back from the
+//! document records, so they are exact however many attempts it took.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+use time::Duration as TimeDuration;
+use tokio::sync::mpsc;
+
+use super::documents::{self, DocumentRecord, DocumentStatus, StoredChunks};
+use super::jobs::{self, JobMessage, JobStatus, TrainingJob};
+use crate::Platform;
+use crate::chunk::{self, ChunkOptions};
+use crate::clock::rfc3339;
+use crate::crawl::{CrawlEvent, CrawlRequest, CrawledPage, Crawler, FetchPolicy, Fetcher, KnownPage, PageKind, Validators};
+use crate::extract;
+use crate::ids::JobId;
+use crate::index::{self, IndexBuilder, IndexedChunk, SiteIndex};
+use crate::models::embeddings::{EmbedError, EmbeddingClient};
+use crate::models::{ModelKind, ModelPolicy, PriceBook};
+use crate::money::MicroUsd;
+use crate::sites::{self, Site, SiteStatus};
+use crate::store::{Condition, StoreError, Write};
+use crate::tenants::{self, Tenant};
+use crate::usage::{self, counters};
+
+/// A message as delivered (by SQS through Lambda, or by the local runner's queue loop).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub body: String,
+    /// Deliveries so far, this one included.
+    pub receive_count: u32,
+}
+
+/// What to do with the message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Delete it: the job is finished (or there is nothing to do).
+    Done,
+    /// Leave it: the queue redelivers it, and dead-letters it after its maximum receives.
+    Retry(String),
+}
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+enum TrainError {
+    /// Another attempt could succeed (network, throttling, storage).
+    #[error("{0}")]
+    Retryable(String),
+    /// No attempt can succeed (quota exhausted, model refused the request, site deleted).
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl From<StoreError> for TrainError {
+    fn from(e: StoreError) -> Self {
+        TrainError::Retryable(format!("storage: {e}"))
+    }
+}
+
+impl From<crate::blobs::BlobError> for TrainError {
+    fn from(e: crate::blobs::BlobError) -> Self {
+        TrainError::Retryable(format!("blob storage: {e}"))
+    }
+}
+
+impl From<sites::SiteError> for TrainError {
+    fn from(e: sites::SiteError) -> Self {
+        match e {
+            sites::SiteError::NotFound => TrainError::Fatal("the site no longer exists".into()),
+            other => TrainError::Retryable(other.to_string()),
+        }
+    }
+}
+
+/// The links to remember for a page (see [`DocumentRecord::links`]).
+fn page_links(page: &CrawledPage) -> Vec<String> {
+    page.links.iter().take(documents::MAX_LINKS).map(|l| l.to_string()).collect()
+}
+
+/// Index versions kept besides the current one (a chat instance may still be loading the previous).
+const KEEP_OLD_VERSIONS: usize = 1;
+
+/// Runs training jobs. Built once per process.
+pub struct Trainer {
+    platform: Arc<Platform>,
+    prices: PriceBook,
+    embeddings: Option<EmbeddingClient>,
+    fetch_policy: FetchPolicy,
+    chunk_options: ChunkOptions,
+}
+
+/// Live counts of this attempt (the exact totals are recounted from document records at the end).
+#[derive(Debug, Default, Clone, Copy)]
+struct Progress {
+    crawled: u64,
+    changed: u64,
+    removed: u64,
+    skipped: u64,
+    chunks: u64,
+    embedding_tokens: u64,
+}
+
+/// Everything one run needs about its job.
+struct Run<'a> {
+    job: &'a TrainingJob,
+    site: Site,
+    tenant: Tenant,
+    /// The embedding model and its policy, when the site embeds.
+    embedding: Option<(&'a EmbeddingClient, ModelPolicy)>,
+    /// Vectors of the previous index by chunk content hash (reused for unchanged chunks).
+    reusable: HashMap<String, Vec<f32>>,
+    docs: HashMap<String, DocumentRecord>,
+    /// Requested URL → canonical URL, to place 304 and 404 answers.
+    by_url: HashMap<String, String>,
+    progress: Progress,
+}
+
+impl Trainer {
+    pub fn new(platform: Arc<Platform>, http: reqwest::Client) -> anyhow::Result<Self> {
+        let models = &platform.config.models;
+        let mut prices = PriceBook::builtin();
+        let embeddings = match &models.embedding_model {
+            Some(model) => {
+                prices = prices.with_unpriced_model(model, ModelKind::Embedding);
+                Some(EmbeddingClient::new(http, &models.base_url, models.api_key.clone(), model.clone())?)
+            }
+            None => None,
+        };
+        let fetch_policy = FetchPolicy { allow_loopback: platform.config.fetch_allow_loopback, ..FetchPolicy::default() };
+        Ok(Self { platform, prices, embeddings, fetch_policy, chunk_options: ChunkOptions::default() })
+    }
+
+    /// A different fetch policy (tests shorten timeouts).
+    pub fn with_fetch_policy(mut self, policy: FetchPolicy) -> Self {
+        self.fetch_policy = policy;
+        self
+    }
+
+    /// Handles one delivery of a job message.
+    pub async fn run(&self, delivery: Delivery) -> Outcome {
+        let message: JobMessage = match serde_json::from_str(&delivery.body) {
+            Ok(m) => m,
+            Err(e) => {
+                // It can never succeed; leaving it lets the queue dead-letter it for inspection.
+                tracing::error!(error = %e, "malformed training message");
+                return Outcome::Retry(format!("malformed message: {e}"));
+            }
+        };
+        let span = tracing::info_span!("train", job_id = %message.job_id, site_id = %message.site_id, attempt = delivery.receive_count);
+        let _guard = span.enter();
+        let store = self.platform.store.as_ref();
+        let job = match jobs::load_job(store, &message.job_id).await {
+            Ok(Some(job)) => job,
+            Ok(None) => {
+                tracing::warn!("training job not found; nothing to do");
+                return Outcome::Done;
+            }
+            Err(e) => return Outcome::Retry(format!("reading the job: {e}")),
+        };
+        if job.status.is_finished() {
+            tracing::info!(status = ?job.status, "job already finished; redelivery ignored");
+            return Outcome::Done;
+        }
+        if let Err(e) = self.mark_running(&job, delivery.receive_count).await {
+            return Outcome::Retry(format!("starting the job: {e}"));
+        }
+        let max = self.platform.train_queue.max_receives();
+        match self.train(&job).await {
+            Ok(()) => Outcome::Done,
+            Err(TrainError::Fatal(reason)) => {
+                tracing::error!(%reason, "training failed for good");
+                match self.fail(&job, &reason).await {
+                    Ok(()) => Outcome::Done,
+                    Err(e) => Outcome::Retry(format!("recording the failure: {e}")),
+                }
+            }
+            Err(TrainError::Retryable(reason)) if delivery.receive_count >= max => {
+                tracing::error!(%reason, attempts = delivery.receive_count, "training failed on its last attempt");
+                if let Err(e) = self.fail(&job, &format!("failed after {} attempts: {reason}", delivery.receive_count)).await {
+                    tracing::error!(error = %e, "recording the failure failed");
+                }
+                // Not deleted: the queue moves it to the dead-letter queue.
+                Outcome::Retry(reason)
+            }
+            Err(TrainError::Retryable(reason)) => {
+                tracing::warn!(%reason, "training attempt failed; it will be retried");
+                let mut fields = Map::new();
+                fields.insert("status".into(), json!(JobStatus::Queued));
+                fields.insert("error".into(), json!(format!("attempt {} failed: {reason}", delivery.receive_count)));
+                if let Err(e) = store.update(jobs::job_update(&job.job_id, fields)).await {
+                    tracing::error!(error = %e, "recording the retry failed");
+                }
+                Outcome::Retry(reason)
+            }
+        }
+    }
+
+    async fn mark_running(&self, job: &TrainingJob, attempt: u32) -> Result<(), StoreError> {
+        let mut fields = Map::new();
+        fields.insert("status".into(), json!(JobStatus::Running));
+        fields.insert("attempt".into(), json!(attempt));
+        fields.insert("started_at".into(), json!(rfc3339(self.platform.clock.now())));
+        for counter in ["pages_crawled", "pages_changed", "pages_removed", "pages_skipped", "chunks", "embedding_tokens"] {
+            fields.insert(counter.into(), json!(0));
+        }
+        self.platform.store.update(jobs::job_update(&job.job_id, fields)).await.map(|_| ())
+    }
+
+    async fn train(&self, job: &TrainingJob) -> Result<(), TrainError> {
+        let platform = &self.platform;
+        let store = platform.store.as_ref();
+        let now = platform.clock.now();
+        let site = sites::find_site(store, &job.site_id).await?.ok_or_else(|| TrainError::Fatal("the site no longer exists".into()))?;
+        let tenant = tenants::get_tenant(store, &site.tenant_id)
+            .await
+            .map_err(|e| TrainError::Retryable(format!("reading the tenant: {e}")))?;
+        let embedding = match &self.embeddings {
+            Some(client) => match self.prices.resolve(ModelKind::Embedding, &client.model, tenant.plan, now) {
+                Ok(policy) => Some((client, policy.clone())),
+                Err(e) => return Err(TrainError::Fatal(e.to_string())),
+            },
+            None => None,
+        };
+        let model = embedding.as_ref().map(|(c, _)| c.model.clone());
+
+        // A first training shows as `training`; a re-train keeps the site `ready` on its current index.
+        if site.index_version.is_none() && site.status != SiteStatus::Training {
+            sites::update_site_internal(store, platform.clock.as_ref(), &site.site_id, |s| s.status = SiteStatus::Training, Vec::new())
+                .await?;
+        }
+
+        let docs: HashMap<String, DocumentRecord> =
+            documents::load_all(store, &site.site_id).await?.into_iter().map(|d| (d.canonical_url.clone(), d)).collect();
+        let by_url = docs.values().map(|d| (d.url.clone(), d.canonical_url.clone())).collect();
+        let reusable = if job.request.force_retrain { HashMap::new() } else { self.previous_vectors(&site, model.as_deref()).await };
+        let mut run = Run { job, site, tenant, embedding, reusable, docs, by_url, progress: Progress::default() };
+
+        let start = url::Url::parse(&job.request.url).map_err(|e| TrainError::Fatal(format!("bad start URL: {e}")))?;
+        let mut request = CrawlRequest::new(start, run.site.allowed_domains.clone());
+        request.max_pages = job.request.max_pages as usize;
+        request.max_depth = job.request.max_depth;
+        if !job.request.force_retrain {
+            request.known_pages = run
+                .docs
+                .values()
+                .filter(|d| d.status == DocumentStatus::Active)
+                .filter_map(|d| {
+                    let url = url::Url::parse(&d.url).ok()?;
+                    let validators = Validators { etag: d.etag.clone(), last_modified: d.last_modified.clone() };
+                    let links = d.links.iter().filter_map(|l| url::Url::parse(l).ok()).collect();
+                    Some(KnownPage { url, depth: d.depth, validators, links })
+                })
+                .collect();
+        }
+
+        let fetcher = Fetcher::system(self.fetch_policy.clone()).map_err(|e| TrainError::Retryable(e.to_string()))?;
+        let crawler = Crawler::new(fetcher);
+        let (tx, mut rx) = mpsc::channel(32);
+        let crawl = tokio::spawn(async move { crawler.crawl(request, tx).await });
+        let mut failure = None;
+        while let Some(event) = rx.recv().await {
+            if let Err(e) = self.handle_event(&mut run, event).await {
+                failure = Some(e);
+                break; // dropping the receiver stops the crawl
+            }
+        }
+        drop(rx);
+        let report = crawl.await.map_err(|e| TrainError::Retryable(format!("crawl task: {e}")))?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let c = &report.counters;
+        if c.produced + c.not_modified == 0 {
+            let why = if report.notes.is_empty() { String::new() } else { format!(" ({})", report.notes.join("; ")) };
+            return Err(TrainError::Retryable(format!(
+                "the crawl found no pages to index: {} fetched, {} failed, {} refused by robots.txt, {} refused as unsafe{why}",
+                c.fetched, c.errors, c.refused_by_robots, c.refused_by_guard
+            )));
+        }
+        // Pages the crawl no longer reaches are gone, unless the page budget stopped it early.
+        if !report.page_limit_reached {
+            self.remove_unseen(&mut run).await?;
+        }
+        self.finish(&mut run).await
+    }
+
+    /// The previous index's vectors by chunk hash, when it was built with the same model.
+    async fn previous_vectors(&self, site: &Site, model: Option<&str>) -> HashMap<String, Vec<f32>> {
+        let (Some(version), Some(model)) = (site.index_version, model) else { return HashMap::new() };
+        let blob = match self.platform.blobs.get(&index::blob_key(&site.site_id, version)).await {
+            Ok(Some(blob)) => blob,
+            _ => return HashMap::new(),
+        };
+        let Ok(previous) = tokio::task::spawn_blocking(move || SiteIndex::decode(&blob.bytes)).await else {
+            return HashMap::new();
+        };
+        match previous {
+            Ok(index) if index.embedding_model.as_deref() == Some(model) => match &index.vectors {
+                Some(vectors) => {
+                    index.chunks.iter().enumerate().map(|(i, c)| (c.content_hash.clone(), vectors.dequantize(i))).collect()
+                }
+                None => HashMap::new(),
+            },
+            _ => HashMap::new(),
+        }
+    }
+
+    async fn handle_event(&self, run: &mut Run<'_>, event: CrawlEvent) -> Result<(), TrainError> {
+        match event {
+            CrawlEvent::Page(page) => {
+                run.progress.crawled += 1;
+                self.index_page(run, &page).await?;
+            }
+            CrawlEvent::NotModified { requested_url, depth, etag, last_modified, .. } => {
+                run.progress.crawled += 1;
+                if let Some(canonical) = run.by_url.get(requested_url.as_str()).cloned() {
+                    if let Some(mut doc) = run.docs.get(&canonical).cloned() {
+                        doc.etag = etag.or(doc.etag);
+                        doc.last_modified = last_modified.or(doc.last_modified);
+                        doc.depth = depth;
+                        self.save_seen(run, doc).await?;
+                    }
+                }
+            }
+            CrawlEvent::Gone { requested_url, final_url, .. } => {
+                run.progress.crawled += 1;
+                let canonical = run
+                    .by_url
+                    .get(requested_url.as_str())
+                    .or_else(|| run.by_url.get(final_url.as_str()))
+                    .cloned()
+                    .or_else(|| run.docs.contains_key(final_url.as_str()).then(|| final_url.to_string()));
+                if let Some(canonical) = canonical {
+                    if let Some(doc) = run.docs.get(&canonical).cloned() {
+                        self.remove(run, doc).await?;
+                    }
+                }
+            }
+            CrawlEvent::Skipped { url, reason, .. } => {
+                run.progress.skipped += 1;
+                tracing::debug!(%url, ?reason, "page skipped");
+            }
+            CrawlEvent::Failed { url, error, .. } => {
+                run.progress.skipped += 1;
+                tracing::info!(%url, %error, "page failed");
+            }
+        }
+        self.report_progress(run).await
+    }
+
+    async fn report_progress(&self, run: &Run<'_>) -> Result<(), TrainError> {
+        let p = run.progress;
+        let mut fields = Map::new();
+        for (name, value) in [
+            ("pages_crawled", p.crawled),
+            ("pages_changed", p.changed),
+            ("pages_removed", p.removed),
+            ("pages_skipped", p.skipped),
+            ("chunks", p.chunks),
+            ("embedding_tokens", p.embedding_tokens),
+        ] {
+            fields.insert(name.into(), json!(value));
+        }
+        self.platform.store.update(jobs::job_update(&run.job.job_id, fields)).await?;
+        Ok(())
+    }
+
+    fn valid_until(&self) -> String {
+        rfc3339(self.platform.clock.now() + TimeDuration::days(documents::VALIDITY_DAYS))
+    }
+
+    /// Records that this job saw a document unchanged.
+    async fn save_seen(&self, run: &mut Run<'_>, mut doc: DocumentRecord) -> Result<(), TrainError> {
+        doc.seen_job = Some(run.job.job_id.clone());
+        doc.valid_until = self.valid_until();
+        doc.updated_at = rfc3339(self.platform.clock.now());
+        self.platform.store.put(documents::doc_item(&run.site.site_id, &doc)?, Condition::None).await?;
+        run.docs.insert(doc.canonical_url.clone(), doc);
+        Ok(())
+    }
+
+    async fn remove(&self, run: &mut Run<'_>, mut doc: DocumentRecord) -> Result<(), TrainError> {
+        if doc.status == DocumentStatus::Removed {
+            return Ok(());
+        }
+        doc.status = DocumentStatus::Removed;
+        doc.removed_job = Some(run.job.job_id.clone());
+        doc.seen_job = Some(run.job.job_id.clone());
+        doc.updated_at = rfc3339(self.platform.clock.now());
+        self.platform.store.put(documents::doc_item(&run.site.site_id, &doc)?, Condition::None).await?;
+        run.progress.removed += 1;
+        run.docs.insert(doc.canonical_url.clone(), doc);
+        Ok(())
+    }
+
+    async fn remove_unseen(&self, run: &mut Run<'_>) -> Result<(), TrainError> {
+        let job = run.job.job_id.clone();
+        let unseen: Vec<DocumentRecord> = run
+            .docs
+            .values()
+            .filter(|d| d.status == DocumentStatus::Active && d.seen_job.as_ref() != Some(&job))
+            .cloned()
+            .collect();
+        for doc in unseen {
+            self.remove(run, doc).await?;
+        }
+        Ok(())
+    }
+
+    /// Extracts, chunks and (for what changed) embeds one page, and saves its chunks and record.
+    async fn index_page(&self, run: &mut Run<'_>, page: &CrawledPage) -> Result<(), TrainError> {
+        let canonical = page.canonical_url.to_string();
+        run.by_url.insert(page.requested_url.to_string(), canonical.clone());
+        let text = page.text.clone();
+        let kind = page.kind;
+        let options = self.chunk_options;
+        // Parsing and tokenising are CPU work: keep them off the async workers.
+        let (extracted, chunks) = tokio::task::spawn_blocking(move || {
+            let extracted = match kind {
+                PageKind::Html => extract::extract_html(&text),
+                PageKind::Text => extract::extract_text(&text),
+            };
+            let chunks = chunk::chunk_page(&extracted, options);
+            (extracted, chunks)
+        })
+        .await
+        .map_err(|e| TrainError::Retryable(format!("extraction task: {e}")))?;
+        let content_hash = chunk::content_hash(&chunks.iter().map(|c| c.text.as_str()).collect::<Vec<_>>().join("\n\n"));
+        let model = run.embedding.as_ref().map(|(c, _)| c.model.clone());
+        let job_id = run.job.job_id.clone();
+        let previous = run.docs.get(&canonical).cloned();
+
+        if let Some(doc) = &previous {
+            let same_content = doc.status == DocumentStatus::Active
+                && doc.content_hash == content_hash
+                && doc.embedding_model == model;
+            let done_by_this_job = doc.changed_job.as_ref() == Some(&job_id);
+            // Unchanged (and not forced), or already rebuilt by an earlier attempt of this job.
+            if same_content && (!run.job.request.force_retrain || done_by_this_job) {
+                let mut doc = doc.clone();
+                doc.url = page.requested_url.to_string();
+                doc.etag = page.etag.clone();
+                doc.last_modified = page.last_modified.clone();
+                doc.depth = page.depth;
+                doc.title = extracted.title.clone();
+                doc.links = page_links(page);
+                return self.save_seen(run, doc).await;
+            }
+        }
+
+        let title = if extracted.title.trim().is_empty() { canonical.clone() } else { extracted.title.clone() };
+        let indexed: Vec<IndexedChunk> = chunks
+            .iter()
+            .map(|c| IndexedChunk {
+                url: canonical.clone(),
+                title: title.clone(),
+                heading_path: c.heading_path.clone(),
+                text: c.text.clone(),
+                content_hash: chunk::content_hash(&c.text),
+                token_count: c.token_count as u32,
+            })
+            .collect();
+        let (vectors, tokens) = match &run.embedding {
+            Some((client, _)) => {
+                let (vectors, tokens) = self.embed(run, client, &indexed).await?;
+                (Some(vectors), tokens)
+            }
+            None => (None, 0),
+        };
+        let stored = StoredChunks { chunks: indexed, vectors };
+        let blob_key = documents::chunks_blob_key(&run.site.site_id, &canonical, &content_hash, model.as_deref());
+        let bytes = stored.encode().map_err(|e| TrainError::Retryable(format!("encoding chunks: {e}")))?;
+        self.platform.blobs.put(&blob_key, bytes, "application/octet-stream").await?;
+
+        let now = rfc3339(self.platform.clock.now());
+        let doc = DocumentRecord {
+            url: page.requested_url.to_string(),
+            canonical_url: canonical.clone(),
+            title,
+            content_hash: content_hash.clone(),
+            etag: page.etag.clone(),
+            last_modified: page.last_modified.clone(),
+            version: previous.as_ref().map_or(1, |d| d.version + 1),
+            valid_until: self.valid_until(),
+            chunk_count: stored.chunks.len() as u32,
+            depth: page.depth,
+            links: page_links(page),
+            embedding_tokens: tokens,
+            embedding_model: model.clone(),
+            status: DocumentStatus::Active,
+            seen_job: Some(job_id.clone()),
+            changed_job: Some(job_id),
+            removed_job: None,
+            updated_at: now,
+        };
+        self.platform.store.put(documents::doc_item(&run.site.site_id, &doc)?, Condition::None).await?;
+        run.progress.changed += 1;
+        run.progress.chunks += stored.chunks.len() as u64;
+        run.progress.embedding_tokens += tokens;
+        // The previous version's chunks are no longer needed (the serving index carries its own copy).
+        if let Some(old) = previous.filter(|d| d.content_hash != content_hash || d.embedding_model != model) {
+            let old_key = documents::chunks_blob_key(&run.site.site_id, &canonical, &old.content_hash, old.embedding_model.as_deref());
+            if let Err(e) = self.platform.blobs.delete(&old_key).await {
+                tracing::warn!(error = %e, key = old_key, "could not delete superseded chunks");
+            }
+        }
+        run.docs.insert(canonical, doc);
+        Ok(())
+    }
+
+    /// Vectors for the chunks: reused by content hash where possible, embedded (against the monthly
+    /// embedding-token quota) where not. Returns the vectors and the tokens spent.
+    async fn embed(
+        &self,
+        run: &mut Run<'_>,
+        client: &EmbeddingClient,
+        chunks: &[IndexedChunk],
+    ) -> Result<(Vec<Vec<f32>>, u64), TrainError> {
+        let mut vectors: Vec<Option<Vec<f32>>> = chunks.iter().map(|c| run.reusable.get(&c.content_hash).cloned()).collect();
+        let missing: Vec<usize> = (0..chunks.len()).filter(|&i| vectors[i].is_none()).collect();
+        if missing.is_empty() {
+            return Ok((vectors.into_iter().flatten().collect(), 0));
+        }
+        let store = self.platform.store.as_ref();
+        let now = self.platform.clock.now();
+        let estimate: i64 = missing.iter().map(|&i| chunks[i].token_count as i64).sum::<i64>().max(1);
+        let limits = run.tenant.plan.limits();
+        let month = usage::tenant_month(&run.tenant.tenant_id, &usage::month_of(now));
+        match usage::reserve(store, month.clone(), counters::EMBEDDING_TOKENS, estimate, limits.monthly_embedding_tokens as i64, now).await {
+            Ok(_) => {}
+            Err(usage::UsageError::LimitReached(_)) => {
+                return Err(TrainError::Fatal(format!(
+                    "the monthly embedding-token quota of {} on the {} plan is exhausted",
+                    limits.monthly_embedding_tokens,
+                    run.tenant.plan.as_str()
+                )));
+            }
+            Err(usage::UsageError::Store(e)) => return Err(e.into()),
+        }
+        let texts: Vec<String> = missing.iter().map(|&i| chunks[i].text.clone()).collect();
+        let embedded = match client.embed(&texts).await {
+            Ok(out) => out,
+            Err(e) => {
+                // Nothing was spent: give the reservation back.
+                let _ = usage::record(store, month, counters::EMBEDDING_TOKENS, -estimate, now).await;
+                return Err(match e {
+                    EmbedError::Rejected { .. } | EmbedError::Malformed(_) => TrainError::Fatal(e.to_string()),
+                    EmbedError::Unavailable { .. } => TrainError::Retryable(e.to_string()),
+                });
+            }
+        };
+        let tokens = if embedded.tokens > 0 { embedded.tokens } else { estimate as u64 };
+        // Settle the reservation to what the provider counted, and record what it cost.
+        let cost = run.embedding.as_ref().map_or(MicroUsd::ZERO, |(_, p)| p.cost(tokens, 0));
+        let correction = tokens as i64 - estimate;
+        if correction != 0 {
+            usage::record(store, month.clone(), counters::EMBEDDING_TOKENS, correction, now).await?;
+        }
+        if cost.0 != 0 {
+            usage::record(store, month, counters::COST_MICROS, cost.0, now).await?;
+        }
+        for (slot, vector) in missing.into_iter().zip(embedded.vectors) {
+            vectors[slot] = Some(vector);
+        }
+        Ok((vectors.into_iter().flatten().collect(), tokens))
+    }
+
+    /// Builds the new index from the active documents, switches the site to it, and ends the job.
+    async fn finish(&self, run: &mut Run<'_>) -> Result<(), TrainError> {
+        let platform = &self.platform;
+        let job_id = run.job.job_id.clone();
+        let model = run.embedding.as_ref().map(|(c, _)| c.model.clone());
+        let mut builder: Option<IndexBuilder> = None;
+        let mut active: Vec<&DocumentRecord> = run.docs.values().filter(|d| d.status == DocumentStatus::Active).collect();
+        active.sort_by(|a, b| a.canonical_url.cmp(&b.canonical_url));
+        for doc in active {
+            let key = documents::chunks_blob_key(&run.site.site_id, &doc.canonical_url, &doc.content_hash, doc.embedding_model.as_deref());
+            let Some(blob) = platform.blobs.get(&key).await? else {
+                return Err(TrainError::Retryable(format!("chunks of {} are missing", doc.canonical_url)));
+            };
+            let stored = StoredChunks::decode(&blob.bytes).map_err(|e| TrainError::Retryable(format!("chunks of {}: {e}", doc.canonical_url)))?;
+            let b = builder.get_or_insert_with(|| {
+                IndexBuilder::new(match (&model, stored.vectors.as_ref().and_then(|v| v.first())) {
+                    (Some(m), Some(v)) => Some((m.clone(), v.len())),
+                    _ => None,
+                })
+            });
+            for (i, chunk) in stored.chunks.into_iter().enumerate() {
+                let vector = stored.vectors.as_ref().and_then(|v| v.get(i)).map(Vec::as_slice);
+                b.add(chunk, vector).map_err(|e| TrainError::Retryable(format!("building the index: {e}")))?;
+            }
+        }
+        let builder = builder.unwrap_or_else(|| IndexBuilder::new(None));
+        let version = run.site.index_version.unwrap_or(0) + 1;
+        let index = builder.finish(&run.site.site_id, version, rfc3339(platform.clock.now()));
+        let chunk_count = index.chunks.len() as u64;
+        let bytes = tokio::task::spawn_blocking(move || index.encode())
+            .await
+            .map_err(|e| TrainError::Retryable(format!("encoding task: {e}")))?
+            .map_err(|e| TrainError::Retryable(e.to_string()))?;
+        // The new version is complete before anything points at it.
+        platform.blobs.put(&index::blob_key(&run.site.site_id, version), bytes, "application/octet-stream").await?;
+
+        // Exact counts, from the records this job stamped.
+        let mine = |j: &Option<JobId>| j.as_ref() == Some(&job_id);
+        let docs: Vec<&DocumentRecord> = run.docs.values().collect();
+        let crawled = docs.iter().filter(|d| mine(&d.seen_job)).count() as u64;
+        let changed = docs.iter().filter(|d| mine(&d.changed_job)).count() as u64;
+        let removed = docs.iter().filter(|d| mine(&d.removed_job)).count() as u64;
+        let tokens: u64 = docs.iter().filter(|d| mine(&d.changed_job)).map(|d| d.embedding_tokens).sum();
+        let cost = run.embedding.as_ref().map_or(MicroUsd::ZERO, |(_, p)| p.cost(tokens, 0));
+        let now = rfc3339(platform.clock.now());
+        let mut fields = Map::new();
+        for (name, value) in [
+            ("status", json!(JobStatus::Succeeded)),
+            ("pages_crawled", json!(crawled)),
+            ("pages_changed", json!(changed)),
+            ("pages_removed", json!(removed)),
+            ("pages_skipped", json!(run.progress.skipped)),
+            ("chunks", json!(chunk_count)),
+            ("embedding_tokens", json!(tokens)),
+            ("estimated_cost_micros", json!(cost.0)),
+            ("embedding_model", json!(model)),
+            ("index_version", json!(version)),
+            ("error", Value::Null),
+            ("finished_at", json!(now.clone())),
+        ] {
+            fields.insert(name.into(), value);
+        }
+        let job_write = Write::Update(jobs::job_update(&job_id, fields));
+        let switch = |s: &mut Site| {
+            s.index_version = Some(version);
+            s.status = SiteStatus::Ready;
+            s.last_trained_at = Some(now.clone());
+            s.last_training_error = None;
+        };
+        self.commit(run, switch, job_write).await?;
+        tracing::info!(version, chunks = chunk_count, crawled, changed, removed, tokens, "training succeeded");
+        self.prune(run, version).await;
+        Ok(())
+    }
+
+    /// Commits a site change with the job's final write, freeing the site's training lock.
+    async fn commit(&self, run: &Run<'_>, change: impl Fn(&mut Site) + Clone, job_write: Write) -> Result<(), TrainError> {
+        let store = self.platform.store.as_ref();
+        let clock = self.platform.clock.as_ref();
+        let lock = Write::Delete(
+            jobs::lock_key(&run.site.site_id),
+            Condition::AttributeEquals("job_id".into(), json!(run.job.job_id)),
+        );
+        let result = sites::update_site_internal(store, clock, &run.site.site_id, change.clone(), vec![job_write.clone(), lock]).await;
+        match result {
+            Ok(_) => Ok(()),
+            // The lock is not ours any more (it expired, or another job holds it): commit without it.
+            Err(sites::SiteError::Conflict) => {
+                sites::update_site_internal(store, clock, &run.site.site_id, change, vec![job_write]).await?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Ends a job as failed: the site keeps serving its previous index (or shows `failed` if it has none).
+    async fn fail(&self, job: &TrainingJob, reason: &str) -> Result<(), TrainError> {
+        let store = self.platform.store.as_ref();
+        let mut fields = Map::new();
+        fields.insert("status".into(), json!(JobStatus::Failed));
+        fields.insert("error".into(), json!(reason));
+        fields.insert("finished_at".into(), json!(rfc3339(self.platform.clock.now())));
+        let update = jobs::job_update(&job.job_id, fields);
+        let Some(site) = sites::find_site(store, &job.site_id).await? else {
+            // The site is gone: end the job alone.
+            store.update(update).await?;
+            return Ok(());
+        };
+        let job_write = Write::Update(update);
+        let tenant = tenants::get_tenant(store, &site.tenant_id)
+            .await
+            .map_err(|e| TrainError::Retryable(format!("reading the tenant: {e}")))?;
+        let run = Run {
+            job,
+            site,
+            tenant,
+            embedding: None,
+            reusable: HashMap::new(),
+            docs: HashMap::new(),
+            by_url: HashMap::new(),
+            progress: Progress::default(),
+        };
+        let reason = reason.to_string();
+        let change = move |s: &mut Site| {
+            s.status = if s.index_version.is_some() { SiteStatus::Ready } else { SiteStatus::Failed };
+            s.last_training_error = Some(reason.clone());
+        };
+        self.commit(&run, change, job_write).await
+    }
+
+    /// Deletes index versions older than the ones worth keeping, and the chunks of removed documents.
+    /// Best effort: leftovers cost storage, never correctness.
+    async fn prune(&self, run: &Run<'_>, current: u64) {
+        let blobs = &self.platform.blobs;
+        let oldest_kept = current.saturating_sub(KEEP_OLD_VERSIONS as u64);
+        match blobs.list(&index::blob_prefix(&run.site.site_id)).await {
+            Ok(entries) => {
+                for entry in entries {
+                    let version = entry
+                        .key
+                        .rsplit('/')
+                        .next()
+                        .and_then(|file| file.split('.').next())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if version.is_some_and(|v| v < oldest_kept) {
+                        if let Err(e) = blobs.delete(&entry.key).await {
+                            tracing::warn!(error = %e, key = entry.key, "could not prune an old index version");
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not list index versions to prune"),
+        }
+        for doc in run.docs.values().filter(|d| d.removed_job.as_ref() == Some(&run.job.job_id)) {
+            let key = documents::chunks_blob_key(
+                &run.site.site_id,
+                &doc.canonical_url,
+                &doc.content_hash,
+                doc.embedding_model.as_deref(),
+            );
+            if let Err(e) = blobs.delete(&key).await {
+                tracing::warn!(error = %e, key, "could not delete a removed document's chunks");
+            }
+        }
+    }
+}
