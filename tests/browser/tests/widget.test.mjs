@@ -186,6 +186,14 @@ describe("untrusted content", () => {
     );
     for (const href of shadow.hrefs) assert.match(href, /^https?:\/\//, `link ${href}`);
     assert.deepEqual(errors, []);
+
+    // Control: the very same text parsed as HTML does run, so the checks above could have failed.
+    await page.evaluate((html) => {
+      const probe = document.createElement("div");
+      probe.innerHTML = html;
+      document.body.append(probe);
+    }, shadow.text);
+    await page.waitForFunction(() => window.__kotobaPwned !== undefined, null, { timeout: 5000 });
     await close();
   });
 });
@@ -229,6 +237,7 @@ describe("isolation from the host page", () => {
         const host = document.querySelector("kotoba-chat");
         const root = host.shadowRoot;
         const out = {
+          hostHeading: getComputedStyle(document.querySelector("h1")).color,
           host: Object.fromEntries(
             ["display", "position", "transform", "filter", "z-index"].map((p) => [
               p,
@@ -257,6 +266,11 @@ describe("isolation from the host page", () => {
     const plain = await styles(false);
     const hostile = await styles(true);
     assert.equal(plain[".bubble"].display, "flex");
+    // Control: the hostile CSS is in force on the host page itself.
+    assert.notEqual(plain.hostHeading, "rgb(255, 0, 0)");
+    assert.equal(hostile.hostHeading, "rgb(255, 0, 0)");
+    delete plain.hostHeading;
+    delete hostile.hostHeading;
     assert.deepEqual(hostile, plain);
   });
 });
