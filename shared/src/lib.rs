@@ -20,5 +20,6 @@ pub mod telemetry;
 pub mod tenants;
 pub mod training;
 pub mod usage;
+pub mod voice;
 
 pub use platform::Platform;
