@@ -16,6 +16,25 @@ use futures::future::BoxFuture;
 pub use dir::{DirBlobs, PresignKey};
 pub use s3::{S3Blobs, S3Settings};
 
+/// The content type stored when the caller gives none (S3 does the same).
+pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// Checks a content type and substitutes the default for an empty one, so both adapters store the same.
+///
+/// Content types travel as HTTP header values, so only printable ASCII is accepted.
+pub(crate) fn normalize_content_type(content_type: &str) -> Result<String, BlobError> {
+    let ct = content_type.trim();
+    if ct.is_empty() {
+        return Ok(DEFAULT_CONTENT_TYPE.to_string());
+    }
+    if ct.len() > 256 || !ct.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+        return Err(BlobError::Backend(anyhow::anyhow!(
+            "content type {ct:?} is not printable ASCII of at most 256 bytes"
+        )));
+    }
+    Ok(ct.to_string())
+}
+
 /// An object read back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Blob {

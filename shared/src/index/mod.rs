@@ -5,6 +5,7 @@
 //! store update; chat loads the version the site points at and keeps it in memory until it changes.
 
 pub mod lexical;
+pub mod search;
 pub mod vectors;
 
 use std::collections::HashMap;

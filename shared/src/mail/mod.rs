@@ -14,6 +14,34 @@ use futures::future::BoxFuture;
 pub use outbox::Outbox;
 pub use ses::SesMailer;
 
+/// The most recipients one message may have (SES's limit, kept by the outbox too).
+pub const MAX_RECIPIENTS: usize = 50;
+
+/// Refuses a message no adapter should send: no recipients, too many, or a subject that is empty or
+/// holds control characters (a line break there would inject headers).
+pub(crate) fn check_mail(mail: &Mail) -> Result<(), MailError> {
+    if mail.to.is_empty() {
+        return Err(MailError::Invalid(
+            "a message needs at least one recipient".into(),
+        ));
+    }
+    if mail.to.len() > MAX_RECIPIENTS {
+        return Err(MailError::Invalid(format!(
+            "{} recipients exceed {MAX_RECIPIENTS}",
+            mail.to.len()
+        )));
+    }
+    if mail.subject.trim().is_empty() {
+        return Err(MailError::Invalid("a message needs a subject".into()));
+    }
+    if mail.subject.chars().any(char::is_control) {
+        return Err(MailError::Invalid(
+            "the subject contains control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A message to send. Text is required; HTML is an optional alternative part.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mail {

@@ -3,6 +3,7 @@
 //! Every token Kotoba spends is priced from a policy in force at the moment of use, and the usage
 //! record keeps a snapshot of that price, so a later price change never rewrites history.
 
+pub mod chat;
 pub mod embeddings;
 
 use serde::{Deserialize, Serialize};

@@ -210,6 +210,7 @@ pub struct Add {
     pub amount: i64,
     pub limit: Option<i64>,
     /// Set when the add creates the item (counters for a day expire on their own); kept on later adds.
+    /// (Precisely: set when the item has no expiry yet, which is how DynamoDB's `if_not_exists` does it.)
     pub expires_at: Option<i64>,
 }
 
@@ -414,4 +415,157 @@ pub(crate) fn check_query(query: &Query) -> Result<(), StoreError> {
         )));
     }
     Ok(())
+}
+
+/// Rejects a key DynamoDB could not store (empty strings), so both adapters accept the same keys.
+pub(crate) fn check_key(key: &Key) -> Result<(), StoreError> {
+    if key.pk.is_empty() || key.sk.is_empty() {
+        return Err(StoreError::Invalid(format!(
+            "empty key part in {:?}/{:?}",
+            key.pk, key.sk
+        )));
+    }
+    Ok(())
+}
+
+fn check_condition(condition: &Condition) -> Result<(), StoreError> {
+    match condition {
+        Condition::AttributeEquals(name, _) => check_names([name.as_str()]),
+        Condition::None | Condition::IfAbsent | Condition::IfExists => Ok(()),
+    }
+}
+
+/// Everything about one write that can be checked without looking at the store.
+pub(crate) fn check_write(write: &Write) -> Result<(), StoreError> {
+    check_key(write.key())?;
+    match write {
+        Write::Put(item, condition) => {
+            item.check_attributes()?;
+            for key in item.index_keys.values() {
+                check_key(key)?;
+            }
+            check_condition(condition)
+        }
+        Write::Delete(_, condition) | Write::Check(_, condition) => check_condition(condition),
+        Write::Update(update) => {
+            check_names(
+                update
+                    .set
+                    .keys()
+                    .map(String::as_str)
+                    .chain(update.remove.iter().map(String::as_str)),
+            )?;
+            if let Some(both) = update
+                .remove
+                .iter()
+                .find(|name| update.set.contains_key(*name))
+            {
+                return Err(StoreError::Invalid(format!(
+                    "attribute {both:?} is both set and removed"
+                )));
+            }
+            check_condition(&update.condition)
+        }
+        Write::Add(add) => check_names([add.attribute.as_str()]),
+    }
+}
+
+/// The opaque query cursor both adapters hand out: where the last returned item sits, as base64 JSON.
+///
+/// Built from the last item returned (not from a backend's own continuation token), so a page never
+/// ends on an item it filtered out. For an index query the table key breaks ties between equal index
+/// sort keys (and is what DynamoDB needs to resume a GSI query).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Cursor {
+    /// The index queried (None for the table) and the partition: a cursor only fits its own query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
+    pub partition: String,
+    /// The table key of the last item returned.
+    pub pk: String,
+    pub sk: String,
+    /// Its index sort key, for an index query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_sk: Option<String>,
+}
+
+impl Cursor {
+    /// The cursor after `item` in `query`.
+    pub fn after(query: &Query, item: &Item) -> Result<Self, StoreError> {
+        let index_sk = match query.index {
+            None => None,
+            Some(index) => Some(
+                item.index_keys
+                    .get(&index)
+                    .map(|key| key.sk.clone())
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "item returned by {} lacks its key",
+                            index.name()
+                        ))
+                    })?,
+            ),
+        };
+        Ok(Self {
+            index: query.index.map(|index| index.name().to_owned()),
+            partition: query.pk.clone(),
+            pk: item.key.pk.clone(),
+            sk: item.key.sk.clone(),
+            index_sk,
+        })
+    }
+
+    pub fn encode(&self) -> Result<String, StoreError> {
+        use base64::Engine as _;
+        let json = serde_json::to_vec(self)
+            .map_err(|e| StoreError::Backend(anyhow::anyhow!("encoding cursor: {e}")))?;
+        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
+    }
+
+    /// Reads a cursor back, checking it belongs to this query's partition and kind.
+    pub fn decode(query: &Query, text: &str) -> Result<Self, StoreError> {
+        use base64::Engine as _;
+        let bad = || StoreError::Invalid("malformed query cursor".into());
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| bad())?;
+        let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+        let fits = cursor.index.as_deref() == query.index.map(Index::name)
+            && cursor.partition == query.pk
+            && cursor.index_sk.is_some() == query.index.is_some();
+        if !fits {
+            return Err(StoreError::Invalid(
+                "the cursor belongs to another query".into(),
+            ));
+        }
+        Ok(cursor)
+    }
+}
+
+/// A non-empty sort key prefix (an empty one matches everything, so it is no prefix at all).
+pub(crate) fn sk_prefix(query: &Query) -> Option<&str> {
+    query.sk_prefix.as_deref().filter(|p| !p.is_empty())
+}
+
+/// Equality of attribute values as the store sees it: numbers compare by value (DynamoDB keeps no
+/// difference between `1` and `1.0`), everything else structurally.
+pub(crate) fn values_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => match (x.as_u64(), y.as_u64()) {
+                (Some(x), Some(y)) => x == y,
+                _ => x.as_f64() == y.as_f64(),
+            },
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| values_equal(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| values_equal(v, w)))
+        }
+        _ => a == b,
+    }
 }

@@ -1,0 +1,306 @@
+//! Retrieval over a loaded index: BM25 over the lexical postings, cosine over the int8 vectors, the two
+//! fused by reciprocal rank, at most a couple of chunks per page.
+
+use std::collections::HashMap;
+
+use super::{SiteIndex, lexical, vectors};
+
+/// BM25 parameters (the usual defaults).
+const K1: f32 = 1.2;
+const B: f32 = 0.75;
+/// Reciprocal-rank-fusion constant: damps the weight of the very first ranks.
+const RRF_K: f32 = 60.0;
+/// How deep each ranking goes before fusion.
+const CANDIDATES: usize = 50;
+
+/// An index ready to search: the postings reachable by term.
+#[derive(Debug)]
+pub struct LoadedIndex {
+    pub index: SiteIndex,
+    terms: HashMap<String, u32>,
+    idf: Vec<f32>,
+}
+
+/// One result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub chunk: usize,
+    /// The fused score (higher is better); comparable within one query only.
+    pub score: f32,
+    pub lexical_rank: Option<usize>,
+    pub dense_rank: Option<usize>,
+}
+
+/// What to retrieve.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SearchOptions {
+    pub top_k: usize,
+    /// At most this many chunks from one URL, so sources are varied.
+    pub per_page: usize,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        Self {
+            top_k: 5,
+            per_page: 2,
+        }
+    }
+}
+
+impl LoadedIndex {
+    pub fn new(index: SiteIndex) -> Self {
+        let n = index.chunks.len() as f32;
+        let mut terms = HashMap::with_capacity(index.lexical.postings.len());
+        let mut idf = Vec::with_capacity(index.lexical.postings.len());
+        for (i, (term, postings)) in index.lexical.postings.iter().enumerate() {
+            terms.insert(term.clone(), i as u32);
+            let df = postings.len() as f32;
+            idf.push((1.0 + (n - df + 0.5) / (df + 0.5)).ln());
+        }
+        Self { index, terms, idf }
+    }
+
+    pub fn has_vectors(&self) -> bool {
+        self.index.vectors.as_ref().is_some_and(|v| !v.is_empty())
+    }
+
+    /// BM25 ranking of chunks for a query: (chunk, score), best first, at most `limit`.
+    pub fn lexical(&self, query: &str, limit: usize) -> Vec<(usize, f32)> {
+        let lex = &self.index.lexical;
+        let mut query_terms = lexical::terms(query);
+        query_terms.sort();
+        query_terms.dedup();
+        let mut scores: HashMap<u32, f32> = HashMap::new();
+        let avg = if lex.average_length > 0.0 {
+            lex.average_length
+        } else {
+            1.0
+        };
+        for term in &query_terms {
+            let Some(&t) = self.terms.get(term) else {
+                continue;
+            };
+            let idf = self.idf[t as usize];
+            for &(chunk, tf) in &lex.postings[t as usize].1 {
+                let len = lex.chunk_lengths[chunk as usize] as f32;
+                let tf = tf as f32;
+                let score = idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * len / avg));
+                *scores.entry(chunk).or_insert(0.0) += score;
+            }
+        }
+        top(
+            scores.into_iter().map(|(c, s)| (c as usize, s)).collect(),
+            limit,
+        )
+    }
+
+    /// Cosine ranking against a query vector: (chunk, similarity), best first, at most `limit`.
+    pub fn dense(&self, query_vector: &[f32], limit: usize) -> Vec<(usize, f32)> {
+        let Some(store) = &self.index.vectors else {
+            return Vec::new();
+        };
+        if query_vector.len() != store.dims as usize {
+            return Vec::new();
+        }
+        let (q, scale) = vectors::quantize(query_vector);
+        let scored = (0..store.len())
+            .map(|i| (i, store.cosine(i, &q, scale)))
+            .collect();
+        top(scored, limit)
+    }
+
+    /// Hybrid retrieval: BM25 and (when a query vector is given) cosine, fused by reciprocal rank.
+    pub fn search(
+        &self,
+        query: &str,
+        query_vector: Option<&[f32]>,
+        options: SearchOptions,
+    ) -> Vec<Hit> {
+        let lexical = self.lexical(query, CANDIDATES);
+        let dense = query_vector
+            .map(|v| self.dense(v, CANDIDATES))
+            .unwrap_or_default();
+        let mut fused: HashMap<usize, Hit> = HashMap::new();
+        for (rank, (chunk, _)) in lexical.iter().enumerate() {
+            let hit = fused.entry(*chunk).or_insert(Hit {
+                chunk: *chunk,
+                score: 0.0,
+                lexical_rank: None,
+                dense_rank: None,
+            });
+            hit.score += 1.0 / (RRF_K + rank as f32 + 1.0);
+            hit.lexical_rank = Some(rank);
+        }
+        for (rank, (chunk, _)) in dense.iter().enumerate() {
+            let hit = fused.entry(*chunk).or_insert(Hit {
+                chunk: *chunk,
+                score: 0.0,
+                lexical_rank: None,
+                dense_rank: None,
+            });
+            hit.score += 1.0 / (RRF_K + rank as f32 + 1.0);
+            hit.dense_rank = Some(rank);
+        }
+        let mut hits: Vec<Hit> = fused.into_values().collect();
+        // Ties broken by chunk number so results are deterministic.
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk.cmp(&b.chunk)));
+        let mut per_url: HashMap<&str, usize> = HashMap::new();
+        hits.into_iter()
+            .filter(|hit| {
+                let count = per_url
+                    .entry(self.index.chunks[hit.chunk].url.as_str())
+                    .or_insert(0);
+                *count += 1;
+                *count <= options.per_page
+            })
+            .take(options.top_k)
+            .collect()
+    }
+}
+
+/// The `limit` best (chunk, score) pairs, best first; ties by chunk number.
+fn top(mut scored: Vec<(usize, f32)>, limit: usize) -> Vec<(usize, f32)> {
+    let better = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if scored.len() > limit && limit > 0 {
+        scored.select_nth_unstable_by(limit - 1, better);
+        scored.truncate(limit);
+    }
+    scored.sort_by(better);
+    scored.truncate(limit);
+    scored
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::SiteId;
+    use crate::index::{IndexBuilder, IndexedChunk};
+
+    fn chunk(url: &str, title: &str, text: &str) -> IndexedChunk {
+        IndexedChunk {
+            url: url.into(),
+            title: title.into(),
+            heading_path: vec![],
+            text: text.into(),
+            content_hash: String::new(),
+            token_count: 10,
+        }
+    }
+
+    fn index(vectors: bool) -> LoadedIndex {
+        let docs = [
+            (
+                "https://x/hours",
+                "Opening hours",
+                "We are open from 9am to 6pm on weekdays.",
+            ),
+            (
+                "https://x/access",
+                "Access",
+                "Our shop is a five minute walk from Shibuya station.",
+            ),
+            (
+                "https://x/ja/hours",
+                "営業時間",
+                "営業時間は平日の午前9時から午後6時までです。",
+            ),
+            (
+                "https://x/ko/hours",
+                "영업시간",
+                "영업시간은 평일 오전 9시부터 오후 6시까지입니다.",
+            ),
+            (
+                "https://x/menu",
+                "Menu",
+                "Coffee, tea and cakes. Our coffee beans are roasted in house.",
+            ),
+            (
+                "https://x/menu",
+                "Menu",
+                "Coffee refills are free. Coffee coffee coffee.",
+            ),
+            (
+                "https://x/menu",
+                "Menu",
+                "Seasonal coffee specials every month.",
+            ),
+        ];
+        let mut b = IndexBuilder::new(vectors.then(|| ("m".to_string(), 4)));
+        for (i, (url, title, text)) in docs.iter().enumerate() {
+            let mut v = [0.0f32; 4];
+            v[i % 4] = 1.0;
+            b.add(chunk(url, title, text), vectors.then_some(&v[..]))
+                .unwrap();
+        }
+        LoadedIndex::new(b.finish(&SiteId::parse("site_t").unwrap(), 1, String::new()))
+    }
+
+    #[test]
+    fn english_japanese_and_korean_questions_find_their_page() {
+        let idx = index(false);
+        let first = |q: &str| {
+            idx.index.chunks[idx.search(q, None, SearchOptions::default())[0].chunk]
+                .url
+                .clone()
+        };
+        assert_eq!(first("what are your opening hours?"), "https://x/hours");
+        assert_eq!(
+            first("how do I get there from Shibuya station"),
+            "https://x/access"
+        );
+        assert_eq!(first("営業時間を教えてください"), "https://x/ja/hours");
+        assert_eq!(first("영업시간이 어떻게 되나요?"), "https://x/ko/hours");
+    }
+
+    #[test]
+    fn at_most_two_chunks_per_page() {
+        let idx = index(false);
+        let hits = idx.search(
+            "coffee",
+            None,
+            SearchOptions {
+                top_k: 5,
+                per_page: 2,
+            },
+        );
+        let menu = hits
+            .iter()
+            .filter(|h| idx.index.chunks[h.chunk].url == "https://x/menu")
+            .count();
+        assert_eq!(menu, 2);
+    }
+
+    #[test]
+    fn dense_results_fuse_with_lexical() {
+        let idx = index(true);
+        // A query vector pointing at chunk 1 (access) lifts it even for a lexically unrelated query.
+        let hits = idx.search(
+            "zzz unrelated",
+            Some(&[0.0, 1.0, 0.0, 0.0]),
+            SearchOptions::default(),
+        );
+        assert_eq!(idx.index.chunks[hits[0].chunk].url, "https://x/access");
+        assert_eq!(hits[0].dense_rank, Some(0));
+        assert!(
+            idx.dense(&[1.0, 0.0], 3).is_empty(),
+            "wrong dimensions give no dense results"
+        );
+    }
+
+    #[test]
+    fn an_empty_query_or_index_finds_nothing() {
+        let idx = index(false);
+        assert!(idx.search("", None, SearchOptions::default()).is_empty());
+        let empty = LoadedIndex::new(IndexBuilder::new(None).finish(
+            &SiteId::parse("site_e").unwrap(),
+            1,
+            String::new(),
+        ));
+        assert!(
+            empty
+                .search("anything", None, SearchOptions::default())
+                .is_empty()
+        );
+    }
+}
