@@ -136,6 +136,24 @@ fn call_key(call: &CallSid) -> Key {
     Key::new(format!("CALL#{call}"), "CALL")
 }
 
+/// Claims the one media stream a call may have (its token is single-use): `Ok(false)` when a stream
+/// for this call was already started, so a replayed token cannot open a second model session.
+pub async fn claim_stream(
+    store: &dyn ItemStore,
+    call: &CallSid,
+    now_unix: i64,
+) -> Result<bool, StoreError> {
+    // The claim only needs to outlive the token (minutes); a day is generous.
+    let item = Item::new(Key::new(format!("CALL#{call}"), "STREAM"))
+        .with("claimed_at", now_unix)
+        .expiring_at(now_unix + 24 * 3600);
+    match store.put(item, Condition::IfAbsent).await {
+        Ok(()) => Ok(true),
+        Err(StoreError::ConditionFailed) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Writes a call's log once. `Ok(false)` when it was already written (a retry): nothing changes.
 pub async fn save(store: &dyn ItemStore, log: &CallLog, now_unix: i64) -> Result<bool, StoreError> {
     let item = Item::from_record(call_key(&log.call_sid), log)?
