@@ -1,11 +1,13 @@
 //! The local runner: one process standing in for API Gateway, Lambda, SQS and EventBridge.
 //!
-//! It mounts every function's routes on one port under the same paths as API Gateway, serves the
-//! blob directory's presigned URLs, and seeds a demo tenant and site on first start. Tests start it
+//! It mounts every function's routes on one port under the same paths as API Gateway, runs the call
+//! bridge on its own port (`KOTOBA_BRIDGE_LISTEN`), serves the blob directory's presigned URLs, and seeds
+//! a demo tenant and site on first start. Tests start it
 //! in-process (`start` on port 0), so they drive exactly what a developer runs.
 
 mod seed;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -24,10 +26,37 @@ pub use seed::Demo;
 /// A started runner: bound, seeded, not yet serving.
 pub struct Runner {
     pub addr: SocketAddr,
+    /// Where the call bridge listens.
+    pub bridge_addr: SocketAddr,
     pub platform: Arc<Platform>,
     pub demo: Demo,
     listener: TcpListener,
     app: Router,
+    bridge: call_bridge::BridgeServer,
+    stop: StopHandle,
+}
+
+/// Stops a spawned runner gracefully: the API stops accepting, the call bridge drains (its calls end by
+/// the drain deadline and still write their logs).
+#[derive(Debug, Clone)]
+pub struct StopHandle(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl StopHandle {
+    fn new() -> Self {
+        Self(Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Resolves once [`stop`](Self::stop) is called.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.subscribe();
+        async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        }
+    }
 }
 
 /// Binds, builds the platform and seeds the demo. In local mode an admin key is generated (and kept in
@@ -56,6 +85,21 @@ pub async fn start_with(
     if config.admin_key.is_none() {
         config.admin_key = Some(read_or_create_secret(&config.data_dir.join("admin.key"))?);
     }
+    let bridge_listener = TcpListener::bind(config.bridge_listen)
+        .await
+        .with_context(|| format!("binding the call bridge on {}", config.bridge_listen))?;
+    let bridge_addr = bridge_listener
+        .local_addr()
+        .context("reading the bridge's bound address")?;
+    if config.bridge.public_url.is_none() {
+        // Locally the bridge is reached on its own port (a tunnel in front of it sets
+        // KOTOBA_BRIDGE_PUBLIC_URL); Twilio signatures and the stream URL are over that address.
+        config.bridge.public_url = Some(
+            format!("http://{bridge_addr}")
+                .parse()
+                .context("public URL of the bridge's bound address")?,
+        );
+    }
     let platform = Platform::from_config_with(config, sdk)
         .await
         .context("building the platform")?;
@@ -63,12 +107,17 @@ pub async fn start_with(
         .await
         .context("seeding the demo tenant")?;
     let app = app(&platform);
+    let bridge = call_bridge::BridgeServer::from_listener(platform.clone(), bridge_listener)
+        .context("preparing the call bridge")?;
     Ok(Runner {
         addr,
+        bridge_addr,
         platform,
         demo,
         listener,
         app,
+        bridge,
+        stop: StopHandle::new(),
     })
 }
 
@@ -93,6 +142,16 @@ impl Runner {
         format!("http://{}", self.addr)
     }
 
+    /// The call bridge's base URL.
+    pub fn bridge_url(&self) -> String {
+        format!("http://{}", self.bridge_addr)
+    }
+
+    /// A handle that stops the runner once spawned.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
     pub fn print_banner(&self) {
         let admin = self
             .platform
@@ -101,8 +160,10 @@ impl Runner {
             .as_deref()
             .unwrap_or("(unset)");
         println!(
-            "\nKotoba is running at http://{addr}\n  health:      curl http://{addr}/healthz\n  admin key:   {admin}\n  demo tenant: {tenant}\n  demo site:   {site}\n  demo key:    {key}\n  data dir:    {dir}\n",
+            "\nKotoba is running at http://{addr}\n  health:      curl http://{addr}/healthz\n  call bridge: http://{bridge} (Twilio webhook {webhook})\n  admin key:   {admin}\n  demo tenant: {tenant}\n  demo site:   {site}\n  demo key:    {key}\n  data dir:    {dir}\n",
             addr = self.addr,
+            bridge = self.bridge_addr,
+            webhook = self.bridge.bridge.settings.webhook_url,
             tenant = self.demo.tenant_id,
             site = self.demo.site_id,
             key = self.demo.api_key,
@@ -110,23 +171,35 @@ impl Runner {
         );
     }
 
-    /// Serves in the background; the handle ends when the server does.
+    /// Serves the API and the call bridge in the background until the stop handle is used; the handle
+    /// ends when both have stopped (the bridge's calls logged).
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(self.listener, self.app).await {
-                tracing::error!(error = %e, "local runner stopped");
+            if let Err(e) = self.serve().await {
+                tracing::error!(error = format!("{e:#}"), "local runner stopped");
             }
         })
     }
 
+    async fn serve(self) -> anyhow::Result<()> {
+        let api = axum::serve(self.listener, self.app)
+            .with_graceful_shutdown(self.stop.stopped())
+            .into_future();
+        let bridge = self.bridge.serve(self.stop.stopped());
+        let (api, bridge) = tokio::join!(api, bridge);
+        api.context("serving the API")?;
+        bridge
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
     pub async fn serve_until_ctrl_c(self) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-                tracing::info!("shutting down");
-            })
-            .await
-            .context("serving")
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            call_bridge::shutdown_signal().await;
+            tracing::info!("shutting down");
+            stop.stop();
+        });
+        self.serve().await
     }
 }
 
