@@ -43,6 +43,13 @@ impl CallSid {
     }
 }
 
+impl std::str::FromStr for CallSid {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(s)
+    }
+}
+
 impl TryFrom<String> for CallSid {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {

@@ -60,6 +60,13 @@ impl PhoneNumber {
     }
 }
 
+impl std::str::FromStr for PhoneNumber {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(s)
+    }
+}
+
 impl TryFrom<String> for PhoneNumber {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
