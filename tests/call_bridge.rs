@@ -145,7 +145,7 @@ async fn signatures_match_the_official_twilio_library() {
         ("ÄUmlaut", "ü"),
         ("a", "lowercase sorts after uppercase"),
     ];
-    let cases: Vec<(&str, &str, Vec<(String, String)>)> = vec![
+    let cases: Vec<(&str, &str, twilio::Params)> = vec![
         (
             "12345",
             "https://mycompany.com/myapp.php?foo=1&bar=2",
@@ -745,14 +745,14 @@ async fn a_hundred_simultaneous_calls_all_complete_with_correct_logs() {
     }
     // Every call's webhook, signed by the official library in one batch.
     let url = format!("{}/incoming-call-realtime", app.bridge_url);
-    let calls: Vec<(usize, String, Vec<(String, String)>)> = (0..TENANTS * CALLS_PER_TENANT)
+    let calls: Vec<(usize, String, twilio::Params)> = (0..TENANTS * CALLS_PER_TENANT)
         .map(|i| {
             let sid = twilio::call_sid();
             let params = twilio::webhook_params(&sid, CALLER, &tenants[i % TENANTS].2);
             (i, sid, params)
         })
         .collect();
-    let jobs: Vec<(&str, &str, Vec<(String, String)>)> = calls
+    let jobs: Vec<(&str, &str, twilio::Params)> = calls
         .iter()
         .map(|(_, _, p)| (TEST_TWILIO_AUTH_TOKEN, url.as_str(), p.clone()))
         .collect();

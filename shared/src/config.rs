@@ -115,13 +115,13 @@ impl Config {
         )?;
         let data_dir = PathBuf::from(env.get("KOTOBA_DATA_DIR").unwrap_or("./.kotoba"));
         let admin_key = env.get("KOTOBA_ADMIN_KEY").map(str::to_string);
-        if let Some(key) = &admin_key {
-            if key.len() < 16 {
-                return Err(ConfigError {
-                    variable: "KOTOBA_ADMIN_KEY",
-                    problem: "must be at least 16 characters".into(),
-                });
-            }
+        if let Some(key) = &admin_key
+            && key.len() < 16
+        {
+            return Err(ConfigError {
+                variable: "KOTOBA_ADMIN_KEY",
+                problem: "must be at least 16 characters".into(),
+            });
         }
         let public_url = env.url_or("KOTOBA_PUBLIC_URL", &format!("http://{listen}"))?;
         let models = ModelSettings {

@@ -58,8 +58,11 @@ for job in json.load(sys.stdin):
 json.dump(out, sys.stdout)
 "#;
 
+/// Form parameters in the order received (names may repeat).
+pub type Params = Vec<(String, String)>;
+
 /// Signatures from the official library, one per (token, url, params).
-pub async fn sign_all(jobs: &[(&str, &str, Vec<(String, String)>)]) -> Vec<String> {
+pub async fn sign_all(jobs: &[(&str, &str, Params)]) -> Vec<String> {
     let input: Vec<Value> = jobs
         .iter()
         .map(|(token, url, params)| json!({"token": token, "url": url, "params": params}))

@@ -163,10 +163,10 @@ async fn admit_stream(bridge: &Bridge, twilio: &mut WebSocket) -> Result<CallSet
     span.record("call_sid", tracing::field::display(&claims.call_sid));
     span.record("tenant_id", tracing::field::display(&claims.tenant_id));
     span.record("stream_sid", tracing::field::display(&stream_sid));
-    if let Some(format) = &start.media_format {
-        if !format.is_mulaw_8k_mono() {
-            return Err(StreamRefused::WrongFormat);
-        }
+    if let Some(format) = &start.media_format
+        && !format.is_mulaw_8k_mono()
+    {
+        return Err(StreamRefused::WrongFormat);
     }
 
     let store = p.store.as_ref();

@@ -129,10 +129,10 @@ fn app(platform: &Arc<Platform>) -> Router {
             get(|| async { axum::Json(json!({ "status": "ok" })) }),
         )
         .merge(sites::routes(platform.clone()));
-    if let Backend::Embedded = platform.config.backend {
-        if let Some(blobs) = platform.dir_blobs.clone() {
-            router = router.merge(shared::blobs::dir::presigned_router(blobs));
-        }
+    if let Backend::Embedded = platform.config.backend
+        && let Some(blobs) = platform.dir_blobs.clone()
+    {
+        router = router.merge(shared::blobs::dir::presigned_router(blobs));
     }
     shared::http::finish(router)
 }
