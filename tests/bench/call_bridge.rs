@@ -51,11 +51,11 @@ fn record(samples: &Mutex<Vec<u64>>, base64: &str) {
     if !RECORDING.load(Ordering::Relaxed) {
         return;
     }
-    if let Ok(bytes) = STANDARD.decode(base64) {
-        if bytes.len() >= 8 {
-            let sent = u64::from_le_bytes(bytes[..8].try_into().unwrap());
-            samples.lock().unwrap().push(now_ns().saturating_sub(sent));
-        }
+    if let Ok(bytes) = STANDARD.decode(base64)
+        && let Some(stamp) = bytes.first_chunk::<8>()
+    {
+        let sent = u64::from_le_bytes(*stamp);
+        samples.lock().unwrap().push(now_ns().saturating_sub(sent));
     }
 }
 
@@ -67,7 +67,9 @@ async fn start_peer() -> String {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
                 let (mut tx, mut rx) = ws.split();
                 let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
                 let writer = tokio::spawn(async move {
@@ -79,7 +81,9 @@ async fn start_peer() -> String {
                 });
                 let mut streaming: Option<tokio::task::JoinHandle<()>> = None;
                 while let Some(Ok(Message::Text(text))) = rx.next().await {
-                    let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else { continue };
+                    let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else {
+                        continue;
+                    };
                     let start_streaming = match (v["type"].as_str(), v["event"].as_str()) {
                         (Some("input_audio_buffer.append"), _) => {
                             record(&INBOUND, v["audio"].as_str().unwrap_or_default());
@@ -129,20 +133,29 @@ async fn start_relay(upstream: String) -> String {
         while let Ok((stream, _)) = listener.accept().await {
             let upstream = upstream.clone();
             tokio::spawn(async move {
-                let Ok(mut down) = tokio_tungstenite::accept_async(stream).await else { return };
-                let Ok((mut up, _)) = tokio_tungstenite::connect_async(upstream).await else { return };
+                let Ok(mut down) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                let Ok((mut up, _)) = tokio_tungstenite::connect_async(upstream).await else {
+                    return;
+                };
                 loop {
-                    tokio::select! {
-                        m = down.next() => match m {
-                            Some(Ok(m @ Message::Text(_))) => { if up.send(m).await.is_err() { break } }
-                            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                            _ => {}
-                        },
-                        m = up.next() => match m {
-                            Some(Ok(m @ Message::Text(_))) => { if down.send(m).await.is_err() { break } }
-                            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                            _ => {}
-                        },
+                    let (message, upward) = tokio::select! {
+                        m = down.next() => (m, true),
+                        m = up.next() => (m, false),
+                    };
+                    let text = match message {
+                        Some(Ok(m @ Message::Text(_))) => m,
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                        Some(Ok(_)) => continue,
+                    };
+                    let sent = if upward {
+                        up.send(text).await
+                    } else {
+                        down.send(text).await
+                    };
+                    if sent.is_err() {
+                        break;
                     }
                 }
                 let _ = up.close(None).await;
@@ -155,26 +168,39 @@ async fn start_relay(upstream: String) -> String {
 
 /// One simulated Twilio stream: a stamped frame every 20 ms, marks echoed, for `seconds`, then `stop`.
 async fn simulate(url: String, call_sid: String, parameters: Value, seconds: u64) {
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connects");
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connects");
     let (mut tx, mut rx) = ws.split();
     let stream_sid = format!("MZ{}", uuid::Uuid::new_v4().simple());
     let start = json!({"event": "start", "sequenceNumber": "1", "streamSid": stream_sid, "start": {
         "accountSid": "AC0", "streamSid": stream_sid, "callSid": call_sid, "tracks": ["inbound"],
         "customParameters": parameters,
         "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}});
-    for m in [json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}), start] {
+    for m in [
+        json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}),
+        start,
+    ] {
         tx.send(Message::Text(m.to_string().into())).await.unwrap();
     }
     let (marks_tx, mut marks_rx) = mpsc::unbounded_channel::<String>();
     let reader = tokio::spawn(async move {
         while let Some(Ok(Message::Text(text))) = rx.next().await {
-            let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else { continue };
+            let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else {
+                continue;
+            };
             match (v["event"].as_str(), v["type"].as_str()) {
-                (Some("media"), _) => record(&OUTBOUND, v["media"]["payload"].as_str().unwrap_or_default()),
+                (Some("media"), _) => record(
+                    &OUTBOUND,
+                    v["media"]["payload"].as_str().unwrap_or_default(),
+                ),
                 (Some("mark"), _) => {
-                    let _ = marks_tx.send(v["mark"]["name"].as_str().unwrap_or_default().to_string());
+                    let _ =
+                        marks_tx.send(v["mark"]["name"].as_str().unwrap_or_default().to_string());
                 }
-                (_, Some("response.output_audio.delta")) => record(&OUTBOUND, v["delta"].as_str().unwrap_or_default()),
+                (_, Some("response.output_audio.delta")) => {
+                    record(&OUTBOUND, v["delta"].as_str().unwrap_or_default())
+                }
                 _ => {}
             }
         }
@@ -206,9 +232,17 @@ async fn simulate(url: String, call_sid: String, parameters: Value, seconds: u64
 /// This process's CPU time (user + system) in seconds, from /proc/self/stat (clock ticks of 1/100 s).
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or_default();
+    let after = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command name.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -265,7 +299,10 @@ async fn phase(calls: Vec<(String, String, Value)>, seconds: u64) -> Phase {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let calls = args.first().copied().unwrap_or(100) as usize;
     let seconds = args.get(1).copied().unwrap_or(10);
     EPOCH.get_or_init(Instant::now);
@@ -274,7 +311,13 @@ async fn main() {
     // Baseline: the same streams through a raw relay.
     let relay = start_relay(peer.clone()).await;
     let base_calls = (0..calls)
-        .map(|_| (relay.clone(), format!("CA{}", uuid::Uuid::new_v4().simple()), json!({})))
+        .map(|_| {
+            (
+                relay.clone(),
+                format!("CA{}", uuid::Uuid::new_v4().simple()),
+                json!({}),
+            )
+        })
         .collect();
     let base = phase(base_calls, seconds).await;
 
@@ -293,15 +336,21 @@ async fn main() {
     )
     .await;
     let number = "+15005550006";
-    app.post("/api/phone-numbers", &key, json!({"number": number})).await;
+    app.post("/api/phone-numbers", &key, json!({"number": number}))
+        .await;
     let validator = TwilioValidator::new(TEST_TWILIO_AUTH_TOKEN);
     let webhook = format!("{}/incoming-call-realtime", app.bridge_url);
-    let media_url = format!("{}/twilio-media", app.bridge_url.replace("http://", "ws://"));
+    let media_url = format!(
+        "{}/twilio-media",
+        app.bridge_url.replace("http://", "ws://")
+    );
     let mut bridge_calls = Vec::new();
     for _ in 0..calls {
         let sid = format!("CA{}", uuid::Uuid::new_v4().simple());
         let params = webhook_params(&sid, "+819012345678", number);
-        let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&params)
+            .finish();
         let twiml = app
             .client
             .post(&webhook)
@@ -336,12 +385,31 @@ async fn main() {
     }
 
     let ms = |v: f64| format!("{v:.3}");
-    println!("calls: {calls}, measured seconds: {seconds}, cores: {}", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    println!("samples baseline in/out: {:?}, bridge in/out: {:?}", base.samples, bridged.samples);
-    println!("| direction | baseline p50 | baseline p99 | bridge p50 | bridge p99 | added p50 | added p99 |");
+    println!(
+        "calls: {calls}, measured seconds: {seconds}, cores: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "samples baseline in/out: {:?}, bridge in/out: {:?}",
+        base.samples, bridged.samples
+    );
+    println!(
+        "| direction | baseline p50 | baseline p99 | bridge p50 | bridge p99 | added p50 | added p99 |"
+    );
     println!("|---|---|---|---|---|---|---|");
-    for (name, b, r) in [("caller → model", base.inbound, bridged.inbound), ("model → caller", base.outbound, bridged.outbound)] {
-        println!("| {name} (ms) | {} | {} | {} | {} | {} | {} |", ms(b.0), ms(b.1), ms(r.0), ms(r.1), ms(r.0 - b.0), ms(r.1 - b.1));
+    for (name, b, r) in [
+        ("caller → model", base.inbound, bridged.inbound),
+        ("model → caller", base.outbound, bridged.outbound),
+    ] {
+        println!(
+            "| {name} (ms) | {} | {} | {} | {} | {} | {} |",
+            ms(b.0),
+            ms(b.1),
+            ms(r.0),
+            ms(r.1),
+            ms(r.0 - b.0),
+            ms(r.1 - b.1)
+        );
     }
     println!(
         "| CPU per concurrent call (% of one core) | baseline {:.2} | bridge {:.2} | added {:.2} |",
