@@ -140,7 +140,8 @@ impl Config {
         let fetch_allow_loopback =
             env.bool_or("KOTOBA_FETCH_ALLOW_LOOPBACK", mode == Mode::Local)?;
         let log_json = env.bool_or("KOTOBA_LOG_JSON", mode == Mode::Deployed)?;
-        let train_retry_after = std::time::Duration::from_secs(env.parse_or("KOTOBA_TRAIN_RETRY_SECS", 60u64)?);
+        let train_retry_after =
+            std::time::Duration::from_secs(env.parse_or("KOTOBA_TRAIN_RETRY_SECS", 60u64)?);
 
         // The table name is the switch: with it, every port uses its AWS adapter.
         let backend = match env.get("KOTOBA_TABLE") {

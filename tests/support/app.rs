@@ -186,7 +186,13 @@ impl TestApp {
 
     /// Queues training and waits for the job to finish; returns the finished job.
     pub async fn train(&self, key: &str, site_id: &str, url: &str, force: bool) -> Value {
-        let reply = self.post("/api/train/url", key, json!({"site_id": site_id, "url": url, "force_retrain": force})).await;
+        let reply = self
+            .post(
+                "/api/train/url",
+                key,
+                json!({"site_id": site_id, "url": url, "force_retrain": force}),
+            )
+            .await;
         assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
         let job = reply.body["job_id"].as_str().expect("job_id").to_string();
         self.wait_for_job(key, &job).await
@@ -201,7 +207,11 @@ impl TestApp {
             if matches!(reply.body["status"].as_str(), Some("succeeded" | "failed")) {
                 return reply.body;
             }
-            assert!(std::time::Instant::now() < deadline, "job {job} did not finish: {:?}", reply.body);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {job} did not finish: {:?}",
+                reply.body
+            );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }

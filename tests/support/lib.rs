@@ -3,8 +3,8 @@
 pub mod app;
 pub mod aws;
 pub mod peer;
-pub mod site;
 pub mod realtime_peer;
+pub mod site;
 pub mod twilio;
 
 pub use app::{Backend, Reply, TEST_TWILIO_AUTH_TOKEN, TestApp};

@@ -119,7 +119,9 @@ pub async fn start_with(
         .await
         .context("seeding the demo tenant")?;
     let app = app(&platform)?;
-    let worker = Arc::new(train_worker::Worker::new(platform.clone()).context("building the training worker")?);
+    let worker = Arc::new(
+        train_worker::Worker::new(platform.clone()).context("building the training worker")?,
+    );
     let bridge = call_bridge::BridgeServer::from_listener(platform.clone(), bridge_listener)
         .context("preparing the call bridge")?;
     Ok(Runner {
@@ -197,7 +199,8 @@ impl Runner {
     /// As [`spawn`](Self::spawn); without the queue loop when `worker` is false (tests that deliver
     /// training messages themselves, e.g. to interrupt a job).
     pub fn spawn_with_worker(self, worker: bool) -> tokio::task::JoinHandle<()> {
-        let queue_loop = worker.then(|| tokio::spawn(worker::consume(self.platform.clone(), self.worker.clone())));
+        let queue_loop = worker
+            .then(|| tokio::spawn(worker::consume(self.platform.clone(), self.worker.clone())));
         tokio::spawn(async move {
             let _stop_loop_with_server = queue_loop.map(AbortOnDrop);
             if let Err(e) = self.serve().await {
@@ -219,7 +222,10 @@ impl Runner {
 
     /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
     pub async fn serve_until_ctrl_c(self) -> anyhow::Result<()> {
-        let _queue_loop = AbortOnDrop(tokio::spawn(worker::consume(self.platform.clone(), self.worker.clone())));
+        let _queue_loop = AbortOnDrop(tokio::spawn(worker::consume(
+            self.platform.clone(),
+            self.worker.clone(),
+        )));
         let stop = self.stop.clone();
         tokio::spawn(async move {
             call_bridge::shutdown_signal().await;
