@@ -25,7 +25,12 @@ struct Trained {
 }
 
 /// A runner with a model peer, a tenant on `plan`, and the standard site trained.
-async fn trained(backend: Backend, plan: &str, chat_model: Option<&str>, mode: ChatMode) -> Trained {
+async fn trained(
+    backend: Backend,
+    plan: &str,
+    chat_model: Option<&str>,
+    mode: ChatMode,
+) -> Trained {
     let peer = ModelPeer::start(mode).await;
     let vars = peer.vars(chat_model, Some("text-embedding-3-small"));
     let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -34,38 +39,98 @@ async fn trained(backend: Backend, plan: &str, chat_model: Option<&str>, mode: C
     standard_site(&site);
     let (tenant_id, key) = app.create_tenant(plan).await;
     let path = format!("/api/admin/tenants/{tenant_id}/subscription");
-    let r = app.call(reqwest::Method::PUT, &path, Some(&app.admin_key), Some(json!({"status": "active"}))).await;
+    let r = app
+        .call(
+            reqwest::Method::PUT,
+            &path,
+            Some(&app.admin_key),
+            Some(json!({"status": "active"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    let site_id = app.create_site(&key, &["127.0.0.1", "*.allowed.test"]).await["site_id"].as_str().unwrap().to_string();
+    let site_id = app
+        .create_site(&key, &["127.0.0.1", "*.allowed.test"])
+        .await["site_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let job = app.train(&key, &site_id, &site.url("/"), false).await;
     assert_eq!(job["status"], "succeeded", "{job}");
-    Trained { app, peer, site, key, tenant_id, site_id }
+    Trained {
+        app,
+        peer,
+        site,
+        key,
+        tenant_id,
+        site_id,
+    }
 }
 
 fn top_urls(answer: &Value) -> Vec<String> {
-    answer["sources"].as_array().unwrap().iter().map(|s| s["url"].as_str().unwrap().to_string()).collect()
+    answer["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["url"].as_str().unwrap().to_string())
+        .collect()
 }
 
 async fn answers_from_the_right_pages(backend: Backend) {
     let t = trained(backend, "pro", None, ChatMode::Echo).await;
-    let ask = |q: &str| t.app.post("/api/chat", &t.key, json!({"site_id": t.site_id, "message": q}));
+    let ask = |q: &str| {
+        t.app.post(
+            "/api/chat",
+            &t.key,
+            json!({"site_id": t.site_id, "message": q}),
+        )
+    };
     let r = ask("What are your opening hours on weekends?").await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert!(top_urls(&r.body).iter().any(|u| u.ends_with("/hours")), "{:?}", r.body);
+    assert!(
+        top_urls(&r.body).iter().any(|u| u.ends_with("/hours")),
+        "{:?}",
+        r.body
+    );
     assert_eq!(r.body["model_used"], "extractive");
-    assert!(r.body["answer"].as_str().unwrap().contains("9am to 5pm on weekends"), "{:?}", r.body["answer"]);
+    assert!(
+        r.body["answer"]
+            .as_str()
+            .unwrap()
+            .contains("9am to 5pm on weekends"),
+        "{:?}",
+        r.body["answer"]
+    );
     for field in ["session_id", "message_id"] {
         assert!(r.body[field].is_string(), "{field}");
     }
-    assert!(r.body["tokens_consumed"]["embedding"].as_u64().unwrap() > 0, "the query was embedded");
+    assert!(
+        r.body["tokens_consumed"]["embedding"].as_u64().unwrap() > 0,
+        "the query was embedded"
+    );
     let r = ask("営業時間は何時からですか？").await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(top_urls(&r.body).iter().any(|u| u.ends_with("/ja/sjis")), "{:?}", r.body);
-    assert!(r.body["answer"].as_str().unwrap().contains("午前八時"), "{:?}", r.body["answer"]);
+    assert!(
+        top_urls(&r.body).iter().any(|u| u.ends_with("/ja/sjis")),
+        "{:?}",
+        r.body
+    );
+    assert!(
+        r.body["answer"].as_str().unwrap().contains("午前八時"),
+        "{:?}",
+        r.body["answer"]
+    );
     let r = ask("京都駅からのアクセスを教えてください").await;
-    assert!(top_urls(&r.body).iter().any(|u| u.ends_with("/ja/eucjp")), "{:?}", r.body);
+    assert!(
+        top_urls(&r.body).iter().any(|u| u.ends_with("/ja/eucjp")),
+        "{:?}",
+        r.body
+    );
     let r = ask("How much is a flat white?").await;
-    assert!(top_urls(&r.body).iter().any(|u| u.ends_with("/menu")), "{:?}", r.body);
+    assert!(
+        top_urls(&r.body).iter().any(|u| u.ends_with("/menu")),
+        "{:?}",
+        r.body
+    );
     // Never a page that was excluded.
     let r = ask("what is the safe code for staff").await;
     assert!(!r.body.to_string().contains("1234"), "{:?}", r.body);
@@ -103,7 +168,16 @@ async fn read_sse(response: reqwest::Response) -> Vec<(String, Value)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn streams_answers_and_charges_the_price_table() {
     let reply = "We open at eight on weekdays and at nine on weekends.";
-    let t = trained(Backend::Embedded, "pro", Some("gpt-4o-mini"), ChatMode::Reply { reply: reply.into(), delay: Duration::from_millis(5) }).await;
+    let t = trained(
+        Backend::Embedded,
+        "pro",
+        Some("gpt-4o-mini"),
+        ChatMode::Reply {
+            reply: reply.into(),
+            delay: Duration::from_millis(5),
+        },
+    )
+    .await;
     let response = t
         .app
         .client
@@ -115,11 +189,23 @@ async fn streams_answers_and_charges_the_price_table() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     let events = read_sse(response).await;
-    let deltas: String = events.iter().filter(|(e, _)| e == "delta").map(|(_, d)| d["text"].as_str().unwrap()).collect();
+    let deltas: String = events
+        .iter()
+        .filter(|(e, _)| e == "delta")
+        .map(|(_, d)| d["text"].as_str().unwrap())
+        .collect();
     assert_eq!(deltas, reply);
-    assert!(events.iter().filter(|(e, _)| e == "delta").count() > 3, "streamed in pieces");
+    assert!(
+        events.iter().filter(|(e, _)| e == "delta").count() > 3,
+        "streamed in pieces"
+    );
     let (last_event, done) = events.last().unwrap();
     assert_eq!(last_event, "done");
     assert_eq!(done["answer"], reply);
@@ -131,47 +217,112 @@ async fn streams_answers_and_charges_the_price_table() {
     let prompt = prompt_tokens(&sent);
     let completion = reply.split_inclusive(' ').count() as u64;
     let embedding = done["tokens_consumed"]["embedding"].as_u64().unwrap();
-    assert_eq!(done["tokens_consumed"]["chat"].as_u64().unwrap(), prompt + completion);
+    assert_eq!(
+        done["tokens_consumed"]["chat"].as_u64().unwrap(),
+        prompt + completion
+    );
     let micros = |tokens: u64, per_1k: u64| (tokens * per_1k).div_ceil(1000);
     let expected = micros(prompt, 150) + micros(completion, 600) + micros(embedding, 20);
-    assert_eq!((done["cost_usd"].as_f64().unwrap() * 1e6).round() as u64, expected);
+    assert_eq!(
+        (done["cost_usd"].as_f64().unwrap() * 1e6).round() as u64,
+        expected
+    );
     // The prompt fenced the passages as untrusted data, with the site's system prompt first.
     let messages = sent["messages"].as_array().unwrap();
-    assert!(messages[0]["content"].as_str().unwrap().contains("untrusted"));
-    assert!(messages.last().unwrap()["content"].as_str().unwrap().contains("<passage id=\"1\""));
+    assert!(
+        messages[0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("untrusted")
+    );
+    assert!(
+        messages.last().unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .contains("<passage id=\"1\"")
+    );
 
     // The usage API shows what was spent.
     let usage = t.app.get("/api/usage", &t.key).await.body;
     assert_eq!(usage["totals"]["chats"], 1);
-    assert_eq!((usage["totals"]["cost_usd"].as_f64().unwrap() * 1e6).round() as u64 >= expected, true);
+    assert_eq!(
+        (usage["totals"]["cost_usd"].as_f64().unwrap() * 1e6).round() as u64 >= expected,
+        true
+    );
 
     // A model outside the plan is refused with 403; an unknown one with 400.
-    let r = t.app.post("/api/chat", &t.key, json!({"site_id": t.site_id, "message": "hi", "model": "gpt-4o"})).await;
+    let r = t
+        .app
+        .post(
+            "/api/chat",
+            &t.key,
+            json!({"site_id": t.site_id, "message": "hi", "model": "gpt-4o"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
-    let r = t.app.post("/api/chat", &t.key, json!({"site_id": t.site_id, "message": "hi", "model": "no-such-model"})).await;
+    let r = t
+        .app
+        .post(
+            "/api/chat",
+            &t.key,
+            json!({"site_id": t.site_id, "message": "hi", "model": "no-such-model"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
 }
 
 async fn monthly_chats(app: &TestApp, tenant: &str) -> i64 {
     let tenant = TenantId::parse(tenant).unwrap();
     let month = usage::month_of(app.platform.clock.now());
-    let item = app.platform.store.get(&usage::tenant_month(&tenant, &month)).await.unwrap();
+    let item = app
+        .platform
+        .store
+        .get(&usage::tenant_month(&tenant, &month))
+        .await
+        .unwrap();
     item.map_or(0, |i| i.count(usage::counters::CHATS))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_model_failure_leaves_quota_unchanged_and_a_disconnect_stops_generation() {
-    let t = trained(Backend::Embedded, "pro", Some("gpt-4o-mini"), ChatMode::Fail(500)).await;
+    let t = trained(
+        Backend::Embedded,
+        "pro",
+        Some("gpt-4o-mini"),
+        ChatMode::Fail(500),
+    )
+    .await;
     let before = monthly_chats(&t.app, &t.tenant_id).await;
-    let r = t.app.post("/api/chat", &t.key, json!({"site_id": t.site_id, "message": "When do you open?"})).await;
+    let r = t
+        .app
+        .post(
+            "/api/chat",
+            &t.key,
+            json!({"site_id": t.site_id, "message": "When do you open?"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
     assert!(r.body["error"]["request_id"].is_string());
-    assert_eq!(monthly_chats(&t.app, &t.tenant_id).await, before, "the reservation was given back");
-    assert_eq!(t.peer.state.chat_requests.load(std::sync::atomic::Ordering::SeqCst), 3, "retried before the first token");
+    assert_eq!(
+        monthly_chats(&t.app, &t.tenant_id).await,
+        before,
+        "the reservation was given back"
+    );
+    assert_eq!(
+        t.peer
+            .state
+            .chat_requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "retried before the first token"
+    );
 
     // A slow answer, and a client that leaves after the first deltas.
     let words: Vec<String> = (0..200).map(|i| format!("word{i} ")).collect();
-    t.peer.set_mode(ChatMode::Reply { reply: words.concat(), delay: Duration::from_millis(20) });
+    t.peer.set_mode(ChatMode::Reply {
+        reply: words.concat(),
+        delay: Duration::from_millis(20),
+    });
     let response = t
         .app
         .client
@@ -185,7 +336,9 @@ async fn a_model_failure_leaves_quota_unchanged_and_a_disconnect_stops_generatio
     let mut body = response.bytes_stream();
     let mut received = 0;
     while let Some(chunk) = body.next().await {
-        received += String::from_utf8_lossy(&chunk.unwrap()).matches("event: delta").count();
+        received += String::from_utf8_lossy(&chunk.unwrap())
+            .matches("event: delta")
+            .count();
         if received >= 3 {
             break;
         }
@@ -193,25 +346,64 @@ async fn a_model_failure_leaves_quota_unchanged_and_a_disconnect_stops_generatio
     drop(body);
     // Generation stops: the peer sees its stream dropped long before its 200 words.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while t.peer.state.chat_disconnects.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(std::time::Instant::now() < deadline, "the model stream was never closed");
+    while t
+        .peer
+        .state
+        .chat_disconnects
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the model stream was never closed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let sent = t.peer.state.chunks_sent.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(sent < 150, "generation continued after the disconnect ({sent} chunks)");
+    let sent = t
+        .peer
+        .state
+        .chunks_sent
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        sent < 150,
+        "generation continued after the disconnect ({sent} chunks)"
+    );
     // Charged only for what was generated: the usage log entry is marked cancelled with fewer tokens.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let logs = t
         .app
         .platform
         .store
-        .query(shared::store::Query::on(shared::store::Index::ByTenant, format!("TENANT#{}", t.tenant_id)).prefix("LOG#"))
+        .query(
+            shared::store::Query::on(
+                shared::store::Index::ByTenant,
+                format!("TENANT#{}", t.tenant_id),
+            )
+            .prefix("LOG#"),
+        )
         .await
         .unwrap();
-    let cancelled: Vec<_> = logs.items.iter().filter(|i| i.attributes["outcome"] == "cancelled").collect();
-    assert_eq!(cancelled.len(), 1, "{:?}", logs.items.iter().map(|i| &i.attributes["outcome"]).collect::<Vec<_>>());
-    let output = cancelled[0].attributes["chat_output_tokens"].as_u64().unwrap();
-    assert!(output > 0 && output < 200, "charged for {output} output tokens");
+    let cancelled: Vec<_> = logs
+        .items
+        .iter()
+        .filter(|i| i.attributes["outcome"] == "cancelled")
+        .collect();
+    assert_eq!(
+        cancelled.len(),
+        1,
+        "{:?}",
+        logs.items
+            .iter()
+            .map(|i| &i.attributes["outcome"])
+            .collect::<Vec<_>>()
+    );
+    let output = cancelled[0].attributes["chat_output_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        output > 0 && output < 200,
+        "charged for {output} output tokens"
+    );
 }
 
 async fn concurrent_chats_serve_exactly_the_remaining_quota(backend: Backend) {
@@ -219,19 +411,53 @@ async fn concurrent_chats_serve_exactly_the_remaining_quota(backend: Backend) {
     // Starter allows 1,000 chats a month: leave 50.
     let tenant = TenantId::parse(&t.tenant_id).unwrap();
     let month = usage::month_of(t.app.platform.clock.now());
-    t.app.platform.store.add(Add::new(usage::tenant_month(&tenant, &month), usage::counters::CHATS, 950)).await.unwrap();
+    t.app
+        .platform
+        .store
+        .add(Add::new(
+            usage::tenant_month(&tenant, &month),
+            usage::counters::CHATS,
+            950,
+        ))
+        .await
+        .unwrap();
     let (app, key) = (&t.app, t.key.as_str());
     let requests = (0..200).map(|i| {
         let body = json!({"site_id": t.site_id, "message": format!("opening hours {i}")});
         async move { app.post("/api/chat", key, body).await }
     });
-    let replies = futures::stream::iter(requests).buffer_unordered(200).collect::<Vec<_>>().await;
-    let ok = replies.iter().filter(|r| r.status == StatusCode::OK).count();
-    let refused: Vec<_> = replies.iter().filter(|r| r.status == StatusCode::PAYMENT_REQUIRED).collect();
-    assert_eq!((ok, refused.len()), (50, 150), "{:?}", replies.iter().find(|r| r.status != StatusCode::OK && r.status != StatusCode::PAYMENT_REQUIRED));
+    let replies = futures::stream::iter(requests)
+        .buffer_unordered(200)
+        .collect::<Vec<_>>()
+        .await;
+    let ok = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    let refused: Vec<_> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::PAYMENT_REQUIRED)
+        .collect();
+    assert_eq!(
+        (ok, refused.len()),
+        (50, 150),
+        "{:?}",
+        replies
+            .iter()
+            .find(|r| r.status != StatusCode::OK && r.status != StatusCode::PAYMENT_REQUIRED)
+    );
     assert_eq!(refused[0].body["error"]["plan"], "starter");
-    assert!(refused[0].body["error"]["upgrade_hint"].as_str().unwrap().contains("pro"));
-    assert_eq!(monthly_chats(&t.app, &t.tenant_id).await, 1000, "the counter stops at the limit");
+    assert!(
+        refused[0].body["error"]["upgrade_hint"]
+            .as_str()
+            .unwrap()
+            .contains("pro")
+    );
+    assert_eq!(
+        monthly_chats(&t.app, &t.tenant_id).await,
+        1000,
+        "the counter stops at the limit"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -244,7 +470,12 @@ async fn concurrent_chats_serve_exactly_the_remaining_quota_on_aws_adapters() {
     concurrent_chats_serve_exactly_the_remaining_quota(Backend::Aws).await;
 }
 
-async fn embed_chat(app: &TestApp, site_id: &str, origin: &str, message: &str) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+async fn embed_chat(
+    app: &TestApp,
+    site_id: &str,
+    origin: &str,
+    message: &str,
+) -> (StatusCode, Value, reqwest::header::HeaderMap) {
     let r = app
         .client
         .post(app.url("/api/embed/chat"))
@@ -266,58 +497,117 @@ async fn the_public_embed_routes_check_origin_readiness_and_rate() {
     // Not yet embed-enabled.
     let (status, body, _) = embed_chat(app, &t.site_id, "http://127.0.0.1:8080", "hours?").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    let r = app.patch(&format!("/api/sites/{}", t.site_id), &t.key, json!({"is_embed_enabled": true})).await;
+    let r = app
+        .patch(
+            &format!("/api/sites/{}", t.site_id),
+            &t.key,
+            json!({"is_embed_enabled": true}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
 
     // Allowed origins: exact host, and a subdomain of a wildcard.
     for origin in ["http://127.0.0.1:8080", "https://shop.allowed.test"] {
-        let (status, body, headers) = embed_chat(app, &t.site_id, origin, "What are your opening hours?").await;
+        let (status, body, headers) =
+            embed_chat(app, &t.site_id, origin, "What are your opening hours?").await;
         assert_eq!(status, StatusCode::OK, "{origin}: {body}");
         assert_eq!(headers["access-control-allow-origin"], origin);
         assert!(top_urls(&body).iter().any(|u| u.ends_with("/hours")));
-        assert!(!body.to_string().contains(&t.key), "no tenant key reaches the browser");
+        assert!(
+            !body.to_string().contains(&t.key),
+            "no tenant key reaches the browser"
+        );
     }
     // Other origins: refused, and preflights too.
-    for origin in ["https://evil.example", "https://allowed.test", "https://allowed.test.evil.example"] {
+    for origin in [
+        "https://evil.example",
+        "https://allowed.test",
+        "https://allowed.test.evil.example",
+    ] {
         let (status, _, _) = embed_chat(app, &t.site_id, origin, "hours?").await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{origin}");
     }
     let preflight = |origin: &'static str| {
         app.client
-            .request(reqwest::Method::OPTIONS, app.url(&format!("/api/embed/chat?site_id={}", t.site_id)))
+            .request(
+                reqwest::Method::OPTIONS,
+                app.url(&format!("/api/embed/chat?site_id={}", t.site_id)),
+            )
             .header("origin", origin)
             .header("access-control-request-method", "POST")
             .send()
     };
     let ok = preflight("https://shop.allowed.test").await.unwrap();
     assert_eq!(ok.status(), StatusCode::NO_CONTENT);
-    assert_eq!(ok.headers()["access-control-allow-origin"], "https://shop.allowed.test");
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://shop.allowed.test"
+    );
     let refused = preflight("https://evil.example").await.unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
-    assert!(refused.headers().get("access-control-allow-origin").is_none());
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
 
     // Feedback on an answer, from its session only.
-    let (_, answer, _) = embed_chat(app, &t.site_id, "http://127.0.0.1:8080", "Where is the shop?").await;
+    let (_, answer, _) = embed_chat(
+        app,
+        &t.site_id,
+        "http://127.0.0.1:8080",
+        "Where is the shop?",
+    )
+    .await;
     let feedback = json!({"site_id": t.site_id, "session_id": answer["session_id"], "message_id": answer["message_id"], "rating": "up", "comment": "助かりました"});
-    let r = app.client.post(app.url("/api/embed/feedback")).header("origin", "http://127.0.0.1:8080").json(&feedback).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/api/embed/feedback"))
+        .header("origin", "http://127.0.0.1:8080")
+        .json(&feedback)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let message = shared::chat::logs::MessageId::parse(answer["message_id"].as_str().unwrap()).unwrap();
-    let log = shared::chat::logs::read(app.platform.store.as_ref(), &message).await.unwrap().unwrap();
+    let message =
+        shared::chat::logs::MessageId::parse(answer["message_id"].as_str().unwrap()).unwrap();
+    let log = shared::chat::logs::read(app.platform.store.as_ref(), &message)
+        .await
+        .unwrap()
+        .unwrap();
     let stored = log.feedback.expect("feedback stored");
-    assert_eq!((stored.rating, stored.comment.as_deref()), (shared::chat::logs::Rating::Up, Some("助かりました")));
+    assert_eq!(
+        (stored.rating, stored.comment.as_deref()),
+        (shared::chat::logs::Rating::Up, Some("助かりました"))
+    );
     let mut wrong = feedback.clone();
     wrong["session_id"] = json!("sess_00000000000000000000000000");
-    let r = app.client.post(app.url("/api/embed/feedback")).header("origin", "http://127.0.0.1:8080").json(&wrong).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/api/embed/feedback"))
+        .header("origin", "http://127.0.0.1:8080")
+        .json(&wrong)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     // Message length cap.
-    let (status, _, _) = embed_chat(app, &t.site_id, "http://127.0.0.1:8080", &"あ".repeat(2001)).await;
+    let (status, _, _) =
+        embed_chat(app, &t.site_id, "http://127.0.0.1:8080", &"あ".repeat(2001)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 
     // Rate limit per visitor: 30 a minute, then 429 with Retry-After.
     let mut limited = None;
     for i in 0..40 {
-        let (status, body, headers) = embed_chat(app, &t.site_id, "http://127.0.0.1:8080", &format!("hours {i}")).await;
+        let (status, body, headers) = embed_chat(
+            app,
+            &t.site_id,
+            "http://127.0.0.1:8080",
+            &format!("hours {i}"),
+        )
+        .await;
         if status == StatusCode::TOO_MANY_REQUESTS {
             limited = Some((body, headers));
             break;
@@ -326,11 +616,26 @@ async fn the_public_embed_routes_check_origin_readiness_and_rate() {
     }
     let (body, headers) = limited.expect("the rate limit was reached");
     assert_eq!(body["error"]["code"], "rate_limited");
-    assert!(headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(
+        headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
 
     // A site that is not trained is refused.
-    let fresh = app.create_site(&t.key, &["127.0.0.1"]).await["site_id"].as_str().unwrap().to_string();
-    app.patch(&format!("/api/sites/{fresh}"), &t.key, json!({"is_embed_enabled": true})).await;
+    let fresh = app.create_site(&t.key, &["127.0.0.1"]).await["site_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.patch(
+        &format!("/api/sites/{fresh}"),
+        &t.key,
+        json!({"is_embed_enabled": true}),
+    )
+    .await;
     let (status, _, _) = embed_chat(app, &fresh, "http://127.0.0.1:8080", "hours?").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let _ = (&t.site, SiteId::parse(&fresh));

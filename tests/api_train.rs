@@ -22,10 +22,19 @@ async fn app_with_peer(backend: Backend, peer: &ModelPeer) -> TestApp {
 }
 
 async fn active_paths(app: &TestApp, site: &TestSite, site_id: &str) -> BTreeSet<String> {
-    let docs = documents::load_all(app.platform.store.as_ref(), &SiteId::parse(site_id).unwrap()).await.unwrap();
+    let docs = documents::load_all(
+        app.platform.store.as_ref(),
+        &SiteId::parse(site_id).unwrap(),
+    )
+    .await
+    .unwrap();
     docs.iter()
         .filter(|d| d.status == DocumentStatus::Active)
-        .map(|d| d.canonical_url.trim_start_matches(&site.base_url).to_string())
+        .map(|d| {
+            d.canonical_url
+                .trim_start_matches(&site.base_url)
+                .to_string()
+        })
         .collect()
 }
 
@@ -35,7 +44,10 @@ async fn current_index(app: &TestApp, site_id: &str, key: &str) -> SiteIndex {
     let blob = app
         .platform
         .blobs
-        .get(&shared::index::blob_key(&SiteId::parse(site_id).unwrap(), version))
+        .get(&shared::index::blob_key(
+            &SiteId::parse(site_id).unwrap(),
+            version,
+        ))
         .await
         .unwrap()
         .expect("the index blob");
@@ -62,48 +74,125 @@ async fn trains_and_retrains(backend: Backend) {
     assert_eq!(job["embedding_model"], "text-embedding-3-small");
     let expected: BTreeSet<String> = STANDARD_INDEXED.iter().map(|s| s.to_string()).collect();
     assert_eq!(active_paths(&app, &site, &site_id).await, expected);
-    assert!(!site.requests().contains(&"/private/secret".to_string()), "robots.txt was not honoured");
+    assert!(
+        !site.requests().contains(&"/private/secret".to_string()),
+        "robots.txt was not honoured"
+    );
     let index = current_index(&app, &site_id, &key).await;
-    let all_text: String = index.chunks.iter().map(|c| format!("{} {} {}\n", c.title, c.heading_path.join(" "), c.text)).collect();
-    assert!(all_text.contains("当店の営業時間は午前八時から午後六時までです。"), "Shift_JIS page decoded: {all_text}");
-    assert!(all_text.contains("京都駅から徒歩五分、烏丸通り沿いにございます。"), "EUC-JP page decoded: {all_text}");
-    assert!(all_text.contains("Hojicha latte"), "the redirect chain was followed");
+    let all_text: String = index
+        .chunks
+        .iter()
+        .map(|c| format!("{} {} {}\n", c.title, c.heading_path.join(" "), c.text))
+        .collect();
+    assert!(
+        all_text.contains("当店の営業時間は午前八時から午後六時までです。"),
+        "Shift_JIS page decoded: {all_text}"
+    );
+    assert!(
+        all_text.contains("京都駅から徒歩五分、烏丸通り沿いにございます。"),
+        "EUC-JP page decoded: {all_text}"
+    );
+    assert!(
+        all_text.contains("Hojicha latte"),
+        "the redirect chain was followed"
+    );
     for absent in ["safe code", "Draft pricing", "Copyright Kotoba Coffee"] {
         assert!(!all_text.contains(absent), "{absent:?} must not be indexed");
     }
-    assert!(index.vectors.as_ref().is_some_and(|v| v.len() == index.chunks.len()));
+    assert!(
+        index
+            .vectors
+            .as_ref()
+            .is_some_and(|v| v.len() == index.chunks.len())
+    );
     let site_json = app.get(&format!("/api/sites/{site_id}"), &key).await.body;
-    assert_eq!((site_json["status"].as_str(), site_json["index_version"].as_u64()), (Some("ready"), Some(1)));
+    assert_eq!(
+        (
+            site_json["status"].as_str(),
+            site_json["index_version"].as_u64()
+        ),
+        (Some("ready"), Some(1))
+    );
     assert!(site_json["last_trained_at"].is_string());
 
     // Nothing changed: nothing re-embedded.
     let calls = peer.embedding_requests();
     let job = app.train(&key, &site_id, &site.url("/"), false).await;
-    assert_eq!((job["status"].as_str(), job["pages_changed"].as_u64()), (Some("succeeded"), Some(0)), "{job}");
+    assert_eq!(
+        (job["status"].as_str(), job["pages_changed"].as_u64()),
+        (Some("succeeded"), Some(0)),
+        "{job}"
+    );
     assert_eq!(job["embedding_tokens"], 0, "{job}");
-    assert_eq!(peer.embedding_requests(), calls, "an unchanged site makes no embedding calls");
-    assert_eq!(current_index(&app, &site_id, &key).await.chunks.len(), index.chunks.len());
+    assert_eq!(
+        peer.embedding_requests(),
+        calls,
+        "an unchanged site makes no embedding calls"
+    );
+    assert_eq!(
+        current_index(&app, &site_id, &key).await.chunks.len(),
+        index.chunks.len()
+    );
 
     // One page changes: only its chunks are embedded.
-    site.set("/hours", Page::html(r#"<html><head><title>Opening hours</title></head><body><main><h1>Opening hours</h1>
-        <p>From December we open at 7am every day, and close at 7pm.</p></main></body></html>"#));
+    site.set(
+        "/hours",
+        Page::html(
+            r#"<html><head><title>Opening hours</title></head><body><main><h1>Opening hours</h1>
+        <p>From December we open at 7am every day, and close at 7pm.</p></main></body></html>"#,
+        ),
+    );
     let inputs = peer.embedded_inputs();
     let job = app.train(&key, &site_id, &site.url("/"), false).await;
-    assert_eq!((job["status"].as_str(), job["pages_changed"].as_u64()), (Some("succeeded"), Some(1)), "{job}");
-    let docs = documents::load_all(app.platform.store.as_ref(), &SiteId::parse(&site_id).unwrap()).await.unwrap();
-    let hours = docs.iter().find(|d| d.canonical_url.ends_with("/hours")).unwrap();
+    assert_eq!(
+        (job["status"].as_str(), job["pages_changed"].as_u64()),
+        (Some("succeeded"), Some(1)),
+        "{job}"
+    );
+    let docs = documents::load_all(
+        app.platform.store.as_ref(),
+        &SiteId::parse(&site_id).unwrap(),
+    )
+    .await
+    .unwrap();
+    let hours = docs
+        .iter()
+        .find(|d| d.canonical_url.ends_with("/hours"))
+        .unwrap();
     assert_eq!(hours.version, 2);
-    assert_eq!(peer.embedded_inputs() - inputs, hours.chunk_count as usize, "only the changed page's chunks");
+    assert_eq!(
+        peer.embedded_inputs() - inputs,
+        hours.chunk_count as usize,
+        "only the changed page's chunks"
+    );
     let index = current_index(&app, &site_id, &key).await;
-    assert!(index.chunks.iter().any(|c| c.text.contains("open at 7am every day")));
-    assert!(!index.chunks.iter().any(|c| c.text.contains("8am to 6pm on weekdays")));
+    assert!(
+        index
+            .chunks
+            .iter()
+            .any(|c| c.text.contains("open at 7am every day"))
+    );
+    assert!(
+        !index
+            .chunks
+            .iter()
+            .any(|c| c.text.contains("8am to 6pm on weekdays"))
+    );
 
     // One page is deleted (with the alias that names it canonical): it leaves the index.
     site.remove("/about");
     site.remove("/dup");
     let job = app.train(&key, &site_id, &site.url("/"), false).await;
-    assert_eq!((job["status"].as_str(), job["pages_removed"].as_u64()), (Some("succeeded"), Some(1)), "{job}");
-    let expected: BTreeSet<String> = STANDARD_INDEXED.iter().filter(|p| **p != "/about").map(|s| s.to_string()).collect();
+    assert_eq!(
+        (job["status"].as_str(), job["pages_removed"].as_u64()),
+        (Some("succeeded"), Some(1)),
+        "{job}"
+    );
+    let expected: BTreeSet<String> = STANDARD_INDEXED
+        .iter()
+        .filter(|p| **p != "/about")
+        .map(|s| s.to_string())
+        .collect();
     assert_eq!(active_paths(&app, &site, &site_id).await, expected);
     let index = current_index(&app, &site_id, &key).await;
     assert!(!index.chunks.iter().any(|c| c.url.ends_with("/about")));
@@ -111,8 +200,15 @@ async fn trains_and_retrains(backend: Backend) {
     // Forced: everything is rebuilt and re-embedded.
     let inputs = peer.embedded_inputs();
     let job = app.train(&key, &site_id, &site.url("/"), true).await;
-    assert_eq!((job["status"].as_str(), job["pages_changed"].as_u64()), (Some("succeeded"), Some(5)), "{job}");
-    assert_eq!(peer.embedded_inputs() - inputs, current_index(&app, &site_id, &key).await.chunks.len());
+    assert_eq!(
+        (job["status"].as_str(), job["pages_changed"].as_u64()),
+        (Some("succeeded"), Some(5)),
+        "{job}"
+    );
+    assert_eq!(
+        peer.embedded_inputs() - inputs,
+        current_index(&app, &site_id, &key).await.chunks.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -131,27 +227,58 @@ async fn failing_job_is_dead_lettered(backend: Backend) {
     let site = TestSite::start().await;
     site.set("/", Page::status(500));
     let (_, key) = app.create_tenant("starter").await;
-    let site_id = app.create_site(&key, &[]).await["site_id"].as_str().unwrap().to_string();
+    let site_id = app.create_site(&key, &[]).await["site_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let job = app.train(&key, &site_id, &site.url("/"), false).await;
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["attempt"], 3, "{job}");
-    assert!(job["error"].as_str().unwrap().contains("failed after 3 attempts"), "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("failed after 3 attempts"),
+        "{job}"
+    );
     // The message reaches the dead-letter queue (on its fourth receive, as SQS does).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let dead = loop {
-        let dead = app.platform.train_queue.receive_dead_letters(10).await.unwrap();
+        let dead = app
+            .platform
+            .train_queue
+            .receive_dead_letters(10)
+            .await
+            .unwrap();
         if !dead.is_empty() {
             break dead;
         }
-        assert!(std::time::Instant::now() < deadline, "the message never reached the dead-letter queue");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the message never reached the dead-letter queue"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     assert!(dead[0].body.contains(job["job_id"].as_str().unwrap()));
     let site_json = app.get(&format!("/api/sites/{site_id}"), &key).await.body;
-    assert_eq!(site_json["status"], "failed", "a first training that fails leaves the site failed");
-    assert!(site_json["last_training_error"].as_str().unwrap().contains("no pages"));
+    assert_eq!(
+        site_json["status"], "failed",
+        "a first training that fails leaves the site failed"
+    );
+    assert!(
+        site_json["last_training_error"]
+            .as_str()
+            .unwrap()
+            .contains("no pages")
+    );
     // The site is free to train again.
-    let reply = app.post("/api/train/url", &key, json!({"site_id": site_id, "url": site.url("/")})).await;
+    let reply = app
+        .post(
+            "/api/train/url",
+            &key,
+            json!({"site_id": site_id, "url": site.url("/")}),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
 }
 
@@ -166,17 +293,36 @@ async fn failing_job_is_dead_lettered_on_aws_adapters() {
 }
 
 /// Receives the next training message and hands it to the worker, as the runner's loop would.
-async fn deliver(app: &TestApp) -> tokio::task::JoinHandle<aws_lambda_events::event::sqs::SqsBatchResponse> {
+async fn deliver(
+    app: &TestApp,
+) -> tokio::task::JoinHandle<aws_lambda_events::event::sqs::SqsBatchResponse> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let message = loop {
-        let mut got = app.platform.train_queue.receive(1, std::time::Duration::from_secs(1), std::time::Duration::from_secs(1)).await.unwrap();
+        let mut got = app
+            .platform
+            .train_queue
+            .receive(
+                1,
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
         if let Some(m) = got.pop() {
             break m;
         }
-        assert!(std::time::Instant::now() < deadline, "no training message to deliver");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no training message to deliver"
+        );
     };
     let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
-    event.records.push(train_worker::sqs_record(&message.message_id, &message.receipt, &message.body, message.receive_count));
+    event.records.push(train_worker::sqs_record(
+        &message.message_id,
+        &message.receipt,
+        &message.body,
+        message.receive_count,
+    ));
     let worker = app.worker.clone();
     let queue = app.platform.train_queue.clone();
     tokio::spawn(async move {
@@ -198,13 +344,28 @@ async fn a_job_killed_mid_run_is_finished_exactly_by_redelivery() {
     standard_site(&site);
     site.hold("/menu"); // the crawl stops there until released
     let (_, key) = app.create_tenant("pro").await;
-    let site_id = app.create_site(&key, &["127.0.0.1"]).await["site_id"].as_str().unwrap().to_string();
-    let reply = app.post("/api/train/url", &key, json!({"site_id": site_id, "url": site.url("/")})).await;
+    let site_id = app.create_site(&key, &["127.0.0.1"]).await["site_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reply = app
+        .post(
+            "/api/train/url",
+            &key,
+            json!({"site_id": site_id, "url": site.url("/")}),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::ACCEPTED);
     let job_id = reply.body["job_id"].as_str().unwrap().to_string();
 
     // A second request while this one is queued is refused with its id.
-    let again = app.post("/api/train/url", &key, json!({"site_id": site_id, "url": site.url("/")})).await;
+    let again = app
+        .post(
+            "/api/train/url",
+            &key,
+            json!({"site_id": site_id, "url": site.url("/")}),
+        )
+        .await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert_eq!(again.body["error"]["details"]["job_id"], job_id.as_str());
 
@@ -212,13 +373,19 @@ async fn a_job_killed_mid_run_is_finished_exactly_by_redelivery() {
     let first = deliver(&app).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let job = app.get(&format!("/api/train/jobs/{job_id}"), &key).await.body;
+        let job = app
+            .get(&format!("/api/train/jobs/{job_id}"), &key)
+            .await
+            .body;
         if job["pages_changed"].as_u64() == Some(5) {
             assert_eq!(job["status"], "running");
             assert_eq!(job["attempt"], 1);
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the first attempt made no progress: {job}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first attempt made no progress: {job}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     first.abort();
@@ -232,28 +399,49 @@ async fn a_job_killed_mid_run_is_finished_exactly_by_redelivery() {
     let job = app.wait_for_job(&key, &job_id).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["attempt"], 2);
-    assert_eq!(job["pages_changed"], 6, "every page counted once across both attempts: {job}");
+    assert_eq!(
+        job["pages_changed"], 6,
+        "every page counted once across both attempts: {job}"
+    );
     let index = current_index(&app, &site_id, &key).await;
-    let docs = documents::load_all(app.platform.store.as_ref(), &SiteId::parse(&site_id).unwrap()).await.unwrap();
+    let docs = documents::load_all(
+        app.platform.store.as_ref(),
+        &SiteId::parse(&site_id).unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(docs.len(), 6, "no duplicate documents");
     let doc_chunks: u32 = docs.iter().map(|d| d.chunk_count).sum();
     assert_eq!(index.chunks.len(), doc_chunks as usize);
     assert_eq!(job["chunks"].as_u64(), Some(index.chunks.len() as u64));
     let mut seen = BTreeSet::new();
     for c in &index.chunks {
-        assert!(seen.insert((c.url.clone(), c.text.clone())), "duplicate chunk {c:?}");
+        assert!(
+            seen.insert((c.url.clone(), c.text.clone())),
+            "duplicate chunk {c:?}"
+        );
     }
     // Embedding spend: every chunk embedded exactly once over both attempts.
     assert_eq!(peer.embedded_inputs(), index.chunks.len());
-    let menu = docs.iter().find(|d| d.canonical_url.ends_with("/menu")).unwrap();
-    assert_eq!(peer.embedded_inputs() - inputs_before_redelivery, menu.chunk_count as usize, "the redelivery embedded only the unfinished page");
+    let menu = docs
+        .iter()
+        .find(|d| d.canonical_url.ends_with("/menu"))
+        .unwrap();
+    assert_eq!(
+        peer.embedded_inputs() - inputs_before_redelivery,
+        menu.chunk_count as usize,
+        "the redelivery embedded only the unfinished page"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unsafe_and_malformed_urls_are_refused_before_queueing() {
     let app = TestApp::spawn_paused(Backend::Embedded, &[]).await;
     let (_, key) = app.create_tenant("starter").await;
-    let site_id = app.create_site(&key, &[]).await["site_id"].as_str().unwrap().to_string();
+    let site_id = app.create_site(&key, &[]).await["site_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     for url in [
         "http://169.254.169.254/latest/meta-data/",
         "http://10.0.0.1/",
@@ -261,30 +449,88 @@ async fn unsafe_and_malformed_urls_are_refused_before_queueing() {
         "http://[::ffff:192.168.1.1]/",
         "http://100.64.0.1/",
     ] {
-        let r = app.post("/api/train/url", &key, json!({"site_id": site_id, "url": url})).await;
+        let r = app
+            .post(
+                "/api/train/url",
+                &key,
+                json!({"site_id": site_id, "url": url}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{url}: {:?}", r.body);
         assert_eq!(r.body["error"]["field"], "url");
-        assert!(r.body["error"]["message"].as_str().unwrap().contains("cannot be fetched"), "{:?}", r.body);
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("cannot be fetched"),
+            "{:?}",
+            r.body
+        );
     }
     for (body, field) in [
-        (json!({"site_id": site_id, "url": "ftp://example.com/"}), "url"),
-        (json!({"site_id": site_id, "url": "https://user:pw@example.com/"}), "url"),
-        (json!({"site_id": site_id, "url": "http://127.0.0.1:9/", "max_depth": 99}), "max_depth"),
-        (json!({"site_id": site_id, "url": "http://127.0.0.1:9/", "max_pages": 0}), "max_pages"),
+        (
+            json!({"site_id": site_id, "url": "ftp://example.com/"}),
+            "url",
+        ),
+        (
+            json!({"site_id": site_id, "url": "https://user:pw@example.com/"}),
+            "url",
+        ),
+        (
+            json!({"site_id": site_id, "url": "http://127.0.0.1:9/", "max_depth": 99}),
+            "max_depth",
+        ),
+        (
+            json!({"site_id": site_id, "url": "http://127.0.0.1:9/", "max_pages": 0}),
+            "max_pages",
+        ),
         (json!({"site_id": site_id}), "url"),
     ] {
         let r = app.post("/api/train/url", &key, body.clone()).await;
-        assert_eq!((r.status, r.body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{body}");
+        assert_eq!(
+            (r.status, r.body["error"]["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{body}"
+        );
     }
     // Another tenant's site does not exist for this tenant.
     let (_, other) = app.create_tenant("starter").await;
-    let r = app.post("/api/train/url", &other, json!({"site_id": site_id, "url": "http://127.0.0.1:9/"})).await;
+    let r = app
+        .post(
+            "/api/train/url",
+            &other,
+            json!({"site_id": site_id, "url": "http://127.0.0.1:9/"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     // The plan caps max_pages.
-    let r = app.post("/api/train/url", &key, json!({"site_id": site_id, "url": "http://127.0.0.1:9/", "max_pages": 100000})).await;
+    let r = app
+        .post(
+            "/api/train/url",
+            &key,
+            json!({"site_id": site_id, "url": "http://127.0.0.1:9/", "max_pages": 100000}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     assert_eq!(r.body["max_pages"], 100);
-    let job: Value = app.get(&format!("/api/train/jobs/{}", r.body["job_id"].as_str().unwrap()), &key).await.body;
-    assert_eq!((job["status"].as_str(), job["max_pages"].as_u64()), (Some("queued"), Some(100)));
-    assert_eq!(app.get(&format!("/api/train/jobs/{}", r.body["job_id"].as_str().unwrap()), &other).await.status, StatusCode::NOT_FOUND);
+    let job: Value = app
+        .get(
+            &format!("/api/train/jobs/{}", r.body["job_id"].as_str().unwrap()),
+            &key,
+        )
+        .await
+        .body;
+    assert_eq!(
+        (job["status"].as_str(), job["max_pages"].as_u64()),
+        (Some("queued"), Some(100))
+    );
+    assert_eq!(
+        app.get(
+            &format!("/api/train/jobs/{}", r.body["job_id"].as_str().unwrap()),
+            &other
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
 }

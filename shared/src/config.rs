@@ -46,6 +46,19 @@ pub struct ModelSettings {
     pub realtime_url: Url,
 }
 
+/// Settings of the call bridge (`functions/call-bridge`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BridgeSettings {
+    /// The bridge's public base URL, for Twilio signatures and the stream URL (`KOTOBA_BRIDGE_PUBLIC_URL`,
+    /// default `KOTOBA_PUBLIC_URL`: in a deployment the bridge has its own).
+    pub public_url: Option<Url>,
+    /// The longest a call may last, whatever minutes remain.
+    pub max_call_seconds: u64,
+    /// On SIGTERM, how long calls in progress may go on before they are ended (ECS's stop timeout must
+    /// leave room for this plus writing their logs).
+    pub drain_seconds: u64,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -59,6 +72,8 @@ pub struct Config {
     pub public_url: Url,
     pub models: ModelSettings,
     pub twilio_auth_token: Option<String>,
+    /// The call bridge's own settings.
+    pub bridge: BridgeSettings,
     pub stripe_webhook_secret: Option<String>,
     /// Lets the crawler fetch 127.0.0.0/8 and ::1 (never other private ranges): local mode only.
     pub fetch_allow_loopback: bool,
@@ -103,13 +118,13 @@ impl Config {
         )?;
         let data_dir = PathBuf::from(env.get("KOTOBA_DATA_DIR").unwrap_or("./.kotoba"));
         let admin_key = env.get("KOTOBA_ADMIN_KEY").map(str::to_string);
-        if let Some(key) = &admin_key {
-            if key.len() < 16 {
-                return Err(ConfigError {
-                    variable: "KOTOBA_ADMIN_KEY",
-                    problem: "must be at least 16 characters".into(),
-                });
-            }
+        if let Some(key) = &admin_key
+            && key.len() < 16
+        {
+            return Err(ConfigError {
+                variable: "KOTOBA_ADMIN_KEY",
+                problem: "must be at least 16 characters".into(),
+            });
         }
         let public_url = env.url_or("KOTOBA_PUBLIC_URL", &format!("http://{listen}"))?;
         let models = ModelSettings {
@@ -125,7 +140,8 @@ impl Config {
         let fetch_allow_loopback =
             env.bool_or("KOTOBA_FETCH_ALLOW_LOOPBACK", mode == Mode::Local)?;
         let log_json = env.bool_or("KOTOBA_LOG_JSON", mode == Mode::Deployed)?;
-        let train_retry_after = std::time::Duration::from_secs(env.parse_or("KOTOBA_TRAIN_RETRY_SECS", 60u64)?);
+        let train_retry_after =
+            std::time::Duration::from_secs(env.parse_or("KOTOBA_TRAIN_RETRY_SECS", 60u64)?);
 
         // The table name is the switch: with it, every port uses its AWS adapter.
         let backend = match env.get("KOTOBA_TABLE") {
@@ -156,6 +172,14 @@ impl Config {
             public_url,
             models,
             twilio_auth_token: env.get("TWILIO_AUTH_TOKEN").map(str::to_string),
+            bridge: BridgeSettings {
+                public_url: match env.get("KOTOBA_BRIDGE_PUBLIC_URL") {
+                    Some(_) => Some(env.url_or("KOTOBA_BRIDGE_PUBLIC_URL", "")?),
+                    None => None,
+                },
+                max_call_seconds: env.parse_or("KOTOBA_CALL_MAX_SECONDS", 1800)?,
+                drain_seconds: env.parse_or("KOTOBA_BRIDGE_DRAIN_SECONDS", 90)?,
+            },
             stripe_webhook_secret: env.get("STRIPE_WEBHOOK_SECRET").map(str::to_string),
             fetch_allow_loopback,
             log_json,
@@ -246,6 +270,11 @@ mod tests {
         assert!(!c.log_json);
         assert_eq!(c.backend, Backend::Embedded);
         assert_eq!(c.models.chat_model, None);
+        assert_eq!(c.bridge.public_url, None);
+        assert_eq!(
+            (c.bridge.max_call_seconds, c.bridge.drain_seconds),
+            (1800, 90)
+        );
     }
 
     #[test]

@@ -24,5 +24,6 @@ pub mod telemetry;
 pub mod tenants;
 pub mod training;
 pub mod usage;
+pub mod voice;
 
 pub use platform::Platform;

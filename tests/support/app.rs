@@ -15,8 +15,15 @@ pub enum Backend {
     Aws,
 }
 
+/// The Twilio auth token the test runner's bridge validates webhooks with (tests sign with it).
+pub const TEST_TWILIO_AUTH_TOKEN: &str = "test-twilio-auth-token-0123456789";
+
 pub struct TestApp {
     pub base_url: String,
+    /// The call bridge's base URL (its own port, as in `make dev`).
+    pub bridge_url: String,
+    /// Stops the runner gracefully (the bridge drains and logs its calls); see [`TestApp::stop`].
+    pub stop_handle: local_runner::StopHandle,
     pub admin_key: String,
     pub demo: local_runner::Demo,
     pub platform: std::sync::Arc<shared::Platform>,
@@ -69,6 +76,8 @@ impl TestApp {
             ("KOTOBA_LISTEN", "127.0.0.1:0".to_string()),
             ("KOTOBA_DATA_DIR", dir.path().display().to_string()),
             ("KOTOBA_ADMIN_KEY", admin_key.clone()),
+            ("KOTOBA_BRIDGE_LISTEN", "127.0.0.1:0".to_string()),
+            ("TWILIO_AUTH_TOKEN", TEST_TWILIO_AUTH_TOKEN.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -87,12 +96,16 @@ impl TestApp {
             .await
             .expect("local runner starts");
         let base_url = runner.base_url();
+        let bridge_url = runner.bridge_url();
+        let stop_handle = runner.stop_handle();
         let demo = runner.demo.clone();
         let platform = runner.platform.clone();
         let train_worker = runner.worker.clone();
         let server = runner.spawn_with_worker(worker);
         TestApp {
             base_url,
+            bridge_url,
+            stop_handle,
             admin_key,
             demo,
             platform,
@@ -101,6 +114,12 @@ impl TestApp {
             _data_dir: dir,
             server,
         }
+    }
+
+    /// Stops the runner as SIGTERM would, and waits until it has stopped (calls drained and logged).
+    pub async fn stop(&mut self) {
+        self.stop_handle.stop();
+        let _ = (&mut self.server).await;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -167,7 +186,13 @@ impl TestApp {
 
     /// Queues training and waits for the job to finish; returns the finished job.
     pub async fn train(&self, key: &str, site_id: &str, url: &str, force: bool) -> Value {
-        let reply = self.post("/api/train/url", key, json!({"site_id": site_id, "url": url, "force_retrain": force})).await;
+        let reply = self
+            .post(
+                "/api/train/url",
+                key,
+                json!({"site_id": site_id, "url": url, "force_retrain": force}),
+            )
+            .await;
         assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
         let job = reply.body["job_id"].as_str().expect("job_id").to_string();
         self.wait_for_job(key, &job).await
@@ -182,7 +207,11 @@ impl TestApp {
             if matches!(reply.body["status"].as_str(), Some("succeeded" | "failed")) {
                 return reply.body;
             }
-            assert!(std::time::Instant::now() < deadline, "job {job} did not finish: {:?}", reply.body);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {job} did not finish: {:?}",
+                reply.body
+            );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }

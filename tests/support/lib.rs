@@ -3,9 +3,11 @@
 pub mod app;
 pub mod aws;
 pub mod peer;
+pub mod realtime_peer;
 pub mod site;
+pub mod twilio;
 
-pub use app::{Backend, Reply, TestApp};
+pub use app::{Backend, Reply, TEST_TWILIO_AUTH_TOKEN, TestApp};
 
 /// A name no other test in this run uses: every test gets its own table, bucket and queue, so tests can
 /// share one emulator in parallel without resetting it.

@@ -59,7 +59,15 @@ impl Drop for ModelPeer {
 /// so tests can compute the expected cost).
 pub fn prompt_tokens(body: &Value) -> u64 {
     body["messages"].as_array().map_or(0, |m| {
-        m.iter().map(|msg| msg["content"].as_str().unwrap_or("").split_whitespace().count() as u64).sum()
+        m.iter()
+            .map(|msg| {
+                msg["content"]
+                    .as_str()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .count() as u64
+            })
+            .sum()
     })
 }
 
@@ -79,12 +87,18 @@ impl ModelPeer {
             .route("/v1/chat/completions", post(chat))
             .route("/v1/embeddings", post(embeddings))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind peer");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind peer");
         let addr = listener.local_addr().expect("peer address");
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        ModelPeer { base_url: format!("http://{addr}/v1"), state, server }
+        ModelPeer {
+            base_url: format!("http://{addr}/v1"),
+            state,
+            server,
+        }
     }
 
     pub fn set_mode(&self, mode: ChatMode) {
@@ -100,7 +114,11 @@ impl ModelPeer {
     }
 
     /// Settings that point the platform at this peer.
-    pub fn vars(&self, chat_model: Option<&str>, embedding_model: Option<&str>) -> Vec<(String, String)> {
+    pub fn vars(
+        &self,
+        chat_model: Option<&str>,
+        embedding_model: Option<&str>,
+    ) -> Vec<(String, String)> {
         let mut vars = vec![
             ("OPENAI_BASE_URL".to_string(), self.base_url.clone()),
             ("OPENAI_API_KEY".to_string(), "sk-test-peer".to_string()),
@@ -120,7 +138,9 @@ pub fn embed_text(text: &str) -> Vec<f32> {
     let mut v = vec![0.0f32; DIMS];
     let mut word = String::new();
     let add = |w: &str, v: &mut Vec<f32>| {
-        let h = w.bytes().fold(1469598103934665603u64, |h, b| (h ^ b as u64).wrapping_mul(1099511628211));
+        let h = w.bytes().fold(1469598103934665603u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(1099511628211)
+        });
         v[(h % DIMS as u64) as usize] += 1.0;
     };
     for c in text.chars().flat_map(char::to_lowercase) {
@@ -148,17 +168,38 @@ pub fn embed_text(text: &str) -> Vec<f32> {
 async fn embeddings(State(state): State<Arc<PeerState>>, Json(body): Json<Value>) -> Response {
     state.embedding_requests.fetch_add(1, Ordering::SeqCst);
     if state.fail_embeddings.load(Ordering::SeqCst) {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": {"message": "embedding model refused on cue"}}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"message": "embedding model refused on cue"}})),
+        )
+            .into_response();
     }
     let inputs: Vec<String> = match &body["input"] {
         Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a.iter().map(|v| v.as_str().unwrap_or("").to_string()).collect(),
-        _ => return (StatusCode::BAD_REQUEST, Json(json!({"error": {"message": "input required"}}))).into_response(),
+        Value::Array(a) => a
+            .iter()
+            .map(|v| v.as_str().unwrap_or("").to_string())
+            .collect(),
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": {"message": "input required"}})),
+            )
+                .into_response();
+        }
     };
-    state.embedded_inputs.fetch_add(inputs.len(), Ordering::SeqCst);
-    let tokens: usize = inputs.iter().map(|s| s.split_whitespace().count().max(1)).sum();
-    let data: Vec<Value> =
-        inputs.iter().enumerate().map(|(i, s)| json!({"object": "embedding", "index": i, "embedding": embed_text(s)})).collect();
+    state
+        .embedded_inputs
+        .fetch_add(inputs.len(), Ordering::SeqCst);
+    let tokens: usize = inputs
+        .iter()
+        .map(|s| s.split_whitespace().count().max(1))
+        .sum();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| json!({"object": "embedding", "index": i, "embedding": embed_text(s)}))
+        .collect();
     Json(json!({"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
         .into_response()
 }
@@ -221,7 +262,10 @@ fn async_stream(
     completion: u64,
     state: Arc<PeerState>,
 ) -> impl futures::Stream<Item = Result<String, std::convert::Infallible>> {
-    let guard = DisconnectGuard { state: state.clone(), finished: false };
+    let guard = DisconnectGuard {
+        state: state.clone(),
+        finished: false,
+    };
     futures::stream::unfold((0usize, words, guard), move |(i, words, mut guard)| {
         let model = model.clone();
         let state = state.clone();

@@ -21,19 +21,39 @@ pub struct Page {
 
 impl Page {
     pub fn html(body: &str) -> Page {
-        Page { status: 200, content_type: "text/html; charset=utf-8".into(), body: body.as_bytes().to_vec(), location: None }
+        Page {
+            status: 200,
+            content_type: "text/html; charset=utf-8".into(),
+            body: body.as_bytes().to_vec(),
+            location: None,
+        }
     }
 
     pub fn bytes(content_type: &str, body: Vec<u8>) -> Page {
-        Page { status: 200, content_type: content_type.into(), body, location: None }
+        Page {
+            status: 200,
+            content_type: content_type.into(),
+            body,
+            location: None,
+        }
     }
 
     pub fn redirect(status: u16, to: &str) -> Page {
-        Page { status, content_type: "text/html".into(), body: Vec::new(), location: Some(to.into()) }
+        Page {
+            status,
+            content_type: "text/html".into(),
+            body: Vec::new(),
+            location: Some(to.into()),
+        }
     }
 
     pub fn status(status: u16) -> Page {
-        Page { status, content_type: "text/html".into(), body: b"<h1>no</h1>".to_vec(), location: None }
+        Page {
+            status,
+            content_type: "text/html".into(),
+            body: b"<h1>no</h1>".to_vec(),
+            location: None,
+        }
     }
 
     fn etag(&self) -> String {
@@ -69,13 +89,21 @@ impl Drop for TestSite {
 impl TestSite {
     pub async fn start() -> TestSite {
         let state = Arc::new(SiteState::default());
-        let app = axum::Router::new().fallback(serve).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind test site");
+        let app = axum::Router::new()
+            .fallback(serve)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind test site");
         let addr = listener.local_addr().expect("address");
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        TestSite { base_url: format!("http://{addr}"), state, server }
+        TestSite {
+            base_url: format!("http://{addr}"),
+            state,
+            server,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -83,7 +111,11 @@ impl TestSite {
     }
 
     pub fn set(&self, path: &str, page: Page) {
-        self.state.pages.lock().unwrap().insert(path.to_string(), page);
+        self.state
+            .pages
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), page);
     }
 
     pub fn remove(&self, path: &str) {
@@ -129,25 +161,45 @@ async fn serve(State(state): State<Arc<SiteState>>, request: Request) -> Respons
     }
     let page = state.pages.lock().unwrap().get(&path).cloned();
     let Some(page) = page else {
-        return Response::builder().status(404).body(Body::from("not found")).expect("response");
+        return Response::builder()
+            .status(404)
+            .body(Body::from("not found"))
+            .expect("response");
     };
     let etag = page.etag();
     if page.status == 200 {
-        let matches = request.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str());
+        let matches = request
+            .headers()
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            == Some(etag.as_str());
         if matches {
-            return Response::builder().status(304).header(header::ETAG, etag).body(Body::empty()).expect("response");
+            return Response::builder()
+                .status(304)
+                .header(header::ETAG, etag)
+                .body(Body::empty())
+                .expect("response");
         }
     }
     let mut response = Response::builder()
         .status(StatusCode::from_u16(page.status).unwrap_or(StatusCode::OK))
-        .header(header::CONTENT_TYPE, HeaderValue::from_str(&page.content_type).unwrap_or(HeaderValue::from_static("text/html")))
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(&page.content_type)
+                .unwrap_or(HeaderValue::from_static("text/html")),
+        )
         .body(Body::from(page.body.clone()))
         .expect("response");
     if page.status == 200 {
-        response.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("etag"));
+        response
+            .headers_mut()
+            .insert(header::ETAG, HeaderValue::from_str(&etag).expect("etag"));
     }
     if let Some(location) = &page.location {
-        response.headers_mut().insert(header::LOCATION, HeaderValue::from_str(location).expect("location"));
+        response.headers_mut().insert(
+            header::LOCATION,
+            HeaderValue::from_str(location).expect("location"),
+        );
     }
     response
 }
@@ -157,7 +209,14 @@ async fn serve(State(state): State<Arc<SiteState>>, request: Request) -> Respons
 /// `/noindex`, `/dup` (canonical of /about), `/gone` (404).
 pub fn standard_site(site: &TestSite) {
     let base = &site.base_url;
-    site.set("/robots.txt", Page::bytes("text/plain", format!("User-agent: *\nDisallow: /private/\n\nSitemap: {base}/sitemap.xml\n").into_bytes()));
+    site.set(
+        "/robots.txt",
+        Page::bytes(
+            "text/plain",
+            format!("User-agent: *\nDisallow: /private/\n\nSitemap: {base}/sitemap.xml\n")
+                .into_bytes(),
+        ),
+    );
     site.set(
         "/sitemap.xml",
         Page::bytes(
@@ -184,7 +243,12 @@ pub fn standard_site(site: &TestSite) {
     site.set("/older", Page::redirect(302, "/menu"));
     site.set("/menu", Page::html(r#"<html><head><title>Menu</title></head><body><main><h1>Menu</h1><h2>Drinks</h2>
         <ul><li>Espresso 400 yen</li><li>Flat white 550 yen</li><li>Hojicha latte 600 yen</li></ul></main></body></html>"#));
-    site.set("/private/secret", Page::html("<html><body><main><p>Staff only: the safe code is 1234.</p></main></body></html>"));
+    site.set(
+        "/private/secret",
+        Page::html(
+            "<html><body><main><p>Staff only: the safe code is 1234.</p></main></body></html>",
+        ),
+    );
     site.set("/noindex", Page::html(r#"<html><head><meta name="robots" content="noindex"><title>Draft</title></head><body><main><p>Draft pricing that must not be indexed.</p></main></body></html>"#));
     let sjis_html = "<html><head><meta charset=\"Shift_JIS\"><title>営業時間のご案内</title></head><body><main><h1>営業時間</h1><p>当店の営業時間は午前八時から午後六時までです。定休日は祝日です。</p></main></body></html>";
     let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode(sjis_html);

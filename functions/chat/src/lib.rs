@@ -47,7 +47,10 @@ pub fn routes(platform: Arc<Platform>) -> anyhow::Result<Router> {
     Ok(Router::new()
         .route("/api/chat", post(tenant_chat))
         .route("/api/embed/chat", post(embed_chat).options(preflight))
-        .route("/api/embed/feedback", post(embed_feedback).options(preflight))
+        .route(
+            "/api/embed/feedback",
+            post(embed_feedback).options(preflight),
+        )
         .with_state(AppState { service, platform }))
 }
 
@@ -78,7 +81,8 @@ fn parse_site(raw: &str) -> Result<SiteId, ApiError> {
 }
 
 fn parse_session(raw: Option<&str>) -> Result<Option<SessionId>, ApiError> {
-    raw.map(|s| SessionId::parse(s).map_err(|e| ApiError::invalid("session_id", e))).transpose()
+    raw.map(|s| SessionId::parse(s).map_err(|e| ApiError::invalid("session_id", e)))
+        .transpose()
 }
 
 /// Maps a chat failure to the contract, once.
@@ -89,7 +93,10 @@ fn api_error(e: ChatError) -> ApiError {
         ChatError::SiteNotFound => ApiError::NotFound("site not found".into()),
         ChatError::NotAvailable(m) => ApiError::Forbidden(m),
         ChatError::OriginNotAllowed => ApiError::Forbidden(e.to_string()),
-        ChatError::NotTrained => ApiError::Conflict { message: e.to_string(), details: None },
+        ChatError::NotTrained => ApiError::Conflict {
+            message: e.to_string(),
+            details: None,
+        },
         ChatError::ModelNotAllowed(m) => ApiError::Forbidden(m),
         ChatError::UnknownModel(m) => ApiError::invalid("model", m),
         ChatError::Subscription(_) => ApiError::PaymentRequired {
@@ -105,7 +112,9 @@ fn api_error(e: ChatError) -> ApiError {
                 None => "contact us to raise your limits".into(),
             },
         },
-        ChatError::RateLimited(secs) => ApiError::RateLimited { retry_after_secs: secs },
+        ChatError::RateLimited(secs) => ApiError::RateLimited {
+            retry_after_secs: secs,
+        },
         ChatError::ModelFailed(m) => ApiError::Unavailable(format!("the chat model failed: {m}")),
         ChatError::Store(e) => e.into(),
         ChatError::Index(m) => ApiError::Internal(anyhow::anyhow!(m)),
@@ -116,13 +125,20 @@ fn wants_stream(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.split(',').any(|t| t.trim().starts_with("text/event-stream")))
+        .is_some_and(|accept| {
+            accept
+                .split(',')
+                .any(|t| t.trim().starts_with("text/event-stream"))
+        })
 }
 
 fn meta(headers: &HeaderMap) -> RequestMeta {
     RequestMeta {
         request_id: current_request_id(),
-        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(300).collect()),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(300).collect()),
     }
 }
 
@@ -138,7 +154,14 @@ async fn tenant_chat(
         session_id: parse_session(body.session_id.as_deref())?,
         model: body.model,
     };
-    respond(state.service, Caller::Tenant(tenant), question, meta(&headers), wants_stream(&headers)).await
+    respond(
+        state.service,
+        Caller::Tenant(tenant),
+        question,
+        meta(&headers),
+        wants_stream(&headers),
+    )
+    .await
 }
 
 /// The widget's request: the body may come as `text/plain` (a CORS "simple request", no preflight).
@@ -159,11 +182,17 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for EmbedRequest {
     }
 }
 
-async fn embed_chat(State(state): State<AppState>, request: EmbedRequest) -> Result<Response, ApiError> {
+async fn embed_chat(
+    State(state): State<AppState>,
+    request: EmbedRequest,
+) -> Result<Response, ApiError> {
     let body: EmbedChatBody = parse_json(&request.body)?;
     let site_id = parse_site(&body.site_id)?;
     let origin = shared::http::origin(&request.parts);
-    let caller = Caller::Visitor { origin: origin.clone(), ip: shared::http::client_ip(&request.parts) };
+    let caller = Caller::Visitor {
+        origin: origin.clone(),
+        ip: shared::http::client_ip(&request.parts),
+    };
     let question = Question {
         site_id,
         message: body.message,
@@ -171,7 +200,14 @@ async fn embed_chat(State(state): State<AppState>, request: EmbedRequest) -> Res
         model: None,
     };
     let headers = &request.parts.headers;
-    let response = respond(state.service, caller, question, meta(headers), wants_stream(headers)).await;
+    let response = respond(
+        state.service,
+        caller,
+        question,
+        meta(headers),
+        wants_stream(headers),
+    )
+    .await;
     Ok(with_cors(response.into_response(), origin.as_deref()))
 }
 
@@ -195,17 +231,35 @@ async fn embed_feedback(State(state): State<AppState>, request: EmbedRequest) ->
             .await?
             .ok_or_else(|| ApiError::NotFound("site not found".into()))?;
         if !site.is_embed_enabled || !origin_allowed(&site, origin.as_deref()) {
-            return Err(ApiError::Forbidden("this origin is not allowed to use the site's assistant".into()));
+            return Err(ApiError::Forbidden(
+                "this origin is not allowed to use the site's assistant".into(),
+            ));
         }
-        let message = MessageId::parse(&body.message_id).map_err(|e| ApiError::invalid("message_id", e))?;
-        let comment = body.comment.map(|c| c.trim().chars().take(2_000).collect::<String>()).filter(|c| !c.is_empty());
-        let feedback = Feedback { rating: body.rating, comment, at: rfc3339(platform.clock.now()) };
-        logs::record_feedback(platform.store.as_ref(), &site_id, &body.session_id, &message, feedback).await.map_err(
-            |e| match e {
-                logs::FeedbackError::NotFound => ApiError::NotFound("message not found in this session".into()),
-                logs::FeedbackError::Store(e) => e.into(),
-            },
-        )?;
+        let message =
+            MessageId::parse(&body.message_id).map_err(|e| ApiError::invalid("message_id", e))?;
+        let comment = body
+            .comment
+            .map(|c| c.trim().chars().take(2_000).collect::<String>())
+            .filter(|c| !c.is_empty());
+        let feedback = Feedback {
+            rating: body.rating,
+            comment,
+            at: rfc3339(platform.clock.now()),
+        };
+        logs::record_feedback(
+            platform.store.as_ref(),
+            &site_id,
+            &body.session_id,
+            &message,
+            feedback,
+        )
+        .await
+        .map_err(|e| match e {
+            logs::FeedbackError::NotFound => {
+                ApiError::NotFound("message not found in this session".into())
+            }
+            logs::FeedbackError::Store(e) => e.into(),
+        })?;
         Ok::<_, ApiError>(Json(json!({ "status": "recorded", "message_id": message })))
     }
     .await;
@@ -219,13 +273,19 @@ struct PreflightQuery {
 
 /// CORS preflight: answered only for an origin the site allows (the site comes from `?site_id=`, since a
 /// preflight carries no body).
-async fn preflight(State(state): State<AppState>, Query(q): Query<PreflightQuery>, parts: Parts) -> Response {
+async fn preflight(
+    State(state): State<AppState>,
+    Query(q): Query<PreflightQuery>,
+    parts: Parts,
+) -> Response {
     let origin = shared::http::origin(&parts);
     let allowed = match q.site_id.as_deref().map(SiteId::parse) {
-        Some(Ok(site_id)) => match shared::sites::find_site(state.platform.store.as_ref(), &site_id).await {
-            Ok(Some(site)) => site.is_embed_enabled && origin_allowed(&site, origin.as_deref()),
-            _ => false,
-        },
+        Some(Ok(site_id)) => {
+            match shared::sites::find_site(state.platform.store.as_ref(), &site_id).await {
+                Ok(Some(site)) => site.is_embed_enabled && origin_allowed(&site, origin.as_deref()),
+                _ => false,
+            }
+        }
         _ => false,
     };
     match (allowed, origin) {
@@ -235,9 +295,18 @@ async fn preflight(State(state): State<AppState>, Query(q): Query<PreflightQuery
             if let Ok(v) = HeaderValue::from_str(&origin) {
                 h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
             }
-            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, OPTIONS"));
-            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type, accept"));
-            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("POST, OPTIONS"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("content-type, accept"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            );
             h.insert(header::VARY, HeaderValue::from_static("Origin"));
             response
         }
@@ -253,7 +322,10 @@ fn with_cors(mut response: Response, origin: Option<&str>) -> Response {
     h.insert(header::VARY, HeaderValue::from_static("Origin"));
     if let Some(v) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("retry-after, x-request-id"));
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("retry-after, x-request-id"),
+        );
     }
     response
 }
@@ -267,7 +339,10 @@ async fn respond(
     stream: bool,
 ) -> Result<Response, ApiError> {
     if !stream {
-        let answer = service.answer(caller, question, meta, None).await.map_err(api_error)?;
+        let answer = service
+            .answer(caller, question, meta, None)
+            .await
+            .map_err(api_error)?;
         return Ok(Json(answer).into_response());
     }
     let (tx, mut rx) = mpsc::channel::<String>(64);
@@ -278,14 +353,25 @@ async fn respond(
     let Some(first) = first else {
         // No text at all: either an error before generation (a plain HTTP error) or an empty answer.
         return match task.await {
-            Ok(Ok(answer)) => Ok(sse(futures::stream::once(async move { done_event(&answer) }).boxed())),
+            Ok(Ok(answer)) => Ok(sse(futures::stream::once(
+                async move { done_event(&answer) },
+            )
+            .boxed())),
             Ok(Err(e)) => Err(api_error(e)),
             Err(e) => Err(ApiError::Internal(anyhow::anyhow!("chat task failed: {e}"))),
         };
     };
     let deltas = futures::stream::once(async move { first })
-        .chain(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|d| (d, rx)) }))
-        .map(|text| Ok::<_, Infallible>(Event::default().event("delta").data(json!({ "text": text }).to_string())));
+        .chain(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|d| (d, rx))
+        }))
+        .map(|text| {
+            Ok::<_, Infallible>(
+                Event::default()
+                    .event("delta")
+                    .data(json!({ "text": text }).to_string()),
+            )
+        });
     let last = futures::stream::once(async move {
         match task.await {
             Ok(Ok(answer)) => done_event(&answer),
@@ -297,7 +383,9 @@ async fn respond(
 }
 
 fn done_event(answer: &Answer) -> Result<Event, Infallible> {
-    Ok(Event::default().event("done").data(serde_json::to_string(answer).unwrap_or_else(|_| "{}".into())))
+    Ok(Event::default()
+        .event("done")
+        .data(serde_json::to_string(answer).unwrap_or_else(|_| "{}".into())))
 }
 
 fn error_event(e: ApiError) -> Result<Event, Infallible> {
@@ -305,9 +393,15 @@ fn error_event(e: ApiError) -> Result<Event, Infallible> {
 }
 
 fn sse(stream: futures::stream::BoxStream<'static, Result<Event, Infallible>>) -> Response {
-    let mut response = Sse::new(stream).keep_alive(KeepAlive::default()).into_response();
+    let mut response = Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response();
     // Proxies must not buffer the stream.
-    response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }

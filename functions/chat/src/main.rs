@@ -7,5 +7,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     let streaming = std::env::var("KOTOBA_LAMBDA_STREAMING").is_ok_and(|v| v == "true");
     let app = chat::app(shared::Platform::from_config(config).await?)?;
     // Behind a function URL in RESPONSE_STREAM mode the answer streams; behind the HTTP API it is buffered.
-    if streaming { lambda_http::run_with_streaming_response(app).await } else { lambda_http::run(app).await }
+    if streaming {
+        lambda_http::run_with_streaming_response(app).await
+    } else {
+        lambda_http::run(app).await
+    }
 }

@@ -1,7 +1,10 @@
-//! The management API: tenants (admin), API keys, sites, widget config and prompt profiles.
+//! The management API: tenants (admin), API keys, sites, widget config and prompt profiles, and the
+//! phone receptionist's numbers, settings and call logs (`voice`).
 //!
 //! Handlers parse input into domain types, call `shared::{tenants, sites}` and map results to the
 //! contract; every error goes through `ApiError`.
+
+mod voice;
 
 use std::sync::Arc;
 
@@ -38,6 +41,7 @@ pub fn routes(platform: Arc<Platform>) -> Router {
             "/api/sites/{site_id}/prompt/rollback",
             post(rollback_prompt),
         )
+        .merge(voice::routes())
         .with_state(platform)
 }
 

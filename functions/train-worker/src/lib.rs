@@ -16,7 +16,9 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(platform: Arc<Platform>) -> anyhow::Result<Self> {
-        Ok(Self { trainer: Trainer::new(platform, reqwest::Client::builder().build()?)? })
+        Ok(Self {
+            trainer: Trainer::new(platform, reqwest::Client::builder().build()?)?,
+        })
     }
 
     pub fn trainer(&self) -> &Trainer {
@@ -39,9 +41,15 @@ impl Worker {
 
     /// True when the message is done with (succeeded, or nothing more to do); false to redeliver.
     async fn handle_one(&self, record: SqsMessage) -> bool {
-        let receive_count =
-            record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse::<u32>().ok()).unwrap_or(1);
-        let delivery = Delivery { body: record.body.unwrap_or_default(), receive_count };
+        let receive_count = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|c| c.parse::<u32>().ok())
+            .unwrap_or(1);
+        let delivery = Delivery {
+            body: record.body.unwrap_or_default(),
+            receive_count,
+        };
         match self.trainer.run(delivery).await {
             Outcome::Done => true,
             Outcome::Retry(reason) => {
@@ -58,7 +66,9 @@ pub fn sqs_record(message_id: &str, receipt: &str, body: &str, receive_count: u3
     record.message_id = Some(message_id.to_string());
     record.receipt_handle = Some(receipt.to_string());
     record.body = Some(body.to_string());
-    record.attributes.insert("ApproximateReceiveCount".into(), receive_count.to_string());
+    record
+        .attributes
+        .insert("ApproximateReceiveCount".into(), receive_count.to_string());
     record.event_source = Some("aws:sqs".into());
     record
 }

@@ -62,20 +62,26 @@ async fn train_url(
     TenantAuth(tenant): TenantAuth,
     ApiJson(body): ApiJson<TrainBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let site_id = SiteId::parse(&body.site_id).map_err(|_| ApiError::NotFound("site not found".into()))?;
+    let site_id =
+        SiteId::parse(&body.site_id).map_err(|_| ApiError::NotFound("site not found".into()))?;
     let url = jobs::parse_start_url(&body.url).map_err(|e| ApiError::invalid("url", e))?;
     if body.max_pages == Some(0) {
         return Err(ApiError::invalid("max_pages", "must be at least 1"));
     }
     let max_depth = body.max_depth.unwrap_or(DEFAULT_MAX_DEPTH);
     if max_depth > MAX_DEPTH {
-        return Err(ApiError::invalid("max_depth", format!("must be at most {MAX_DEPTH}")));
+        return Err(ApiError::invalid(
+            "max_depth",
+            format!("must be at most {MAX_DEPTH}"),
+        ));
     }
     let store = p.store.as_ref();
     let site = sites::get_site(store, &tenant, &site_id).await?;
     jobs::check_fetchable(&url, p.config.fetch_allow_loopback)
         .await
-        .map_err(|refusal| ApiError::invalid("url", format!("this URL cannot be fetched: {refusal}")))?;
+        .map_err(|refusal| {
+            ApiError::invalid("url", format!("this URL cannot be fetched: {refusal}"))
+        })?;
     let plan = tenants::get_tenant(store, &tenant).await?.plan;
     let plan_pages = plan.limits().training_pages;
     let request = JobRequest {
@@ -85,20 +91,44 @@ async fn train_url(
         max_pages: body.max_pages.unwrap_or(plan_pages).min(plan_pages),
         max_depth,
     };
-    let job = jobs::create_job(store, p.ids.as_ref(), p.clock.as_ref(), &tenant, &site.site_id, request)
-        .await
-        .map_err(job_error)?;
-    let message = JobMessage { job_id: job.job_id.clone(), site_id: site.site_id.clone() };
+    let job = jobs::create_job(
+        store,
+        p.ids.as_ref(),
+        p.clock.as_ref(),
+        &tenant,
+        &site.site_id,
+        request,
+    )
+    .await
+    .map_err(job_error)?;
+    let message = JobMessage {
+        job_id: job.job_id.clone(),
+        site_id: site.site_id.clone(),
+    };
     let body = serde_json::to_string(&message).map_err(|e| ApiError::Internal(e.into()))?;
     if let Err(e) = p.train_queue.send(&body).await {
         tracing::error!(job_id = %job.job_id, error = %e, "queueing the training job failed");
-        if let Err(e) = jobs::abandon(store, p.clock.as_ref(), &job, "the training queue refused the job").await {
+        if let Err(e) = jobs::abandon(
+            store,
+            p.clock.as_ref(),
+            &job,
+            "the training queue refused the job",
+        )
+        .await
+        {
             tracing::error!(job_id = %job.job_id, error = %e, "ending the unqueued job failed");
         }
-        return Err(ApiError::Unavailable("the training queue is unavailable; try again".into()));
+        return Err(ApiError::Unavailable(
+            "the training queue is unavailable; try again".into(),
+        ));
     }
     tracing::info!(job_id = %job.job_id, site_id = %site.site_id, max_pages = job.request.max_pages, "training queued");
-    Ok((StatusCode::ACCEPTED, Json(json!({ "job_id": job.job_id, "status": job.status, "max_pages": job.request.max_pages }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(
+            json!({ "job_id": job.job_id, "status": job.status, "max_pages": job.request.max_pages }),
+        ),
+    ))
 }
 
 async fn read_job(
@@ -106,7 +136,10 @@ async fn read_job(
     TenantAuth(tenant): TenantAuth,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let job = JobId::parse(&raw).map_err(|_| ApiError::NotFound("training job not found".into()))?;
-    let job = jobs::get_job(p.store.as_ref(), &tenant, &job).await.map_err(job_error)?;
+    let job =
+        JobId::parse(&raw).map_err(|_| ApiError::NotFound("training job not found".into()))?;
+    let job = jobs::get_job(p.store.as_ref(), &tenant, &job)
+        .await
+        .map_err(job_error)?;
     Ok(Json(job.to_api()))
 }

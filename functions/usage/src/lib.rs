@@ -45,7 +45,9 @@ async fn tenant_usage(
 ) -> Result<Json<MonthlyReport>, ApiError> {
     let month = month(&p, &q)?;
     let tenant = tenants::get_tenant(p.store.as_ref(), &tenant).await?;
-    Ok(Json(usage::monthly_report(p.store.as_ref(), &tenant, &month).await?))
+    Ok(Json(
+        usage::monthly_report(p.store.as_ref(), &tenant, &month).await?,
+    ))
 }
 
 async fn admin_usage(
@@ -60,5 +62,7 @@ async fn admin_usage(
         let report = usage::monthly_report(p.store.as_ref(), tenant, &month).await?;
         reports.push(json!({ "name": tenant.name, "subscription_status": tenant.subscription_status, "usage": report }));
     }
-    Ok(Json(json!({ "month": month, "tenants": reports, "next_cursor": next })))
+    Ok(Json(
+        json!({ "month": month, "tenants": reports, "next_cursor": next }),
+    ))
 }

@@ -1,7 +1,8 @@
 //! The local runner: one process standing in for API Gateway, Lambda, SQS and EventBridge.
 //!
-//! It mounts every function's routes on one port under the same paths as API Gateway, serves the
-//! blob directory's presigned URLs, and seeds a demo tenant and site on first start. Tests start it
+//! It mounts every function's routes on one port under the same paths as API Gateway, runs the call
+//! bridge on its own port (`KOTOBA_BRIDGE_LISTEN`), serves the blob directory's presigned URLs, and seeds
+//! a demo tenant and site on first start. Tests start it
 //! in-process (`start` on port 0), so they drive exactly what a developer runs.
 
 mod demo;
@@ -17,6 +18,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -35,12 +37,39 @@ pub use seed::Demo;
 /// A started runner: bound, seeded, not yet serving.
 pub struct Runner {
     pub addr: SocketAddr,
+    /// Where the call bridge listens.
+    pub bridge_addr: SocketAddr,
     pub platform: Arc<Platform>,
     pub demo: Demo,
     /// The training worker, fed by the local queue loop (tests may also drive it directly).
     pub worker: Arc<train_worker::Worker>,
     listener: TcpListener,
     app: Router,
+    bridge: call_bridge::BridgeServer,
+    stop: StopHandle,
+}
+
+/// Stops a spawned runner gracefully: the API stops accepting, the call bridge drains (its calls end by
+/// the drain deadline and still write their logs).
+#[derive(Debug, Clone)]
+pub struct StopHandle(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl StopHandle {
+    fn new() -> Self {
+        Self(Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Resolves once [`stop`](Self::stop) is called.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.subscribe();
+        async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        }
+    }
 }
 
 /// Binds, builds the platform and seeds the demo. In local mode an admin key is generated (and kept in
@@ -69,6 +98,21 @@ pub async fn start_with(
     if config.admin_key.is_none() {
         config.admin_key = Some(read_or_create_secret(&config.data_dir.join("admin.key"))?);
     }
+    let bridge_listener = TcpListener::bind(config.bridge_listen)
+        .await
+        .with_context(|| format!("binding the call bridge on {}", config.bridge_listen))?;
+    let bridge_addr = bridge_listener
+        .local_addr()
+        .context("reading the bridge's bound address")?;
+    if config.bridge.public_url.is_none() {
+        // Locally the bridge is reached on its own port (a tunnel in front of it sets
+        // KOTOBA_BRIDGE_PUBLIC_URL); Twilio signatures and the stream URL are over that address.
+        config.bridge.public_url = Some(
+            format!("http://{bridge_addr}")
+                .parse()
+                .context("public URL of the bridge's bound address")?,
+        );
+    }
     let platform = Platform::from_config_with(config, sdk)
         .await
         .context("building the platform")?;
@@ -76,8 +120,22 @@ pub async fn start_with(
         .await
         .context("seeding the demo tenant")?;
     let app = app(&platform, &demo)?;
-    let worker = Arc::new(train_worker::Worker::new(platform.clone()).context("building the training worker")?);
-    Ok(Runner { addr, platform, demo, worker, listener, app })
+    let worker = Arc::new(
+        train_worker::Worker::new(platform.clone()).context("building the training worker")?,
+    );
+    let bridge = call_bridge::BridgeServer::from_listener(platform.clone(), bridge_listener)
+        .context("preparing the call bridge")?;
+    Ok(Runner {
+        addr,
+        bridge_addr,
+        platform,
+        demo,
+        worker,
+        listener,
+        app,
+        bridge,
+        stop: StopHandle::new(),
+    })
 }
 
 /// Every function's routes on one router, plus what API Gateway and S3 would otherwise provide, and
@@ -94,10 +152,10 @@ fn app(platform: &Arc<Platform>, demo: &Demo) -> anyhow::Result<Router> {
         .merge(chat::routes(platform.clone()).context("building the chat function")?)
         .merge(embed_script::routes(platform.clone()))
         .merge(demo::routes(&demo.site_id));
-    if let Backend::Embedded = platform.config.backend {
-        if let Some(blobs) = platform.dir_blobs.clone() {
-            router = router.merge(shared::blobs::dir::presigned_router(blobs));
-        }
+    if let Backend::Embedded = platform.config.backend
+        && let Some(blobs) = platform.dir_blobs.clone()
+    {
+        router = router.merge(shared::blobs::dir::presigned_router(blobs));
     }
     Ok(shared::http::finish(router))
 }
@@ -105,6 +163,16 @@ fn app(platform: &Arc<Platform>, demo: &Demo) -> anyhow::Result<Router> {
 impl Runner {
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The call bridge's base URL.
+    pub fn bridge_url(&self) -> String {
+        format!("http://{}", self.bridge_addr)
+    }
+
+    /// A handle that stops the runner once spawned.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
     }
 
     pub fn print_banner(&self) {
@@ -115,8 +183,10 @@ impl Runner {
             .as_deref()
             .unwrap_or("(unset)");
         println!(
-            "\nKotoba is running at http://{addr}\n  health:      curl http://{addr}/healthz\n  admin key:   {admin}\n  demo tenant: {tenant}\n  demo site:   {site}\n  demo key:    {key}\n  demo page:   http://{addr}/demo\n  data dir:    {dir}\n",
+            "\nKotoba is running at http://{addr}\n  health:      curl http://{addr}/healthz\n  call bridge: http://{bridge} (Twilio webhook {webhook})\n  admin key:   {admin}\n  demo tenant: {tenant}\n  demo site:   {site}\n  demo key:    {key}\n  demo page:   http://{addr}/demo\n  data dir:    {dir}\n",
             addr = self.addr,
+            bridge = self.bridge_addr,
+            webhook = self.bridge.bridge.settings.webhook_url,
             tenant = self.demo.tenant_id,
             site = self.demo.site_id,
             key = self.demo.api_key,
@@ -124,7 +194,8 @@ impl Runner {
         );
     }
 
-    /// Serves (and consumes the training queue) in the background; the handle ends when the server does.
+    /// Serves the API, the call bridge and the training-queue loop in the background until the stop
+    /// handle is used; the handle ends when the API and the bridge have stopped (the bridge's calls logged).
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
         self.spawn_with_worker(true)
     }
@@ -132,26 +203,40 @@ impl Runner {
     /// As [`spawn`](Self::spawn); without the queue loop when `worker` is false (tests that deliver
     /// training messages themselves, e.g. to interrupt a job).
     pub fn spawn_with_worker(self, worker: bool) -> tokio::task::JoinHandle<()> {
-        let queue_loop = worker.then(|| tokio::spawn(worker::consume(self.platform.clone(), self.worker.clone())));
+        let queue_loop = worker
+            .then(|| tokio::spawn(worker::consume(self.platform.clone(), self.worker.clone())));
         tokio::spawn(async move {
             let _stop_loop_with_server = queue_loop.map(AbortOnDrop);
-            let app = self.app.into_make_service_with_connect_info::<SocketAddr>();
-            if let Err(e) = axum::serve(self.listener, app).await {
-                tracing::error!(error = %e, "local runner stopped");
+            if let Err(e) = self.serve().await {
+                tracing::error!(error = format!("{e:#}"), "local runner stopped");
             }
         })
     }
 
-    pub async fn serve_until_ctrl_c(self) -> anyhow::Result<()> {
-        let _queue_loop = AbortOnDrop(tokio::spawn(worker::consume(self.platform.clone(), self.worker.clone())));
+    async fn serve(self) -> anyhow::Result<()> {
         let app = self.app.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-                tracing::info!("shutting down");
-            })
-            .await
-            .context("serving")
+        let api = axum::serve(self.listener, app)
+            .with_graceful_shutdown(self.stop.stopped())
+            .into_future();
+        let bridge = self.bridge.serve(self.stop.stopped());
+        let (api, bridge) = tokio::join!(api, bridge);
+        api.context("serving the API")?;
+        bridge
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
+    pub async fn serve_until_ctrl_c(self) -> anyhow::Result<()> {
+        let _queue_loop = AbortOnDrop(tokio::spawn(worker::consume(
+            self.platform.clone(),
+            self.worker.clone(),
+        )));
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            call_bridge::shutdown_signal().await;
+            tracing::info!("shutting down");
+            stop.stop();
+        });
+        self.serve().await
     }
 }
 

@@ -17,12 +17,19 @@ pub struct TtlCache<K, V> {
 
 impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
-        Self { ttl, capacity: capacity.max(1), entries: Mutex::new(HashMap::new()) }
+        Self {
+            ttl,
+            capacity: capacity.max(1),
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn get(&self, key: &K) -> Option<V> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.get(key).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone())
+        entries
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, v)| v.clone())
     }
 
     pub fn insert(&self, key: K, value: V) {
@@ -30,7 +37,11 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         if entries.len() >= self.capacity && !entries.contains_key(&key) {
             entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
             if entries.len() >= self.capacity {
-                if let Some(oldest) = entries.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| k.clone()) {
+                if let Some(oldest) = entries
+                    .iter()
+                    .min_by_key(|(_, (at, _))| *at)
+                    .map(|(k, _)| k.clone())
+                {
                     entries.remove(&oldest);
                 }
             }
@@ -39,7 +50,10 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     }
 
     pub fn remove(&self, key: &K) {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 }
 
@@ -52,7 +66,10 @@ pub struct IndexCache<V> {
 
 impl<V> IndexCache<V> {
     pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), entries: Mutex::new(HashMap::new()) }
+        Self {
+            capacity: capacity.max(1),
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The cached index of `site` at exactly `version`.
@@ -67,7 +84,11 @@ impl<V> IndexCache<V> {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= self.capacity && !entries.contains_key(site) {
             // Least recently used goes first.
-            if let Some(lru) = entries.iter().min_by_key(|(_, (_, used, _))| *used).map(|(k, _)| k.clone()) {
+            if let Some(lru) = entries
+                .iter()
+                .min_by_key(|(_, (_, used, _))| *used)
+                .map(|(k, _)| k.clone())
+            {
                 entries.remove(&lru);
             }
         }
@@ -86,7 +107,11 @@ mod tests {
         cache.insert("b", 2);
         cache.insert("c", 3);
         assert_eq!(cache.get(&"c"), Some(3));
-        assert_eq!([cache.get(&"a"), cache.get(&"b")].iter().flatten().count(), 1, "one of the first two was evicted");
+        assert_eq!(
+            [cache.get(&"a"), cache.get(&"b")].iter().flatten().count(),
+            1,
+            "one of the first two was evicted"
+        );
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(cache.get(&"c"), None);
     }
@@ -98,6 +123,9 @@ mod tests {
         assert!(cache.get("site_a", 3).is_some());
         assert!(cache.get("site_a", 4).is_none(), "a new version is a miss");
         cache.insert("site_b", 1, Arc::new("b"));
-        assert!(cache.get("site_a", 3).is_none(), "least recently used evicted");
+        assert!(
+            cache.get("site_a", 3).is_none(),
+            "least recently used evicted"
+        );
     }
 }

@@ -84,7 +84,12 @@ pub fn answer(question: &str, passages: &[&str]) -> String {
     best.truncate(MAX_SENTENCES);
     if best.is_empty() {
         // Nothing shares a term: the top passage's opening is the most honest thing we have.
-        best = scored.iter().filter(|s| s.0 == 0).take(2).cloned().collect();
+        best = scored
+            .iter()
+            .filter(|s| s.0 == 0)
+            .take(2)
+            .cloned()
+            .collect();
     }
     if best.is_empty() {
         return not_found(lang).to_string();
@@ -112,8 +117,14 @@ mod tests {
 
     #[test]
     fn japanese_sentences_split_on_kuten() {
-        assert_eq!(sentences("営業時間は9時からです。日曜日は休みです。"), vec!["営業時間は9時からです。", "日曜日は休みです。"]);
-        let a = answer("日曜日は営業していますか？", &["営業時間は9時からです。日曜日は休みです。"]);
+        assert_eq!(
+            sentences("営業時間は9時からです。日曜日は休みです。"),
+            vec!["営業時間は9時からです。", "日曜日は休みです。"]
+        );
+        let a = answer(
+            "日曜日は営業していますか？",
+            &["営業時間は9時からです。日曜日は休みです。"],
+        );
         assert!(a.contains("日曜日は休みです。"), "{a}");
     }
 

@@ -22,9 +22,18 @@ impl MessageId {
     }
 
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let body = raw.strip_prefix("msg_").ok_or("a message id starts with msg_")?;
-        let ok = (1..=64).contains(&body.len()) && body.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        if ok { Ok(Self(raw.to_string())) } else { Err("not a message id".into()) }
+        let body = raw
+            .strip_prefix("msg_")
+            .ok_or("a message id starts with msg_")?;
+        let ok = (1..=64).contains(&body.len())
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if ok {
+            Ok(Self(raw.to_string()))
+        } else {
+            Err("not a message id".into())
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -119,7 +128,11 @@ fn key(message: &MessageId) -> Key {
 /// Writes an entry (once: a retried write of the same message cannot duplicate it).
 pub async fn write(store: &dyn ItemStore, log: &UsageLog, now_unix: i64) -> Result<(), StoreError> {
     let item = Item::from_record(key(&log.message_id), log)?
-        .with_index(Index::ByTenant, format!("TENANT#{}", log.tenant_id), format!("LOG#{}", log.message_id))
+        .with_index(
+            Index::ByTenant,
+            format!("TENANT#{}", log.tenant_id),
+            format!("LOG#{}", log.message_id),
+        )
         .expiring_at(now_unix + LOG_TTL_SECS);
     match store.put(item, Condition::IfAbsent).await {
         Ok(()) | Err(StoreError::ConditionFailed) => Ok(()),
@@ -127,7 +140,10 @@ pub async fn write(store: &dyn ItemStore, log: &UsageLog, now_unix: i64) -> Resu
     }
 }
 
-pub async fn read(store: &dyn ItemStore, message: &MessageId) -> Result<Option<UsageLog>, StoreError> {
+pub async fn read(
+    store: &dyn ItemStore,
+    message: &MessageId,
+) -> Result<Option<UsageLog>, StoreError> {
     match store.get(&key(message)).await? {
         Some(item) => Ok(Some(item.to_record()?)),
         None => Ok(None),
@@ -156,10 +172,12 @@ pub async fn record_feedback(
         return Err(FeedbackError::NotFound);
     }
     let value = serde_json::to_value(&feedback).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    let update = Update::new(key(message)).set("feedback", value).when(Condition::AttributeEquals(
-        "session_id".into(),
-        serde_json::Value::String(session.to_string()),
-    ));
+    let update = Update::new(key(message))
+        .set("feedback", value)
+        .when(Condition::AttributeEquals(
+            "session_id".into(),
+            serde_json::Value::String(session.to_string()),
+        ));
     match store.update(update).await {
         Ok(_) => Ok(()),
         Err(StoreError::ConditionFailed) => Err(FeedbackError::NotFound),

@@ -47,7 +47,10 @@ pub enum Caller {
     /// A tenant with its API key (`POST /api/chat`).
     Tenant(TenantId),
     /// A visitor through the widget (`POST /api/embed/chat`): the page's Origin and the visitor's IP.
-    Visitor { origin: Option<String>, ip: Option<String> },
+    Visitor {
+        origin: Option<String>,
+        ip: Option<String>,
+    },
 }
 
 /// A question.
@@ -156,14 +159,23 @@ impl ChatService {
         let chat = match &models.chat_model {
             Some(model) => {
                 prices = prices.with_unpriced_model(model, ModelKind::Chat);
-                Some(ChatClient::new(http.clone(), &models.base_url, models.api_key.clone())?)
+                Some(ChatClient::new(
+                    http.clone(),
+                    &models.base_url,
+                    models.api_key.clone(),
+                )?)
             }
             None => None,
         };
         let embeddings = match &models.embedding_model {
             Some(model) => {
                 prices = prices.with_unpriced_model(model, ModelKind::Embedding);
-                Some(EmbeddingClient::new(http, &models.base_url, models.api_key.clone(), model.clone())?)
+                Some(EmbeddingClient::new(
+                    http,
+                    &models.base_url,
+                    models.api_key.clone(),
+                    model.clone(),
+                )?)
             }
             None => None,
         };
@@ -187,7 +199,9 @@ impl ChatService {
         let site = match self.sites.get(site_id) {
             Some(site) => site,
             None => {
-                let site = crate::sites::find_site(store, site_id).await?.ok_or(ChatError::SiteNotFound)?;
+                let site = crate::sites::find_site(store, site_id)
+                    .await?
+                    .ok_or(ChatError::SiteNotFound)?;
                 // Only servable sites are cached: one the tenant is still setting up shows its changes at once.
                 if site.index_version.is_some() && site.is_embed_enabled {
                     self.sites.insert(site_id.clone(), site.clone());
@@ -198,10 +212,12 @@ impl ChatService {
         let tenant = match self.tenants.get(&site.tenant_id) {
             Some(tenant) => tenant,
             None => {
-                let tenant = crate::tenants::get_tenant(store, &site.tenant_id).await.map_err(|e| match e {
-                    crate::tenants::TenantError::NotFound(_) => ChatError::SiteNotFound,
-                    crate::tenants::TenantError::Store(e) => ChatError::Store(e),
-                })?;
+                let tenant = crate::tenants::get_tenant(store, &site.tenant_id)
+                    .await
+                    .map_err(|e| match e {
+                        crate::tenants::TenantError::NotFound(_) => ChatError::SiteNotFound,
+                        crate::tenants::TenantError::Store(e) => ChatError::Store(e),
+                    })?;
                 self.tenants.insert(site.tenant_id.clone(), tenant.clone());
                 tenant
             }
@@ -210,16 +226,26 @@ impl ChatService {
     }
 
     /// Checks that the caller may use the site.
-    async fn admit(&self, caller: &Caller, question: &Question, site: &Site, now: i64) -> Result<(), ChatError> {
+    async fn admit(
+        &self,
+        caller: &Caller,
+        question: &Question,
+        site: &Site,
+        now: i64,
+    ) -> Result<(), ChatError> {
         match caller {
             Caller::Tenant(tenant) if tenant != &site.tenant_id => Err(ChatError::SiteNotFound),
             Caller::Tenant(_) => Ok(()),
             Caller::Visitor { origin, ip } => {
                 if !site.is_embed_enabled {
-                    return Err(ChatError::NotAvailable("the assistant is not enabled for this site".into()));
+                    return Err(ChatError::NotAvailable(
+                        "the assistant is not enabled for this site".into(),
+                    ));
                 }
                 if site.status != SiteStatus::Ready && site.index_version.is_none() {
-                    return Err(ChatError::NotAvailable("the assistant is not ready yet".into()));
+                    return Err(ChatError::NotAvailable(
+                        "the assistant is not ready yet".into(),
+                    ));
                 }
                 if !origin_allowed(site, origin.as_deref()) {
                     return Err(ChatError::OriginNotAllowed);
@@ -229,7 +255,10 @@ impl ChatService {
                 let by_ip = limits::hit(store, &ip_scope, limits::PER_IP, now);
                 let by_session = async {
                     match &question.session_id {
-                        Some(s) => limits::hit(store, &format!("session:{s}"), limits::PER_SESSION, now).await,
+                        Some(s) => {
+                            limits::hit(store, &format!("session:{s}"), limits::PER_SESSION, now)
+                                .await
+                        }
                         None => Ok(()),
                     }
                 };
@@ -249,7 +278,12 @@ impl ChatService {
     }
 
     /// The chat model policy for this request, or `None` to answer extractively.
-    fn chat_policy(&self, requested: Option<&str>, plan: Plan, at: OffsetDateTime) -> Result<Option<ModelPolicy>, ChatError> {
+    fn chat_policy(
+        &self,
+        requested: Option<&str>,
+        plan: Plan,
+        at: OffsetDateTime,
+    ) -> Result<Option<ModelPolicy>, ChatError> {
         let Some(_) = &self.chat else {
             return match requested {
                 Some(m) if m != EXTRACTIVE => Err(ChatError::UnknownModel(format!(
@@ -262,7 +296,9 @@ impl ChatService {
         let name = match requested {
             Some(m) => m.to_string(),
             None => match configured {
-                Some(c) if self.prices.resolve(ModelKind::Chat, c, plan, at).is_ok() => c.to_string(),
+                Some(c) if self.prices.resolve(ModelKind::Chat, c, plan, at).is_ok() => {
+                    c.to_string()
+                }
                 _ => match self.prices.default_for(ModelKind::Chat, plan, at) {
                     Some(p) => p.name.clone(),
                     None => return Ok(None),
@@ -271,7 +307,9 @@ impl ChatService {
         };
         match self.prices.resolve(ModelKind::Chat, &name, plan, at) {
             Ok(p) => Ok(Some(p.clone())),
-            Err(e @ PolicyError::NotAllowed { .. }) => Err(ChatError::ModelNotAllowed(e.to_string())),
+            Err(e @ PolicyError::NotAllowed { .. }) => {
+                Err(ChatError::ModelNotAllowed(e.to_string()))
+            }
             Err(e @ PolicyError::Unpriced { .. }) => Err(ChatError::UnknownModel(e.to_string())),
         }
     }
@@ -290,12 +328,15 @@ impl ChatService {
             .map_err(|e| ChatError::Index(e.to_string()))?
             .ok_or_else(|| ChatError::Index(format!("{key} is missing")))?;
         // Decoding a large index is CPU work: keep it off the async workers.
-        let loaded = tokio::task::spawn_blocking(move || SiteIndex::decode(&blob.bytes).map(LoadedIndex::new))
-            .await
-            .map_err(|e| ChatError::Index(e.to_string()))?
-            .map_err(|e| ChatError::Index(e.to_string()))?;
+        let loaded = tokio::task::spawn_blocking(move || {
+            SiteIndex::decode(&blob.bytes).map(LoadedIndex::new)
+        })
+        .await
+        .map_err(|e| ChatError::Index(e.to_string()))?
+        .map_err(|e| ChatError::Index(e.to_string()))?;
         let loaded = Arc::new(loaded);
-        self.indexes.insert(site.site_id.as_str(), version, loaded.clone());
+        self.indexes
+            .insert(site.site_id.as_str(), version, loaded.clone());
         Ok(loaded)
     }
 
@@ -311,7 +352,9 @@ impl ChatService {
         let started = Instant::now();
         let message = question.message.trim().to_string();
         if message.is_empty() {
-            return Err(ChatError::InvalidMessage("message must not be empty".into()));
+            return Err(ChatError::InvalidMessage(
+                "message must not be empty".into(),
+            ));
         }
         if message.chars().count() > MAX_MESSAGE_CHARS {
             return Err(ChatError::MessageTooLong);
@@ -333,15 +376,22 @@ impl ChatService {
         let policy = self.chat_policy(requested_model, tenant.plan, now)?;
         let index = self.load_index(&site).await?;
 
-        let embed_query = self
-            .embeddings
-            .as_ref()
-            .filter(|e| index.has_vectors() && index.index.embedding_model.as_deref() == Some(e.model.as_str()));
+        let embed_query = self.embeddings.as_ref().filter(|e| {
+            index.has_vectors() && index.index.embedding_model.as_deref() == Some(e.model.as_str())
+        });
         let embedding_policy = match embed_query {
-            Some(e) => self.prices.resolve(ModelKind::Embedding, &e.model, tenant.plan, now).ok().cloned(),
+            Some(e) => self
+                .prices
+                .resolve(ModelKind::Embedding, &e.model, tenant.plan, now)
+                .ok()
+                .cloned(),
             None => None,
         };
-        let estimated_query_tokens = if embed_query.is_some() { count_tokens(&message) as i64 } else { 0 };
+        let estimated_query_tokens = if embed_query.is_some() {
+            count_tokens(&message) as i64
+        } else {
+            0
+        };
 
         // Reserve (one transaction) while reading the session history.
         let limits = tenant.plan.limits();
@@ -359,14 +409,21 @@ impl ChatService {
                 .up_to(limits.daily_site_chats as i64)
                 .expiring_at(now_unix + 40 * 86_400),
         ];
-        let session_id = question.session_id.clone().unwrap_or_else(|| SessionId::generate(platform.ids.as_ref()));
+        let session_id = question
+            .session_id
+            .clone()
+            .unwrap_or_else(|| SessionId::generate(platform.ids.as_ref()));
         let reserve_chats = reserve_all(store, &reservation);
         let reserve_tokens = async {
             if estimated_query_tokens == 0 {
                 return Ok(());
             }
-            let add = Add::new(monthly.clone(), counters::EMBEDDING_TOKENS, estimated_query_tokens)
-                .up_to(limits.monthly_embedding_tokens as i64);
+            let add = Add::new(
+                monthly.clone(),
+                counters::EMBEDDING_TOKENS,
+                estimated_query_tokens,
+            )
+            .up_to(limits.monthly_embedding_tokens as i64);
             store.add(add).await.map(|_| ())
         };
         let history = sessions::load(store, &site.site_id, &session_id);
@@ -374,15 +431,29 @@ impl ChatService {
         if chats.is_err() || tokens.is_err() {
             // Give back whichever half did succeed, then say which limit stopped us.
             if chats.is_ok() {
-                let back = reservation.iter().map(|a| Write::Add(Add::new(a.key.clone(), a.attribute.clone(), -a.amount)));
+                let back = reservation
+                    .iter()
+                    .map(|a| Write::Add(Add::new(a.key.clone(), a.attribute.clone(), -a.amount)));
                 let _ = store.transact(back.collect()).await;
             }
             if tokens.is_ok() && estimated_query_tokens > 0 {
-                let _ = store.add(Add::new(monthly.clone(), counters::EMBEDDING_TOKENS, -estimated_query_tokens)).await;
+                let _ = store
+                    .add(Add::new(
+                        monthly.clone(),
+                        counters::EMBEDDING_TOKENS,
+                        -estimated_query_tokens,
+                    ))
+                    .await;
             }
-            let error = chats.err().or(tokens.err()).unwrap_or(StoreError::ConditionFailed);
+            let error = chats
+                .err()
+                .or(tokens.err())
+                .unwrap_or(StoreError::ConditionFailed);
             return Err(match error {
-                StoreError::ConditionFailed => self.which_quota(&tenant, &monthly, &daily, estimated_query_tokens).await,
+                StoreError::ConditionFailed => {
+                    self.which_quota(&tenant, &monthly, &daily, estimated_query_tokens)
+                        .await
+                }
                 other => other.into(),
             });
         }
@@ -397,7 +468,11 @@ impl ChatService {
         let query_vector = match embed_query {
             Some(client) => match client.embed(std::slice::from_ref(&message)).await {
                 Ok(out) => {
-                    embedding_tokens = if out.tokens > 0 { out.tokens } else { estimated_query_tokens as u64 };
+                    embedding_tokens = if out.tokens > 0 {
+                        out.tokens
+                    } else {
+                        estimated_query_tokens as u64
+                    };
                     out.vectors.into_iter().next()
                 }
                 Err(e) => {
@@ -408,7 +483,8 @@ impl ChatService {
             None => None,
         };
         let hits = index.search(&message, query_vector.as_deref(), SearchOptions::default());
-        let chunks: Vec<&index::IndexedChunk> = hits.iter().map(|h| &index.index.chunks[h.chunk]).collect();
+        let chunks: Vec<&index::IndexedChunk> =
+            hits.iter().map(|h| &index.index.chunks[h.chunk]).collect();
         let sources: Vec<Source> = hits
             .iter()
             .zip(&chunks)
@@ -425,9 +501,19 @@ impl ChatService {
             (Some(client), Some(policy)) => {
                 let passages: Vec<prompt::Passage> = chunks
                     .iter()
-                    .map(|c| prompt::Passage { title: &c.title, url: &c.url, heading_path: &c.heading_path, text: &c.text })
+                    .map(|c| prompt::Passage {
+                        title: &c.title,
+                        url: &c.url,
+                        heading_path: &c.heading_path,
+                        text: &c.text,
+                    })
                     .collect();
-                let messages = prompt::build_messages(site.prompt.system_prompt.as_str(), &passages, &history, &message);
+                let messages = prompt::build_messages(
+                    site.prompt.system_prompt.as_str(),
+                    &passages,
+                    &history,
+                    &message,
+                );
                 let request = ModelRequest {
                     model: policy.name.clone(),
                     messages,
@@ -447,19 +533,35 @@ impl ChatService {
                     Some(tx) => tx.send(text.clone()).await.is_err(),
                     None => false,
                 };
-                Generation { text, input_tokens: 0, output_tokens: 0, cancelled, error: None }
+                Generation {
+                    text,
+                    input_tokens: 0,
+                    output_tokens: 0,
+                    cancelled,
+                    error: None,
+                }
             }
         };
 
-        let model_used = policy.as_ref().map_or(EXTRACTIVE.to_string(), |p| p.name.clone());
+        let model_used = policy
+            .as_ref()
+            .map_or(EXTRACTIVE.to_string(), |p| p.name.clone());
         let prices = PriceSnapshot {
             chat_input_per_1k: policy.as_ref().map_or(MicroUsd::ZERO, |p| p.input_per_1k),
             chat_output_per_1k: policy.as_ref().map_or(MicroUsd::ZERO, |p| p.output_per_1k),
-            embedding_per_1k: embedding_policy.as_ref().map_or(MicroUsd::ZERO, |p| p.input_per_1k),
+            embedding_per_1k: embedding_policy
+                .as_ref()
+                .map_or(MicroUsd::ZERO, |p| p.input_per_1k),
         };
         let cost = MicroUsd::for_tokens(generation.input_tokens, prices.chat_input_per_1k)
-            .saturating_add(MicroUsd::for_tokens(generation.output_tokens, prices.chat_output_per_1k))
-            .saturating_add(MicroUsd::for_tokens(embedding_tokens, prices.embedding_per_1k));
+            .saturating_add(MicroUsd::for_tokens(
+                generation.output_tokens,
+                prices.chat_output_per_1k,
+            ))
+            .saturating_add(MicroUsd::for_tokens(
+                embedding_tokens,
+                prices.embedding_per_1k,
+            ));
         let failed = generation.error.is_some() && generation.text.is_empty();
         let log = UsageLog {
             message_id: message_id.clone(),
@@ -497,12 +599,29 @@ impl ChatService {
 
         // Settle: the usage log, the actual spend, the session; a failed answer gives its quota back.
         let settle_log = logs::write(store, &log, now_unix);
-        let settle_usage = self.settle(&tenant.tenant_id, &monthly, &day, &log, estimated_query_tokens, failed, &reservation);
+        let settle_usage = self.settle(
+            &tenant.tenant_id,
+            &monthly,
+            &day,
+            &log,
+            estimated_query_tokens,
+            failed,
+            &reservation,
+        );
         let settle_session = async {
             if failed || generation.cancelled {
                 return Ok(());
             }
-            sessions::append(store, &site.site_id, &session_id, history.clone(), &message, &generation.text, now_unix).await
+            sessions::append(
+                store,
+                &site.site_id,
+                &session_id,
+                history.clone(),
+                &message,
+                &generation.text,
+                now_unix,
+            )
+            .await
         };
         let (a, b, c) = tokio::join!(settle_log, settle_usage, settle_session);
         for (what, result) in [("usage log", a), ("usage counters", b), ("session", c)] {
@@ -561,16 +680,39 @@ impl ChatService {
         if reserved_query_tokens > 0 && log.embedding_tokens as i64 != reserved_query_tokens {
             // The estimate was reserved; correct it to what the provider counted.
             let correction = log.embedding_tokens as i64 - reserved_query_tokens;
-            usage::record(store, monthly.clone(), counters::EMBEDDING_TOKENS, correction, now).await?;
+            usage::record(
+                store,
+                monthly.clone(),
+                counters::EMBEDDING_TOKENS,
+                correction,
+                now,
+            )
+            .await?;
         }
         let tenant_day = Key::new(format!("TENANT#{tenant}"), format!("USAGE#{day}"));
         let spend = [
             (monthly.clone(), counters::COST_MICROS, log.cost.0),
-            (monthly.clone(), counters::CHAT_INPUT_TOKENS, log.chat_input_tokens as i64),
-            (monthly.clone(), counters::CHAT_OUTPUT_TOKENS, log.chat_output_tokens as i64),
+            (
+                monthly.clone(),
+                counters::CHAT_INPUT_TOKENS,
+                log.chat_input_tokens as i64,
+            ),
+            (
+                monthly.clone(),
+                counters::CHAT_OUTPUT_TOKENS,
+                log.chat_output_tokens as i64,
+            ),
             (tenant_day.clone(), counters::COST_MICROS, log.cost.0),
-            (tenant_day.clone(), counters::CHATS, if failed { 0 } else { 1 }),
-            (tenant_day, counters::EMBEDDING_TOKENS, log.embedding_tokens as i64),
+            (
+                tenant_day.clone(),
+                counters::CHATS,
+                if failed { 0 } else { 1 },
+            ),
+            (
+                tenant_day,
+                counters::EMBEDDING_TOKENS,
+                log.embedding_tokens as i64,
+            ),
         ];
         for (key, attribute, amount) in spend {
             if amount != 0 {
@@ -581,28 +723,44 @@ impl ChatService {
     }
 
     /// After a refused reservation: which limit was reached (read only on this rare path).
-    async fn which_quota(&self, tenant: &Tenant, monthly: &Key, daily: &Key, query_tokens: i64) -> ChatError {
+    async fn which_quota(
+        &self,
+        tenant: &Tenant,
+        monthly: &Key,
+        daily: &Key,
+        query_tokens: i64,
+    ) -> ChatError {
         let limits = tenant.plan.limits();
         let store = self.platform.store.as_ref();
         let (m, d) = tokio::join!(store.get(monthly), store.get(daily));
         let month = m.ok().flatten();
-        let count = |item: &Option<crate::store::Item>, attr: &str| item.as_ref().map_or(0, |i| i.count(attr));
+        let count = |item: &Option<crate::store::Item>, attr: &str| {
+            item.as_ref().map_or(0, |i| i.count(attr))
+        };
         let what = if count(&month, counters::CHATS) >= limits.monthly_chats as i64 {
             format!("the monthly chat quota ({})", limits.monthly_chats)
         } else if count(&d.ok().flatten(), counters::CHATS) >= limits.daily_site_chats as i64 {
             format!("the site's daily chat quota ({})", limits.daily_site_chats)
         } else if query_tokens > 0 {
-            format!("the monthly embedding-token quota ({})", limits.monthly_embedding_tokens)
+            format!(
+                "the monthly embedding-token quota ({})",
+                limits.monthly_embedding_tokens
+            )
         } else {
             "the chat quota".to_string()
         };
-        ChatError::QuotaExhausted { plan: tenant.plan, what }
+        ChatError::QuotaExhausted {
+            plan: tenant.plan,
+            what,
+        }
     }
 }
 
 /// All-or-nothing reservation of several counters.
 async fn reserve_all(store: &dyn crate::store::ItemStore, adds: &[Add]) -> Result<(), StoreError> {
-    store.transact(adds.iter().cloned().map(Write::Add).collect()).await
+    store
+        .transact(adds.iter().cloned().map(Write::Add).collect())
+        .await
 }
 
 struct Generation {
@@ -614,9 +772,24 @@ struct Generation {
 }
 
 /// Streams a completion, forwarding text; stops (dropping the connection) when the receiver is gone.
-async fn generate(client: &ChatClient, request: &ModelRequest, deltas: Option<&mpsc::Sender<String>>) -> Generation {
-    let prompt_text: String = request.messages.iter().map(|m: &Message| m.content.as_str()).collect::<Vec<_>>().join("\n");
-    let mut out = Generation { text: String::new(), input_tokens: 0, output_tokens: 0, cancelled: false, error: None };
+async fn generate(
+    client: &ChatClient,
+    request: &ModelRequest,
+    deltas: Option<&mpsc::Sender<String>>,
+) -> Generation {
+    let prompt_text: String = request
+        .messages
+        .iter()
+        .map(|m: &Message| m.content.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut out = Generation {
+        text: String::new(),
+        input_tokens: 0,
+        output_tokens: 0,
+        cancelled: false,
+        error: None,
+    };
     let mut usage = None;
     match client.stream(request).await {
         Err(e) => out.error = Some(e.to_string()),
@@ -660,11 +833,15 @@ async fn generate(client: &ChatClient, request: &ModelRequest, deltas: Option<&m
 /// Whether the page's Origin may use the site: its host must match an allowed domain.
 pub fn origin_allowed(site: &Site, origin: Option<&str>) -> bool {
     let Some(origin) = origin else { return false };
-    let Ok(url) = url::Url::parse(origin) else { return false };
+    let Ok(url) = url::Url::parse(origin) else {
+        return false;
+    };
     if !matches!(url.scheme(), "http" | "https") {
         return false;
     }
-    let Some(host) = url.host_str() else { return false };
+    let Some(host) = url.host_str() else {
+        return false;
+    };
     site.allowed_domains.iter().any(|d| d.matches_host(host))
 }
 

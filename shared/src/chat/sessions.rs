@@ -22,9 +22,18 @@ impl SessionId {
     }
 
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let body = raw.strip_prefix("sess_").ok_or("a session id starts with sess_")?;
-        let ok = (16..=64).contains(&body.len()) && body.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        if ok { Ok(Self(raw.to_string())) } else { Err("not a session id".into()) }
+        let body = raw
+            .strip_prefix("sess_")
+            .ok_or("a session id starts with sess_")?;
+        let ok = (16..=64).contains(&body.len())
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if ok {
+            Ok(Self(raw.to_string()))
+        } else {
+            Err("not a session id".into())
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -62,10 +71,20 @@ fn key(session: &SessionId) -> Key {
 }
 
 /// The session's history, if it exists and belongs to the site (another site's session is a new one).
-pub async fn load(store: &dyn ItemStore, site: &SiteId, session: &SessionId) -> Result<Vec<Message>, StoreError> {
-    let Some(item) = store.get(&key(session)).await? else { return Ok(Vec::new()) };
+pub async fn load(
+    store: &dyn ItemStore,
+    site: &SiteId,
+    session: &SessionId,
+) -> Result<Vec<Message>, StoreError> {
+    let Some(item) = store.get(&key(session)).await? else {
+        return Ok(Vec::new());
+    };
     let stored: Session = item.to_record()?;
-    Ok(if stored.site_id.as_ref() == Some(site) { stored.turns } else { Vec::new() })
+    Ok(if stored.site_id.as_ref() == Some(site) {
+        stored.turns
+    } else {
+        Vec::new()
+    })
 }
 
 /// Appends a question and its answer, keeping the last [`MAX_TURNS`] messages.
@@ -78,11 +97,20 @@ pub async fn append(
     answer: &str,
     now_unix: i64,
 ) -> Result<(), StoreError> {
-    history.push(Message { role: Role::User, content: question.to_string() });
-    history.push(Message { role: Role::Assistant, content: answer.to_string() });
+    history.push(Message {
+        role: Role::User,
+        content: question.to_string(),
+    });
+    history.push(Message {
+        role: Role::Assistant,
+        content: answer.to_string(),
+    });
     let excess = history.len().saturating_sub(MAX_TURNS);
     history.drain(..excess);
-    let record = Session { site_id: Some(site.clone()), turns: history };
+    let record = Session {
+        site_id: Some(site.clone()),
+        turns: history,
+    };
     let item = Item::from_record(key(session), &record)?.expiring_at(now_unix + SESSION_TTL_SECS);
     store.put(item, Condition::None).await
 }
@@ -95,7 +123,13 @@ mod tests {
     fn session_ids_parse() {
         let id = SessionId::generate(&crate::ids::RandomIds);
         assert!(SessionId::parse(id.as_str()).is_ok());
-        for bad in ["", "sess_", "sess_SHORT", "abc_0123456789abcdef", "sess_0123456789abcdef<script>"] {
+        for bad in [
+            "",
+            "sess_",
+            "sess_SHORT",
+            "abc_0123456789abcdef",
+            "sess_0123456789abcdef<script>",
+        ] {
             assert!(SessionId::parse(bad).is_err(), "{bad}");
         }
     }

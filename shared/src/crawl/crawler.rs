@@ -340,7 +340,8 @@ impl Run<'_> {
                     self.validators
                         .insert(url.as_str().to_string(), known.validators);
                 }
-                self.known_links.insert(url.as_str().to_string(), known.links);
+                self.known_links
+                    .insert(url.as_str().to_string(), known.links);
                 self.enqueue(url, known.depth);
             }
         }
@@ -753,7 +754,11 @@ impl Run<'_> {
                 let followed: Vec<Url> = if directives.nofollow {
                     Vec::new()
                 } else {
-                    links.links.into_iter().filter(|l| self.scope.contains(l)).collect()
+                    links
+                        .links
+                        .into_iter()
+                        .filter(|l| self.scope.contains(l))
+                        .collect()
                 };
                 for link in &followed {
                     self.enqueue(link.clone(), depth.saturating_add(1));

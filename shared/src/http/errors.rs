@@ -9,6 +9,7 @@ use crate::sites::SiteError;
 use crate::store::StoreError;
 use crate::tenants::TenantError;
 use crate::tenants::api_keys::KeyError;
+use crate::voice::VoiceError;
 
 /// Every way a request can fail, as a client sees it.
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +201,27 @@ impl From<KeyError> for ApiError {
         match e {
             KeyError::NotFound => Self::NotFound("API key not found".into()),
             KeyError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<VoiceError> for ApiError {
+    fn from(e: VoiceError) -> Self {
+        match e {
+            VoiceError::NumberTaken(number) => Self::Conflict {
+                message: format!("the number {number} is already assigned"),
+                details: Some(json!({ "number": number })),
+            },
+            VoiceError::NumberNotFound => Self::NotFound("phone number not found".into()),
+            VoiceError::CallNotFound => Self::NotFound("call not found".into()),
+            VoiceError::VersionNotFound(v) => {
+                Self::NotFound(format!("receptionist settings version {v} not found"))
+            }
+            VoiceError::Conflict => Self::Conflict {
+                message: e.to_string(),
+                details: None,
+            },
+            VoiceError::Store(e) => e.into(),
         }
     }
 }

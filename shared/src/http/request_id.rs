@@ -32,18 +32,16 @@ fn request_id_of(request: &Request) -> String {
         .headers()
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
+        && well_formed(id)
     {
-        if well_formed(id) {
-            return id.to_string();
-        }
+        return id.to_string();
     }
     use lambda_http::RequestExt;
     if let Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) =
         request.request_context_ref()
+        && let Some(id) = ctx.request_id.as_deref().filter(|id| well_formed(id))
     {
-        if let Some(id) = ctx.request_id.as_deref().filter(|id| well_formed(id)) {
-            return id.to_string();
-        }
+        return id.to_string();
     }
     uuid::Uuid::now_v7().to_string()
 }

@@ -110,10 +110,10 @@ impl SiteIndex {
                 "chunk lengths do not match chunks".into(),
             ));
         }
-        if let Some(v) = &self.vectors {
-            if v.len() != n || v.data.len() != n * v.dims as usize {
-                return Err(IndexError::Corrupt("vectors do not match chunks".into()));
-            }
+        if let Some(v) = &self.vectors
+            && (v.len() != n || v.data.len() != n * v.dims as usize)
+        {
+            return Err(IndexError::Corrupt("vectors do not match chunks".into()));
         }
         if self
             .lexical

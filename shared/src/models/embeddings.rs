@@ -226,10 +226,10 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
 
 /// The provider's `error.message` when it sent the OpenAI error shape, else the text (shortened).
 fn provider_message(body: &str) -> String {
-    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
-        if let Some(m) = v["error"]["message"].as_str() {
-            return m.to_string();
-        }
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body)
+        && let Some(m) = v["error"]["message"].as_str()
+    {
+        return m.to_string();
     }
     body.chars().take(300).collect()
 }

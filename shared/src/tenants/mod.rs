@@ -203,8 +203,19 @@ pub async fn list_tenants(
     store: &dyn ItemStore,
     cursor: Option<String>,
 ) -> Result<(Vec<Tenant>, Option<String>), StoreError> {
-    let page = store.query(Query::on(Index::ByTenant, ALL_TENANTS).prefix("TENANT#").limit(100).after(cursor)).await?;
-    let tenants = page.items.iter().map(crate::store::Item::to_record).collect::<Result<Vec<Tenant>, _>>()?;
+    let page = store
+        .query(
+            Query::on(Index::ByTenant, ALL_TENANTS)
+                .prefix("TENANT#")
+                .limit(100)
+                .after(cursor),
+        )
+        .await?;
+    let tenants = page
+        .items
+        .iter()
+        .map(crate::store::Item::to_record)
+        .collect::<Result<Vec<Tenant>, _>>()?;
     Ok((tenants, page.next))
 }
 

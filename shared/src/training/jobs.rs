@@ -272,8 +272,20 @@ mod tests {
 
     #[test]
     fn start_urls_are_checked() {
-        assert_eq!(parse_start_url(" https://example.co.jp/#top ").unwrap().as_str(), "https://example.co.jp/");
-        for bad in ["ftp://x.com/", "https://user:pw@x.com/", "javascript:alert(1)", "not a url", "file:///etc/passwd", "http://"] {
+        assert_eq!(
+            parse_start_url(" https://example.co.jp/#top ")
+                .unwrap()
+                .as_str(),
+            "https://example.co.jp/"
+        );
+        for bad in [
+            "ftp://x.com/",
+            "https://user:pw@x.com/",
+            "javascript:alert(1)",
+            "not a url",
+            "file:///etc/passwd",
+            "http://",
+        ] {
             assert!(parse_start_url(bad).is_err(), "{bad}");
         }
     }
@@ -286,7 +298,10 @@ pub async fn check_fetchable(url: &url::Url, allow_loopback: bool) -> Result<(),
     guard::check_url(url, allow_loopback).map_err(|r| r.to_string())?;
     if let Some(url::Host::Domain(host)) = url.host() {
         let resolver = GuardedResolver::new(std::sync::Arc::new(SystemResolver), allow_loopback);
-        resolver.resolve_checked(host).await.map_err(|e| e.to_string())?;
+        resolver
+            .resolve_checked(host)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -18,7 +18,10 @@ use super::jobs::{self, JobMessage, JobStatus, TrainingJob};
 use crate::Platform;
 use crate::chunk::{self, ChunkOptions};
 use crate::clock::rfc3339;
-use crate::crawl::{CrawlEvent, CrawlRequest, CrawledPage, Crawler, FetchPolicy, Fetcher, KnownPage, PageKind, Validators};
+use crate::crawl::{
+    CrawlEvent, CrawlRequest, CrawledPage, Crawler, FetchPolicy, Fetcher, KnownPage, PageKind,
+    Validators,
+};
 use crate::extract;
 use crate::ids::JobId;
 use crate::index::{self, IndexBuilder, IndexedChunk, SiteIndex};
@@ -81,7 +84,11 @@ impl From<sites::SiteError> for TrainError {
 
 /// The links to remember for a page (see [`DocumentRecord::links`]).
 fn page_links(page: &CrawledPage) -> Vec<String> {
-    page.links.iter().take(documents::MAX_LINKS).map(|l| l.to_string()).collect()
+    page.links
+        .iter()
+        .take(documents::MAX_LINKS)
+        .map(|l| l.to_string())
+        .collect()
 }
 
 /// Index versions kept besides the current one (a chat instance may still be loading the previous).
@@ -129,12 +136,26 @@ impl Trainer {
         let embeddings = match &models.embedding_model {
             Some(model) => {
                 prices = prices.with_unpriced_model(model, ModelKind::Embedding);
-                Some(EmbeddingClient::new(http, &models.base_url, models.api_key.clone(), model.clone())?)
+                Some(EmbeddingClient::new(
+                    http,
+                    &models.base_url,
+                    models.api_key.clone(),
+                    model.clone(),
+                )?)
             }
             None => None,
         };
-        let fetch_policy = FetchPolicy { allow_loopback: platform.config.fetch_allow_loopback, ..FetchPolicy::default() };
-        Ok(Self { platform, prices, embeddings, fetch_policy, chunk_options: ChunkOptions::default() })
+        let fetch_policy = FetchPolicy {
+            allow_loopback: platform.config.fetch_allow_loopback,
+            ..FetchPolicy::default()
+        };
+        Ok(Self {
+            platform,
+            prices,
+            embeddings,
+            fetch_policy,
+            chunk_options: ChunkOptions::default(),
+        })
     }
 
     /// A different fetch policy (tests shorten timeouts).
@@ -183,7 +204,13 @@ impl Trainer {
             }
             Err(TrainError::Retryable(reason)) if delivery.receive_count >= max => {
                 tracing::error!(%reason, attempts = delivery.receive_count, "training failed on its last attempt");
-                if let Err(e) = self.fail(&job, &format!("failed after {} attempts: {reason}", delivery.receive_count)).await {
+                if let Err(e) = self
+                    .fail(
+                        &job,
+                        &format!("failed after {} attempts: {reason}", delivery.receive_count),
+                    )
+                    .await
+                {
                     tracing::error!(error = %e, "recording the failure failed");
                 }
                 // Not deleted: the queue moves it to the dead-letter queue.
@@ -193,7 +220,13 @@ impl Trainer {
                 tracing::warn!(%reason, "training attempt failed; it will be retried");
                 let mut fields = Map::new();
                 fields.insert("status".into(), json!(JobStatus::Queued));
-                fields.insert("error".into(), json!(format!("attempt {} failed: {reason}", delivery.receive_count)));
+                fields.insert(
+                    "error".into(),
+                    json!(format!(
+                        "attempt {} failed: {reason}",
+                        delivery.receive_count
+                    )),
+                );
                 if let Err(e) = store.update(jobs::job_update(&job.job_id, fields)).await {
                     tracing::error!(error = %e, "recording the retry failed");
                 }
@@ -206,43 +239,90 @@ impl Trainer {
         let mut fields = Map::new();
         fields.insert("status".into(), json!(JobStatus::Running));
         fields.insert("attempt".into(), json!(attempt));
-        fields.insert("started_at".into(), json!(rfc3339(self.platform.clock.now())));
-        for counter in ["pages_crawled", "pages_changed", "pages_removed", "pages_skipped", "chunks", "embedding_tokens"] {
+        fields.insert(
+            "started_at".into(),
+            json!(rfc3339(self.platform.clock.now())),
+        );
+        for counter in [
+            "pages_crawled",
+            "pages_changed",
+            "pages_removed",
+            "pages_skipped",
+            "chunks",
+            "embedding_tokens",
+        ] {
             fields.insert(counter.into(), json!(0));
         }
-        self.platform.store.update(jobs::job_update(&job.job_id, fields)).await.map(|_| ())
+        self.platform
+            .store
+            .update(jobs::job_update(&job.job_id, fields))
+            .await
+            .map(|_| ())
     }
 
     async fn train(&self, job: &TrainingJob) -> Result<(), TrainError> {
         let platform = &self.platform;
         let store = platform.store.as_ref();
         let now = platform.clock.now();
-        let site = sites::find_site(store, &job.site_id).await?.ok_or_else(|| TrainError::Fatal("the site no longer exists".into()))?;
+        let site = sites::find_site(store, &job.site_id)
+            .await?
+            .ok_or_else(|| TrainError::Fatal("the site no longer exists".into()))?;
         let tenant = tenants::get_tenant(store, &site.tenant_id)
             .await
             .map_err(|e| TrainError::Retryable(format!("reading the tenant: {e}")))?;
         let embedding = match &self.embeddings {
-            Some(client) => match self.prices.resolve(ModelKind::Embedding, &client.model, tenant.plan, now) {
-                Ok(policy) => Some((client, policy.clone())),
-                Err(e) => return Err(TrainError::Fatal(e.to_string())),
-            },
+            Some(client) => {
+                match self
+                    .prices
+                    .resolve(ModelKind::Embedding, &client.model, tenant.plan, now)
+                {
+                    Ok(policy) => Some((client, policy.clone())),
+                    Err(e) => return Err(TrainError::Fatal(e.to_string())),
+                }
+            }
             None => None,
         };
         let model = embedding.as_ref().map(|(c, _)| c.model.clone());
 
         // A first training shows as `training`; a re-train keeps the site `ready` on its current index.
         if site.index_version.is_none() && site.status != SiteStatus::Training {
-            sites::update_site_internal(store, platform.clock.as_ref(), &site.site_id, |s| s.status = SiteStatus::Training, Vec::new())
-                .await?;
+            sites::update_site_internal(
+                store,
+                platform.clock.as_ref(),
+                &site.site_id,
+                |s| s.status = SiteStatus::Training,
+                Vec::new(),
+            )
+            .await?;
         }
 
-        let docs: HashMap<String, DocumentRecord> =
-            documents::load_all(store, &site.site_id).await?.into_iter().map(|d| (d.canonical_url.clone(), d)).collect();
-        let by_url = docs.values().map(|d| (d.url.clone(), d.canonical_url.clone())).collect();
-        let reusable = if job.request.force_retrain { HashMap::new() } else { self.previous_vectors(&site, model.as_deref()).await };
-        let mut run = Run { job, site, tenant, embedding, reusable, docs, by_url, progress: Progress::default() };
+        let docs: HashMap<String, DocumentRecord> = documents::load_all(store, &site.site_id)
+            .await?
+            .into_iter()
+            .map(|d| (d.canonical_url.clone(), d))
+            .collect();
+        let by_url = docs
+            .values()
+            .map(|d| (d.url.clone(), d.canonical_url.clone()))
+            .collect();
+        let reusable = if job.request.force_retrain {
+            HashMap::new()
+        } else {
+            self.previous_vectors(&site, model.as_deref()).await
+        };
+        let mut run = Run {
+            job,
+            site,
+            tenant,
+            embedding,
+            reusable,
+            docs,
+            by_url,
+            progress: Progress::default(),
+        };
 
-        let start = url::Url::parse(&job.request.url).map_err(|e| TrainError::Fatal(format!("bad start URL: {e}")))?;
+        let start = url::Url::parse(&job.request.url)
+            .map_err(|e| TrainError::Fatal(format!("bad start URL: {e}")))?;
         let mut request = CrawlRequest::new(start, run.site.allowed_domains.clone());
         request.max_pages = job.request.max_pages as usize;
         request.max_depth = job.request.max_depth;
@@ -253,14 +333,27 @@ impl Trainer {
                 .filter(|d| d.status == DocumentStatus::Active)
                 .filter_map(|d| {
                     let url = url::Url::parse(&d.url).ok()?;
-                    let validators = Validators { etag: d.etag.clone(), last_modified: d.last_modified.clone() };
-                    let links = d.links.iter().filter_map(|l| url::Url::parse(l).ok()).collect();
-                    Some(KnownPage { url, depth: d.depth, validators, links })
+                    let validators = Validators {
+                        etag: d.etag.clone(),
+                        last_modified: d.last_modified.clone(),
+                    };
+                    let links = d
+                        .links
+                        .iter()
+                        .filter_map(|l| url::Url::parse(l).ok())
+                        .collect();
+                    Some(KnownPage {
+                        url,
+                        depth: d.depth,
+                        validators,
+                        links,
+                    })
                 })
                 .collect();
         }
 
-        let fetcher = Fetcher::system(self.fetch_policy.clone()).map_err(|e| TrainError::Retryable(e.to_string()))?;
+        let fetcher = Fetcher::system(self.fetch_policy.clone())
+            .map_err(|e| TrainError::Retryable(e.to_string()))?;
         let crawler = Crawler::new(fetcher);
         let (tx, mut rx) = mpsc::channel(32);
         let crawl = tokio::spawn(async move { crawler.crawl(request, tx).await });
@@ -272,13 +365,19 @@ impl Trainer {
             }
         }
         drop(rx);
-        let report = crawl.await.map_err(|e| TrainError::Retryable(format!("crawl task: {e}")))?;
+        let report = crawl
+            .await
+            .map_err(|e| TrainError::Retryable(format!("crawl task: {e}")))?;
         if let Some(e) = failure {
             return Err(e);
         }
         let c = &report.counters;
         if c.produced + c.not_modified == 0 {
-            let why = if report.notes.is_empty() { String::new() } else { format!(" ({})", report.notes.join("; ")) };
+            let why = if report.notes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", report.notes.join("; "))
+            };
             return Err(TrainError::Retryable(format!(
                 "the crawl found no pages to index: {} fetched, {} failed, {} refused by robots.txt, {} refused as unsafe{why}",
                 c.fetched, c.errors, c.refused_by_robots, c.refused_by_guard
@@ -292,20 +391,36 @@ impl Trainer {
     }
 
     /// The previous index's vectors by chunk hash, when it was built with the same model.
-    async fn previous_vectors(&self, site: &Site, model: Option<&str>) -> HashMap<String, Vec<f32>> {
-        let (Some(version), Some(model)) = (site.index_version, model) else { return HashMap::new() };
-        let blob = match self.platform.blobs.get(&index::blob_key(&site.site_id, version)).await {
+    async fn previous_vectors(
+        &self,
+        site: &Site,
+        model: Option<&str>,
+    ) -> HashMap<String, Vec<f32>> {
+        let (Some(version), Some(model)) = (site.index_version, model) else {
+            return HashMap::new();
+        };
+        let blob = match self
+            .platform
+            .blobs
+            .get(&index::blob_key(&site.site_id, version))
+            .await
+        {
             Ok(Some(blob)) => blob,
             _ => return HashMap::new(),
         };
-        let Ok(previous) = tokio::task::spawn_blocking(move || SiteIndex::decode(&blob.bytes)).await else {
+        let Ok(previous) =
+            tokio::task::spawn_blocking(move || SiteIndex::decode(&blob.bytes)).await
+        else {
             return HashMap::new();
         };
         match previous {
             Ok(index) if index.embedding_model.as_deref() == Some(model) => match &index.vectors {
-                Some(vectors) => {
-                    index.chunks.iter().enumerate().map(|(i, c)| (c.content_hash.clone(), vectors.dequantize(i))).collect()
-                }
+                Some(vectors) => index
+                    .chunks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.content_hash.clone(), vectors.dequantize(i)))
+                    .collect(),
                 None => HashMap::new(),
             },
             _ => HashMap::new(),
@@ -318,7 +433,13 @@ impl Trainer {
                 run.progress.crawled += 1;
                 self.index_page(run, &page).await?;
             }
-            CrawlEvent::NotModified { requested_url, depth, etag, last_modified, .. } => {
+            CrawlEvent::NotModified {
+                requested_url,
+                depth,
+                etag,
+                last_modified,
+                ..
+            } => {
                 run.progress.crawled += 1;
                 if let Some(canonical) = run.by_url.get(requested_url.as_str()).cloned() {
                     if let Some(mut doc) = run.docs.get(&canonical).cloned() {
@@ -329,14 +450,22 @@ impl Trainer {
                     }
                 }
             }
-            CrawlEvent::Gone { requested_url, final_url, .. } => {
+            CrawlEvent::Gone {
+                requested_url,
+                final_url,
+                ..
+            } => {
                 run.progress.crawled += 1;
                 let canonical = run
                     .by_url
                     .get(requested_url.as_str())
                     .or_else(|| run.by_url.get(final_url.as_str()))
                     .cloned()
-                    .or_else(|| run.docs.contains_key(final_url.as_str()).then(|| final_url.to_string()));
+                    .or_else(|| {
+                        run.docs
+                            .contains_key(final_url.as_str())
+                            .then(|| final_url.to_string())
+                    });
                 if let Some(canonical) = canonical {
                     if let Some(doc) = run.docs.get(&canonical).cloned() {
                         self.remove(run, doc).await?;
@@ -368,7 +497,10 @@ impl Trainer {
         ] {
             fields.insert(name.into(), json!(value));
         }
-        self.platform.store.update(jobs::job_update(&run.job.job_id, fields)).await?;
+        self.platform
+            .store
+            .update(jobs::job_update(&run.job.job_id, fields))
+            .await?;
         Ok(())
     }
 
@@ -377,11 +509,21 @@ impl Trainer {
     }
 
     /// Records that this job saw a document unchanged.
-    async fn save_seen(&self, run: &mut Run<'_>, mut doc: DocumentRecord) -> Result<(), TrainError> {
+    async fn save_seen(
+        &self,
+        run: &mut Run<'_>,
+        mut doc: DocumentRecord,
+    ) -> Result<(), TrainError> {
         doc.seen_job = Some(run.job.job_id.clone());
         doc.valid_until = self.valid_until();
         doc.updated_at = rfc3339(self.platform.clock.now());
-        self.platform.store.put(documents::doc_item(&run.site.site_id, &doc)?, Condition::None).await?;
+        self.platform
+            .store
+            .put(
+                documents::doc_item(&run.site.site_id, &doc)?,
+                Condition::None,
+            )
+            .await?;
         run.docs.insert(doc.canonical_url.clone(), doc);
         Ok(())
     }
@@ -394,7 +536,13 @@ impl Trainer {
         doc.removed_job = Some(run.job.job_id.clone());
         doc.seen_job = Some(run.job.job_id.clone());
         doc.updated_at = rfc3339(self.platform.clock.now());
-        self.platform.store.put(documents::doc_item(&run.site.site_id, &doc)?, Condition::None).await?;
+        self.platform
+            .store
+            .put(
+                documents::doc_item(&run.site.site_id, &doc)?,
+                Condition::None,
+            )
+            .await?;
         run.progress.removed += 1;
         run.docs.insert(doc.canonical_url.clone(), doc);
         Ok(())
@@ -417,7 +565,8 @@ impl Trainer {
     /// Extracts, chunks and (for what changed) embeds one page, and saves its chunks and record.
     async fn index_page(&self, run: &mut Run<'_>, page: &CrawledPage) -> Result<(), TrainError> {
         let canonical = page.canonical_url.to_string();
-        run.by_url.insert(page.requested_url.to_string(), canonical.clone());
+        run.by_url
+            .insert(page.requested_url.to_string(), canonical.clone());
         let text = page.text.clone();
         let kind = page.kind;
         let options = self.chunk_options;
@@ -432,7 +581,13 @@ impl Trainer {
         })
         .await
         .map_err(|e| TrainError::Retryable(format!("extraction task: {e}")))?;
-        let content_hash = chunk::content_hash(&chunks.iter().map(|c| c.text.as_str()).collect::<Vec<_>>().join("\n\n"));
+        let content_hash = chunk::content_hash(
+            &chunks
+                .iter()
+                .map(|c| c.text.as_str())
+                .collect::<Vec<_>>()
+                .join("\n\n"),
+        );
         let model = run.embedding.as_ref().map(|(c, _)| c.model.clone());
         let job_id = run.job.job_id.clone();
         let previous = run.docs.get(&canonical).cloned();
@@ -455,7 +610,11 @@ impl Trainer {
             }
         }
 
-        let title = if extracted.title.trim().is_empty() { canonical.clone() } else { extracted.title.clone() };
+        let title = if extracted.title.trim().is_empty() {
+            canonical.clone()
+        } else {
+            extracted.title.clone()
+        };
         let indexed: Vec<IndexedChunk> = chunks
             .iter()
             .map(|c| IndexedChunk {
@@ -474,10 +633,23 @@ impl Trainer {
             }
             None => (None, 0),
         };
-        let stored = StoredChunks { chunks: indexed, vectors };
-        let blob_key = documents::chunks_blob_key(&run.site.site_id, &canonical, &content_hash, model.as_deref());
-        let bytes = stored.encode().map_err(|e| TrainError::Retryable(format!("encoding chunks: {e}")))?;
-        self.platform.blobs.put(&blob_key, bytes, "application/octet-stream").await?;
+        let stored = StoredChunks {
+            chunks: indexed,
+            vectors,
+        };
+        let blob_key = documents::chunks_blob_key(
+            &run.site.site_id,
+            &canonical,
+            &content_hash,
+            model.as_deref(),
+        );
+        let bytes = stored
+            .encode()
+            .map_err(|e| TrainError::Retryable(format!("encoding chunks: {e}")))?;
+        self.platform
+            .blobs
+            .put(&blob_key, bytes, "application/octet-stream")
+            .await?;
 
         let now = rfc3339(self.platform.clock.now());
         let doc = DocumentRecord {
@@ -500,13 +672,26 @@ impl Trainer {
             removed_job: None,
             updated_at: now,
         };
-        self.platform.store.put(documents::doc_item(&run.site.site_id, &doc)?, Condition::None).await?;
+        self.platform
+            .store
+            .put(
+                documents::doc_item(&run.site.site_id, &doc)?,
+                Condition::None,
+            )
+            .await?;
         run.progress.changed += 1;
         run.progress.chunks += stored.chunks.len() as u64;
         run.progress.embedding_tokens += tokens;
         // The previous version's chunks are no longer needed (the serving index carries its own copy).
-        if let Some(old) = previous.filter(|d| d.content_hash != content_hash || d.embedding_model != model) {
-            let old_key = documents::chunks_blob_key(&run.site.site_id, &canonical, &old.content_hash, old.embedding_model.as_deref());
+        if let Some(old) =
+            previous.filter(|d| d.content_hash != content_hash || d.embedding_model != model)
+        {
+            let old_key = documents::chunks_blob_key(
+                &run.site.site_id,
+                &canonical,
+                &old.content_hash,
+                old.embedding_model.as_deref(),
+            );
             if let Err(e) = self.platform.blobs.delete(&old_key).await {
                 tracing::warn!(error = %e, key = old_key, "could not delete superseded chunks");
             }
@@ -523,17 +708,35 @@ impl Trainer {
         client: &EmbeddingClient,
         chunks: &[IndexedChunk],
     ) -> Result<(Vec<Vec<f32>>, u64), TrainError> {
-        let mut vectors: Vec<Option<Vec<f32>>> = chunks.iter().map(|c| run.reusable.get(&c.content_hash).cloned()).collect();
-        let missing: Vec<usize> = (0..chunks.len()).filter(|&i| vectors[i].is_none()).collect();
+        let mut vectors: Vec<Option<Vec<f32>>> = chunks
+            .iter()
+            .map(|c| run.reusable.get(&c.content_hash).cloned())
+            .collect();
+        let missing: Vec<usize> = (0..chunks.len())
+            .filter(|&i| vectors[i].is_none())
+            .collect();
         if missing.is_empty() {
             return Ok((vectors.into_iter().flatten().collect(), 0));
         }
         let store = self.platform.store.as_ref();
         let now = self.platform.clock.now();
-        let estimate: i64 = missing.iter().map(|&i| chunks[i].token_count as i64).sum::<i64>().max(1);
+        let estimate: i64 = missing
+            .iter()
+            .map(|&i| chunks[i].token_count as i64)
+            .sum::<i64>()
+            .max(1);
         let limits = run.tenant.plan.limits();
         let month = usage::tenant_month(&run.tenant.tenant_id, &usage::month_of(now));
-        match usage::reserve(store, month.clone(), counters::EMBEDDING_TOKENS, estimate, limits.monthly_embedding_tokens as i64, now).await {
+        match usage::reserve(
+            store,
+            month.clone(),
+            counters::EMBEDDING_TOKENS,
+            estimate,
+            limits.monthly_embedding_tokens as i64,
+            now,
+        )
+        .await
+        {
             Ok(_) => {}
             Err(usage::UsageError::LimitReached(_)) => {
                 return Err(TrainError::Fatal(format!(
@@ -549,19 +752,36 @@ impl Trainer {
             Ok(out) => out,
             Err(e) => {
                 // Nothing was spent: give the reservation back.
-                let _ = usage::record(store, month, counters::EMBEDDING_TOKENS, -estimate, now).await;
+                let _ =
+                    usage::record(store, month, counters::EMBEDDING_TOKENS, -estimate, now).await;
                 return Err(match e {
-                    EmbedError::Rejected { .. } | EmbedError::Malformed(_) => TrainError::Fatal(e.to_string()),
+                    EmbedError::Rejected { .. } | EmbedError::Malformed(_) => {
+                        TrainError::Fatal(e.to_string())
+                    }
                     EmbedError::Unavailable { .. } => TrainError::Retryable(e.to_string()),
                 });
             }
         };
-        let tokens = if embedded.tokens > 0 { embedded.tokens } else { estimate as u64 };
+        let tokens = if embedded.tokens > 0 {
+            embedded.tokens
+        } else {
+            estimate as u64
+        };
         // Settle the reservation to what the provider counted, and record what it cost.
-        let cost = run.embedding.as_ref().map_or(MicroUsd::ZERO, |(_, p)| p.cost(tokens, 0));
+        let cost = run
+            .embedding
+            .as_ref()
+            .map_or(MicroUsd::ZERO, |(_, p)| p.cost(tokens, 0));
         let correction = tokens as i64 - estimate;
         if correction != 0 {
-            usage::record(store, month.clone(), counters::EMBEDDING_TOKENS, correction, now).await?;
+            usage::record(
+                store,
+                month.clone(),
+                counters::EMBEDDING_TOKENS,
+                correction,
+                now,
+            )
+            .await?;
         }
         if cost.0 != 0 {
             usage::record(store, month, counters::COST_MICROS, cost.0, now).await?;
@@ -578,23 +798,44 @@ impl Trainer {
         let job_id = run.job.job_id.clone();
         let model = run.embedding.as_ref().map(|(c, _)| c.model.clone());
         let mut builder: Option<IndexBuilder> = None;
-        let mut active: Vec<&DocumentRecord> = run.docs.values().filter(|d| d.status == DocumentStatus::Active).collect();
+        let mut active: Vec<&DocumentRecord> = run
+            .docs
+            .values()
+            .filter(|d| d.status == DocumentStatus::Active)
+            .collect();
         active.sort_by(|a, b| a.canonical_url.cmp(&b.canonical_url));
         for doc in active {
-            let key = documents::chunks_blob_key(&run.site.site_id, &doc.canonical_url, &doc.content_hash, doc.embedding_model.as_deref());
+            let key = documents::chunks_blob_key(
+                &run.site.site_id,
+                &doc.canonical_url,
+                &doc.content_hash,
+                doc.embedding_model.as_deref(),
+            );
             let Some(blob) = platform.blobs.get(&key).await? else {
-                return Err(TrainError::Retryable(format!("chunks of {} are missing", doc.canonical_url)));
+                return Err(TrainError::Retryable(format!(
+                    "chunks of {} are missing",
+                    doc.canonical_url
+                )));
             };
-            let stored = StoredChunks::decode(&blob.bytes).map_err(|e| TrainError::Retryable(format!("chunks of {}: {e}", doc.canonical_url)))?;
+            let stored = StoredChunks::decode(&blob.bytes).map_err(|e| {
+                TrainError::Retryable(format!("chunks of {}: {e}", doc.canonical_url))
+            })?;
             let b = builder.get_or_insert_with(|| {
-                IndexBuilder::new(match (&model, stored.vectors.as_ref().and_then(|v| v.first())) {
-                    (Some(m), Some(v)) => Some((m.clone(), v.len())),
-                    _ => None,
-                })
+                IndexBuilder::new(
+                    match (&model, stored.vectors.as_ref().and_then(|v| v.first())) {
+                        (Some(m), Some(v)) => Some((m.clone(), v.len())),
+                        _ => None,
+                    },
+                )
             });
             for (i, chunk) in stored.chunks.into_iter().enumerate() {
-                let vector = stored.vectors.as_ref().and_then(|v| v.get(i)).map(Vec::as_slice);
-                b.add(chunk, vector).map_err(|e| TrainError::Retryable(format!("building the index: {e}")))?;
+                let vector = stored
+                    .vectors
+                    .as_ref()
+                    .and_then(|v| v.get(i))
+                    .map(Vec::as_slice);
+                b.add(chunk, vector)
+                    .map_err(|e| TrainError::Retryable(format!("building the index: {e}")))?;
             }
         }
         let builder = builder.unwrap_or_else(|| IndexBuilder::new(None));
@@ -606,7 +847,14 @@ impl Trainer {
             .map_err(|e| TrainError::Retryable(format!("encoding task: {e}")))?
             .map_err(|e| TrainError::Retryable(e.to_string()))?;
         // The new version is complete before anything points at it.
-        platform.blobs.put(&index::blob_key(&run.site.site_id, version), bytes, "application/octet-stream").await?;
+        platform
+            .blobs
+            .put(
+                &index::blob_key(&run.site.site_id, version),
+                bytes,
+                "application/octet-stream",
+            )
+            .await?;
 
         // Exact counts, from the records this job stamped.
         let mine = |j: &Option<JobId>| j.as_ref() == Some(&job_id);
@@ -614,8 +862,15 @@ impl Trainer {
         let crawled = docs.iter().filter(|d| mine(&d.seen_job)).count() as u64;
         let changed = docs.iter().filter(|d| mine(&d.changed_job)).count() as u64;
         let removed = docs.iter().filter(|d| mine(&d.removed_job)).count() as u64;
-        let tokens: u64 = docs.iter().filter(|d| mine(&d.changed_job)).map(|d| d.embedding_tokens).sum();
-        let cost = run.embedding.as_ref().map_or(MicroUsd::ZERO, |(_, p)| p.cost(tokens, 0));
+        let tokens: u64 = docs
+            .iter()
+            .filter(|d| mine(&d.changed_job))
+            .map(|d| d.embedding_tokens)
+            .sum();
+        let cost = run
+            .embedding
+            .as_ref()
+            .map_or(MicroUsd::ZERO, |(_, p)| p.cost(tokens, 0));
         let now = rfc3339(platform.clock.now());
         let mut fields = Map::new();
         for (name, value) in [
@@ -642,25 +897,52 @@ impl Trainer {
             s.last_training_error = None;
         };
         self.commit(run, switch, job_write).await?;
-        tracing::info!(version, chunks = chunk_count, crawled, changed, removed, tokens, "training succeeded");
+        tracing::info!(
+            version,
+            chunks = chunk_count,
+            crawled,
+            changed,
+            removed,
+            tokens,
+            "training succeeded"
+        );
         self.prune(run, version).await;
         Ok(())
     }
 
     /// Commits a site change with the job's final write, freeing the site's training lock.
-    async fn commit(&self, run: &Run<'_>, change: impl Fn(&mut Site) + Clone, job_write: Write) -> Result<(), TrainError> {
+    async fn commit(
+        &self,
+        run: &Run<'_>,
+        change: impl Fn(&mut Site) + Clone,
+        job_write: Write,
+    ) -> Result<(), TrainError> {
         let store = self.platform.store.as_ref();
         let clock = self.platform.clock.as_ref();
         let lock = Write::Delete(
             jobs::lock_key(&run.site.site_id),
             Condition::AttributeEquals("job_id".into(), json!(run.job.job_id)),
         );
-        let result = sites::update_site_internal(store, clock, &run.site.site_id, change.clone(), vec![job_write.clone(), lock]).await;
+        let result = sites::update_site_internal(
+            store,
+            clock,
+            &run.site.site_id,
+            change.clone(),
+            vec![job_write.clone(), lock],
+        )
+        .await;
         match result {
             Ok(_) => Ok(()),
             // The lock is not ours any more (it expired, or another job holds it): commit without it.
             Err(sites::SiteError::Conflict) => {
-                sites::update_site_internal(store, clock, &run.site.site_id, change, vec![job_write]).await?;
+                sites::update_site_internal(
+                    store,
+                    clock,
+                    &run.site.site_id,
+                    change,
+                    vec![job_write],
+                )
+                .await?;
                 Ok(())
             }
             Err(e) => Err(e.into()),
@@ -673,7 +955,10 @@ impl Trainer {
         let mut fields = Map::new();
         fields.insert("status".into(), json!(JobStatus::Failed));
         fields.insert("error".into(), json!(reason));
-        fields.insert("finished_at".into(), json!(rfc3339(self.platform.clock.now())));
+        fields.insert(
+            "finished_at".into(),
+            json!(rfc3339(self.platform.clock.now())),
+        );
         let update = jobs::job_update(&job.job_id, fields);
         let Some(site) = sites::find_site(store, &job.site_id).await? else {
             // The site is gone: end the job alone.
@@ -696,7 +981,11 @@ impl Trainer {
         };
         let reason = reason.to_string();
         let change = move |s: &mut Site| {
-            s.status = if s.index_version.is_some() { SiteStatus::Ready } else { SiteStatus::Failed };
+            s.status = if s.index_version.is_some() {
+                SiteStatus::Ready
+            } else {
+                SiteStatus::Failed
+            };
             s.last_training_error = Some(reason.clone());
         };
         self.commit(&run, change, job_write).await
@@ -725,7 +1014,11 @@ impl Trainer {
             }
             Err(e) => tracing::warn!(error = %e, "could not list index versions to prune"),
         }
-        for doc in run.docs.values().filter(|d| d.removed_job.as_ref() == Some(&run.job.job_id)) {
+        for doc in run
+            .docs
+            .values()
+            .filter(|d| d.removed_job.as_ref() == Some(&run.job.job_id))
+        {
             let key = documents::chunks_blob_key(
                 &run.site.site_id,
                 &doc.canonical_url,

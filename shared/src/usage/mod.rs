@@ -161,7 +161,11 @@ pub fn parse_month(raw: &str) -> Result<String, String> {
         && raw.as_bytes()[4] == b'-'
         && raw[..4].bytes().all(|b| b.is_ascii_digit())
         && raw[5..].parse::<u8>().is_ok_and(|m| (1..=12).contains(&m));
-    if ok { Ok(raw.to_string()) } else { Err(format!("{raw:?} is not a month of the form YYYY-MM")) }
+    if ok {
+        Ok(raw.to_string())
+    } else {
+        Err(format!("{raw:?} is not a month of the form YYYY-MM"))
+    }
 }
 
 /// One tenant's month: totals, quota use and a row per day with activity.
@@ -220,14 +224,20 @@ pub async fn monthly_report(
 ) -> Result<MonthlyReport, StoreError> {
     let monthly = store.get(&tenant_month(&tenant.tenant_id, month));
     let days = store.query(
-        crate::store::Query::partition(format!("TENANT#{}", tenant.tenant_id)).prefix(format!("USAGE#{month}-")).limit(31),
+        crate::store::Query::partition(format!("TENANT#{}", tenant.tenant_id))
+            .prefix(format!("USAGE#{month}-"))
+            .limit(31),
     );
     let (monthly, days) = tokio::join!(monthly, days);
     let monthly = monthly?;
     let totals = totals_of(monthly.as_ref());
     let limits = tenant.plan.limits();
     let quotas = vec![
-        QuotaUse { name: "monthly_chats", used: totals.chats, limit: limits.monthly_chats as i64 },
+        QuotaUse {
+            name: "monthly_chats",
+            used: totals.chats,
+            limit: limits.monthly_chats as i64,
+        },
         QuotaUse {
             name: "monthly_embedding_tokens",
             used: totals.embedding_tokens,
@@ -252,5 +262,12 @@ pub async fn monthly_report(
             }
         })
         .collect();
-    Ok(MonthlyReport { tenant_id: tenant.tenant_id.clone(), month: month.to_string(), plan: tenant.plan, totals, quotas, days })
+    Ok(MonthlyReport {
+        tenant_id: tenant.tenant_id.clone(),
+        month: month.to_string(),
+        plan: tenant.plan,
+        totals,
+        quotas,
+        days,
+    })
 }

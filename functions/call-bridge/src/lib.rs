@@ -1,0 +1,349 @@
+//! The realtime call bridge: a long-running axum server (Fargate in production, the local runner's second
+//! port locally) between Twilio and the OpenAI Realtime API.
+//!
+//! - `POST /incoming-call-realtime`: Twilio's voice webhook. Signature checked, admission decided (fail
+//!   closed), TwiML answered: `<Connect><Stream>` with a signed per-call token, or `<Say>` + `<Hangup/>`.
+//! - `GET /twilio-media`: the Media Streams WebSocket. The token is verified before anything else; only
+//!   then is a model session opened, and audio relayed both ways untouched (μ-law), with barge-in.
+//! - `GET /healthz`: for the load balancer (503 while draining).
+//!
+//! On SIGTERM the server stops accepting, lets calls run up to a drain deadline, then ends them; every
+//! call still writes its log and settles its minutes.
+
+mod admission;
+pub mod metrics;
+mod session;
+pub mod tracker;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::net::TcpListener;
+use url::Url;
+
+use shared::Platform;
+use shared::config::Config;
+use shared::models::chat::ChatClient;
+use shared::models::{ModelKind, PriceBook};
+use shared::voice::media_streams::MAX_INBOUND_MESSAGE;
+use shared::voice::realtime::DEFAULT_TRANSCRIPTION_MODEL;
+use shared::voice::signature::TwilioValidator;
+use shared::voice::summary::ChatSummarizer;
+use shared::voice::token::StreamTokenKey;
+
+pub use tracker::CallTracker;
+
+/// The webhook's path (part of the signed URL).
+pub const WEBHOOK_PATH: &str = "/incoming-call-realtime";
+/// The media stream's path.
+pub const MEDIA_PATH: &str = "/twilio-media";
+/// How long a stream token is valid: Twilio connects the stream right after reading the TwiML.
+pub const TOKEN_TTL_SECS: i64 = 120;
+/// How long a media socket may take to send `start`.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting to the model may take.
+pub const MODEL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// After the drain deadline, how long ended calls get to write their logs.
+pub const FINISH_GRACE: Duration = Duration::from_secs(20);
+/// The webhook's form body is small; anything bigger is not Twilio.
+const MAX_WEBHOOK_BODY: usize = 64 * 1024;
+
+/// What the bridge runs with, derived once from the configuration.
+#[derive(Debug, Clone)]
+pub struct BridgeSettings {
+    /// The exact URL Twilio is configured to call (signatures are over it).
+    pub webhook_url: Url,
+    /// `ws(s)://…/twilio-media`, put in the TwiML.
+    pub stream_url: String,
+    /// `None` without `TWILIO_AUTH_TOKEN`: every webhook is then refused (fail closed).
+    pub validator: Option<TwilioValidator>,
+    pub token_key: Option<StreamTokenKey>,
+    pub realtime_url: Url,
+    pub realtime_model: String,
+    pub api_key: Option<String>,
+    pub transcription_model: String,
+    pub max_call: Duration,
+    pub drain: Duration,
+    pub summarizer: Option<ChatSummarizer>,
+    pub prices: PriceBook,
+}
+
+impl BridgeSettings {
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let base = config
+            .bridge
+            .public_url
+            .clone()
+            .unwrap_or_else(|| config.public_url.clone());
+        let webhook_url = under(&base, WEBHOOK_PATH).context("the bridge's webhook URL")?;
+        let mut stream = under(&base, MEDIA_PATH).context("the bridge's stream URL")?;
+        let scheme = if base.scheme() == "https" {
+            "wss"
+        } else {
+            "ws"
+        };
+        stream
+            .set_scheme(scheme)
+            .map_err(|()| anyhow::anyhow!("cannot make a WebSocket URL of {base}"))?;
+        // Twilio refuses query strings on stream URLs; everything travels as <Parameter>s.
+        stream.set_query(None);
+        let realtime_url = config.models.realtime_url.clone();
+        let realtime_model = realtime_url
+            .query_pairs()
+            .find(|(k, _)| k == "model")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| "gpt-realtime".into());
+        let summarizer = match &config.models.chat_model {
+            Some(model) => {
+                let http = reqwest::Client::builder()
+                    .build()
+                    .context("building the HTTP client")?;
+                let client =
+                    ChatClient::new(http, &config.models.base_url, config.models.api_key.clone())
+                        .context("the chat model's URL")?;
+                Some(ChatSummarizer::new(client, model.clone()))
+            }
+            None => None,
+        };
+        Ok(Self {
+            webhook_url,
+            stream_url: stream.to_string(),
+            validator: config
+                .twilio_auth_token
+                .as_deref()
+                .map(TwilioValidator::new),
+            token_key: config
+                .twilio_auth_token
+                .as_deref()
+                .map(StreamTokenKey::derive),
+            prices: PriceBook::builtin().with_unpriced_model(&realtime_model, ModelKind::Realtime),
+            realtime_url,
+            realtime_model,
+            api_key: config.models.api_key.clone(),
+            transcription_model: DEFAULT_TRANSCRIPTION_MODEL.into(),
+            max_call: Duration::from_secs(config.bridge.max_call_seconds),
+            drain: Duration::from_secs(config.bridge.drain_seconds),
+            summarizer,
+        })
+    }
+}
+
+/// `base` with `path` appended to its path (a base may carry a prefix such as `/voice`).
+fn under(base: &Url, path: &str) -> anyhow::Result<Url> {
+    let mut url = base.clone();
+    let joined = format!("{}{path}", base.path().trim_end_matches('/'));
+    url.set_path(&joined);
+    url.set_fragment(None);
+    Ok(url)
+}
+
+/// The bridge: the platform, its settings, and the calls in progress.
+#[derive(Debug)]
+pub struct Bridge {
+    pub platform: Arc<Platform>,
+    pub settings: BridgeSettings,
+    pub calls: CallTracker,
+}
+
+impl Bridge {
+    pub fn new(platform: Arc<Platform>) -> anyhow::Result<Arc<Self>> {
+        let settings = BridgeSettings::from_config(&platform.config)?;
+        Ok(Self::with_settings(platform, settings))
+    }
+
+    pub fn with_settings(platform: Arc<Platform>, settings: BridgeSettings) -> Arc<Self> {
+        if settings.validator.is_none() {
+            tracing::warn!("TWILIO_AUTH_TOKEN is not set: every incoming call will be refused");
+        }
+        Arc::new(Self {
+            platform,
+            settings,
+            calls: CallTracker::new(),
+        })
+    }
+}
+
+/// The bridge's routes.
+pub fn app(bridge: Arc<Bridge>) -> Router {
+    let router = Router::new()
+        .route(WEBHOOK_PATH, post(admission::incoming_call))
+        .route(MEDIA_PATH, get(media_socket))
+        .route("/healthz", get(healthz))
+        .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
+        .with_state(bridge);
+    shared::http::finish(router)
+}
+
+async fn healthz(State(bridge): State<Arc<Bridge>>) -> Response {
+    let calls = bridge.calls.active();
+    if bridge.calls.is_draining() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "status": "draining", "calls": calls })),
+        )
+            .into_response()
+    } else {
+        axum::Json(json!({ "status": "ok", "calls": calls })).into_response()
+    }
+}
+
+async fn media_socket(State(bridge): State<Arc<Bridge>>, upgrade: WebSocketUpgrade) -> Response {
+    if bridge.calls.is_draining() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    // Counted from the upgrade on, so shutdown waits for calls still setting up.
+    let guard = bridge.calls.enter();
+    upgrade
+        .max_message_size(MAX_INBOUND_MESSAGE)
+        .max_frame_size(MAX_INBOUND_MESSAGE)
+        .on_upgrade(move |socket| session::run(bridge, socket, guard))
+}
+
+/// A bound bridge, ready to serve.
+pub struct BridgeServer {
+    pub addr: SocketAddr,
+    pub bridge: Arc<Bridge>,
+    listener: TcpListener,
+}
+
+impl BridgeServer {
+    pub async fn bind(platform: Arc<Platform>, addr: SocketAddr) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the call bridge on {addr}"))?;
+        Self::from_listener(platform, listener)
+    }
+
+    pub fn from_listener(platform: Arc<Platform>, listener: TcpListener) -> anyhow::Result<Self> {
+        let addr = listener
+            .local_addr()
+            .context("reading the bridge's address")?;
+        Ok(Self {
+            addr,
+            bridge: Bridge::new(platform)?,
+            listener,
+        })
+    }
+
+    /// Serves until `shutdown` resolves, then drains: no new calls, calls in progress get up to the
+    /// drain deadline, then are ended; returns once every call has written its log (or the grace ran out).
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let bridge = self.bridge.clone();
+        tracing::info!(addr = %self.addr, webhook = %bridge.settings.webhook_url, "call bridge listening");
+        let draining = bridge.clone();
+        let served = axum::serve(self.listener, app(bridge.clone()))
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                draining.calls.start_draining();
+            })
+            .await
+            .context("serving the call bridge");
+        bridge.calls.start_draining();
+        drain(&bridge).await;
+        served
+    }
+}
+
+async fn drain(bridge: &Bridge) {
+    let calls = &bridge.calls;
+    tracing::info!(
+        calls = calls.active(),
+        deadline_s = bridge.settings.drain.as_secs(),
+        "call bridge draining"
+    );
+    if calls.wait_idle(bridge.settings.drain).await {
+        tracing::info!("every call ended; call bridge stopped");
+        return;
+    }
+    tracing::warn!(
+        calls = calls.active(),
+        "drain deadline passed; ending the calls still in progress"
+    );
+    calls.end_all();
+    if calls.wait_idle(FINISH_GRACE).await {
+        tracing::info!("every call ended and logged; call bridge stopped");
+    } else {
+        tracing::error!(
+            calls = calls.active(),
+            "calls still finishing after the grace period"
+        );
+    }
+}
+
+/// Resolves on SIGTERM (ECS stopping the task) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> BridgeSettings {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let config = Config::from_vars(&vars, shared::config::Mode::Deployed).unwrap();
+        BridgeSettings::from_config(&config).unwrap()
+    }
+
+    #[test]
+    fn urls_come_from_the_configured_public_url() {
+        let s = settings(&[
+            ("KOTOBA_PUBLIC_URL", "https://api.example.com"),
+            (
+                "KOTOBA_BRIDGE_PUBLIC_URL",
+                "https://voice.example.com/bridge/",
+            ),
+            (
+                "OPENAI_REALTIME_URL",
+                "ws://127.0.0.1:9/v1/realtime?model=gpt-realtime-x",
+            ),
+        ]);
+        assert_eq!(
+            s.webhook_url.as_str(),
+            "https://voice.example.com/bridge/incoming-call-realtime"
+        );
+        assert_eq!(s.stream_url, "wss://voice.example.com/bridge/twilio-media");
+        assert_eq!(s.realtime_model, "gpt-realtime-x");
+        assert!(s.validator.is_none() && s.token_key.is_none());
+        let s = settings(&[("KOTOBA_PUBLIC_URL", "http://127.0.0.1:3001")]);
+        assert_eq!(s.stream_url, "ws://127.0.0.1:3001/twilio-media");
+        assert_eq!(s.realtime_model, "gpt-realtime");
+    }
+}

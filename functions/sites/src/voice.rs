@@ -1,0 +1,147 @@
+//! The receptionist's management routes: phone numbers (E.164, unique across tenants), the receptionist's
+//! versioned settings, and call logs. Another tenant's number or call answers 404.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use shared::Platform;
+use shared::http::{ApiError, ApiJson, TenantAuth};
+use shared::voice::receptionist::{self, ReceptionistPatch, ReceptionistSettings};
+use shared::voice::{CallSid, PhoneNumber, calls, phone};
+
+type AppState = Arc<Platform>;
+
+/// The voice routes (merged into the management API's router).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/phone-numbers", post(claim_number).get(list_numbers))
+        .route("/api/phone-numbers/{number}", delete(release_number))
+        .route("/api/voice", get(read_settings).patch(patch_settings))
+        .route("/api/voice/versions", get(settings_versions))
+        .route("/api/voice/rollback", post(rollback_settings))
+        .route("/api/calls", get(list_calls))
+        .route("/api/calls/{call_sid}", get(read_call))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewNumber {
+    number: PhoneNumber,
+}
+
+async fn claim_number(
+    State(p): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    ApiJson(body): ApiJson<NewNumber>,
+) -> Result<impl IntoResponse, ApiError> {
+    let assignment = phone::claim(p.store.as_ref(), p.clock.as_ref(), &tenant, body.number).await?;
+    tracing::info!(number = %assignment.number, "phone number claimed");
+    Ok((StatusCode::CREATED, Json(assignment)))
+}
+
+async fn list_numbers(
+    State(p): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+) -> Result<Json<Value>, ApiError> {
+    let numbers = phone::list(p.store.as_ref(), &tenant).await?;
+    Ok(Json(json!({ "phone_numbers": numbers })))
+}
+
+async fn release_number(
+    State(p): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    // A number that does not parse names nothing the tenant has.
+    let number = PhoneNumber::parse(&raw)
+        .map_err(|_| ApiError::NotFound("phone number not found".into()))?;
+    phone::release(p.store.as_ref(), &tenant, &number).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn read_settings(
+    State(p): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+) -> Result<Json<ReceptionistSettings>, ApiError> {
+    Ok(Json(receptionist::get(p.store.as_ref(), &tenant).await?))
+}
+
+async fn patch_settings(
+    State(p): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    ApiJson(patch): ApiJson<ReceptionistPatch>,
+) -> Result<Json<ReceptionistSettings>, ApiError> {
+    if patch.is_empty() {
+        return Err(ApiError::InvalidInput {
+            field: None,
+            message: "nothing to change: give system_prompt, greeting, voice or language".into(),
+        });
+    }
+    Ok(Json(
+        receptionist::patch(p.store.as_ref(), p.clock.as_ref(), &tenant, &patch).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct Page {
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn settings_versions(
+    State(p): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    let (versions, next) = receptionist::versions(p.store.as_ref(), &tenant, page.cursor).await?;
+    Ok(Json(json!({ "versions": versions, "next_cursor": next })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rollback {
+    version: u32,
+}
+
+async fn rollback_settings(
+    State(p): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    ApiJson(body): ApiJson<Rollback>,
+) -> Result<Json<ReceptionistSettings>, ApiError> {
+    Ok(Json(
+        receptionist::rollback(p.store.as_ref(), p.clock.as_ref(), &tenant, body.version).await?,
+    ))
+}
+
+async fn list_calls(
+    State(p): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    let (calls, next) = calls::list(
+        p.store.as_ref(),
+        &tenant,
+        page.cursor,
+        page.limit.unwrap_or(25),
+    )
+    .await?;
+    let calls: Vec<Value> = calls.iter().map(|c| c.api_view()).collect();
+    Ok(Json(json!({ "calls": calls, "next_cursor": next })))
+}
+
+async fn read_call(
+    State(p): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let call = CallSid::parse(&raw).map_err(|_| ApiError::NotFound("call not found".into()))?;
+    let log = calls::get(p.store.as_ref(), &tenant, &call).await?;
+    Ok(Json(log.api_view()))
+}

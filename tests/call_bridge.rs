@@ -1,0 +1,973 @@
+//! The call bridge end to end, over real sockets on loopback: Twilio's webhook and Media Streams played by
+//! a simulator, OpenAI Realtime played by a local peer speaking the GA events, the local runner (API and
+//! bridge) in between, and the tenant's view through the management API.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use kotoba_tests::realtime_peer::{PeerScript, RealtimePeer, SPEECH_END, SPEECH_START, pattern};
+use kotoba_tests::twilio::{self, MediaStream, Received, Record, Step};
+use kotoba_tests::{Backend, TEST_TWILIO_AUTH_TOKEN, TestApp};
+use shared::ids::TenantId;
+use shared::usage::{self, counters};
+use shared::voice::signature::TwilioValidator;
+use shared::voice::token::{StreamClaims, StreamTokenKey};
+
+const CALLER: &str = "+819012345678";
+
+/// The runner with its bridge pointed at the peer.
+async fn voice_app(peer: &RealtimePeer, extra: &[(&str, &str)]) -> TestApp {
+    let mut vars = vec![("OPENAI_REALTIME_URL", peer.url.as_str())];
+    vars.extend_from_slice(extra);
+    TestApp::spawn_with(Backend::Embedded, &vars).await
+}
+
+/// An active tenant answering on `number`; returns (tenant id, API key).
+async fn receptionist(app: &TestApp, plan: &str, number: &str) -> (String, String) {
+    let (tenant, key) = app.create_tenant(plan).await;
+    set_status(app, &tenant, "active").await;
+    let r = app
+        .post("/api/phone-numbers", &key, json!({"number": number}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    (tenant, key)
+}
+
+async fn set_status(app: &TestApp, tenant: &str, status: &str) {
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("/api/admin/tenants/{tenant}/subscription"),
+            Some(&app.admin_key),
+            Some(json!({"status": status})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+}
+
+/// Twilio's webhook for a new call, signed by the official library; returns status and TwiML.
+async fn place_call(app: &TestApp, call_sid: &str, to: &str) -> (StatusCode, String) {
+    let params = twilio::webhook_params(call_sid, CALLER, to);
+    let url = format!("{}/incoming-call-realtime", app.bridge_url);
+    let signature = twilio::sign(TEST_TWILIO_AUTH_TOKEN, &url, &params).await;
+    twilio::post_webhook(&app.client, &app.bridge_url, &params, Some(&signature)).await
+}
+
+/// Places a call and opens its media stream with the parameters from the TwiML.
+async fn connect_call(app: &TestApp, call_sid: &str, to: &str) -> MediaStream {
+    let (status, twiml) = place_call(app, call_sid, to).await;
+    assert_eq!(status, StatusCode::OK);
+    let (url, params) =
+        twilio::stream_of(&twiml).unwrap_or_else(|| panic!("not a stream: {twiml}"));
+    assert_eq!(
+        url,
+        format!(
+            "{}/twilio-media",
+            app.bridge_url.replace("http://", "ws://")
+        )
+    );
+    MediaStream::connect(&app.bridge_url, call_sid, &params).await
+}
+
+/// A call log once the bridge has written it (it writes after closing the sockets).
+async fn call_log(app: &TestApp, key: &str, call_sid: &str) -> Value {
+    for _ in 0..600 {
+        let r = app.get(&format!("/api/calls/{call_sid}"), key).await;
+        if r.status == StatusCode::OK {
+            return r.body;
+        }
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no call log for {call_sid}");
+}
+
+async fn call_seconds(app: &TestApp, tenant: &str) -> i64 {
+    counter(app, tenant, counters::CALL_SECONDS).await
+}
+
+async fn counter(app: &TestApp, tenant: &str, name: &str) -> i64 {
+    let tenant = TenantId::parse(tenant).unwrap();
+    let key = usage::tenant_month(&tenant, &usage::month_of(app.platform.clock.now()));
+    app.platform
+        .store
+        .get(&key)
+        .await
+        .unwrap()
+        .map(|item| item.count(name))
+        .unwrap_or(0)
+}
+
+fn frames(audio: &[u8]) -> Vec<Step> {
+    audio
+        .chunks(twilio::FRAME_BYTES)
+        .map(|c| Step::Audio(c.to_vec()))
+        .collect()
+}
+
+/// Listen to the greeting, say something (between the peer's speech cues), press 5, hear the echo, hang up.
+fn conversation(greeting_len: usize, utterance: &[u8]) -> Vec<Step> {
+    let mut steps = vec![
+        Step::WaitHeard(greeting_len as u64),
+        Step::Audio(SPEECH_START.to_vec()),
+    ];
+    steps.extend(frames(utterance));
+    steps.push(Step::Audio(SPEECH_END.to_vec()));
+    steps.push(Step::Dtmf("5".into()));
+    steps.push(Step::WaitReceived((greeting_len + utterance.len()) as u64));
+    steps.push(Step::WaitPlayed);
+    steps.push(Step::Stop);
+    steps
+}
+
+/// Per response of the default script: 100 text + 500 audio tokens in, 100 text + 300 audio out, at
+/// gpt-realtime's list prices ($4/$16 text, $32/$64 audio per 1M).
+const MICROS_PER_RESPONSE: i64 = 400 + 16_000 + 1_600 + 19_200;
+
+#[tokio::test]
+async fn signatures_match_the_official_twilio_library() {
+    let known = [
+        ("CallSid", "CA1234567890ABCDE"),
+        ("Caller", "+14158675309"),
+        ("Digits", "1234"),
+        ("From", "+14158675309"),
+        ("To", "+18005551212"),
+    ];
+    let tricky = [
+        ("To", "+81312345678"),
+        ("CallerName", "山田 太郎 & <Co>"),
+        ("Tag", "b"),
+        ("Tag", "a"),
+        ("Empty", ""),
+        ("ÄUmlaut", "ü"),
+        ("a", "lowercase sorts after uppercase"),
+    ];
+    let cases: Vec<(&str, &str, twilio::Params)> = vec![
+        (
+            "12345",
+            "https://mycompany.com/myapp.php?foo=1&bar=2",
+            own(&known),
+        ),
+        (
+            TEST_TWILIO_AUTH_TOKEN,
+            "https://voice.example.com:443/incoming-call-realtime",
+            own(&tricky),
+        ),
+        (
+            "other",
+            "http://127.0.0.1:3001/incoming-call-realtime?x=%20y",
+            own(&tricky),
+        ),
+        ("other", "https://x.example/", vec![]),
+    ];
+    let from_python = twilio::sign_all(&cases).await;
+    assert_eq!(from_python[0], "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
+    for ((token, url, params), expected) in cases.iter().zip(&from_python) {
+        assert_eq!(
+            &TwilioValidator::new(token).compute(url, params),
+            expected,
+            "{url}"
+        );
+    }
+}
+
+fn own(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn webhooks_need_a_valid_signature_over_the_configured_url() {
+    let peer = RealtimePeer::start(PeerScript::default()).await;
+    let app = voice_app(
+        &peer,
+        &[("KOTOBA_BRIDGE_PUBLIC_URL", "https://voice.example.test")],
+    )
+    .await;
+    let number = "+15005550006";
+    receptionist(&app, "pro", number).await;
+    let sid = twilio::call_sid();
+    let params = twilio::webhook_params(&sid, CALLER, number);
+    let configured = "https://voice.example.test/incoming-call-realtime";
+
+    // Twilio may sign with or without the default port: both are accepted.
+    for url in [
+        configured,
+        "https://voice.example.test:443/incoming-call-realtime",
+    ] {
+        let signature = twilio::sign(TEST_TWILIO_AUTH_TOKEN, url, &params).await;
+        let (status, twiml) =
+            twilio::post_webhook(&app.client, &app.bridge_url, &params, Some(&signature)).await;
+        assert_eq!(status, StatusCode::OK, "{url}: {twiml}");
+        let (stream, parameters) = twilio::stream_of(&twiml).expect("a stream");
+        assert_eq!(stream, "wss://voice.example.test/twilio-media");
+        assert_eq!(parameters["call_sid"], sid);
+        assert!(parameters["token"].starts_with("v1."));
+    }
+
+    // The URL the request actually reached (Host) is not what is signed; nor is another token's work.
+    let reached = format!("{}/incoming-call-realtime", app.bridge_url);
+    let mut tampered = params.clone();
+    tampered.push(("Extra".into(), "1".into()));
+    let signed_tampered = twilio::sign(TEST_TWILIO_AUTH_TOKEN, configured, &params).await;
+    for (signature, body) in [
+        (
+            Some(twilio::sign(TEST_TWILIO_AUTH_TOKEN, &reached, &params).await),
+            &params,
+        ),
+        (
+            Some(twilio::sign("not-the-auth-token", configured, &params).await),
+            &params,
+        ),
+        (Some(signed_tampered), &tampered),
+        (Some("garbage".to_string()), &params),
+        (None, &params),
+    ] {
+        let (status, text) =
+            twilio::post_webhook(&app.client, &app.bridge_url, body, signature.as_deref()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["error"]["code"], "forbidden");
+    }
+    assert_eq!(peer.connections(), 0);
+
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.bridge_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn admission_fails_closed_and_never_reaches_the_model() {
+    let peer = RealtimePeer::start(PeerScript::default()).await;
+    let app = voice_app(&peer, &[]).await;
+
+    let refused = |twiml: &str, language: &str| {
+        assert!(
+            twiml.contains(&format!("<Say language=\"{language}\">")),
+            "{twiml}"
+        );
+        assert!(twiml.ends_with("<Hangup/></Response>"), "{twiml}");
+        assert!(!twiml.contains("<Connect>"), "{twiml}");
+    };
+
+    // A number no tenant has: said in the number's likely language.
+    let (status, twiml) = place_call(&app, &twilio::call_sid(), "+81312345678").await;
+    assert_eq!(status, StatusCode::OK);
+    refused(&twiml, "ja-JP");
+
+    // A tenant whose subscription lapsed: said in the receptionist's language.
+    let (tenant, key) = receptionist(&app, "pro", "+82212345678").await;
+    let r = app
+        .patch("/api/voice", &key, json!({"language": "ko"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    for status in ["canceled", "past_due"] {
+        set_status(&app, &tenant, status).await;
+        refused(
+            &place_call(&app, &twilio::call_sid(), "+82212345678")
+                .await
+                .1,
+            "ko-KR",
+        );
+    }
+    set_status(&app, &tenant, "trialing").await;
+    let (_, twiml) = place_call(&app, &twilio::call_sid(), "+82212345678").await;
+    assert!(
+        twiml.contains("<Connect><Stream"),
+        "trialing tenants are answered: {twiml}"
+    );
+
+    // Minutes exhausted: less than a minute left of the starter plan's 60.
+    let (tenant, _) = receptionist(&app, "starter", "+14155550100").await;
+    let key = usage::tenant_month(
+        &TenantId::parse(&tenant).unwrap(),
+        &usage::month_of(app.platform.clock.now()),
+    );
+    usage::record(
+        app.platform.store.as_ref(),
+        key,
+        counters::CALL_SECONDS,
+        3_600 - 30,
+        app.platform.clock.now(),
+    )
+    .await
+    .unwrap();
+    refused(
+        &place_call(&app, &twilio::call_sid(), "+14155550100")
+            .await
+            .1,
+        "en-US",
+    );
+
+    // Malformed fields are a refusal too, never an error page.
+    let params = twilio::webhook_params("not-a-call-sid", CALLER, "+14155550100");
+    let url = format!("{}/incoming-call-realtime", app.bridge_url);
+    let signature = twilio::sign(TEST_TWILIO_AUTH_TOKEN, &url, &params).await;
+    let (status, twiml) =
+        twilio::post_webhook(&app.client, &app.bridge_url, &params, Some(&signature)).await;
+    assert_eq!(status, StatusCode::OK);
+    refused(&twiml, "en-US");
+
+    assert_eq!(
+        peer.connections(),
+        0,
+        "a refused call must never open a model session"
+    );
+}
+
+#[tokio::test]
+async fn media_sockets_without_a_valid_token_are_closed_before_the_model() {
+    let peer = RealtimePeer::start(PeerScript::default()).await;
+    let app = voice_app(&peer, &[]).await;
+    let number = "+15005550006";
+    let (tenant, _) = receptionist(&app, "pro", number).await;
+
+    let sid = twilio::call_sid();
+    let (_, twiml) = place_call(&app, &sid, number).await;
+    let (_, genuine) = twilio::stream_of(&twiml).unwrap();
+
+    let forged_key = StreamTokenKey::derive("guessed-auth-token");
+    let forged = forged_key.sign(&StreamClaims {
+        call_sid: sid.parse().unwrap(),
+        tenant_id: TenantId::parse(&tenant).unwrap(),
+        from: CALLER.into(),
+        to: number.parse().unwrap(),
+        expires_at: i64::MAX,
+    });
+    let with_token = |token: &str| HashMap::from([("token".to_string(), token.to_string())]);
+    let cases: Vec<(String, HashMap<String, String>)> = vec![
+        (sid.clone(), HashMap::new()),
+        (sid.clone(), with_token(&forged)),
+        (sid.clone(), with_token("v1.e30.AAAA")),
+        (sid.clone(), with_token(&"x".repeat(5000))),
+        // A genuine token presented for another call.
+        (twilio::call_sid(), genuine.clone()),
+    ];
+    for (call, parameters) in cases {
+        let record = MediaStream::connect(&app.bridge_url, &call, &parameters)
+            .await
+            .run(vec![], None)
+            .await;
+        assert_eq!(record.close_code, Some(1008), "{parameters:?}");
+        assert!(record.audio.is_empty());
+    }
+    assert_eq!(peer.connections(), 0);
+
+    // Media before start is refused too.
+    let record = raw_socket_sending(
+        &app,
+        json!({"event": "media", "media": {"payload": "//8="}}),
+    )
+    .await;
+    assert_eq!(record, Some(1008));
+    assert_eq!(peer.connections(), 0);
+
+    // The genuine token works once; replaying it cannot open a second model session.
+    let record = MediaStream::connect(&app.bridge_url, &sid, &genuine)
+        .await
+        .run(vec![Step::WaitHeard(4_000), Step::Stop], None)
+        .await;
+    assert_eq!(record.close_code, Some(1000));
+    assert_eq!(peer.connections(), 1);
+    let record = MediaStream::connect(&app.bridge_url, &sid, &genuine)
+        .await
+        .run(vec![], None)
+        .await;
+    assert_eq!(record.close_code, Some(1008));
+    assert_eq!(peer.connections(), 1);
+}
+
+/// Opens a media socket and sends one message; returns the close code the bridge answered with.
+async fn raw_socket_sending(app: &TestApp, message: Value) -> Option<u16> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!(
+        "{}/twilio-media",
+        app.bridge_url.replace("http://", "ws://")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.send(Message::Text(message.to_string().into()))
+        .await
+        .unwrap();
+    while let Some(Ok(m)) = ws.next().await {
+        if let Message::Close(frame) = m {
+            return frame.map(|f| u16::from(f.code));
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_call_greets_relays_both_ways_and_is_logged_and_metered() {
+    let script = PeerScript::default();
+    let greeting = script.greeting_audio.clone();
+    let peer = RealtimePeer::start(script.clone()).await;
+    let app = voice_app(&peer, &[]).await;
+    let number = "+81312345678";
+    let (tenant, key) = receptionist(&app, "pro", number).await;
+    let r = app
+        .patch(
+            "/api/voice",
+            &key,
+            json!({"system_prompt": "You are AiLuna for Sushi Kotoba.", "greeting": "お電話ありがとうございます。", "voice": "coral", "language": "ja"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+
+    let sid = twilio::call_sid();
+    let utterance = pattern(1_600, 42);
+    let record = connect_call(&app, &sid, number)
+        .await
+        .run(conversation(greeting.len(), &utterance), None)
+        .await;
+
+    // The greeting reaches the caller first; the caller's audio reaches the model byte for byte and comes
+    // back byte for byte.
+    assert_eq!(record.audio.len(), greeting.len() + utterance.len());
+    assert_eq!(
+        &record.audio[..greeting.len()],
+        &greeting[..],
+        "greeting first, untouched"
+    );
+    assert_eq!(
+        &record.audio[greeting.len()..],
+        &utterance[..],
+        "echo untouched"
+    );
+    assert_eq!(record.malformed, 0);
+    assert!(matches!(record.events.first(), Some(Received::Media(_))));
+    assert!(record.clears().is_empty(), "no barge-in in this call");
+    assert_eq!(record.close_code, Some(1000), "stop ends the call cleanly");
+
+    let sessions = peer.sessions();
+    assert_eq!(sessions.len(), 1);
+    let session = &sessions[0];
+    assert_eq!(
+        session.caller_audio, record.sent_audio,
+        "caller audio byte for byte"
+    );
+    // session.update first, with the tenant's settings and μ-law both ways; the greeting after it.
+    let update = &session.events[0];
+    assert_eq!(update["type"], "session.update");
+    let s = &update["session"];
+    assert_eq!(s["type"], "realtime");
+    assert_eq!(s["instructions"], "You are AiLuna for Sushi Kotoba.");
+    assert_eq!(s["audio"]["input"]["format"]["type"], "audio/pcmu");
+    assert_eq!(s["audio"]["output"]["format"]["type"], "audio/pcmu");
+    assert_eq!(s["audio"]["output"]["voice"], "coral");
+    assert_eq!(s["audio"]["input"]["transcription"]["language"], "ja");
+    assert_eq!(s["audio"]["input"]["turn_detection"]["type"], "server_vad");
+    assert_eq!(session.events[1]["type"], "conversation.item.create");
+    assert!(
+        session.events[1]
+            .to_string()
+            .contains("お電話ありがとうございます。")
+    );
+    assert_eq!(session.events[2]["type"], "response.create");
+    assert!(
+        session
+            .events_of("conversation.item.create")
+            .iter()
+            .any(|e| e.to_string().contains("pressed 5")),
+        "the keypad press reaches the model"
+    );
+    assert!(
+        session.events_of("response.cancel").is_empty(),
+        "nothing to cancel"
+    );
+    let closed = wait_until(|| peer.sessions()[0].ended).await;
+    assert!(closed);
+    assert_eq!(
+        peer.sessions()[0].close_code,
+        Some(1000),
+        "stop closes the model socket"
+    );
+
+    // The call log: transcript of both sides with the keypad press, summary, duration, cost.
+    let log = call_log(&app, &key, &sid).await;
+    assert_eq!(log["call_sid"], sid);
+    assert_eq!(log["from"], CALLER);
+    assert_eq!(log["to"], number);
+    assert_eq!(log["end_reason"], "stopped");
+    let transcript = log["transcript"].as_array().unwrap();
+    let said = |speaker: &str, text: &str| {
+        transcript
+            .iter()
+            .any(|l| l["speaker"] == speaker && l["text"] == text)
+    };
+    assert!(said("assistant", &script.greeting_text), "{transcript:?}");
+    assert!(said("caller", &script.caller_text), "{transcript:?}");
+    assert!(
+        transcript.iter().any(|l| l["dtmf"] == "5"),
+        "{transcript:?}"
+    );
+    let offsets: Vec<u64> = transcript
+        .iter()
+        .map(|l| l["offset_ms"].as_u64().unwrap())
+        .collect();
+    assert!(
+        offsets.windows(2).all(|w| w[0] <= w[1]),
+        "timestamps in order: {offsets:?}"
+    );
+    assert_eq!(
+        transcript[0]["speaker"], "assistant",
+        "the greeting comes first"
+    );
+    assert_eq!(log["summary_source"], "extractive");
+    assert!(
+        log["summary"]
+            .as_str()
+            .unwrap()
+            .contains(&script.caller_text)
+    );
+    let seconds = log["duration_seconds"].as_i64().unwrap();
+    assert!(seconds >= 1);
+    assert_eq!(log["usage"]["responses"], 2, "greeting and echo");
+    assert_eq!(log["cost_micros"], 2 * MICROS_PER_RESPONSE);
+    assert_eq!(
+        log["cost_usd"],
+        json!((2 * MICROS_PER_RESPONSE) as f64 / 1e6)
+    );
+    assert!(log["metrics"]["first_audio_ms"].is_u64());
+    assert!(log["metrics"]["frames_in"].as_u64().unwrap() >= record.sent_audio.len() as u64 / 160);
+    assert_eq!(log["metrics"]["barge_ins"], 0);
+
+    // The tenant's counters moved by exactly the call's seconds (the first-minute reservation settled).
+    assert_eq!(call_seconds(&app, &tenant).await, seconds);
+    assert_eq!(
+        counter(&app, &tenant, counters::COST_MICROS).await,
+        2 * MICROS_PER_RESPONSE
+    );
+
+    // Listed to its tenant, invisible to another.
+    let r = app.get("/api/calls", &key).await;
+    assert_eq!(r.body["calls"].as_array().unwrap().len(), 1);
+    assert_eq!(r.body["calls"][0]["call_sid"], sid);
+    let (_, other) = app.create_tenant("pro").await;
+    let r = app.get(&format!("/api/calls/{sid}"), &other).await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    assert!(
+        app.get("/api/calls", &other).await.body["calls"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..600 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn barge_in_clears_then_truncates_at_what_the_caller_heard() {
+    let script = PeerScript {
+        greeting_audio: pattern(24_000, 9), // 3 s, far longer than the caller lets it play
+        hold_responses: true,
+        ..PeerScript::default()
+    };
+    let greeting = script.greeting_audio.clone();
+    let peer = RealtimePeer::start(script).await;
+    let app = voice_app(&peer, &[]).await;
+    let number = "+15005550006";
+    let (_, key) = receptionist(&app, "pro", number).await;
+    let sid = twilio::call_sid();
+    let utterance = pattern(800, 3);
+
+    let mut steps = vec![
+        Step::WaitHeard(8_000),
+        Step::PauseUntilClear,
+        Step::Audio(SPEECH_START.to_vec()),
+    ];
+    steps.extend(frames(&utterance));
+    steps.push(Step::Audio(SPEECH_END.to_vec()));
+    steps.push(Step::WaitReceived(
+        (greeting.len() + utterance.len()) as u64,
+    ));
+    steps.push(Step::WaitPlayed);
+    steps.push(Step::Stop);
+    let events = peer.subscribe();
+    let record = connect_call(&app, &sid, number)
+        .await
+        .run(steps, Some(events))
+        .await;
+
+    let clears = record.clears();
+    assert_eq!(clears.len(), 1, "{:?}", record.events);
+    let heard_ms = clears[0] / 8;
+    let position = |f: &dyn Fn(&Received) -> bool| record.events.iter().position(f);
+    let clear_at = position(&|e| matches!(e, Received::Clear { .. })).unwrap();
+    let truncate_at = position(
+        &|e| matches!(e, Received::PeerEvent(v) if v["type"] == "conversation.item.truncate"),
+    )
+    .expect("a truncate reached the model");
+    assert!(clear_at < truncate_at, "clear before truncate");
+    let Received::PeerEvent(truncate) = &record.events[truncate_at] else {
+        unreachable!()
+    };
+    let end_ms = truncate["audio_end_ms"].as_u64().unwrap();
+    assert!(
+        end_ms.abs_diff(heard_ms) <= 20,
+        "truncated at {end_ms} ms, heard {heard_ms} ms"
+    );
+    assert!(
+        end_ms <= greeting.len() as u64 / 8,
+        "never past what was generated"
+    );
+    assert_eq!(truncate["content_index"], 0);
+    assert!(
+        truncate["item_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("item_assistant_")
+    );
+
+    // The greeting's response was still in progress, so it is cancelled, once.
+    let session = &peer.sessions()[0];
+    assert_eq!(session.events_of("response.cancel").len(), 1);
+    // The caller heard the start of the greeting, then their own echo: nothing of the cut greeting after.
+    assert_eq!(&record.audio[..greeting.len()], &greeting[..]);
+    assert_eq!(&record.audio[greeting.len()..], &utterance[..]);
+    assert_eq!(record.heard_bytes, clears[0] + utterance.len() as u64);
+
+    let log = call_log(&app, &key, &sid).await;
+    assert_eq!(log["metrics"]["barge_ins"], 1);
+    assert!(log["metrics"]["truncation_error_ms_max"].as_u64().unwrap() <= 20);
+    let greeting_line = log["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["speaker"] == "assistant")
+        .cloned()
+        .unwrap();
+    assert_eq!(greeting_line["interrupted"], true);
+}
+
+#[tokio::test]
+async fn calls_end_at_their_maximum_length() {
+    let peer = RealtimePeer::start(PeerScript::default()).await;
+    let app = voice_app(&peer, &[("KOTOBA_CALL_MAX_SECONDS", "1")]).await;
+    let number = "+15005550006";
+    let (tenant, key) = receptionist(&app, "pro", number).await;
+    let sid = twilio::call_sid();
+    // The caller never hangs up.
+    let record = connect_call(&app, &sid, number)
+        .await
+        .run(vec![], None)
+        .await;
+    assert_eq!(record.close_code, Some(1001));
+    assert!(wait_until(|| peer.sessions()[0].ended).await);
+    assert_eq!(peer.sessions()[0].close_code, Some(1001));
+    let log = call_log(&app, &key, &sid).await;
+    assert_eq!(log["end_reason"], "max_length");
+    assert_eq!(
+        call_seconds(&app, &tenant).await,
+        log["duration_seconds"].as_i64().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn shutdown_ends_calls_after_the_drain_deadline_and_still_logs_them() {
+    let peer = RealtimePeer::start(PeerScript::default()).await;
+    let mut app = voice_app(&peer, &[("KOTOBA_BRIDGE_DRAIN_SECONDS", "0")]).await;
+    let number = "+15005550006";
+    let (tenant, _) = receptionist(&app, "pro", number).await;
+    let sid = twilio::call_sid();
+    let stream = connect_call(&app, &sid, number).await;
+    let call = tokio::spawn(stream.run(vec![], None));
+    assert!(
+        wait_until(|| peer
+            .sessions()
+            .first()
+            .is_some_and(|s| !s.events_of("response.create").is_empty()))
+        .await
+    );
+
+    app.stop().await; // as SIGTERM: returns once the bridge has drained and the call is logged
+    let record: Record = call.await.unwrap();
+    assert_eq!(record.close_code, Some(1001));
+    let log = shared::voice::calls::get(
+        app.platform.store.as_ref(),
+        &TenantId::parse(&tenant).unwrap(),
+        &sid.parse().unwrap(),
+    )
+    .await
+    .expect("the call was logged before the bridge stopped");
+    assert_eq!(log.end_reason, shared::voice::EndReason::Shutdown);
+    assert_eq!(
+        call_seconds(&app, &tenant).await,
+        log.duration_seconds as i64
+    );
+    // No new calls once stopped.
+    assert!(
+        app.client
+            .get(format!("{}/healthz", app.bridge_url))
+            .send()
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_hundred_simultaneous_calls_all_complete_with_correct_logs() {
+    const TENANTS: usize = 10;
+    const CALLS_PER_TENANT: usize = 10;
+    let script = PeerScript {
+        greeting_audio: pattern(1_600, 5),
+        ..PeerScript::default()
+    };
+    let greeting = script.greeting_audio.clone();
+    let peer = RealtimePeer::start(script.clone()).await;
+    let app = voice_app(&peer, &[]).await;
+
+    let mut tenants = Vec::new();
+    for t in 0..TENANTS {
+        let number = format!("+1415555{t:04}");
+        let (tenant, key) = receptionist(&app, "pro", &number).await;
+        tenants.push((tenant, key, number));
+    }
+    // Every call's webhook, signed by the official library in one batch.
+    let url = format!("{}/incoming-call-realtime", app.bridge_url);
+    let calls: Vec<(usize, String, twilio::Params)> = (0..TENANTS * CALLS_PER_TENANT)
+        .map(|i| {
+            let sid = twilio::call_sid();
+            let params = twilio::webhook_params(&sid, CALLER, &tenants[i % TENANTS].2);
+            (i, sid, params)
+        })
+        .collect();
+    let jobs: Vec<(&str, &str, twilio::Params)> = calls
+        .iter()
+        .map(|(_, _, p)| (TEST_TWILIO_AUTH_TOKEN, url.as_str(), p.clone()))
+        .collect();
+    let signatures = twilio::sign_all(&jobs).await;
+
+    let runs = calls
+        .iter()
+        .zip(signatures)
+        .map(|((i, sid, params), signature)| {
+            let (app, greeting) = (&app, &greeting);
+            async move {
+                let (status, twiml) =
+                    twilio::post_webhook(&app.client, &app.bridge_url, params, Some(&signature))
+                        .await;
+                assert_eq!(status, StatusCode::OK);
+                let (_, parameters) = twilio::stream_of(&twiml).expect("admitted");
+                let utterance = pattern(800, *i as u64 + 100);
+                let record = MediaStream::connect(&app.bridge_url, sid, &parameters)
+                    .await
+                    .run(conversation(greeting.len(), &utterance), None)
+                    .await;
+                (record, utterance)
+            }
+        });
+    let results = futures::future::join_all(runs).await;
+    assert_eq!(peer.connections(), TENANTS * CALLS_PER_TENANT);
+    for (record, utterance) in &results {
+        assert_eq!(record.close_code, Some(1000));
+        assert_eq!(&record.audio[..greeting.len()], &greeting[..]);
+        assert_eq!(
+            &record.audio[greeting.len()..],
+            &utterance[..],
+            "each call hears its own echo"
+        );
+    }
+    for session in peer.sessions() {
+        assert_eq!(session.events[0]["type"], "session.update");
+    }
+
+    for (t, (tenant, key, number)) in tenants.iter().enumerate() {
+        let mut seconds = 0;
+        for (i, sid, _) in calls.iter().filter(|(i, _, _)| i % TENANTS == t) {
+            let log = call_log(&app, key, sid).await;
+            assert_eq!(log["tenant_id"], tenant.as_str());
+            assert_eq!(log["to"], number.as_str());
+            assert_eq!(log["end_reason"], "stopped", "call {i}");
+            assert!(log["transcript"].to_string().contains(&script.caller_text));
+            assert_eq!(log["cost_micros"], 2 * MICROS_PER_RESPONSE);
+            seconds += log["duration_seconds"].as_i64().unwrap();
+        }
+        let listed = app.get("/api/calls?limit=100", key).await;
+        assert_eq!(
+            listed.body["calls"].as_array().unwrap().len(),
+            CALLS_PER_TENANT
+        );
+        assert_eq!(call_seconds(&app, tenant).await, seconds);
+    }
+}
+
+async fn voice_management(app: TestApp) {
+    let (_, a) = app.create_tenant("pro").await;
+    let (_, b) = app.create_tenant("pro").await;
+
+    // Numbers: E.164 (formatting tolerated), unique across tenants.
+    let r = app
+        .post(
+            "/api/phone-numbers",
+            &a,
+            json!({"number": "+81 3-1234-5678"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["number"], "+81312345678");
+    for key in [&b, &a] {
+        let r = app
+            .post("/api/phone-numbers", key, json!({"number": "+81312345678"}))
+            .await;
+        assert_eq!(
+            (r.status, r.error_code()),
+            (StatusCode::CONFLICT, "conflict")
+        );
+        assert_eq!(r.body["error"]["details"]["number"], "+81312345678");
+    }
+    let r = app
+        .post("/api/phone-numbers", &a, json!({"number": "03-1234-5678"}))
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("number"))
+    );
+    let r = app.get("/api/phone-numbers", &a).await;
+    assert_eq!(r.body["phone_numbers"].as_array().unwrap().len(), 1);
+    assert!(
+        app.get("/api/phone-numbers", &b).await.body["phone_numbers"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let r = app
+        .call(
+            Method::DELETE,
+            "/api/phone-numbers/+81312345678",
+            Some(&b),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "another tenant's number");
+    let r = app
+        .call(
+            Method::DELETE,
+            "/api/phone-numbers/nonsense",
+            Some(&a),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = app
+        .call(
+            Method::DELETE,
+            "/api/phone-numbers/%2B81312345678",
+            Some(&a),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = app
+        .post("/api/phone-numbers", &b, json!({"number": "+81312345678"}))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "a released number can be claimed again"
+    );
+    let r = app
+        .call(
+            Method::POST,
+            "/api/phone-numbers",
+            None,
+            Some(json!({"number": "+81312345679"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // Receptionist settings: AiLuna by default, every change a version, rollback as a new version.
+    let r = app.get("/api/voice", &a).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["version"], 1);
+    assert!(r.body["system_prompt"].as_str().unwrap().contains("AiLuna"));
+    let r = app
+        .patch(
+            "/api/voice",
+            &a,
+            json!({"greeting": "もしもし", "language": "ja"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["version"].as_u64()),
+        (StatusCode::OK, Some(2))
+    );
+    let r = app.patch("/api/voice", &a, json!({"voice": "cedar"})).await;
+    assert_eq!(
+        (r.body["version"].as_u64(), r.body["greeting"].as_str()),
+        (Some(3), Some("もしもし"))
+    );
+    let r = app.patch("/api/voice", &a, json!({"voice": "robot"})).await;
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("voice"))
+    );
+    let r = app.patch("/api/voice", &a, json!({})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = app.get("/api/voice/versions", &a).await;
+    let versions: Vec<u64> = r.body["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [3, 2, 1]);
+    let r = app
+        .post("/api/voice/rollback", &a, json!({"version": 1}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        (r.body["version"].as_u64(), r.body["language"].as_str()),
+        (Some(4), Some("en"))
+    );
+    let r = app
+        .post("/api/voice/rollback", &a, json!({"version": 99}))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/api/voice", &b).await.body["version"],
+        1,
+        "tenants are separate"
+    );
+
+    // Calls: unknown or malformed sids are simply not found.
+    let r = app
+        .get(&format!("/api/calls/{}", twilio::call_sid()), &a)
+        .await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let r = app.get("/api/calls/CA-nope", &a).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn voice_management_on_the_embedded_adapters() {
+    voice_management(TestApp::spawn(Backend::Embedded).await).await;
+}
+
+#[tokio::test]
+async fn voice_management_on_the_aws_adapters() {
+    voice_management(TestApp::spawn(Backend::Aws).await).await;
+}
