@@ -42,15 +42,20 @@ export async function startRunner({ modelBaseUrl, chatModel = "peer-chat-model" 
     fs.appendFileSync(log, chunk);
     if (seen !== null) seen += chunk;
   });
-  const base = await new Promise((resolve, reject) => {
+  const { base, demo } = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the runner did not start in time; log: ${log}`)), 60_000);
     const onData = () => {
-      const m = seen.match(/Kotoba is running at (http:\/\/127\.0\.0\.1:\d+)/);
+      // The banner: base URL first, the data directory last.
+      const m = seen.match(/Kotoba is running at (http:\/\/127\.0\.0\.1:\d+)[\s\S]*data dir:/);
       if (m) {
         clearTimeout(timer);
         child.stdout.off("data", onData);
+        const demo = {
+          siteId: seen.match(/demo site:\s+(\S+)/)?.[1],
+          apiKey: seen.match(/demo key:\s+(\S+)/)?.[1],
+        };
         seen = null;
-        resolve(m[1]);
+        resolve({ base: m[1], demo });
       }
     };
     child.stdout.on("data", onData);
@@ -84,6 +89,8 @@ export async function startRunner({ modelBaseUrl, chatModel = "peer-chat-model" 
 
   return {
     base,
+    /** The seeded demo tenant's site and key, from the banner. */
+    demo,
     adminKey,
     dataDir,
     log,

@@ -133,6 +133,27 @@ describe("embedded on an allowed origin", () => {
   });
 });
 
+describe("the local runner's demo page", () => {
+  test("GET /demo shows the demo site's widget, which answers", async () => {
+    const context = await browser.newContext();
+    await loopbackOnly(context, offenders);
+    const page = await context.newPage();
+    const response = await page.goto(`${env.apiBase}/demo`);
+    assert.equal(response.status(), 200);
+    assert.equal(await page.locator("kotoba-chat").getAttribute("data-site-id"), env.runner.demo.siteId);
+    await w(page, ".bubble").click();
+    await ask(page, "How much is the Pro plan?");
+    await page.waitForFunction(
+      () =>
+        [...document.querySelector("kotoba-chat").shadowRoot.querySelectorAll(".msg.bot")]
+          .at(-1)
+          ?.getAttribute("aria-busy") === "false",
+    );
+    assert.match(await w(page, ".msg.bot").last().textContent(), /4,980 yen/);
+    await context.close();
+  });
+});
+
 describe("embedded on an origin the site does not allow", () => {
   test("shows the refusal message, and the API answered 403", async () => {
     const { page, close } = await newPage({ origin: env.host.other, site: env.sites.main });
