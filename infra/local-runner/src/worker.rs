@@ -30,10 +30,10 @@ pub async fn consume(platform: Arc<Platform>, worker: Arc<train_worker::Worker>)
                 message.receive_count,
             ));
             let response = worker.handle(event).await;
-            if response.batch_item_failures.is_empty() {
-                if let Err(e) = queue.delete(&message.receipt).await {
-                    tracing::error!(error = %e, "deleting a finished training message failed");
-                }
+            if response.batch_item_failures.is_empty()
+                && let Err(e) = queue.delete(&message.receipt).await
+            {
+                tracing::error!(error = %e, "deleting a finished training message failed");
             }
         }
     }

@@ -36,14 +36,13 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= self.capacity && !entries.contains_key(&key) {
             entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
-            if entries.len() >= self.capacity {
-                if let Some(oldest) = entries
+            if entries.len() >= self.capacity
+                && let Some(oldest) = entries
                     .iter()
                     .min_by_key(|(_, (at, _))| *at)
                     .map(|(k, _)| k.clone())
-                {
-                    entries.remove(&oldest);
-                }
+            {
+                entries.remove(&oldest);
             }
         }
         entries.insert(key, (Instant::now(), value));
@@ -57,11 +56,14 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     }
 }
 
+/// A cached index: its version, when it was last used, the index.
+type IndexEntry<V> = (u64, Instant, Arc<V>);
+
 /// Loaded indexes by (site, version): an entry never goes stale, it is only replaced by a newer version.
 #[derive(Debug)]
 pub struct IndexCache<V> {
     capacity: usize,
-    entries: Mutex<HashMap<String, (u64, Instant, Arc<V>)>>,
+    entries: Mutex<HashMap<String, IndexEntry<V>>>,
 }
 
 impl<V> IndexCache<V> {

@@ -798,11 +798,11 @@ async fn generate(
                 match event {
                     Ok(ChatEvent::Delta(text)) => {
                         out.text.push_str(&text);
-                        if let Some(tx) = deltas {
-                            if tx.send(text).await.is_err() {
-                                out.cancelled = true;
-                                break; // dropping the stream closes the connection: generation stops
-                            }
+                        if let Some(tx) = deltas
+                            && tx.send(text).await.is_err()
+                        {
+                            out.cancelled = true;
+                            break; // dropping the stream closes the connection: generation stops
                         }
                     }
                     Ok(ChatEvent::Usage(u)) => usage = Some(u),

@@ -12,10 +12,9 @@ pub fn client_ip(parts: &Parts) -> Option<String> {
         parts
             .extensions
             .get::<lambda_http::request::RequestContext>()
+        && let Some(ip) = &ctx.http.source_ip
     {
-        if let Some(ip) = &ctx.http.source_ip {
-            return Some(ip.clone());
-        }
+        return Some(ip.clone());
     }
     parts
         .extensions

@@ -266,6 +266,21 @@ pub fn parse_start_url(raw: &str) -> Result<url::Url, String> {
     Ok(url)
 }
 
+/// Whether the crawler may fetch this URL at all: its literal address, or every address its name
+/// resolves to, must pass the SSRF guard. Checked before a job is queued so the tenant hears why at once.
+pub async fn check_fetchable(url: &url::Url, allow_loopback: bool) -> Result<(), String> {
+    use crate::crawl::guard::{self, GuardedResolver, SystemResolver};
+    guard::check_url(url, allow_loopback).map_err(|r| r.to_string())?;
+    if let Some(url::Host::Domain(host)) = url.host() {
+        let resolver = GuardedResolver::new(std::sync::Arc::new(SystemResolver), allow_loopback);
+        resolver
+            .resolve_checked(host)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,19 +304,4 @@ mod tests {
             assert!(parse_start_url(bad).is_err(), "{bad}");
         }
     }
-}
-
-/// Whether the crawler may fetch this URL at all: its literal address, or every address its name
-/// resolves to, must pass the SSRF guard. Checked before a job is queued so the tenant hears why at once.
-pub async fn check_fetchable(url: &url::Url, allow_loopback: bool) -> Result<(), String> {
-    use crate::crawl::guard::{self, GuardedResolver, SystemResolver};
-    guard::check_url(url, allow_loopback).map_err(|r| r.to_string())?;
-    if let Some(url::Host::Domain(host)) = url.host() {
-        let resolver = GuardedResolver::new(std::sync::Arc::new(SystemResolver), allow_loopback);
-        resolver
-            .resolve_checked(host)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(())
 }

@@ -441,13 +441,13 @@ impl Trainer {
                 ..
             } => {
                 run.progress.crawled += 1;
-                if let Some(canonical) = run.by_url.get(requested_url.as_str()).cloned() {
-                    if let Some(mut doc) = run.docs.get(&canonical).cloned() {
-                        doc.etag = etag.or(doc.etag);
-                        doc.last_modified = last_modified.or(doc.last_modified);
-                        doc.depth = depth;
-                        self.save_seen(run, doc).await?;
-                    }
+                if let Some(canonical) = run.by_url.get(requested_url.as_str()).cloned()
+                    && let Some(mut doc) = run.docs.get(&canonical).cloned()
+                {
+                    doc.etag = etag.or(doc.etag);
+                    doc.last_modified = last_modified.or(doc.last_modified);
+                    doc.depth = depth;
+                    self.save_seen(run, doc).await?;
                 }
             }
             CrawlEvent::Gone {
@@ -466,10 +466,10 @@ impl Trainer {
                             .contains_key(final_url.as_str())
                             .then(|| final_url.to_string())
                     });
-                if let Some(canonical) = canonical {
-                    if let Some(doc) = run.docs.get(&canonical).cloned() {
-                        self.remove(run, doc).await?;
-                    }
+                if let Some(canonical) = canonical
+                    && let Some(doc) = run.docs.get(&canonical).cloned()
+                {
+                    self.remove(run, doc).await?;
                 }
             }
             CrawlEvent::Skipped { url, reason, .. } => {
@@ -1005,10 +1005,10 @@ impl Trainer {
                         .next()
                         .and_then(|file| file.split('.').next())
                         .and_then(|v| v.parse::<u64>().ok());
-                    if version.is_some_and(|v| v < oldest_kept) {
-                        if let Err(e) = blobs.delete(&entry.key).await {
-                            tracing::warn!(error = %e, key = entry.key, "could not prune an old index version");
-                        }
+                    if version.is_some_and(|v| v < oldest_kept)
+                        && let Err(e) = blobs.delete(&entry.key).await
+                    {
+                        tracing::warn!(error = %e, key = entry.key, "could not prune an old index version");
                     }
                 }
             }
