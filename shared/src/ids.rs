@@ -139,6 +139,15 @@ id_type!(
     JobId, "job_"
 );
 
+id_type!(
+    /// A chat session (the widget keeps it in `sessionStorage`).
+    SessionId, "sess_"
+);
+id_type!(
+    /// One answer: returned with it, named by feedback and the usage log.
+    MessageId, "msg_"
+);
+
 /// Shared handle to an id generator.
 pub type Ids = Arc<dyn IdGenerator>;
 

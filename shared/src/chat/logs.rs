@@ -4,61 +4,14 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::ids::{IdGenerator, SiteId, TenantId};
+use crate::ids::{SiteId, TenantId};
 use crate::money::MicroUsd;
 use crate::store::{Condition, Index, Item, ItemStore, Key, StoreError, Update};
 
 /// Log entries are kept for 90 days.
 pub const LOG_TTL_SECS: i64 = 90 * 24 * 3600;
 
-/// A message id: `msg_` and a time-ordered id. Returned with every answer; feedback names it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct MessageId(String);
-
-impl MessageId {
-    pub fn generate(ids: &dyn IdGenerator) -> Self {
-        Self(format!("msg_{}", ids.new_id()))
-    }
-
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let body = raw
-            .strip_prefix("msg_")
-            .ok_or("a message id starts with msg_")?;
-        let ok = (1..=64).contains(&body.len())
-            && body
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        if ok {
-            Ok(Self(raw.to_string()))
-        } else {
-            Err("not a message id".into())
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for MessageId {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::parse(&s)
-    }
-}
-
-impl From<MessageId> for String {
-    fn from(m: MessageId) -> String {
-        m.0
-    }
-}
-
-impl std::fmt::Display for MessageId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use crate::ids::MessageId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

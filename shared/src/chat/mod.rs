@@ -154,31 +154,11 @@ fn count_tokens(text: &str) -> u64 {
 impl ChatService {
     /// Builds the model clients the configuration names (none: extractive answers, lexical retrieval).
     pub fn new(platform: Arc<Platform>, http: reqwest::Client) -> anyhow::Result<Self> {
-        let models = &platform.config.models;
-        let mut prices = PriceBook::builtin();
-        let chat = match &models.chat_model {
-            Some(model) => {
-                prices = prices.with_unpriced_model(model, ModelKind::Chat);
-                Some(ChatClient::new(
-                    http.clone(),
-                    &models.base_url,
-                    models.api_key.clone(),
-                )?)
-            }
-            None => None,
-        };
-        let embeddings = match &models.embedding_model {
-            Some(model) => {
-                prices = prices.with_unpriced_model(model, ModelKind::Embedding);
-                Some(EmbeddingClient::new(
-                    http,
-                    &models.base_url,
-                    models.api_key.clone(),
-                    model.clone(),
-                )?)
-            }
-            None => None,
-        };
+        let crate::models::ConfiguredModels {
+            prices,
+            chat,
+            embeddings,
+        } = crate::models::ConfiguredModels::new(&platform.config.models, http)?;
         Ok(Self {
             platform,
             prices,

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{IdGenerator, SiteId};
+use crate::ids::SiteId;
 use crate::models::chat::{Message, Role};
 use crate::store::{Condition, Item, ItemStore, Key, StoreError};
 
@@ -11,54 +11,7 @@ pub const MAX_TURNS: usize = 6;
 /// Idle sessions expire after a day.
 pub const SESSION_TTL_SECS: i64 = 24 * 3600;
 
-/// A session id as clients send it back: `sess_` and 16–64 lowercase letters or digits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct SessionId(String);
-
-impl SessionId {
-    pub fn generate(ids: &dyn IdGenerator) -> Self {
-        Self(format!("sess_{}", ids.new_id()))
-    }
-
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let body = raw
-            .strip_prefix("sess_")
-            .ok_or("a session id starts with sess_")?;
-        let ok = (16..=64).contains(&body.len())
-            && body
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        if ok {
-            Ok(Self(raw.to_string()))
-        } else {
-            Err("not a session id".into())
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for SessionId {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::parse(&s)
-    }
-}
-
-impl From<SessionId> for String {
-    fn from(s: SessionId) -> String {
-        s.0
-    }
-}
-
-impl std::fmt::Display for SessionId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use crate::ids::SessionId;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Session {
@@ -113,24 +66,4 @@ pub async fn append(
     };
     let item = Item::from_record(key(session), &record)?.expiring_at(now_unix + SESSION_TTL_SECS);
     store.put(item, Condition::None).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn session_ids_parse() {
-        let id = SessionId::generate(&crate::ids::RandomIds);
-        assert!(SessionId::parse(id.as_str()).is_ok());
-        for bad in [
-            "",
-            "sess_",
-            "sess_SHORT",
-            "abc_0123456789abcdef",
-            "sess_0123456789abcdef<script>",
-        ] {
-            assert!(SessionId::parse(bad).is_err(), "{bad}");
-        }
-    }
 }

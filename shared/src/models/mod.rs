@@ -58,6 +58,51 @@ impl ModelPolicy {
     }
 }
 
+/// The model clients a deployment is configured with, and the price book that meters them (models
+/// the book does not list, e.g. self-hosted ones, are added at zero price).
+pub struct ConfiguredModels {
+    pub prices: PriceBook,
+    pub chat: Option<chat::ChatClient>,
+    pub embeddings: Option<embeddings::EmbeddingClient>,
+}
+
+impl ConfiguredModels {
+    pub fn new(
+        settings: &crate::config::ModelSettings,
+        http: reqwest::Client,
+    ) -> Result<Self, url::ParseError> {
+        let mut prices = PriceBook::builtin();
+        let chat = match &settings.chat_model {
+            Some(model) => {
+                prices = prices.with_unpriced_model(model, ModelKind::Chat);
+                Some(chat::ChatClient::new(
+                    http.clone(),
+                    &settings.base_url,
+                    settings.api_key.clone(),
+                )?)
+            }
+            None => None,
+        };
+        let embeddings = match &settings.embedding_model {
+            Some(model) => {
+                prices = prices.with_unpriced_model(model, ModelKind::Embedding);
+                Some(embeddings::EmbeddingClient::new(
+                    http,
+                    &settings.base_url,
+                    settings.api_key.clone(),
+                    model.clone(),
+                )?)
+            }
+            None => None,
+        };
+        Ok(Self {
+            prices,
+            chat,
+            embeddings,
+        })
+    }
+}
+
 /// All policies, past and present.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PriceBook {

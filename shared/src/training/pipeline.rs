@@ -131,20 +131,9 @@ struct Run<'a> {
 
 impl Trainer {
     pub fn new(platform: Arc<Platform>, http: reqwest::Client) -> anyhow::Result<Self> {
-        let models = &platform.config.models;
-        let mut prices = PriceBook::builtin();
-        let embeddings = match &models.embedding_model {
-            Some(model) => {
-                prices = prices.with_unpriced_model(model, ModelKind::Embedding);
-                Some(EmbeddingClient::new(
-                    http,
-                    &models.base_url,
-                    models.api_key.clone(),
-                    model.clone(),
-                )?)
-            }
-            None => None,
-        };
+        let crate::models::ConfiguredModels {
+            prices, embeddings, ..
+        } = crate::models::ConfiguredModels::new(&platform.config.models, http)?;
         let fetch_policy = FetchPolicy {
             allow_loopback: platform.config.fetch_allow_loopback,
             ..FetchPolicy::default()
