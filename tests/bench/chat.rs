@@ -118,12 +118,12 @@ async fn main() {
     println!("| measure | p50 (ms) | p99 (ms) |");
     println!("|---|---|---|");
     for (name, samples) in [
-        (
-            "baseline: `GET /api/sites/{id}` round trip",
-            &baseline[..],
-        ),
+        ("baseline: `GET /api/sites/{id}` round trip", &baseline[..]),
         ("`POST /api/chat` total", &total[..]),
-        ("… of which inside the model peer (embed + chat)", &model[..]),
+        (
+            "… of which inside the model peer (embed + chat)",
+            &model[..],
+        ),
         ("… platform's own (total − peer)", &platform[..]),
     ] {
         println!(

@@ -316,9 +316,8 @@ fn main() {
         match a.as_str() {
             "--queries" => queries = args.next().and_then(|v| v.parse().ok()).unwrap_or(200),
             "--budget" => {
-                budget = Duration::from_secs_f64(
-                    args.next().and_then(|v| v.parse().ok()).unwrap_or(5.0),
-                )
+                budget =
+                    Duration::from_secs_f64(args.next().and_then(|v| v.parse().ok()).unwrap_or(5.0))
             }
             other => sizes.extend(other.parse::<usize>().ok()),
         }
@@ -413,7 +412,9 @@ fn main() {
         }
     }
     println!();
-    println!("| chunks | index | encoded size (MB) | load: decode + LoadedIndex::new (ms) | terms |");
+    println!(
+        "| chunks | index | encoded size (MB) | load: decode + LoadedIndex::new (ms) | terms |"
+    );
     println!("|---|---|---|---|---|");
     for r in index_rows {
         println!("{r}");

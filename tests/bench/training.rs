@@ -22,11 +22,12 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const WORDS: [&str; 48] = [
-    "coffee", "roast", "bean", "origin", "kyoto", "station", "delivery", "order", "refund", "member",
-    "card", "point", "season", "limited", "latte", "espresso", "filter", "grinder", "kettle", "cup",
-    "gift", "box", "shipping", "address", "payment", "invoice", "warranty", "repair", "workshop",
-    "tasting", "event", "booking", "table", "terrace", "parking", "bicycle", "allergy", "milk",
-    "oat", "sugar", "cake", "cookie", "tea", "matcha", "hojicha", "opening", "closing", "holiday",
+    "coffee", "roast", "bean", "origin", "kyoto", "station", "delivery", "order", "refund",
+    "member", "card", "point", "season", "limited", "latte", "espresso", "filter", "grinder",
+    "kettle", "cup", "gift", "box", "shipping", "address", "payment", "invoice", "warranty",
+    "repair", "workshop", "tasting", "event", "booking", "table", "terrace", "parking", "bicycle",
+    "allergy", "milk", "oat", "sugar", "cake", "cookie", "tea", "matcha", "hojicha", "opening",
+    "closing", "holiday",
 ];
 
 /// Text unique to page `i`: a page-specific code word and a deterministic word sequence.

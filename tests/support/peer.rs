@@ -261,7 +261,15 @@ async fn chat(State(state): State<Arc<PeerState>>, Json(body): Json<Value>) -> R
     let completion = words.len() as u64;
     let model = body["model"].as_str().unwrap_or("model").to_string();
     let guard_state = state.clone();
-    let stream = async_stream(words, delay, model, prompt, completion, guard_state, started);
+    let stream = async_stream(
+        words,
+        delay,
+        model,
+        prompt,
+        completion,
+        guard_state,
+        started,
+    );
     Response::builder()
         .header("content-type", "text/event-stream")
         .body(Body::from_stream(stream))
