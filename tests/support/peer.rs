@@ -41,6 +41,9 @@ pub struct PeerState {
     pub fail_embeddings: AtomicBool,
     /// The last chat request body (to inspect prompts).
     pub last_chat: std::sync::Mutex<Option<Value>>,
+    /// Nanoseconds spent inside the chat and embeddings handlers (request body parsed → last chunk
+    /// produced), for benchmarks that subtract the model's time from a request's.
+    pub busy_ns: AtomicU64,
 }
 
 pub struct ModelPeer {
@@ -82,6 +85,7 @@ impl ModelPeer {
             embedded_inputs: AtomicUsize::new(0),
             fail_embeddings: AtomicBool::new(false),
             last_chat: std::sync::Mutex::new(None),
+            busy_ns: AtomicU64::new(0),
         });
         let app = axum::Router::new()
             .route("/v1/chat/completions", post(chat))
@@ -166,6 +170,15 @@ pub fn embed_text(text: &str) -> Vec<f32> {
 }
 
 async fn embeddings(State(state): State<Arc<PeerState>>, Json(body): Json<Value>) -> Response {
+    let started = std::time::Instant::now();
+    let response = embed(&state, body);
+    state
+        .busy_ns
+        .fetch_add(started.elapsed().as_nanos() as u64, Ordering::SeqCst);
+    response
+}
+
+fn embed(state: &PeerState, body: Value) -> Response {
     state.embedding_requests.fetch_add(1, Ordering::SeqCst);
     if state.fail_embeddings.load(Ordering::SeqCst) {
         return (
@@ -219,6 +232,7 @@ impl Drop for DisconnectGuard {
 }
 
 async fn chat(State(state): State<Arc<PeerState>>, Json(body): Json<Value>) -> Response {
+    let started = std::time::Instant::now();
     state.chat_requests.fetch_add(1, Ordering::SeqCst);
     *state.last_chat.lock().unwrap() = Some(body.clone());
     let mode = state.chat_mode.lock().unwrap().clone();
@@ -247,7 +261,15 @@ async fn chat(State(state): State<Arc<PeerState>>, Json(body): Json<Value>) -> R
     let completion = words.len() as u64;
     let model = body["model"].as_str().unwrap_or("model").to_string();
     let guard_state = state.clone();
-    let stream = async_stream(words, delay, model, prompt, completion, guard_state);
+    let stream = async_stream(
+        words,
+        delay,
+        model,
+        prompt,
+        completion,
+        guard_state,
+        started,
+    );
     Response::builder()
         .header("content-type", "text/event-stream")
         .body(Body::from_stream(stream))
@@ -261,6 +283,7 @@ fn async_stream(
     prompt: u64,
     completion: u64,
     state: Arc<PeerState>,
+    started: std::time::Instant,
 ) -> impl futures::Stream<Item = Result<String, std::convert::Infallible>> {
     let guard = DisconnectGuard {
         state: state.clone(),
@@ -285,6 +308,9 @@ fn async_stream(
                 Some((Ok(format!("data: {usage}\n\n")), (i + 1, words, guard)))
             } else {
                 guard.finished = true;
+                state
+                    .busy_ns
+                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::SeqCst);
                 Some((Ok("data: [DONE]\n\n".to_string()), (i + 1, words, guard)))
             }
         }

@@ -1,0 +1,135 @@
+//! Chat benchmark: latency of `POST /api/chat` through the local runner, and the platform's own share of
+//! it, with an instant model peer.
+//!
+//!   cargo run -p kotoba-tests --example chat_bench [-- REQUESTS]      # default 300
+//!
+//! Set-up: the local runner in-process (embedded backend), the local OpenAI-compatible peer as chat model
+//! (`gpt-4o-mini`, replying a short sentence with no delay between chunks) and embedding model, a `pro`
+//! tenant and the standard test site trained. Then, on one keep-alive connection, one request at a time:
+//! - baseline: `GET /api/sites/{id}` (HTTP round trip, API-key auth, one store read): the floor of any
+//!   authenticated request;
+//! - chat: `POST /api/chat` (auth, quota, query embedding, retrieval, prompt, streamed model call, usage
+//!   and history writes). The peer adds up the time it spends inside its handlers (request parsed → last
+//!   chunk produced) per request; "platform" is the request's total minus that.
+//!
+//! Ten warm-up requests of each kind are not counted. Only loopback addresses are used.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use kotoba_tests::peer::{ChatMode, ModelPeer};
+use kotoba_tests::site::{TestSite, standard_site};
+use kotoba_tests::{Backend, TestApp};
+use reqwest::StatusCode;
+use serde_json::json;
+
+const QUESTIONS: [&str; 5] = [
+    "What are your opening hours on weekends?",
+    "Where do you roast your beans?",
+    "How much is a flat white?",
+    "営業時間は何時からですか？",
+    "駅からのアクセスを教えてください",
+];
+
+fn quantile(samples: &[Duration], q: f64) -> f64 {
+    let mut s = samples.to_vec();
+    s.sort_unstable();
+    let rank = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    s[rank - 1].as_secs_f64() * 1e3
+}
+
+#[tokio::main]
+async fn main() {
+    let requests: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(300);
+    let peer = ModelPeer::start(ChatMode::Reply {
+        reply: "We are open from 9am to 5pm on weekends.".into(),
+        delay: Duration::ZERO,
+    })
+    .await;
+    let mut vars = peer.vars(Some("gpt-4o-mini"), Some("text-embedding-3-small"));
+    vars.push(("RUST_LOG".into(), "warn".into()));
+    let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let app = TestApp::spawn_with(Backend::Embedded, &extra).await;
+    let site = TestSite::start().await;
+    standard_site(&site);
+    let (tenant, key) = app.create_tenant("pro").await;
+    let r = app
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/admin/tenants/{tenant}/subscription"),
+            Some(&app.admin_key),
+            Some(json!({"status": "active"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let site_id = app.create_site(&key, &["127.0.0.1"]).await["site_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = app.train(&key, &site_id, &site.url("/"), false).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+
+    // Baseline: the cheapest authenticated request.
+    let path = format!("/api/sites/{site_id}");
+    let mut baseline = Vec::with_capacity(requests);
+    for i in 0..requests + 10 {
+        let t = Instant::now();
+        let r = app.get(&path, &key).await;
+        let elapsed = t.elapsed();
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        if i >= 10 {
+            baseline.push(elapsed);
+        }
+    }
+
+    // Chat, one request at a time.
+    let mut total = Vec::with_capacity(requests);
+    let mut model = Vec::with_capacity(requests);
+    let mut platform = Vec::with_capacity(requests);
+    for i in 0..requests + 10 {
+        let question = QUESTIONS[i % QUESTIONS.len()];
+        let before = peer.state.busy_ns.load(Ordering::SeqCst);
+        let t = Instant::now();
+        let r = app
+            .post(
+                "/api/chat",
+                &key,
+                json!({"site_id": site_id, "message": question}),
+            )
+            .await;
+        let elapsed = t.elapsed();
+        let inside = Duration::from_nanos(peer.state.busy_ns.load(Ordering::SeqCst) - before);
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(r.body["model_used"], "gpt-4o-mini", "{:?}", r.body);
+        if i >= 10 {
+            total.push(elapsed);
+            model.push(inside);
+            platform.push(elapsed.saturating_sub(inside));
+        }
+    }
+
+    println!(
+        "requests: {requests} of each kind, sequential, one connection; cores: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("| measure | p50 (ms) | p99 (ms) |");
+    println!("|---|---|---|");
+    for (name, samples) in [
+        ("baseline: `GET /api/sites/{id}` round trip", &baseline[..]),
+        ("`POST /api/chat` total", &total[..]),
+        (
+            "… of which inside the model peer (embed + chat)",
+            &model[..],
+        ),
+        ("… platform's own (total − peer)", &platform[..]),
+    ] {
+        println!(
+            "| {name} | {:.2} | {:.2} |",
+            quantile(samples, 0.5),
+            quantile(samples, 0.99)
+        );
+    }
+}
