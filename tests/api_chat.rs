@@ -133,6 +133,7 @@ async fn answers_from_the_right_pages(backend: Backend) {
     );
     // Never a page that was excluded.
     let r = ask("what is the safe code for staff").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert!(!r.body.to_string().contains("1234"), "{:?}", r.body);
 }
 
@@ -281,7 +282,7 @@ async fn monthly_chats(app: &TestApp, tenant: &str) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_model_failure_leaves_quota_unchanged_and_a_disconnect_stops_generation() {
+async fn a_model_failure_gives_the_reserved_chat_back() {
     let t = trained(
         Backend::Embedded,
         "pro",
@@ -289,22 +290,30 @@ async fn a_model_failure_leaves_quota_unchanged_and_a_disconnect_stops_generatio
         ChatMode::Fail(500),
     )
     .await;
-    let before = monthly_chats(&t.app, &t.tenant_id).await;
-    let r = t
-        .app
-        .post(
+    // Pro allows 10,000 chats a month: leave exactly one.
+    let tenant = TenantId::parse(&t.tenant_id).unwrap();
+    let month = usage::month_of(t.app.platform.clock.now());
+    let used = monthly_chats(&t.app, &t.tenant_id).await;
+    t.app
+        .platform
+        .store
+        .add(Add::new(
+            usage::tenant_month(&tenant, &month),
+            usage::counters::CHATS,
+            9_999 - used,
+        ))
+        .await
+        .unwrap();
+    let ask = || {
+        t.app.post(
             "/api/chat",
             &t.key,
             json!({"site_id": t.site_id, "message": "When do you open?"}),
         )
-        .await;
+    };
+    let r = ask().await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
     assert!(r.body["error"]["request_id"].is_string());
-    assert_eq!(
-        monthly_chats(&t.app, &t.tenant_id).await,
-        before,
-        "the reservation was given back"
-    );
     assert_eq!(
         t.peer
             .state
@@ -313,12 +322,69 @@ async fn a_model_failure_leaves_quota_unchanged_and_a_disconnect_stops_generatio
         3,
         "retried before the first token"
     );
+    assert_eq!(monthly_chats(&t.app, &t.tenant_id).await, 9_999);
+    // The failed chat gave its reservation back: the last chat of the month is still there, once.
+    t.peer.set_mode(ChatMode::Reply {
+        reply: "We open at nine.".into(),
+        delay: Duration::from_millis(1),
+    });
+    let r = ask().await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(monthly_chats(&t.app, &t.tenant_id).await, 10_000);
+    let r = ask().await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{:?}", r.body);
+    assert_eq!(r.error_code(), "quota_exceeded");
+    assert_eq!(monthly_chats(&t.app, &t.tenant_id).await, 10_000);
+}
 
+/// Polls the tenant's usage log until an entry with `outcome` appears (at most ten seconds).
+async fn wait_for_log(t: &Trained, outcome: &str) -> shared::store::Item {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = t
+            .app
+            .platform
+            .store
+            .query(
+                shared::store::Query::on(
+                    shared::store::Index::ByTenant,
+                    format!("TENANT#{}", t.tenant_id),
+                )
+                .prefix("LOG#"),
+            )
+            .await
+            .unwrap();
+        let mut found: Vec<_> = logs
+            .items
+            .into_iter()
+            .filter(|i| i.attributes["outcome"] == outcome)
+            .collect();
+        assert!(found.len() <= 1, "one {outcome} entry, not {}", found.len());
+        if let Some(item) = found.pop() {
+            return item;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {outcome} usage log entry"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll:
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disconnect_stops_generation_and_charges_exactly_what_was_generated() {
+    let t = trained(
+        Backend::Embedded,
+        "pro",
+        Some("gpt-4o-mini"),
+        ChatMode::Echo,
+    )
+    .await;
     // A slow answer, and a client that leaves after the first deltas.
     let words: Vec<String> = (0..200).map(|i| format!("word{i} ")).collect();
     t.peer.set_mode(ChatMode::Reply {
         reply: words.concat(),
-        delay: Duration::from_millis(20),
+        delay: Duration::from_millis(50),
     });
     let response = t
         .app
@@ -341,7 +407,7 @@ async fn a_model_failure_leaves_quota_unchanged_and_a_disconnect_stops_generatio
         }
     }
     drop(body);
-    // Generation stops: the peer sees its stream dropped long before its 200 words.
+    // Generation stops: the peer sees its stream dropped before its last word.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while t
         .peer
@@ -354,53 +420,35 @@ async fn a_model_failure_leaves_quota_unchanged_and_a_disconnect_stops_generatio
             std::time::Instant::now() < deadline,
             "the model stream was never closed"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll:
     }
-    let sent = t
-        .peer
-        .state
-        .chunks_sent
-        .load(std::sync::atomic::Ordering::SeqCst);
+    let log = wait_for_log(&t, "cancelled").await;
+    let sent = t.peer.state.sent_text.lock().unwrap().clone();
+    let sent_words = sent.split_inclusive(' ').count();
     assert!(
-        sent < 150,
-        "generation continued after the disconnect ({sent} chunks)"
+        sent_words >= 3 && sent_words < words.len(),
+        "the peer stopped part-way ({sent_words} words)"
     );
-    // Charged only for what was generated: the usage log entry is marked cancelled with fewer tokens.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let logs = t
-        .app
-        .platform
-        .store
-        .query(
-            shared::store::Query::on(
-                shared::store::Index::ByTenant,
-                format!("TENANT#{}", t.tenant_id),
-            )
-            .prefix("LOG#"),
-        )
-        .await
-        .unwrap();
-    let cancelled: Vec<_> = logs
-        .items
+    // Charged for exactly the words the peer sent (no usage report on a cut stream: the platform counts
+    // them itself with the o200k tokenizer), and for the prompt it sent.
+    let tokenizer = shared::chunk::Tokenizer::o200k();
+    let output = tokenizer.count(&sent) as u64;
+    let request = t.peer.state.last_chat.lock().unwrap().clone().unwrap();
+    let prompt_text: Vec<&str> = request["messages"]
+        .as_array()
+        .unwrap()
         .iter()
-        .filter(|i| i.attributes["outcome"] == "cancelled")
+        .map(|m| m["content"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        cancelled.len(),
-        1,
-        "{:?}",
-        logs.items
-            .iter()
-            .map(|i| &i.attributes["outcome"])
-            .collect::<Vec<_>>()
-    );
-    let output = cancelled[0].attributes["chat_output_tokens"]
-        .as_u64()
-        .unwrap();
-    assert!(
-        output > 0 && output < 200,
-        "charged for {output} output tokens"
-    );
+    let input = tokenizer.count(&prompt_text.join("\n")) as u64;
+    let attr = |name: &str| log.attributes[name].as_u64().unwrap();
+    assert_eq!(attr("chat_output_tokens"), output, "{sent:?}");
+    assert_eq!(attr("chat_input_tokens"), input);
+    // The logged cost is those tokens × the price table (gpt-4o-mini $0.15/$0.60 per 1M input/output,
+    // text-embedding-3-small $0.02 per 1M), each rounded up to a micro-dollar.
+    let micros = |tokens: u64, per_1k: u64| (tokens * per_1k).div_ceil(1000);
+    let expected = micros(input, 150) + micros(output, 600) + micros(attr("embedding_tokens"), 20);
+    assert_eq!(attr("cost"), expected, "{:?}", log.attributes);
 }
 
 async fn concurrent_chats_serve_exactly_the_remaining_quota(backend: Backend) {
@@ -465,6 +513,87 @@ async fn concurrent_chats_serve_exactly_the_remaining_quota_on_embedded_adapters
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_chats_serve_exactly_the_remaining_quota_on_aws_adapters() {
     concurrent_chats_serve_exactly_the_remaining_quota(Backend::Aws).await;
+}
+
+/// The store's 50-way race on one counter (conformance: 50 adds, 20 fit), through the whole request
+/// path: 50 chats from five tasks on a multi-threaded runtime, released together, with 20 chats left.
+async fn fifty_chats_from_several_tasks_race_for_twenty(backend: Backend) {
+    let t = trained(backend, "starter", None, ChatMode::Echo).await;
+    let tenant = TenantId::parse(&t.tenant_id).unwrap();
+    let month = usage::month_of(t.app.platform.clock.now());
+    let used = monthly_chats(&t.app, &t.tenant_id).await;
+    t.app
+        .platform
+        .store
+        .add(Add::new(
+            usage::tenant_month(&tenant, &month),
+            usage::counters::CHATS,
+            980 - used,
+        ))
+        .await
+        .unwrap();
+    const TASKS: usize = 5;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(TASKS));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let (client, url, key, site) = (
+                t.app.client.clone(),
+                t.app.url("/api/chat"),
+                t.key.clone(),
+                t.site_id.clone(),
+            );
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let chats = (0..10).map(|i| {
+                    client
+                        .post(&url)
+                        .bearer_auth(&key)
+                        .json(&json!({"site_id": site, "message": format!("opening hours {task}-{i}")}))
+                        .send()
+                });
+                let mut out = Vec::new();
+                for response in futures::future::join_all(chats).await {
+                    let response = response.unwrap();
+                    let status = response.status();
+                    out.push((status, response.json::<Value>().await.unwrap_or(Value::Null)));
+                }
+                out
+            })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for task in tasks {
+        replies.extend(task.await.unwrap());
+    }
+    let ok: Vec<&Value> = replies
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::OK)
+        .map(|(_, b)| b)
+        .collect();
+    let refused = replies
+        .iter()
+        .filter(|(s, b)| {
+            *s == StatusCode::PAYMENT_REQUIRED && b["error"]["code"] == "quota_exceeded"
+        })
+        .count();
+    assert_eq!((ok.len(), refused), (20, 30), "{replies:?}");
+    let ids: std::collections::BTreeSet<&str> = ok
+        .iter()
+        .map(|b| b["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 20, "every answer its own message");
+    assert_eq!(monthly_chats(&t.app, &t.tenant_id).await, 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_chats_from_several_tasks_race_for_twenty_on_embedded_adapters() {
+    fifty_chats_from_several_tasks_race_for_twenty(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_chats_from_several_tasks_race_for_twenty_on_aws_adapters() {
+    fifty_chats_from_several_tasks_race_for_twenty(Backend::Aws).await;
 }
 
 async fn embed_chat(
@@ -622,18 +751,30 @@ async fn the_public_embed_routes_check_origin_readiness_and_rate() {
             >= 1
     );
 
-    // A site that is not trained is refused.
+    // A site that is not trained is refused, as "not ready" (not as "not enabled": it is enabled).
     let fresh = app.create_site(&t.key, &["127.0.0.1"]).await["site_id"]
         .as_str()
         .unwrap()
         .to_string();
-    app.patch(
-        &format!("/api/sites/{fresh}"),
-        &t.key,
-        json!({"is_embed_enabled": true}),
+    let r = app
+        .patch(
+            &format!("/api/sites/{fresh}"),
+            &t.key,
+            json!({"is_embed_enabled": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["is_embed_enabled"], true, "{:?}", r.body);
+    let stored = shared::sites::get_site(
+        app.platform.store.as_ref(),
+        &TenantId::parse(&t.tenant_id).unwrap(),
+        &SiteId::parse(&fresh).unwrap(),
     )
-    .await;
-    let (status, _, _) = embed_chat(app, &fresh, "http://127.0.0.1:8080", "hours?").await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    let _ = (&t.site, SiteId::parse(&fresh));
+    .await
+    .unwrap();
+    assert!(stored.is_embed_enabled && stored.index_version.is_none());
+    let (status, body, _) = embed_chat(app, &fresh, "http://127.0.0.1:8080", "hours?").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "not_ready", "{body}");
+    let _ = &t.site;
 }

@@ -36,9 +36,18 @@ pub struct PeerState {
     /// Chat streams that ended because the client went away before the last chunk.
     pub chat_disconnects: AtomicUsize,
     pub chunks_sent: AtomicU64,
+    /// The text of every content chunk the chat endpoint produced, in order (what the platform may bill).
+    pub sent_text: std::sync::Mutex<String>,
     pub embedding_requests: AtomicUsize,
     pub embedded_inputs: AtomicUsize,
     pub fail_embeddings: AtomicBool,
+    /// While set, embedding requests wait (counted in `embeddings_waiting`) until it is cleared.
+    pub hold_embeddings: AtomicBool,
+    pub embeddings_waiting: AtomicUsize,
+    /// Embedding requests whose client went away before they were answered, and their inputs.
+    pub embeddings_abandoned: AtomicUsize,
+    pub abandoned_inputs: std::sync::Mutex<Vec<String>>,
+    released: tokio::sync::Notify,
     /// The last chat request body (to inspect prompts).
     pub last_chat: std::sync::Mutex<Option<Value>>,
     /// Nanoseconds spent inside the chat and embeddings handlers (request body parsed → last chunk
@@ -81,9 +90,15 @@ impl ModelPeer {
             chat_requests: AtomicUsize::new(0),
             chat_disconnects: AtomicUsize::new(0),
             chunks_sent: AtomicU64::new(0),
+            sent_text: std::sync::Mutex::new(String::new()),
             embedding_requests: AtomicUsize::new(0),
             embedded_inputs: AtomicUsize::new(0),
             fail_embeddings: AtomicBool::new(false),
+            hold_embeddings: AtomicBool::new(false),
+            embeddings_waiting: AtomicUsize::new(0),
+            embeddings_abandoned: AtomicUsize::new(0),
+            abandoned_inputs: std::sync::Mutex::new(Vec::new()),
+            released: tokio::sync::Notify::new(),
             last_chat: std::sync::Mutex::new(None),
             busy_ns: AtomicU64::new(0),
         });
@@ -107,6 +122,14 @@ impl ModelPeer {
 
     pub fn set_mode(&self, mode: ChatMode) {
         *self.state.chat_mode.lock().unwrap() = mode;
+    }
+
+    /// Holds embedding requests (`true`) or lets them all go (`false`).
+    pub fn hold_embeddings(&self, hold: bool) {
+        self.state.hold_embeddings.store(hold, Ordering::SeqCst);
+        if !hold {
+            self.state.released.notify_waiters();
+        }
     }
 
     pub fn embedding_requests(&self) -> usize {
@@ -169,7 +192,53 @@ pub fn embed_text(text: &str) -> Vec<f32> {
     v
 }
 
+/// Counts an embedding request as waiting while held, and as abandoned if dropped before its answer.
+struct HeldEmbedding<'a> {
+    state: &'a PeerState,
+    inputs: Vec<String>,
+    answered: bool,
+}
+
+impl Drop for HeldEmbedding<'_> {
+    fn drop(&mut self) {
+        self.state.embeddings_waiting.fetch_sub(1, Ordering::SeqCst);
+        if !self.answered {
+            self.state
+                .abandoned_inputs
+                .lock()
+                .unwrap()
+                .append(&mut self.inputs);
+            self.state
+                .embeddings_abandoned
+                .fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
 async fn embeddings(State(state): State<Arc<PeerState>>, Json(body): Json<Value>) -> Response {
+    state.embeddings_waiting.fetch_add(1, Ordering::SeqCst);
+    let inputs = match &body["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .map(|v| v.as_str().unwrap_or("").to_string())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut held = HeldEmbedding {
+        state: &state,
+        inputs,
+        answered: false,
+    };
+    loop {
+        let released = state.released.notified();
+        if !state.hold_embeddings.load(Ordering::SeqCst) {
+            break;
+        }
+        released.await;
+    }
+    held.answered = true;
+    drop(held);
     let started = std::time::Instant::now();
     let response = embed(&state, body);
     state
@@ -297,8 +366,9 @@ fn async_stream(
                 return None;
             }
             if i < words.len() {
-                tokio::time::sleep(delay).await;
+                tokio::time::sleep(delay).await; // sleep-ok: a model that generates slowly
                 state.chunks_sent.fetch_add(1, Ordering::SeqCst);
+                state.sent_text.lock().unwrap().push_str(&words[i]);
                 let chunk = json!({"id": "c1", "object": "chat.completion.chunk", "model": model,
                     "choices": [{"index": 0, "delta": {"content": words[i]}, "finish_reason": null}]});
                 Some((Ok(format!("data: {chunk}\n\n")), (i + 1, words, guard)))

@@ -93,10 +93,7 @@ fn api_error(e: ChatError) -> ApiError {
         ChatError::SiteNotFound => ApiError::NotFound("site not found".into()),
         ChatError::NotAvailable(m) => ApiError::Forbidden(m),
         ChatError::OriginNotAllowed => ApiError::Forbidden(e.to_string()),
-        ChatError::NotTrained => ApiError::Conflict {
-            message: e.to_string(),
-            details: None,
-        },
+        ChatError::NotTrained => ApiError::NotReady(e.to_string()),
         ChatError::ModelNotAllowed(m) => ApiError::Forbidden(m),
         ChatError::UnknownModel(m) => ApiError::invalid("model", m),
         ChatError::Subscription(_) => ApiError::PaymentRequired {

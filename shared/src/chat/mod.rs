@@ -223,9 +223,7 @@ impl ChatService {
                     ));
                 }
                 if site.status != SiteStatus::Ready && site.index_version.is_none() {
-                    return Err(ChatError::NotAvailable(
-                        "the assistant is not ready yet".into(),
-                    ));
+                    return Err(ChatError::NotTrained);
                 }
                 if !origin_allowed(site, origin.as_deref()) {
                     return Err(ChatError::OriginNotAllowed);

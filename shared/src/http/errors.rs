@@ -41,6 +41,10 @@ pub enum ApiError {
         message: String,
         details: Option<Value>,
     },
+    /// 409: the thing exists but cannot serve yet (a site still training); its own code, so clients can
+    /// tell "wait" from "not allowed".
+    #[error("{0}")]
+    NotReady(String),
     /// 413
     #[error("{0}")]
     TooLarge(String),
@@ -70,7 +74,7 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
-            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Conflict { .. } | Self::NotReady(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -87,6 +91,7 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::PaymentRequired { .. } => "quota_exceeded",
             Self::Conflict { .. } => "conflict",
+            Self::NotReady(_) => "not_ready",
             Self::TooLarge(_) => "too_large",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
