@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use kotoba_tests::faults::{Fault, FaultyStore};
 use kotoba_tests::realtime_peer::{PeerScript, RealtimePeer, SPEECH_END, SPEECH_START, pattern};
 use kotoba_tests::twilio::{self, MediaStream, Received, Record, Step};
 use kotoba_tests::{Backend, TEST_TWILIO_AUTH_TOKEN, TestApp};
@@ -20,6 +21,7 @@ const CALLER: &str = "+819012345678";
 
 /// The runner with its bridge pointed at the peer.
 async fn voice_app(peer: &RealtimePeer, extra: &[(&str, &str)]) -> TestApp {
+    outbound_log();
     let mut vars = vec![("OPENAI_REALTIME_URL", peer.url.as_str())];
     vars.extend_from_slice(extra);
     TestApp::spawn_with(Backend::Embedded, &vars).await
@@ -80,7 +82,7 @@ async fn call_log(app: &TestApp, key: &str, call_sid: &str) -> Value {
             return r.body;
         }
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll:
     }
     panic!("no call log for {call_sid}");
 }
@@ -141,6 +143,9 @@ async fn signatures_match_the_official_twilio_library() {
         ("CallerName", "山田 太郎 & <Co>"),
         ("Tag", "b"),
         ("Tag", "a"),
+        // A repeated name with a repeated, identical value (Twilio's library signs it once).
+        ("Same", "x"),
+        ("Same", "x"),
         ("Empty", ""),
         ("ÄUmlaut", "ü"),
         ("a", "lowercase sorts after uppercase"),
@@ -162,9 +167,20 @@ async fn signatures_match_the_official_twilio_library() {
             own(&tricky),
         ),
         ("other", "https://x.example/", vec![]),
+        // Only the repeated identical value: ours must dedupe it exactly like the official library.
+        (
+            "other",
+            "https://x.example/",
+            own(&[("Same", "x"), ("Same", "x")]),
+        ),
     ];
     let from_python = twilio::sign_all(&cases).await;
     assert_eq!(from_python[0], "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
+    let once = TwilioValidator::new("other").compute("https://x.example/", &own(&[("Same", "x")]));
+    assert_eq!(
+        from_python[4], once,
+        "the official library signs a repeated identical value once"
+    );
     for ((token, url, params), expected) in cases.iter().zip(&from_python) {
         assert_eq!(
             &TwilioValidator::new(token).compute(url, params),
@@ -317,6 +333,135 @@ async fn admission_fails_closed_and_never_reaches_the_model() {
     assert_eq!(status, StatusCode::OK);
     refused(&twiml, "en-US");
 
+    assert_eq!(
+        peer.connections(),
+        0,
+        "a refused call must never open a model session"
+    );
+}
+
+/// A second bridge on `app`'s data, reading through a store that fails on cue, with `settings` adjusted
+/// by `adjust`; returns its base URL and the store's fault switch.
+async fn faulty_bridge(
+    app: &TestApp,
+    adjust: impl FnOnce(&mut call_bridge::BridgeSettings),
+) -> (String, std::sync::Arc<FaultyStore>) {
+    let p = &app.platform;
+    let store = FaultyStore::new(p.store.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = p.config.clone();
+    config.bridge.public_url = Some(base.parse().unwrap());
+    let platform = std::sync::Arc::new(shared::Platform {
+        store: store.clone(),
+        blobs: p.blobs.clone(),
+        dir_blobs: p.dir_blobs.clone(),
+        train_queue: p.train_queue.clone(),
+        mail: p.mail.clone(),
+        mail_from: p.mail_from.clone(),
+        clock: p.clock.clone(),
+        ids: p.ids.clone(),
+        admin_key: p.admin_key.clone(),
+        config: config.clone(),
+    });
+    let mut settings = call_bridge::BridgeSettings::from_config(&config).unwrap();
+    adjust(&mut settings);
+    let router = call_bridge::app(call_bridge::Bridge::with_settings(platform, settings));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (base, store)
+}
+
+/// Twilio's webhook for a new call to a given bridge; returns status and body.
+async fn place_call_at(
+    app: &TestApp,
+    bridge: &str,
+    call_sid: &str,
+    to: &str,
+) -> (StatusCode, String) {
+    let params = twilio::webhook_params(call_sid, CALLER, to);
+    let url = format!("{bridge}/incoming-call-realtime");
+    let signature = twilio::sign(TEST_TWILIO_AUTH_TOKEN, &url, &params).await;
+    twilio::post_webhook(&app.client, bridge, &params, Some(&signature)).await
+}
+
+#[tokio::test]
+async fn admission_fails_closed_when_the_store_or_the_stream_key_fails() {
+    let peer = RealtimePeer::start(PeerScript::default()).await;
+    let app = voice_app(&peer, &[]).await;
+    let number = "+15005550006";
+    receptionist(&app, "pro", number).await;
+    let refused = |(status, twiml): (StatusCode, String)| {
+        assert_eq!(status, StatusCode::OK, "{twiml}");
+        assert!(twiml.contains("<Say language=\"en-US\">"), "{twiml}");
+        assert!(twiml.ends_with("<Hangup/></Response>"), "{twiml}");
+        assert!(!twiml.contains("<Connect>"), "{twiml}");
+    };
+
+    let (bridge, store) = faulty_bridge(&app, |_| {}).await;
+    // The same bridge admits the call while the store answers (so the refusals below are the faults').
+    let (status, twiml) = place_call_at(&app, &bridge, &twilio::call_sid(), number).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(twiml.contains("<Connect><Stream"), "{twiml}");
+    // The number lookup fails; then each read of the admission check in turn: the receptionist's
+    // settings, the tenant, the month's minutes.
+    for (pk_prefix, sk_prefix) in [
+        ("PHONE#", ""),
+        ("TENANT#", "VOICE"),
+        ("TENANT#", "PROFILE"),
+        ("TENANT#", "USAGE#"),
+    ] {
+        store.set(Some(Fault {
+            pk_prefix,
+            sk_prefix,
+        }));
+        refused(place_call_at(&app, &bridge, &twilio::call_sid(), number).await);
+    }
+    store.set(None);
+
+    // A validator but no key to sign stream tokens with: refused, not connected with an unsigned stream.
+    let (bridge, _) = faulty_bridge(&app, |s| s.token_key = None).await;
+    refused(place_call_at(&app, &bridge, &twilio::call_sid(), number).await);
+
+    assert_eq!(
+        peer.connections(),
+        0,
+        "a refused call must never open a model session"
+    );
+}
+
+#[tokio::test]
+async fn without_a_twilio_auth_token_every_call_is_refused() {
+    let peer = RealtimePeer::start(PeerScript::default()).await;
+    let app = voice_app(&peer, &[("TWILIO_AUTH_TOKEN", "")]).await;
+    let number = "+15005550006";
+    receptionist(&app, "pro", number).await;
+    // Correctly signed with the token Twilio has: the bridge cannot check it, so it refuses.
+    let (status, text) = place_call(&app, &twilio::call_sid(), number).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["error"]["code"], "forbidden");
+    // A media socket with a token signed under the usual key is closed too.
+    let key = StreamTokenKey::derive(TEST_TWILIO_AUTH_TOKEN);
+    let sid = twilio::call_sid();
+    let claims = StreamClaims {
+        call_sid: sid.parse().unwrap(),
+        tenant_id: TenantId::parse(&app.create_tenant("pro").await.0).unwrap(),
+        from: CALLER.into(),
+        to: number.parse().unwrap(),
+        expires_at: app.platform.clock.unix_seconds() + 60,
+    };
+    let params = HashMap::from([
+        ("call_sid".to_string(), sid.clone()),
+        ("token".to_string(), key.sign(&claims)),
+    ]);
+    let record = MediaStream::connect(&app.bridge_url, &sid, &params)
+        .await
+        .run(vec![], None)
+        .await;
+    assert_eq!(record.close_code, Some(1008));
+    assert!(record.audio.is_empty());
     assert_eq!(
         peer.connections(),
         0,
@@ -571,13 +716,85 @@ async fn wait_until(mut done: impl FnMut() -> bool) -> bool {
         if done() {
             return true;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll:
     }
     false
 }
 
+/// (thread, sink, event type) of every message a bridge in this test binary sent on either socket, in
+/// the order sent, from the bridge's outbound trace. A test on a single-threaded runtime (which runs its
+/// bridge too) reads its own entries by its thread id.
+type OutboundLog = std::sync::Arc<std::sync::Mutex<Vec<(std::thread::ThreadId, String, String)>>>;
+
+/// The outbound log, recording from the first call on (every test's runner starts after it).
+fn outbound_log() -> &'static OutboundLog {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[derive(Default)]
+    struct Fields {
+        sink: String,
+        message: String,
+    }
+    impl tracing::field::Visit for Fields {
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            self.record_debug(field, &format_args!("{value}"));
+        }
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            match field.name() {
+                "sink" => self.sink = format!("{value:?}"),
+                "message" => self.message = format!("{value:?}"),
+                _ => {}
+            }
+        }
+    }
+    struct Outbound(OutboundLog);
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Outbound {
+        fn register_callsite(
+            &self,
+            metadata: &'static tracing::Metadata<'static>,
+        ) -> tracing::subscriber::Interest {
+            if metadata.target() == call_bridge::OUTBOUND {
+                tracing::subscriber::Interest::always()
+            } else {
+                tracing::subscriber::Interest::never()
+            }
+        }
+        fn enabled(
+            &self,
+            metadata: &tracing::Metadata<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) -> bool {
+            metadata.target() == call_bridge::OUTBOUND
+        }
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let mut fields = Fields::default();
+            event.record(&mut fields);
+            let message: Value = serde_json::from_str(&fields.message).unwrap_or(Value::Null);
+            let kind = message["type"]
+                .as_str()
+                .or(message["event"].as_str())
+                .unwrap_or("?")
+                .to_string();
+            let thread = std::thread::current().id();
+            self.0.lock().unwrap().push((thread, fields.sink, kind));
+        }
+    }
+    static LOG: std::sync::OnceLock<OutboundLog> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = OutboundLog::default();
+        let subscriber = tracing_subscriber::registry().with(Outbound(log.clone()));
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+        log
+    })
+}
+
 #[tokio::test]
 async fn barge_in_clears_then_truncates_at_what_the_caller_heard() {
+    let this_test = std::thread::current().id();
     let script = PeerScript {
         greeting_audio: pattern(24_000, 9), // 3 s, far longer than the caller lets it play
         hold_responses: true,
@@ -619,6 +836,26 @@ async fn barge_in_clears_then_truncates_at_what_the_caller_heard() {
     )
     .expect("a truncate reached the model");
     assert!(clear_at < truncate_at, "clear before truncate");
+    // The order the bridge sent them in, across both sockets: the caller stops hearing first.
+    let sent: Vec<(String, String)> = outbound_log()
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(thread, sink, kind)| {
+            *thread == this_test
+                && ((sink == "twilio" && kind == "clear")
+                    || (sink == "model" && kind == "conversation.item.truncate"))
+        })
+        .map(|(_, sink, kind)| (sink.clone(), kind.clone()))
+        .collect();
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(
+        sent,
+        [
+            pair("twilio", "clear"),
+            pair("model", "conversation.item.truncate")
+        ]
+    );
     let Received::PeerEvent(truncate) = &record.events[truncate_at] else {
         unreachable!()
     };
@@ -725,12 +962,14 @@ async fn shutdown_ends_calls_after_the_drain_deadline_and_still_logs_them() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_hundred_simultaneous_calls_all_complete_with_correct_logs() {
     const TENANTS: usize = 10;
     const CALLS_PER_TENANT: usize = 10;
     let script = PeerScript {
         greeting_audio: pattern(1_600, 5),
+        // No session starts until all hundred are open: the calls provably overlap.
+        gather: Some(TENANTS * CALLS_PER_TENANT),
         ..PeerScript::default()
     };
     let greeting = script.greeting_audio.clone();
@@ -777,8 +1016,16 @@ async fn a_hundred_simultaneous_calls_all_complete_with_correct_logs() {
                 (record, utterance)
             }
         });
-    let results = futures::future::join_all(runs).await;
+    let results = tokio::time::timeout(Duration::from_secs(120), futures::future::join_all(runs))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the calls never all overlapped: at most {} model sessions were open at once",
+                peer.peak_sessions()
+            )
+        });
     assert_eq!(peer.connections(), TENANTS * CALLS_PER_TENANT);
+    assert_eq!(peer.peak_sessions(), TENANTS * CALLS_PER_TENANT);
     for (record, utterance) in &results {
         assert_eq!(record.close_code, Some(1000));
         assert_eq!(&record.audio[..greeting.len()], &greeting[..]);

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod aws;
+pub mod faults;
 pub mod peer;
 pub mod realtime_peer;
 pub mod site;

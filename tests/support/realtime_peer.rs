@@ -37,6 +37,9 @@ pub struct PeerScript {
     pub hold_responses: bool,
     /// The `usage` of every `response.done`.
     pub usage: Value,
+    /// Hold every session's `session.created` until this many sessions are open at once: proves calls
+    /// overlap (a bridge that served calls one at a time would never get past the first greeting).
+    pub gather: Option<usize>,
 }
 
 impl Default for PeerScript {
@@ -53,6 +56,7 @@ impl Default for PeerScript {
                 "input_token_details": {"text_tokens": 100, "audio_tokens": 500, "cached_tokens": 0},
                 "output_token_details": {"text_tokens": 100, "audio_tokens": 300}
             }),
+            gather: None,
         }
     }
 }
@@ -90,10 +94,43 @@ impl PeerSession {
     }
 }
 
+/// Sessions open now, and the most ever open at once.
+#[derive(Debug, Default)]
+struct OpenSessions {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+    changed: tokio::sync::Notify,
+}
+
+impl OpenSessions {
+    fn enter(&self) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    fn leave(&self) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    /// Returns once `n` sessions have been open at the same time.
+    async fn gathered(&self, n: usize) {
+        loop {
+            let changed = self.changed.notified();
+            if self.peak.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
 /// The running peer.
 pub struct RealtimePeer {
     pub url: String,
     connections: Arc<AtomicUsize>,
+    open: Arc<OpenSessions>,
     sessions: Arc<Mutex<Vec<Arc<Mutex<PeerSession>>>>>,
     events: broadcast::Sender<Value>,
     task: tokio::task::JoinHandle<()>,
@@ -110,21 +147,28 @@ impl RealtimePeer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("peer binds");
         let addr = listener.local_addr().expect("peer address");
         let connections = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(OpenSessions::default());
         let sessions: Arc<Mutex<Vec<Arc<Mutex<PeerSession>>>>> = Arc::default();
         let (events, _) = broadcast::channel(4096);
         let script = Arc::new(script);
         let task = {
-            let (connections, sessions, events) =
-                (connections.clone(), sessions.clone(), events.clone());
+            let (connections, sessions, events, open) = (
+                connections.clone(),
+                sessions.clone(),
+                events.clone(),
+                open.clone(),
+            );
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     connections.fetch_add(1, Ordering::SeqCst);
                     let session = Arc::new(Mutex::new(PeerSession::default()));
                     sessions.lock().unwrap().push(session.clone());
-                    let (script, events) = (script.clone(), events.clone());
+                    let (script, events, open) = (script.clone(), events.clone(), open.clone());
                     tokio::spawn(async move {
-                        serve(stream, &script, &session, &events).await;
+                        open.enter();
+                        serve(stream, &script, &session, &events, &open).await;
                         session.lock().unwrap().ended = true;
+                        open.leave();
                     });
                 }
             })
@@ -132,6 +176,7 @@ impl RealtimePeer {
         RealtimePeer {
             url: format!("ws://{addr}/v1/realtime?model=gpt-realtime"),
             connections,
+            open,
             sessions,
             events,
             task,
@@ -141,6 +186,11 @@ impl RealtimePeer {
     /// TCP connections ever accepted (a refused call must leave this at zero).
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// The most sessions that were ever open at the same moment.
+    pub fn peak_sessions(&self) -> usize {
+        self.open.peak.load(Ordering::SeqCst)
     }
 
     pub fn sessions(&self) -> Vec<PeerSession> {
@@ -169,10 +219,14 @@ async fn serve(
     script: &PeerScript,
     session: &Mutex<PeerSession>,
     events: &broadcast::Sender<Value>,
+    open: &OpenSessions,
 ) {
     let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
         return;
     };
+    if let Some(n) = script.gather {
+        open.gathered(n).await;
+    }
     let mut conv = Conversation {
         next_id: 0,
         capturing: None,

@@ -51,6 +51,10 @@ const MAX_MODEL_MESSAGE: usize = 4 * 1024 * 1024;
 /// How long closing a socket may take before it is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The tracing target of every message the relay sends, on either socket, in the order sent (one
+/// ordered record of both sinks: what a barge-in's clear-then-truncate is checked against).
+pub const OUTBOUND: &str = "call_bridge::outbound";
+
 /// Why a media socket was closed before any model session.
 #[derive(Debug, thiserror::Error)]
 enum StreamRefused {
@@ -276,6 +280,7 @@ impl Relay<'_> {
     }
 
     async fn to_model(&self, model: &mut ModelSocket, text: String) -> Result<(), EndReason> {
+        tracing::trace!(target: OUTBOUND, sink = "model", message = %text);
         model
             .send(ModelMessage::Text(text.into()))
             .await
@@ -290,8 +295,10 @@ impl Relay<'_> {
         twilio: &mut WebSocket,
         event: TwilioOutbound<'_>,
     ) -> Result<(), EndReason> {
+        let text = event.to_json();
+        tracing::trace!(target: OUTBOUND, sink = "twilio", message = %text);
         twilio
-            .send(TwilioMessage::Text(event.to_json().into()))
+            .send(TwilioMessage::Text(text.into()))
             .await
             .map_err(|_| EndReason::CallerDisconnected)
     }
