@@ -257,7 +257,7 @@ async fn failing_job_is_dead_lettered(backend: Backend) {
             std::time::Instant::now() < deadline,
             "the message never reached the dead-letter queue"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await; // poll:
     };
     assert!(dead[0].body.contains(job["job_id"].as_str().unwrap()));
     let site_json = app.get(&format!("/api/sites/{site_id}"), &key).await.body;
@@ -386,7 +386,7 @@ async fn a_job_killed_mid_run_is_finished_exactly_by_redelivery() {
             std::time::Instant::now() < deadline,
             "the first attempt made no progress: {job}"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await; // poll:
     }
     first.abort();
     let _ = first.await;
@@ -432,6 +432,136 @@ async fn a_job_killed_mid_run_is_finished_exactly_by_redelivery() {
         menu.chunk_count as usize,
         "the redelivery embedded only the unfinished page"
     );
+}
+
+/// Polls `done` until it holds (at most a minute).
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await; // poll:
+    }
+}
+
+async fn a_job_killed_during_an_embedding_request_is_finished_exactly(backend: Backend) {
+    let peer = ModelPeer::start(ChatMode::Echo).await;
+    let vars = peer.vars(None, Some("text-embedding-3-small"));
+    let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let app = TestApp::spawn_paused(backend, &extra).await;
+    let site = TestSite::start().await;
+    standard_site(&site);
+    let (tenant_id, key) = app.create_tenant("pro").await;
+    let site_id = app.create_site(&key, &["127.0.0.1"]).await["site_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    peer.hold_embeddings(true);
+    let reply = app
+        .post(
+            "/api/train/url",
+            &key,
+            json!({"site_id": site_id, "url": site.url("/")}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    let job_id = reply.body["job_id"].as_str().unwrap().to_string();
+
+    // First attempt: killed while its first embedding request is with the model.
+    let first = deliver(&app).await;
+    let state = peer.state.clone();
+    eventually("an embedding request in flight", || {
+        state
+            .embeddings_waiting
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 1
+    })
+    .await;
+    let job = app
+        .get(&format!("/api/train/jobs/{job_id}"), &key)
+        .await
+        .body;
+    assert_eq!(
+        (job["status"].as_str(), job["attempt"].as_u64()),
+        (Some("running"), Some(1)),
+        "{job}"
+    );
+    first.abort();
+    let _ = first.await;
+    eventually("the killed request abandoned at the model", || {
+        state
+            .embeddings_abandoned
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 1
+    })
+    .await;
+    assert_eq!(peer.embedding_requests(), 0, "nothing was answered");
+    peer.hold_embeddings(false);
+
+    // Redelivery finishes the job: every page once, every chunk embedded once.
+    let second = deliver(&app).await.await.unwrap();
+    assert!(second.batch_item_failures.is_empty());
+    let job = app.wait_for_job(&key, &job_id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["attempt"], 2);
+    assert_eq!(job["pages_changed"], 6, "{job}");
+    let docs = documents::load_all(
+        app.platform.store.as_ref(),
+        &SiteId::parse(&site_id).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(docs.len(), 6, "no duplicate documents");
+    let index = current_index(&app, &site_id, &key).await;
+    let doc_chunks: u32 = docs.iter().map(|d| d.chunk_count).sum();
+    assert_eq!(index.chunks.len(), doc_chunks as usize);
+    assert!(index.chunks.iter().all(|c| !c.text.is_empty()));
+    assert_eq!(
+        index.embedding_model.as_deref(),
+        Some("text-embedding-3-small")
+    );
+    assert_eq!(
+        peer.embedded_inputs(),
+        index.chunks.len(),
+        "each chunk embedded once"
+    );
+    // The job and its documents count what the model answered. The tenant's monthly quota also keeps
+    // the reservation of the request the kill abandoned: the provider may have billed it, the worker
+    // cannot know, so it stays counted (never under-counted), at exactly its estimate.
+    let answered: u64 = docs.iter().map(|d| d.embedding_tokens).sum();
+    assert!(answered > 0);
+    assert_eq!(job["embedding_tokens"].as_u64(), Some(answered), "{job}");
+    let tokenizer = shared::chunk::Tokenizer::o200k();
+    let abandoned: Vec<String> = peer.state.abandoned_inputs.lock().unwrap().clone();
+    assert!(!abandoned.is_empty());
+    let reserved: u64 = abandoned
+        .iter()
+        .map(|text| tokenizer.count(text) as u64)
+        .sum::<u64>()
+        .max(1);
+    let tenant = shared::ids::TenantId::parse(&tenant_id).unwrap();
+    let month = shared::usage::month_of(app.platform.clock.now());
+    let counted = app
+        .platform
+        .store
+        .get(&shared::usage::tenant_month(&tenant, &month))
+        .await
+        .unwrap()
+        .map_or(0, |i| i.count(shared::usage::counters::EMBEDDING_TOKENS));
+    assert_eq!(
+        counted,
+        (answered + reserved) as i64,
+        "the monthly embedding tokens"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_killed_during_an_embedding_request_is_finished_exactly_on_embedded_adapters() {
+    a_job_killed_during_an_embedding_request_is_finished_exactly(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_killed_during_an_embedding_request_is_finished_exactly_on_aws_adapters() {
+    a_job_killed_during_an_embedding_request_is_finished_exactly(Backend::Aws).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
