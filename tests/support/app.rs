@@ -212,7 +212,7 @@ impl TestApp {
                 "job {job} did not finish: {:?}",
                 reply.body
             );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await; // poll:
         }
     }
 

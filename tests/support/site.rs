@@ -157,7 +157,7 @@ async fn serve(State(state): State<Arc<SiteState>>, request: Request) -> Respons
     }
     let delay = *state.delay.lock().unwrap();
     if !delay.is_zero() && !path.ends_with(".txt") && !path.ends_with(".xml") {
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep(delay).await; // sleep-ok: a slow web server
     }
     let page = state.pages.lock().unwrap().get(&path).cloned();
     let Some(page) = page else {

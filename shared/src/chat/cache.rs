@@ -25,17 +25,26 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     }
 
     pub fn get(&self, key: &K) -> Option<V> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries
-            .get(key)
-            .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, v)| v.clone())
+        self.get_at(key, Instant::now())
     }
 
     pub fn insert(&self, key: K, value: V) {
+        self.insert_at(key, value, Instant::now())
+    }
+
+    // `now` is a parameter so tests can step time instead of sleeping.
+    fn get_at(&self, key: &K, now: Instant) -> Option<V> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(key)
+            .filter(|(at, _)| now.saturating_duration_since(*at) < self.ttl)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn insert_at(&self, key: K, value: V, now: Instant) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= self.capacity && !entries.contains_key(&key) {
-            entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
+            entries.retain(|_, (at, _)| now.saturating_duration_since(*at) < self.ttl);
             if entries.len() >= self.capacity
                 && let Some(oldest) = entries
                     .iter()
@@ -45,7 +54,7 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
                 entries.remove(&oldest);
             }
         }
-        entries.insert(key, (Instant::now(), value));
+        entries.insert(key, (now, value));
     }
 
     pub fn remove(&self, key: &K) {
@@ -104,18 +113,31 @@ mod tests {
 
     #[test]
     fn ttl_entries_expire_and_capacity_holds() {
-        let cache = TtlCache::new(Duration::from_millis(30), 2);
-        cache.insert("a", 1);
-        cache.insert("b", 2);
-        cache.insert("c", 3);
-        assert_eq!(cache.get(&"c"), Some(3));
+        let ttl = Duration::from_secs(5);
+        let cache = TtlCache::new(ttl, 2);
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        cache.insert_at("a", 1, t0);
+        cache.insert_at("b", 2, t0 + ms(1));
+        cache.insert_at("c", 3, t0 + ms(2));
+        assert_eq!(cache.get_at(&"c", t0 + ms(2)), Some(3));
         assert_eq!(
-            [cache.get(&"a"), cache.get(&"b")].iter().flatten().count(),
-            1,
-            "one of the first two was evicted"
+            (
+                cache.get_at(&"a", t0 + ms(2)),
+                cache.get_at(&"b", t0 + ms(2))
+            ),
+            (None, Some(2)),
+            "the oldest was evicted"
         );
-        std::thread::sleep(Duration::from_millis(40));
-        assert_eq!(cache.get(&"c"), None);
+        // Fresh until the TTL has passed since insertion, gone from then on.
+        let inserted = t0 + ms(2);
+        assert_eq!(cache.get_at(&"c", inserted + ttl - ms(1)), Some(3));
+        assert_eq!(cache.get_at(&"c", inserted + ttl), None);
+        // A full cache drops expired entries before evicting a fresh one.
+        cache.insert_at("d", 4, inserted + ttl);
+        cache.insert_at("e", 5, inserted + ttl + ms(1));
+        assert_eq!(cache.get_at(&"d", inserted + ttl + ms(1)), Some(4));
+        assert_eq!(cache.get_at(&"e", inserted + ttl + ms(1)), Some(5));
     }
 
     #[test]

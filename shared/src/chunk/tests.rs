@@ -513,38 +513,3 @@ fn content_hash_is_sha256_of_normalised_text() {
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );
 }
-
-/// Throughput probe, run by hand: `cargo test -p shared --lib megabyte -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn megabyte_page_throughput() {
-    let mut html = String::from("<html lang=\"ja\"><body><nav><a href=\"/\">Home</a></nav><main>");
-    let mut i = 0;
-    while html.len() < 1 << 20 {
-        html.push_str(&format!("<h2>Section {i}</h2>"));
-        for p in 0..6 {
-            html.push_str(&format!(
-                "<p>{}</p><p>{}</p>",
-                english_sentences(4, i * 10 + p).join(" "),
-                japanese_sentences(4, i * 10 + p).concat()
-            ));
-        }
-        i += 1;
-    }
-    html.push_str("</main></body></html>");
-    let t = std::time::Instant::now();
-    let page = extract_html(&html);
-    let extract = t.elapsed();
-    let t = std::time::Instant::now();
-    let chunks = chunk_page(&page, ChunkOptions::default());
-    let chunk = t.elapsed();
-    let text_bytes: usize = page.blocks.iter().map(|b| b.text.len()).sum();
-    let tokens: usize = chunks.iter().map(|c| c.token_count).sum();
-    println!(
-        "html {} KiB -> {} blocks ({} KiB text) in {extract:?}; {} chunks ({tokens} tokens) in {chunk:?}",
-        html.len() / 1024,
-        page.blocks.len(),
-        text_bytes / 1024,
-        chunks.len()
-    );
-}

@@ -536,19 +536,31 @@ async fn a_refused_start_url_fails_at_once() {
 }
 
 #[tokio::test]
-async fn crawl_delay_spaces_requests() {
+async fn crawl_delay_fetches_one_page_at_a_time() {
+    // Slow pages: without the crawl delay the crawler would fetch the two links at once.
+    let slow = |body: &str| Route::html(body).delayed(Duration::from_millis(50));
     let site = TestSite::serve("127.0.0.1").await;
     site.route(
         "/robots.txt",
         Route::bytes("text/plain", b"User-agent: *\nCrawl-delay: 0.2\n".to_vec()),
     )
-    .route("/", Route::html(&links(&["/a", "/b"])))
-    .route("/a", Route::html("a"))
-    .route("/b", Route::html("b"));
-    let started = std::time::Instant::now();
+    .route("/", Route::html(&links(&["/a", "/b", "/c"])))
+    .route("/a", slow("a"))
+    .route("/b", slow("b"))
+    .route("/c", slow("c"));
     let (events, _) = run(request(&site, "/")).await;
-    assert_eq!(pages(&events).len(), 3);
-    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert_eq!(pages(&events).len(), 4);
+    assert_eq!(site.peak_in_flight(), 1, "one request at a time");
+
+    // The control: the same site without a crawl delay is fetched in parallel.
+    let free = TestSite::serve("127.0.0.1").await;
+    free.route("/", Route::html(&links(&["/a", "/b", "/c"])))
+        .route("/a", slow("a"))
+        .route("/b", slow("b"))
+        .route("/c", slow("c"));
+    let (events, _) = run(request(&free, "/")).await;
+    assert_eq!(pages(&events).len(), 4);
+    assert!(free.peak_in_flight() > 1, "the control overlapped");
 }
 
 #[tokio::test]

@@ -194,20 +194,33 @@ mod tests {
     }
 
     #[test]
-    fn odd_inputs_do_not_panic() {
-        for body in [
-            &b""[..],
-            b"\xff\xfe\x00garbage",
-            b"User-agent: KotobaBot\nCrawl-delay: -5\nCrawl-delay: NaN\n",
-            b"Disallow: /*$*$[[[(\n",
-            b"Sitemap:\nSitemap: :::\n",
-        ] {
+    fn odd_inputs_are_read_leniently() {
+        let u = Url::parse("http://a.jp/x").unwrap();
+        // Nothing usable: everything is allowed, no delay, no sitemaps.
+        for body in [&b""[..], b"\xff\xfe\x00garbage", b"Disallow: /*$*$[[[(\n"] {
             let r = Robots::parse(body);
-            let _ = r.allows(&Url::parse("http://a.jp/x").unwrap());
-            let _ = r.crawl_delay();
+            assert!(r.allows(&u), "{body:?}");
+            assert_eq!(r.crawl_delay(), None, "{body:?}");
+            assert!(r.sitemaps().is_empty(), "{body:?}");
         }
-        let huge = "Disallow: /a\n".repeat(100_000);
-        let _ = Robots::parse(huge.as_bytes());
+        // A negative or non-numeric delay is no delay; the group still applies.
+        let r = Robots::parse(
+            b"User-agent: KotobaBot\nCrawl-delay: -5\nCrawl-delay: NaN\nDisallow: /x\n",
+        );
+        assert_eq!(r.crawl_delay(), None);
+        assert!(!r.allows(&u));
+        // An empty Sitemap line does not hide the next one (it is kept as written, and fails later as a
+        // URL, with a note).
+        let r = Robots::parse(b"Sitemap:\nSitemap: https://a.jp/s.xml\n");
+        assert_eq!(
+            r.sitemaps().last().map(String::as_str),
+            Some("https://a.jp/s.xml")
+        );
+        // A huge file is read (at least its start).
+        let huge = format!("User-agent: *\n{}", "Disallow: /a\n".repeat(100_000));
+        let r = Robots::parse(huge.as_bytes());
+        assert!(!r.allows(&Url::parse("http://a.jp/a").unwrap()));
+        assert!(r.allows(&u));
     }
 
     #[test]

@@ -1,13 +1,15 @@
-//! Test sites served on loopback: fixed responses per path, with hit counting and the request
-//! headers recorded.
+//! Test sites served on loopback: fixed responses per path, with hit counting, the request headers
+//! recorded, and every accepted TCP connection counted (a refused fetch must not even connect).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
+use axum::serve::ListenerExt;
 use url::Url;
 
 /// A canned response.
@@ -89,6 +91,26 @@ struct SiteState {
     routes: Mutex<HashMap<String, Route>>,
     hits: Mutex<HashMap<String, usize>>,
     requests: Mutex<Vec<(String, HashMap<String, String>)>>,
+    accepted: AtomicUsize,
+    in_flight: AtomicUsize,
+    peak_in_flight: AtomicUsize,
+}
+
+/// Counts a request as in flight while its handler runs.
+struct InFlight<'a>(&'a SiteState);
+
+impl<'a> InFlight<'a> {
+    fn enter(state: &'a SiteState) -> Self {
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A running test site.
@@ -108,6 +130,10 @@ impl TestSite {
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(state.clone());
+        let counted = state.clone();
+        let listener = listener.tap_io(move |_| {
+            counted.accepted.fetch_add(1, Ordering::SeqCst);
+        });
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -138,6 +164,16 @@ impl TestSite {
             .unwrap_or(0)
     }
 
+    /// TCP connections accepted so far (counted at `accept()`, before any request is read).
+    pub fn connections(&self) -> usize {
+        self.state.accepted.load(Ordering::SeqCst)
+    }
+
+    /// The most requests that were ever being answered at the same moment.
+    pub fn peak_in_flight(&self) -> usize {
+        self.state.peak_in_flight.load(Ordering::SeqCst)
+    }
+
     pub fn total_hits(&self) -> usize {
         self.state.hits.lock().unwrap().values().sum()
     }
@@ -156,6 +192,7 @@ impl TestSite {
 }
 
 async fn handle(State(state): State<Arc<SiteState>>, req: Request) -> Response {
+    let _in_flight = InFlight::enter(&state);
     let path = req
         .uri()
         .path_and_query()
@@ -195,7 +232,7 @@ async fn handle(State(state): State<Arc<SiteState>>, req: Request) -> Response {
             .unwrap();
     }
     if let Some(delay) = route.delay {
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep(delay).await; // sleep-ok: simulates a slow server
     }
     let mut builder = Response::builder().status(route.status);
     for (k, v) in &route.headers {

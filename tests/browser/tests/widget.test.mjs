@@ -28,7 +28,8 @@ after(async () => {
 });
 
 async function newPage({ origin, site, hostile = false, locale = "en-US", viewport = { width: 1280, height: 800 } }) {
-  const context = await browser.newContext({ locale, viewport });
+  // Reduced motion: the widget's transitions are off, so what a test reads is the settled state.
+  const context = await browser.newContext({ locale, viewport, reducedMotion: "reduce" });
   await loopbackOnly(context, offenders);
   const page = await context.newPage();
   const errors = [];
@@ -169,6 +170,9 @@ describe("embedded on an origin the site does not allow", () => {
   });
 });
 
+/** How long a payload gets to run: the negative check waits exactly as long as its control. */
+const PAYLOAD_WINDOW_MS = 5000;
+
 describe("untrusted content", () => {
   test("HTML and script payloads from pages and from the model never run", async () => {
     const { page, close, errors } = await newPage({ origin: env.host.allowed, site: env.sites.xss });
@@ -185,9 +189,15 @@ describe("untrusted content", () => {
     } finally {
       env.peer.setMode("answer");
     }
-    await page.waitForTimeout(300); // give any injected handler (img onerror) time to fire
+    // Any injected handler (img onerror) gets the same window the control below needs to fire in.
+    const ran = await page
+      .waitForFunction(() => window.__kotobaPwned !== undefined, null, { timeout: PAYLOAD_WINDOW_MS })
+      .then(
+        () => true,
+        () => false,
+      );
     const flag = await page.evaluate(() => window.__kotobaPwned);
-    assert.equal(flag, undefined, `a payload ran: ${flag}`);
+    assert.equal(ran, false, `a payload ran: ${flag}`);
     const shadow = await page.evaluate(() => {
       const root = document.querySelector("kotoba-chat").shadowRoot;
       return {
@@ -214,7 +224,7 @@ describe("untrusted content", () => {
       probe.innerHTML = html;
       document.body.append(probe);
     }, shadow.text);
-    await page.waitForFunction(() => window.__kotobaPwned !== undefined, null, { timeout: 5000 });
+    await page.waitForFunction(() => window.__kotobaPwned !== undefined, null, { timeout: PAYLOAD_WINDOW_MS });
     await close();
   });
 });
@@ -252,7 +262,14 @@ describe("isolation from the host page", () => {
     await w(page, ".bubble").click();
     await w(page, ".panel").waitFor({ state: "visible" });
     await page.mouse.move(1, 1); // off the bubble: no hover effect mid-transition
-    await page.waitForTimeout(300);
+    // Whatever still animates (reduced motion aside) has finished before styles are read.
+    await page.evaluate(() =>
+      Promise.all(
+        [document, document.querySelector("kotoba-chat").shadowRoot]
+          .flatMap((root) => root.getAnimations())
+          .map((a) => a.finished),
+      ),
+    );
     const result = await page.evaluate(
       ([parts, props]) => {
         const host = document.querySelector("kotoba-chat");
