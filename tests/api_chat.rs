@@ -591,10 +591,9 @@ async fn fifty_chats_from_several_tasks_race_for_twenty_on_embedded_adapters() {
     fifty_chats_from_several_tasks_race_for_twenty(Backend::Embedded).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fifty_chats_from_several_tasks_race_for_twenty_on_aws_adapters() {
-    fifty_chats_from_several_tasks_race_for_twenty(Backend::Aws).await;
-}
+// Not on the AWS adapters here: moto's TransactWriteItems deep-copies the table before a transaction and
+// restores that copy when any condition fails, undoing writes that concurrent transactions made in the
+// meantime (a lost reservation, so 21-22 of 50 answered); DynamoDB itself is serializable.
 
 async fn embed_chat(
     app: &TestApp,

@@ -174,10 +174,6 @@ impl TestSite {
         self.state.peak_in_flight.load(Ordering::SeqCst)
     }
 
-    pub fn total_hits(&self) -> usize {
-        self.state.hits.lock().unwrap().values().sum()
-    }
-
     /// The lowercase request headers of every request to `path`.
     pub fn requests_to(&self, path: &str) -> Vec<HashMap<String, String>> {
         self.state
