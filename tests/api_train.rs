@@ -477,8 +477,12 @@ async fn unsafe_and_malformed_urls_are_refused_before_queueing() {
             "url",
         ),
         (
-            json!({"site_id": site_id, "url": "http://127.0.0.1:9/", "max_depth": 99}),
+            json!({"site_id": site_id, "url": "http://127.0.0.1:9/", "max_depth": 10_001}),
             "max_depth",
+        ),
+        (
+            json!({"site_id": site_id, "url": "http://127.0.0.1:9/", "scope": "everything"}),
+            "scope",
         ),
         (
             json!({"site_id": site_id, "url": "http://127.0.0.1:9/", "max_pages": 0}),

@@ -46,6 +46,9 @@ pub struct ModelSettings {
     /// `KOTOBA_EMBEDDING_INPUT`: how the embedding model is told queries from passages, when its name
     /// does not say (see `models::embeddings::InputStyle::parse`).
     pub embedding_input: Option<crate::models::embeddings::InputStyle>,
+    /// `KOTOBA_EMBEDDING_BATCH`: texts per embeddings request (default 64; smaller for a CPU-hosted
+    /// model, whose one request must finish within the client's timeout).
+    pub embedding_batch: Option<usize>,
     /// `KOTOBA_RERANK_MODEL`: reorders retrieved passages through `POST {KOTOBA_RERANK_BASE_URL or
     /// OPENAI_BASE_URL}/rerank` (Cohere, Jina, TEI …); unset: no reranking.
     pub rerank_model: Option<String>,
@@ -146,6 +149,10 @@ impl Config {
                         problem,
                     },
                 )?),
+                None => None,
+            },
+            embedding_batch: match env.get("KOTOBA_EMBEDDING_BATCH") {
+                Some(_) => Some(env.parse_or("KOTOBA_EMBEDDING_BATCH", 64usize)?.max(1)),
                 None => None,
             },
             rerank_model: env.get("KOTOBA_RERANK_MODEL").map(str::to_string),

