@@ -666,7 +666,12 @@ async fn a_configured_reranker_reorders_the_passages() {
     let r = ask().await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert!(top_urls(&r.body)[0].ends_with("/hours"), "{:?}", r.body);
-    assert_eq!(peer.state.rerank_requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        peer.state
+            .rerank_requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
 
     // The reranker prefers the roastery passage: it becomes the first source and the answer.
     *peer.state.rerank_prefer.lock().unwrap() = Some("Melbourne".into());
@@ -675,5 +680,10 @@ async fn a_configured_reranker_reorders_the_passages() {
     let urls = top_urls(&r.body);
     assert!(urls[0].ends_with("/about"), "{urls:?}");
     assert!(urls.iter().any(|u| u.ends_with("/hours")), "{urls:?}");
-    assert_eq!(peer.state.rerank_requests.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(
+        peer.state
+            .rerank_requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
 }

@@ -552,8 +552,16 @@ fn two_section_site(site: &TestSite) {
         ),
     );
     let sections = [
-        ("en", "ja", ["Shipping", "Returns", "Gift wrapping", "Store hours"]),
-        ("ja", "en", ["配送について", "返品について", "ギフト包装", "営業時間"]),
+        (
+            "en",
+            "ja",
+            ["Shipping", "Returns", "Gift wrapping", "Store hours"],
+        ),
+        (
+            "ja",
+            "en",
+            ["配送について", "返品について", "ギフト包装", "営業時間"],
+        ),
     ];
     for (lang, other, titles) in sections {
         let paths: Vec<String> = (0..titles.len()).map(|i| format!("/{lang}/q{i}")).collect();
@@ -587,7 +595,9 @@ fn two_section_site(site: &TestSite) {
     }
     site.set(
         "/",
-        Page::html(r#"<html><body><a href="/en/">English</a> <a href="/ja/">日本語</a></body></html>"#),
+        Page::html(
+            r#"<html><body><a href="/en/">English</a> <a href="/ja/">日本語</a></body></html>"#,
+        ),
     );
 }
 
@@ -617,7 +627,11 @@ async fn training_a_section_indexes_only_that_section_unless_scope_is_host() {
     )
     .await;
     assert_eq!(job["status"], "succeeded", "{job}");
-    assert_eq!((job["scope"].as_str(), job["max_depth"].as_u64()), (Some("prefix"), Some(5)), "{job}");
+    assert_eq!(
+        (job["scope"].as_str(), job["max_depth"].as_u64()),
+        (Some("prefix"), Some(5)),
+        "{job}"
+    );
     let ja: BTreeSet<String> = ["/ja/", "/ja/q0", "/ja/q1", "/ja/q2", "/ja/q3"]
         .iter()
         .map(|s| s.to_string())
@@ -626,11 +640,18 @@ async fn training_a_section_indexes_only_that_section_unless_scope_is_host() {
     // The 4 English sitemap entries, /en/ (linked from every Japanese page) and / (from each page).
     assert_eq!(job["urls_out_of_scope"], 6, "{job}");
     assert!(
-        site.requests().iter().all(|p| !p.starts_with("/en/q") && p != "/en/" && p != "/"),
+        site.requests()
+            .iter()
+            .all(|p| !p.starts_with("/en/q") && p != "/en/" && p != "/"),
         "nothing outside /ja/ was fetched as a page: {:?}",
         site.requests()
     );
-    let read = app.get(&format!("/api/train/jobs/{}", job["job_id"].as_str().unwrap()), &key).await;
+    let read = app
+        .get(
+            &format!("/api/train/jobs/{}", job["job_id"].as_str().unwrap()),
+            &key,
+        )
+        .await;
     assert_eq!(read.body["urls_out_of_scope"], 6);
 
     // A question in the other section's language finds nothing of it.
@@ -662,5 +683,12 @@ async fn training_a_section_indexes_only_that_section_unless_scope_is_host() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{:?}", reply.body);
-    assert!(reply.body["error"]["message"].as_str().unwrap().contains("scope"), "{:?}", reply.body);
+    assert!(
+        reply.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("scope"),
+        "{:?}",
+        reply.body
+    );
 }

@@ -1,6 +1,6 @@
 //! Answer-quality evaluation: does a question find the page that answers it?
 //!
-//!   cargo run -p kotoba-tests --example retrieval_eval [-- --lexical-only] [-- --verbose]
+//!   cargo run -p kotoba-tests --example retrieval_eval [-- --lexical-only] [--verbose] [--langs ja,ko,en]
 //!
 //! The pages are real documentation the toolchain and Debian ship, not pages we wrote:
 //! - English: the Cargo book from rustup's `rust-docs` component (`$(rustc --print sysroot)/share/doc/rust/html/cargo`);
@@ -71,7 +71,11 @@ fn html_files(dir: &Path) -> Vec<String> {
             if p.is_dir() {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "html") {
-                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/");
+                let rel = p
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 out.push(rel);
             }
         }
@@ -86,9 +90,21 @@ impl Corpus {
             "the Cargo book is missing: `rustup component add rust-docs` installs it".to_string(),
         )?;
         let debian = [
-            ("/ja/debian-faq/", "/usr/share/doc/debian/FAQ/ja", "debian-faq-ja"),
-            ("/ja/maint-guide/", "/usr/share/doc/maint-guide-ja/html", "maint-guide-ja"),
-            ("/ko/debian-faq/", "/usr/share/doc/debian/FAQ/ko", "debian-faq-ko"),
+            (
+                "/ja/debian-faq/",
+                "/usr/share/doc/debian/FAQ/ja",
+                "debian-faq-ja",
+            ),
+            (
+                "/ja/maint-guide/",
+                "/usr/share/doc/maint-guide-ja/html",
+                "maint-guide-ja",
+            ),
+            (
+                "/ko/debian-faq/",
+                "/usr/share/doc/debian/FAQ/ko",
+                "debian-faq-ko",
+            ),
         ];
         let mut mounts = vec![("/en/cargo/".to_string(), cargo)];
         for (prefix, dir, package) in debian {
@@ -118,7 +134,9 @@ impl Corpus {
                         continue;
                     }
                     if file.starts_with("index") {
-                        links.push_str(&format!(r#"<li><a href="{prefix}{file}">{prefix}</a></li>"#));
+                        links.push_str(&format!(
+                            r#"<li><a href="{prefix}{file}">{prefix}</a></li>"#
+                        ));
                     }
                     locs.push_str(&format!("<url><loc>{base}{prefix}{file}</loc></url>"));
                 }
@@ -156,7 +174,10 @@ impl Corpus {
         if let Some((ct, body)) = self.generated.get(path) {
             return Some((ct.clone(), body.clone()));
         }
-        let (prefix, dir) = self.mounts.iter().find(|(p, _)| path.starts_with(p.as_str()))?;
+        let (prefix, dir) = self
+            .mounts
+            .iter()
+            .find(|(p, _)| path.starts_with(p.as_str()))?;
         let rel = &path[prefix.len()..];
         if rel.split('/').any(|s| s == "..") {
             return None;
@@ -191,7 +212,9 @@ async fn start_server(mut corpus: Corpus) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     corpus.generate(&base);
-    let app = Router::new().fallback(serve_file).with_state(Arc::new(corpus));
+    let app = Router::new()
+        .fallback(serve_file)
+        .with_state(Arc::new(corpus));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     base
 }
@@ -283,12 +306,18 @@ struct Score {
 
 struct ModeResult {
     scores: Vec<(String, Score)>,
-    jobs: Vec<(String, Value)>,
+    /// Language, the finished job, and the wall time from the POST to the poll that saw it finish.
+    jobs: Vec<(String, Value, Duration)>,
     misses: Vec<String>,
     latencies_ms: Vec<f64>,
 }
 
-async fn evaluate(base: &str, vars: &[(String, String)], verbose: bool) -> ModeResult {
+async fn evaluate(
+    base: &str,
+    vars: &[(String, String)],
+    verbose: bool,
+    langs: &[String],
+) -> ModeResult {
     let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let app = TestApp::spawn_with(Backend::Embedded, &extra).await;
     let (tenant, key) = app.create_tenant("enterprise").await;
@@ -308,7 +337,7 @@ async fn evaluate(base: &str, vars: &[(String, String)], verbose: bool) -> ModeR
         misses: Vec::new(),
         latencies_ms: Vec::new(),
     };
-    for lang in ["ja", "ko", "en"] {
+    for lang in langs.iter().map(String::as_str) {
         let site_id = app.create_site(&key, &["127.0.0.1"]).await["site_id"]
             .as_str()
             .unwrap()
@@ -340,7 +369,7 @@ async fn evaluate(base: &str, vars: &[(String, String)], verbose: bool) -> ModeR
             started.elapsed().as_secs_f64()
         );
         assert_eq!(job["status"], "succeeded", "{job}");
-        result.jobs.push((lang.to_string(), job));
+        result.jobs.push((lang.to_string(), job, started.elapsed()));
         let mut score = Score::default();
         for q in questions.iter().filter(|q| q.lang == lang) {
             let asked = Instant::now();
@@ -357,7 +386,11 @@ async fn evaluate(base: &str, vars: &[(String, String)], verbose: bool) -> ModeR
             assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
             let mut urls: Vec<String> = Vec::new();
             for s in r.body["sources"].as_array().unwrap() {
-                let u = s["url"].as_str().unwrap().trim_start_matches(base).to_string();
+                let u = s["url"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches(base)
+                    .to_string();
                 if !urls.contains(&u) {
                     urls.push(u);
                 }
@@ -421,6 +454,14 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let lexical_only = args.iter().any(|a| a == "--lexical-only");
     let verbose = args.iter().any(|a| a == "--verbose");
+    let langs: Vec<String> = args
+        .iter()
+        .position(|a| a == "--langs")
+        .and_then(|i| args.get(i + 1))
+        .map_or("ja,ko,en", String::as_str)
+        .split(',')
+        .map(str::to_string)
+        .collect();
     let corpus = match Corpus::locate() {
         Ok(c) => c,
         Err(e) => {
@@ -430,7 +471,7 @@ async fn main() {
     };
     let base = start_server(corpus).await;
     let quiet = vec![("RUST_LOG".to_string(), "warn".to_string())];
-    let mut results = vec![("lexical", evaluate(&base, &quiet, verbose).await)];
+    let mut results = vec![("lexical", evaluate(&base, &quiet, verbose, &langs).await)];
     let mut note = String::new();
     if !lexical_only {
         match start_embedder().await {
@@ -442,7 +483,10 @@ async fn main() {
                 vars.push(("KOTOBA_EMBEDDING_INPUT".into(), "input_type".into()));
                 // A CPU-hosted model on a shared machine: small requests finish within the timeout.
                 vars.push(("KOTOBA_EMBEDDING_BATCH".into(), "8".into()));
-                results.push(("hybrid (multilingual-e5-small)", evaluate(&base, &vars, verbose).await));
+                results.push((
+                    "hybrid (multilingual-e5-small)",
+                    evaluate(&base, &vars, verbose, &langs).await,
+                ));
                 drop(embedder);
             }
             Err(e) => note = format!("hybrid not run: {e}"),
@@ -459,17 +503,19 @@ async fn main() {
         print(mode, r);
     }
     println!();
-    println!("| mode | language | pages indexed | chunks | urls out of scope | training time |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| mode | language | pages indexed | chunks | urls out of scope | embedding tokens | training wall time (s) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for (mode, r) in &results {
-        for (lang, job) in &r.jobs {
-            let secs = match (job["started_at"].as_str(), job["finished_at"].as_str()) {
-                (Some(a), Some(b)) => format!("{a} → {b}"),
-                _ => String::new(),
-            };
+        for (lang, job, wall) in &r.jobs {
             println!(
-                "| {mode} | {lang} | {} | {} | {} | {secs} |",
-                job["pages_changed"], job["chunks"], job["urls_out_of_scope"]
+                "| {mode} | {lang} | {} | {} | {} | {} | {:.1} |",
+                job["pages_changed"],
+                job["chunks"],
+                job["urls_out_of_scope"],
+                job["embedding_tokens"],
+                wall.as_secs_f64()
             );
         }
     }

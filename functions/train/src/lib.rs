@@ -141,15 +141,13 @@ async fn train_url(
     tracing::info!(job_id = %job.job_id, site_id = %site.site_id, max_pages = job.request.max_pages, "training queued");
     Ok((
         StatusCode::ACCEPTED,
-        Json(
-            json!({
-                "job_id": job.job_id,
-                "status": job.status,
-                "max_pages": job.request.max_pages,
-                "max_depth": job.request.max_depth,
-                "scope": job.request.scope,
-            }),
-        ),
+        Json(json!({
+            "job_id": job.job_id,
+            "status": job.status,
+            "max_pages": job.request.max_pages,
+            "max_depth": job.request.max_depth,
+            "scope": job.request.scope,
+        })),
     ))
 }
 

@@ -143,9 +143,15 @@ mod tests {
              Tests run in parallel.",
             "The test profile is used for cargo test. Filters are matched against test names.",
         ];
-        let a = answer("How do I run only the tests whose names match a filter?", &passages);
+        let a = answer(
+            "How do I run only the tests whose names match a filter?",
+            &passages,
+        );
         assert!(a.contains("pass a filter: cargo test foo"), "{a}");
-        assert!(!a.starts_with("Cargo is the Rust package manager"), "not the opening: {a}");
+        assert!(
+            !a.starts_with("Cargo is the Rust package manager"),
+            "not the opening: {a}"
+        );
         assert!(
             !a.contains("Filters are matched"),
             "nothing from a second passage is mixed in: {a}"
@@ -153,11 +159,17 @@ mod tests {
         // The passage order is retrieval's: a lower-ranked passage with more matching words does not win.
         let a = answer(
             "tests filter names",
-            &["Filters select tests.", "tests filter names names tests filter"],
+            &[
+                "Filters select tests.",
+                "tests filter names names tests filter",
+            ],
         );
         assert_eq!(a, "Filters select tests.");
         // A top passage sharing nothing gives way to the first one that does.
-        let a = answer("opening hours", &["Welcome!", "We are open; opening hours are 9 to 5."]);
+        let a = answer(
+            "opening hours",
+            &["Welcome!", "We are open; opening hours are 9 to 5."],
+        );
         assert_eq!(a, "We are open; opening hours are 9 to 5.");
     }
 
@@ -165,7 +177,9 @@ mod tests {
     fn particles_do_not_pick_the_sentence() {
         let a = answer(
             "パッケージを保留するには？",
-            &["インストールするにはどうすればよいでしょうか。パッケージを保留 (hold) するには dpkg を使います。"],
+            &[
+                "インストールするにはどうすればよいでしょうか。パッケージを保留 (hold) するには dpkg を使います。",
+            ],
         );
         assert_eq!(a, "パッケージを保留 (hold) するには dpkg を使います。");
     }

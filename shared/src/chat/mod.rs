@@ -495,7 +495,8 @@ impl ChatService {
         let query_vector = match embed_query {
             Some(client) => match client
                 .embed(std::slice::from_ref(&message), InputRole::Query)
-                .await {
+                .await
+            {
                 Ok(out) => {
                     embedding_tokens = if out.tokens > 0 {
                         out.tokens

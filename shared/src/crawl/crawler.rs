@@ -239,11 +239,7 @@ impl Crawler {
     ) -> CrawlReport {
         let scope = Scope::new(&request.start, &request.allowed_domains, request.scope);
         // The start's own section ranks first even when the whole host is in scope.
-        let section = Scope::new(
-            &request.start,
-            &request.allowed_domains,
-            ScopeMode::Prefix,
-        );
+        let section = Scope::new(&request.start, &request.allowed_domains, ScopeMode::Prefix);
         let mut run = Run {
             crawler: self,
             scope,
@@ -689,8 +685,7 @@ impl Run<'_> {
                         else {
                             continue;
                         };
-                        if files_scope.contains(&child)
-                            && listed.insert(child.as_str().to_string())
+                        if files_scope.contains(&child) && listed.insert(child.as_str().to_string())
                         {
                             pending.push_back((child, level + 1));
                         }

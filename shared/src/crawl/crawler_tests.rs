@@ -593,8 +593,10 @@ fn two_section_site(site: &TestSite) {
             &format!("/{lang}/sitemap.xml"),
             Route::bytes(
                 "application/xml",
-                format!(r#"<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{locs}</urlset>"#)
-                    .into_bytes(),
+                format!(
+                    r#"<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{locs}</urlset>"#
+                )
+                .into_bytes(),
             ),
         );
         let mut refs: Vec<&str> = paths.iter().map(String::as_str).collect();
@@ -616,7 +618,11 @@ async fn a_section_start_crawls_only_its_section_and_counts_the_rest() {
     req.max_pages = 20;
     let (events, report) = run(req).await;
     let paths = page_paths(&events);
-    assert_eq!(paths.len(), 13, "the section's start and its 12 pages: {paths:?}");
+    assert_eq!(
+        paths.len(),
+        13,
+        "the section's start and its 12 pages: {paths:?}"
+    );
     assert!(paths.iter().all(|p| p.starts_with("/ja/")), "{paths:?}");
     let other: usize = (0..12).map(|i| site.hits(&format!("/en/p{i}"))).sum();
     assert_eq!(other + site.hits("/en/") + site.hits("/"), 0);

@@ -143,17 +143,28 @@ mod tests {
         assert!(yes("https://www.example.co.jp/ja/about"));
         assert!(!yes("https://example.co.jp/en/"));
         assert!(!yes("https://example.co.jp/"));
-        assert!(!yes("https://example.co.jp/japan/"), "a prefix of a name is not the section");
+        assert!(
+            !yes("https://example.co.jp/japan/"),
+            "a prefix of a name is not the section"
+        );
         assert!(!yes("https://other.example/ja/"));
-        assert!(scope.whole_hosts().contains(&Url::parse("https://example.co.jp/sitemap.xml").unwrap()));
+        assert!(
+            scope
+                .whole_hosts()
+                .contains(&Url::parse("https://example.co.jp/sitemap.xml").unwrap())
+        );
     }
 
     #[test]
     fn the_section_of_a_start_path() {
         let prefix = |p: &str| {
-            Scope::new(&Url::parse(&format!("https://x.jp{p}")).unwrap(), &[], ScopeMode::Prefix)
-                .prefix()
-                .to_string()
+            Scope::new(
+                &Url::parse(&format!("https://x.jp{p}")).unwrap(),
+                &[],
+                ScopeMode::Prefix,
+            )
+            .prefix()
+            .to_string()
         };
         assert_eq!(prefix("/"), "/");
         assert_eq!(prefix("/docs"), "/docs/");

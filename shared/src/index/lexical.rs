@@ -63,7 +63,10 @@ fn singular(word: &mut String) {
     if word.ends_with("ies") && word.len() > 4 {
         word.truncate(word.len() - 3);
         word.push('y');
-    } else if ["sses", "xes", "zes", "ches", "shes"].iter().any(|e| word.ends_with(e)) {
+    } else if ["sses", "xes", "zes", "ches", "shes"]
+        .iter()
+        .any(|e| word.ends_with(e))
+    {
         word.truncate(word.len() - 2);
     } else if !(word.ends_with("ss") || word.ends_with("us") || word.ends_with("is")) {
         word.pop();
@@ -128,7 +131,10 @@ pub fn query_terms(text: &str) -> Vec<(String, f32)> {
     all.dedup();
     all.into_iter()
         .map(|t| {
-            let weight = if t.chars().all(|c| script(c) == Some(Script::Hiragana) || joins_cjk(c)) {
+            let weight = if t
+                .chars()
+                .all(|c| script(c) == Some(Script::Hiragana) || joins_cjk(c))
+            {
                 HIRAGANA_TERM_WEIGHT
             } else if ENGLISH_FUNCTION_WORDS.binary_search(&t.as_str()).is_ok() {
                 FUNCTION_WORD_WEIGHT
@@ -171,10 +177,16 @@ mod tests {
     fn japanese_becomes_bigrams_within_one_script() {
         assert_eq!(terms("営業時間"), vec!["営業", "業時", "時間"]);
         assert_eq!(terms("コーヒー"), vec!["コー", "ーヒ", "ヒー"]);
-        assert_eq!(terms("東京とOsaka"), vec!["東京", "osaka"], "a lone particle is dropped");
+        assert_eq!(
+            terms("東京とOsaka"),
+            vec!["東京", "osaka"],
+            "a lone particle is dropped"
+        );
         assert_eq!(
             terms("設定するには、パッケージを削除"),
-            vec!["設定", "する", "るに", "には", "パッ", "ッケ", "ケー", "ージ", "削除"]
+            vec![
+                "設定", "する", "るに", "には", "パッ", "ッケ", "ケー", "ージ", "削除"
+            ]
         );
         assert_eq!(terms("何を"), vec!["何"], "a lone kanji is a word");
     }
@@ -198,9 +210,22 @@ mod tests {
     fn english_plurals_become_singular() {
         assert_eq!(
             terms("Dependencies, targets, crates, boxes, branches, class, status, this, bus"),
-            vec!["dependency", "target", "crate", "box", "branch", "class", "status", "this", "bus"]
+            vec![
+                "dependency",
+                "target",
+                "crate",
+                "box",
+                "branch",
+                "class",
+                "status",
+                "this",
+                "bus"
+            ]
         );
-        assert!(ENGLISH_FUNCTION_WORDS.windows(2).all(|w| w[0] < w[1]), "sorted");
+        assert!(
+            ENGLISH_FUNCTION_WORDS.windows(2).all(|w| w[0] < w[1]),
+            "sorted"
+        );
         let weights: Vec<(String, f32)> = query_terms("How do I add targets?");
         assert_eq!(
             weights,

@@ -27,6 +27,20 @@ pub const BODY_WEIGHT: u32 = 1;
 pub const FORMAT: u32 = 1;
 const MAGIC: &[u8; 4] = b"KTIX";
 
+/// What is embedded for a chunk: its page title and heading path above its text. An FAQ's answer
+/// rarely repeats its question, which is the heading; without it the answer's vector is far from the
+/// question's. The chunk's `content_hash` is the hash of this text, so a vector is reused only for
+/// the same title, headings and text.
+pub fn passage_text(title: &str, heading_path: &[String], text: &str) -> String {
+    let mut out = String::with_capacity(title.len() + text.len() + 64);
+    out.push_str(title);
+    out.push('\n');
+    out.push_str(&heading_path.join(" > "));
+    out.push_str("\n\n");
+    out.push_str(text);
+    out
+}
+
 /// One retrievable passage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexedChunk {
@@ -35,7 +49,8 @@ pub struct IndexedChunk {
     pub title: String,
     pub heading_path: Vec<String>,
     pub text: String,
-    /// SHA-256 of the text: the key under which its vector is reused by the next training.
+    /// SHA-256 of its [`passage_text`] (whitespace-normalised): the key under which its vector is
+    /// reused by the next training.
     pub content_hash: String,
     pub token_count: u32,
 }

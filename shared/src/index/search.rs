@@ -267,8 +267,15 @@ mod tests {
     #[test]
     fn particles_and_endings_do_not_outrank_content_words() {
         let mut b = IndexBuilder::new(None);
-        b.add(chunk("https://x/hold", "パッケージの保留", "dpkg でパッケージを保留 (hold) します。"), None)
-            .unwrap();
+        b.add(
+            chunk(
+                "https://x/hold",
+                "パッケージの保留",
+                "dpkg でパッケージを保留 (hold) します。",
+            ),
+            None,
+        )
+        .unwrap();
         b.add(
             chunk(
                 "https://x/chatter",

@@ -423,7 +423,10 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let out = client(&base).embed(&texts, InputRole::Passage).await.unwrap();
+        let out = client(&base)
+            .embed(&texts, InputRole::Passage)
+            .await
+            .unwrap();
         assert_eq!(
             out.vectors
                 .iter()
@@ -438,7 +441,10 @@ mod tests {
     #[tokio::test]
     async fn retries_throttling_and_server_errors() {
         let (base, calls) = peer(2, 429).await;
-        let out = client(&base).embed(&["x".into()], InputRole::Query).await.unwrap();
+        let out = client(&base)
+            .embed(&["x".into()], InputRole::Query)
+            .await
+            .unwrap();
         assert_eq!(out.vectors.len(), 1);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         let (base, _) = peer(5, 503).await;
@@ -451,7 +457,10 @@ mod tests {
     #[tokio::test]
     async fn client_errors_are_final_and_clear() {
         let (base, calls) = peer(1, 400).await;
-        let err = client(&base).embed(&["x".into()], InputRole::Query).await.unwrap_err();
+        let err = client(&base)
+            .embed(&["x".into()], InputRole::Query)
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, EmbedError::Rejected { status: 400, message } if message == "nope"),
             "{err}"
@@ -497,13 +506,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e5.input, InputStyle::e5(), "e5 names imply e5's prefixes");
-        e5.embed(&["営業時間".into()], InputRole::Query).await.unwrap();
+        e5.embed(&["営業時間".into()], InputRole::Query)
+            .await
+            .unwrap();
         e5.embed(&["営業時間は9時から".into()], InputRole::Passage)
             .await
             .unwrap();
-        let typed = e5.clone().with_input(InputStyle::parse("input_type").unwrap());
+        let typed = e5
+            .clone()
+            .with_input(InputStyle::parse("input_type").unwrap());
         typed.embed(&["q".into()], InputRole::Query).await.unwrap();
-        typed.embed(&["p".into()], InputRole::Passage).await.unwrap();
+        typed
+            .embed(&["p".into()], InputRole::Passage)
+            .await
+            .unwrap();
         let plain = client(&base);
         assert_eq!(plain.input, InputStyle::Plain);
         plain.embed(&["x".into()], InputRole::Query).await.unwrap();
@@ -540,9 +556,15 @@ mod tests {
         );
         assert!(InputStyle::parse("prefix:nobar").is_err());
         assert!(InputStyle::parse("shout").is_err());
-        assert_eq!(InputStyle::for_model("text-embedding-3-small"), InputStyle::Plain);
+        assert_eq!(
+            InputStyle::for_model("text-embedding-3-small"),
+            InputStyle::Plain
+        );
         assert_eq!(InputStyle::for_model("e5-large-v2"), InputStyle::e5());
-        assert_eq!(InputStyle::for_model("nomic-embed-text").prefix(InputRole::Query), Some("search_query: "));
+        assert_eq!(
+            InputStyle::for_model("nomic-embed-text").prefix(InputRole::Query),
+            Some("search_query: ")
+        );
     }
 
     #[test]

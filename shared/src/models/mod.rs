@@ -92,7 +92,10 @@ impl ConfiguredModels {
         let rerank = match &settings.rerank_model {
             Some(model) => Some(rerank::RerankClient::new(
                 http.clone(),
-                settings.rerank_base_url.as_ref().unwrap_or(&settings.base_url),
+                settings
+                    .rerank_base_url
+                    .as_ref()
+                    .unwrap_or(&settings.base_url),
                 settings.api_key.clone(),
                 model.clone(),
             )?),
@@ -112,7 +115,11 @@ impl ConfiguredModels {
                         model.clone(),
                     )?
                     .with_input(prices.embedding_input(model))
-                    .with_batch(settings.embedding_batch.unwrap_or(embeddings::DEFAULT_BATCH)),
+                    .with_batch(
+                        settings
+                            .embedding_batch
+                            .unwrap_or(embeddings::DEFAULT_BATCH),
+                    ),
                 )
             }
             None => None,

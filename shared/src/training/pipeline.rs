@@ -616,7 +616,11 @@ impl Trainer {
                 title: title.clone(),
                 heading_path: c.heading_path.clone(),
                 text: c.text.clone(),
-                content_hash: chunk::content_hash(&c.text),
+                content_hash: chunk::content_hash(&index::passage_text(
+                    &title,
+                    &c.heading_path,
+                    &c.text,
+                )),
                 token_count: c.token_count as u32,
             })
             .collect();
@@ -741,7 +745,12 @@ impl Trainer {
             }
             Err(usage::UsageError::Store(e)) => return Err(e.into()),
         }
-        let texts: Vec<String> = missing.iter().map(|&i| chunks[i].text.clone()).collect();
+        let texts: Vec<String> = missing
+            .iter()
+            .map(|&i| {
+                index::passage_text(&chunks[i].title, &chunks[i].heading_path, &chunks[i].text)
+            })
+            .collect();
         let embedded = match client.embed(&texts, InputRole::Passage).await {
             Ok(out) => out,
             Err(e) => {
