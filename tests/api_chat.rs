@@ -777,3 +777,53 @@ async fn the_public_embed_routes_check_origin_readiness_and_rate() {
     assert_eq!(body["error"]["code"], "not_ready", "{body}");
     let _ = &t.site;
 }
+
+#[tokio::test]
+async fn a_configured_reranker_reorders_the_passages() {
+    let peer = ModelPeer::start(ChatMode::Echo).await;
+    let mut vars = peer.vars(None, Some("text-embedding-3-small"));
+    vars.push(("KOTOBA_RERANK_MODEL".into(), "rerank-test".into()));
+    let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let app = TestApp::spawn_with(Backend::Embedded, &extra).await;
+    let site = TestSite::start().await;
+    standard_site(&site);
+    let (_, key) = app.create_tenant("pro").await;
+    let site_id = app.create_site(&key, &["127.0.0.1"]).await["site_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = app.train(&key, &site_id, &site.url("/"), false).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let ask = || {
+        app.post(
+            "/api/chat",
+            &key,
+            json!({"site_id": site_id, "message": "What are your opening hours on weekends?"}),
+        )
+    };
+
+    // The reranker keeps the fused order: the hours page answers.
+    let r = ask().await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert!(top_urls(&r.body)[0].ends_with("/hours"), "{:?}", r.body);
+    assert_eq!(
+        peer.state
+            .rerank_requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+
+    // The reranker prefers the roastery passage: it becomes the first source and the answer.
+    *peer.state.rerank_prefer.lock().unwrap() = Some("Melbourne".into());
+    let r = ask().await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let urls = top_urls(&r.body);
+    assert!(urls[0].ends_with("/about"), "{urls:?}");
+    assert!(urls.iter().any(|u| u.ends_with("/hours")), "{urls:?}");
+    assert_eq!(
+        peer.state
+            .rerank_requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+}

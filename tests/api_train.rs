@@ -607,8 +607,12 @@ async fn unsafe_and_malformed_urls_are_refused_before_queueing() {
             "url",
         ),
         (
-            json!({"site_id": site_id, "url": "http://127.0.0.1:9/", "max_depth": 99}),
+            json!({"site_id": site_id, "url": "http://127.0.0.1:9/", "max_depth": 10_001}),
             "max_depth",
+        ),
+        (
+            json!({"site_id": site_id, "url": "http://127.0.0.1:9/", "scope": "everything"}),
+            "scope",
         ),
         (
             json!({"site_id": site_id, "url": "http://127.0.0.1:9/", "max_pages": 0}),
@@ -662,5 +666,159 @@ async fn unsafe_and_malformed_urls_are_refused_before_queueing() {
         .await
         .status,
         StatusCode::NOT_FOUND
+    );
+}
+
+/// A host with an English and a Japanese section; robots.txt lists the English sitemap first, so a
+/// crawl that takes sitemaps in order would spend its budget there.
+fn two_section_site(site: &TestSite) {
+    let base = &site.base_url;
+    site.set(
+        "/robots.txt",
+        Page::bytes(
+            "text/plain",
+            format!("User-agent: *\nAllow: /\nSitemap: {base}/en/sitemap.xml\nSitemap: {base}/ja/sitemap.xml\n")
+                .into_bytes(),
+        ),
+    );
+    let sections = [
+        (
+            "en",
+            "ja",
+            ["Shipping", "Returns", "Gift wrapping", "Store hours"],
+        ),
+        (
+            "ja",
+            "en",
+            ["配送について", "返品について", "ギフト包装", "営業時間"],
+        ),
+    ];
+    for (lang, other, titles) in sections {
+        let paths: Vec<String> = (0..titles.len()).map(|i| format!("/{lang}/q{i}")).collect();
+        let locs: String = paths
+            .iter()
+            .map(|p| format!("<url><loc>{base}{p}</loc></url>"))
+            .collect();
+        site.set(
+            &format!("/{lang}/sitemap.xml"),
+            Page::bytes(
+                "application/xml",
+                format!(r#"<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{locs}</urlset>"#)
+                    .into_bytes(),
+            ),
+        );
+        // The section's start page links to the other section (the language switcher).
+        site.set(
+            &format!("/{lang}/"),
+            Page::html(&format!(
+                r#"<html lang="{lang}"><head><title>Help ({lang})</title></head><body><nav><a href="/{other}/">{other}</a></nav><main><h1>Help</h1><p>Help pages in {lang}.</p></main></body></html>"#
+            )),
+        );
+        for (p, title) in paths.iter().zip(titles) {
+            site.set(
+                p,
+                Page::html(&format!(
+                    r#"<html lang="{lang}"><head><title>{title}</title></head><body><nav><a href="/">Home</a> <a href="/{other}/">{other}</a></nav><main><h1>{title}</h1><p>{title}: section {lang}, page {p}.</p></main></body></html>"#
+                )),
+            );
+        }
+    }
+    site.set(
+        "/",
+        Page::html(
+            r#"<html><body><a href="/en/">English</a> <a href="/ja/">日本語</a></body></html>"#,
+        ),
+    );
+}
+
+async fn train_with(app: &TestApp, key: &str, body: Value) -> Value {
+    let reply = app.post("/api/train/url", key, body).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
+    let job = reply.body["job_id"].as_str().expect("job_id").to_string();
+    app.wait_for_job(key, &job).await
+}
+
+#[tokio::test]
+async fn training_a_section_indexes_only_that_section_unless_scope_is_host() {
+    let app = TestApp::spawn(Backend::Embedded).await;
+    let site = TestSite::start().await;
+    two_section_site(&site);
+    let (_, key) = app.create_tenant("pro").await;
+    let site_id = app.create_site(&key, &["127.0.0.1"]).await["site_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Default scope: the /ja/ section, with a budget the whole host would overrun.
+    let job = train_with(
+        &app,
+        &key,
+        json!({"site_id": site_id, "url": site.url("/ja/"), "max_pages": 5}),
+    )
+    .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(
+        (job["scope"].as_str(), job["max_depth"].as_u64()),
+        (Some("prefix"), Some(5)),
+        "{job}"
+    );
+    let ja: BTreeSet<String> = ["/ja/", "/ja/q0", "/ja/q1", "/ja/q2", "/ja/q3"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(active_paths(&app, &site, &site_id).await, ja);
+    // The 4 English sitemap entries, /en/ (linked from every Japanese page) and / (from each page).
+    assert_eq!(job["urls_out_of_scope"], 6, "{job}");
+    assert!(
+        site.requests()
+            .iter()
+            .all(|p| !p.starts_with("/en/q") && p != "/en/" && p != "/"),
+        "nothing outside /ja/ was fetched as a page: {:?}",
+        site.requests()
+    );
+    let read = app
+        .get(
+            &format!("/api/train/jobs/{}", job["job_id"].as_str().unwrap()),
+            &key,
+        )
+        .await;
+    assert_eq!(read.body["urls_out_of_scope"], 6);
+
+    // A question in the other section's language finds nothing of it.
+    let index = current_index(&app, &site_id, &key).await;
+    assert!(index.chunks.iter().all(|c| c.url.contains("/ja/")));
+
+    // scope "host": both sections (and the root), nothing out of scope.
+    let job = train_with(
+        &app,
+        &key,
+        json!({"site_id": site_id, "url": site.url("/ja/"), "scope": "host"}),
+    )
+    .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["scope"], "host");
+    assert_eq!(job["urls_out_of_scope"], 0, "{job}");
+    let paths = active_paths(&app, &site, &site_id).await;
+    for p in ["/ja/q3", "/en/", "/en/q0", "/en/q3", "/"] {
+        assert!(paths.contains(p), "{p} missing from {paths:?}");
+    }
+    assert_eq!(paths.len(), 11, "{paths:?}");
+
+    // A scope that is neither is refused before anything is queued.
+    let reply = app
+        .post(
+            "/api/train/url",
+            &key,
+            json!({"site_id": site_id, "url": site.url("/ja/"), "scope": "everything"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{:?}", reply.body);
+    assert!(
+        reply.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("scope"),
+        "{:?}",
+        reply.body
     );
 }

@@ -43,6 +43,16 @@ pub struct ModelSettings {
     pub chat_model: Option<String>,
     /// With no embedding model, retrieval is lexical only.
     pub embedding_model: Option<String>,
+    /// `KOTOBA_EMBEDDING_INPUT`: how the embedding model is told queries from passages, when its name
+    /// does not say (see `models::embeddings::InputStyle::parse`).
+    pub embedding_input: Option<crate::models::embeddings::InputStyle>,
+    /// `KOTOBA_EMBEDDING_BATCH`: texts per embeddings request (default 64; smaller for a CPU-hosted
+    /// model, whose one request must finish within the client's timeout).
+    pub embedding_batch: Option<usize>,
+    /// `KOTOBA_RERANK_MODEL`: reorders retrieved passages through `POST {KOTOBA_RERANK_BASE_URL or
+    /// OPENAI_BASE_URL}/rerank` (Cohere, Jina, TEI …); unset: no reranking.
+    pub rerank_model: Option<String>,
+    pub rerank_base_url: Option<Url>,
     pub realtime_url: Url,
 }
 
@@ -132,6 +142,24 @@ impl Config {
             api_key: env.get("OPENAI_API_KEY").map(str::to_string),
             chat_model: env.get("KOTOBA_CHAT_MODEL").map(str::to_string),
             embedding_model: env.get("KOTOBA_EMBEDDING_MODEL").map(str::to_string),
+            embedding_input: match env.get("KOTOBA_EMBEDDING_INPUT") {
+                Some(raw) => Some(crate::models::embeddings::InputStyle::parse(raw).map_err(
+                    |problem| ConfigError {
+                        variable: "KOTOBA_EMBEDDING_INPUT",
+                        problem,
+                    },
+                )?),
+                None => None,
+            },
+            embedding_batch: match env.get("KOTOBA_EMBEDDING_BATCH") {
+                Some(_) => Some(env.parse_or("KOTOBA_EMBEDDING_BATCH", 64usize)?.max(1)),
+                None => None,
+            },
+            rerank_model: env.get("KOTOBA_RERANK_MODEL").map(str::to_string),
+            rerank_base_url: match env.get("KOTOBA_RERANK_BASE_URL") {
+                Some(_) => Some(env.url_or("KOTOBA_RERANK_BASE_URL", "")?),
+                None => None,
+            },
             realtime_url: env.url_or(
                 "OPENAI_REALTIME_URL",
                 "wss://api.openai.com/v1/realtime?model=gpt-realtime",

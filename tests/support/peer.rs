@@ -53,6 +53,10 @@ pub struct PeerState {
     /// Nanoseconds spent inside the chat and embeddings handlers (request body parsed → last chunk
     /// produced), for benchmarks that subtract the model's time from a request's.
     pub busy_ns: AtomicU64,
+    /// `/v1/rerank` (Cohere shape): documents containing this text score 1, the others keep their order
+    /// below it; `None` keeps the order given.
+    pub rerank_prefer: std::sync::Mutex<Option<String>>,
+    pub rerank_requests: AtomicUsize,
 }
 
 pub struct ModelPeer {
@@ -101,10 +105,13 @@ impl ModelPeer {
             released: tokio::sync::Notify::new(),
             last_chat: std::sync::Mutex::new(None),
             busy_ns: AtomicU64::new(0),
+            rerank_prefer: std::sync::Mutex::new(None),
+            rerank_requests: AtomicUsize::new(0),
         });
         let app = axum::Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/embeddings", post(embeddings))
+            .route("/v1/rerank", post(rerank))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -213,6 +220,37 @@ impl Drop for HeldEmbedding<'_> {
                 .fetch_add(1, Ordering::SeqCst);
         }
     }
+}
+
+/// Cohere's `/v1/rerank`: `{model, query, documents, top_n}` → `{results: [{index, relevance_score}]}`.
+async fn rerank(State(state): State<Arc<PeerState>>, Json(body): Json<Value>) -> Response {
+    state.rerank_requests.fetch_add(1, Ordering::SeqCst);
+    let (Some(docs), Some(_), Some(_)) = (
+        body["documents"].as_array(),
+        body["query"].as_str(),
+        body["model"].as_str(),
+    ) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"message": "model, query and documents are required"})),
+        )
+            .into_response();
+    };
+    let prefer = state.rerank_prefer.lock().unwrap().clone();
+    let results: Vec<Value> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let text = d.as_str().unwrap_or_default();
+            let score = match &prefer {
+                Some(p) if text.contains(p.as_str()) => 1.0,
+                _ => 0.5 / (i as f64 + 1.0),
+            };
+            json!({"index": i, "relevance_score": score})
+        })
+        .collect();
+    Json(json!({"id": "rerank-peer", "results": results, "meta": {"billed_units": {"search_units": 1}}}))
+        .into_response()
 }
 
 async fn embeddings(State(state): State<Arc<PeerState>>, Json(body): Json<Value>) -> Response {

@@ -15,14 +15,17 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use shared::Platform;
+use shared::crawl::ScopeMode;
 use shared::http::{ApiError, ApiJson, TenantAuth};
 use shared::ids::{JobId, SiteId};
 use shared::training::jobs::{self, JobError, JobMessage, JobRequest};
 use shared::{sites, tenants};
 
-/// Depth followed from the start URL when the request names none, and the most it may name.
-pub const DEFAULT_MAX_DEPTH: u32 = 3;
-pub const MAX_DEPTH: u32 = 10;
+/// The most `max_depth` a request may name. Without one, the depth is the job's `max_pages`: a chain
+/// of N pages (prev/next links on a site whose menu is built by JavaScript) needs depth N-1, so with
+/// that default every page within the budget is reachable and `max_pages` is the real limit. The
+/// crawl is breadth-first, so a deep default costs nothing on ordinary sites.
+pub const MAX_DEPTH: u32 = 10_000;
 
 pub fn routes(platform: Arc<Platform>) -> Router {
     Router::new()
@@ -44,6 +47,8 @@ struct TrainBody {
     force_retrain: bool,
     max_pages: Option<u32>,
     max_depth: Option<u32>,
+    /// `prefix` (default): the start URL's section; `host`: the whole host and allowed domains.
+    scope: Option<String>,
 }
 
 fn job_error(e: JobError) -> ApiError {
@@ -68,13 +73,22 @@ async fn train_url(
     if body.max_pages == Some(0) {
         return Err(ApiError::invalid("max_pages", "must be at least 1"));
     }
-    let max_depth = body.max_depth.unwrap_or(DEFAULT_MAX_DEPTH);
-    if max_depth > MAX_DEPTH {
+    if body.max_depth.is_some_and(|d| d > MAX_DEPTH) {
         return Err(ApiError::invalid(
             "max_depth",
             format!("must be at most {MAX_DEPTH}"),
         ));
     }
+    let scope = match body.scope.as_deref() {
+        None | Some("prefix") => ScopeMode::Prefix,
+        Some("host") => ScopeMode::Host,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "scope",
+                format!("{other:?} is not a scope; use \"prefix\" or \"host\""),
+            ));
+        }
+    };
     let store = p.store.as_ref();
     let site = sites::get_site(store, &tenant, &site_id).await?;
     jobs::check_fetchable(&url, p.config.fetch_allow_loopback)
@@ -84,12 +98,14 @@ async fn train_url(
         })?;
     let plan = tenants::get_tenant(store, &tenant).await?.plan;
     let plan_pages = plan.limits().training_pages;
+    // Capped by the plan: asking for more is not an error, it gets the plan's maximum.
+    let max_pages = body.max_pages.unwrap_or(plan_pages).min(plan_pages);
     let request = JobRequest {
         url: url.to_string(),
         force_retrain: body.force_retrain,
-        // Capped by the plan: asking for more is not an error, it gets the plan's maximum.
-        max_pages: body.max_pages.unwrap_or(plan_pages).min(plan_pages),
-        max_depth,
+        max_pages,
+        max_depth: body.max_depth.unwrap_or(max_pages),
+        scope,
     };
     let job = jobs::create_job(
         store,
@@ -125,9 +141,13 @@ async fn train_url(
     tracing::info!(job_id = %job.job_id, site_id = %site.site_id, max_pages = job.request.max_pages, "training queued");
     Ok((
         StatusCode::ACCEPTED,
-        Json(
-            json!({ "job_id": job.job_id, "status": job.status, "max_pages": job.request.max_pages }),
-        ),
+        Json(json!({
+            "job_id": job.job_id,
+            "status": job.status,
+            "max_pages": job.request.max_pages,
+            "max_depth": job.request.max_depth,
+            "scope": job.request.scope,
+        })),
     ))
 }
 

@@ -25,7 +25,11 @@ use crate::ids::{SiteId, TenantId};
 use crate::index::search::{LoadedIndex, SearchOptions};
 use crate::index::{self, SiteIndex};
 use crate::models::chat::{ChatClient, ChatEvent, ChatRequest as ModelRequest, Message};
-use crate::models::embeddings::EmbeddingClient;
+use crate::models::embeddings::{EmbeddingClient, InputRole};
+use crate::models::rerank::RerankClient;
+
+/// Fused candidates handed to the reranker (when one is configured) to pick the answer's passages from.
+const RERANK_CANDIDATES: usize = 20;
 use crate::models::{ModelKind, ModelPolicy, PolicyError, PriceBook};
 use crate::money::MicroUsd;
 use crate::sites::{Site, SiteStatus};
@@ -140,6 +144,7 @@ pub struct ChatService {
     prices: PriceBook,
     chat: Option<ChatClient>,
     embeddings: Option<EmbeddingClient>,
+    rerank: Option<RerankClient>,
     indexes: IndexCache<LoadedIndex>,
     sites: TtlCache<SiteId, Site>,
     tenants: TtlCache<TenantId, Tenant>,
@@ -158,12 +163,14 @@ impl ChatService {
             prices,
             chat,
             embeddings,
+            rerank,
         } = crate::models::ConfiguredModels::new(&platform.config.models, http)?;
         Ok(Self {
             platform,
             prices,
             chat,
             embeddings,
+            rerank,
             indexes: IndexCache::new(32),
             sites: TtlCache::new(std::time::Duration::from_secs(5), 4096),
             tenants: TtlCache::new(std::time::Duration::from_secs(10), 4096),
@@ -172,6 +179,46 @@ impl ChatService {
 
     pub fn platform(&self) -> &Arc<Platform> {
         &self.platform
+    }
+
+    /// The passages for a question: fused lexical and dense retrieval, reordered by the reranker
+    /// when one is configured (its failure only costs the reordering).
+    async fn retrieve(
+        &self,
+        index: &LoadedIndex,
+        message: &str,
+        query_vector: Option<&[f32]>,
+    ) -> Vec<crate::index::search::Hit> {
+        let options = SearchOptions::default();
+        let Some(reranker) = &self.rerank else {
+            return index.search(message, query_vector, options);
+        };
+        let candidates = index.search(
+            message,
+            query_vector,
+            SearchOptions {
+                top_k: RERANK_CANDIDATES,
+                per_page: RERANK_CANDIDATES,
+            },
+        );
+        let documents: Vec<String> = candidates
+            .iter()
+            .map(|h| {
+                let c = &index.index.chunks[h.chunk];
+                format!("{}\n{}\n{}", c.title, c.heading_path.join(" > "), c.text)
+            })
+            .collect();
+        let refs: Vec<&str> = documents.iter().map(String::as_str).collect();
+        match reranker.rerank(message, &refs).await {
+            Ok(order) => {
+                let reordered = order.into_iter().map(|i| candidates[i].clone()).collect();
+                index.diversify(reordered, options)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reranking failed; using the fused ranking");
+                index.diversify(candidates, options)
+            }
+        }
     }
 
     async fn site_and_tenant(&self, site_id: &SiteId) -> Result<(Site, Tenant), ChatError> {
@@ -444,7 +491,10 @@ impl ChatService {
         // Query embedding: a failure degrades to lexical retrieval rather than failing the answer.
         let mut embedding_tokens = 0u64;
         let query_vector = match embed_query {
-            Some(client) => match client.embed(std::slice::from_ref(&message)).await {
+            Some(client) => match client
+                .embed(std::slice::from_ref(&message), InputRole::Query)
+                .await
+            {
                 Ok(out) => {
                     embedding_tokens = if out.tokens > 0 {
                         out.tokens
@@ -460,7 +510,9 @@ impl ChatService {
             },
             None => None,
         };
-        let hits = index.search(&message, query_vector.as_deref(), SearchOptions::default());
+        let hits = self
+            .retrieve(&index, &message, query_vector.as_deref())
+            .await;
         let chunks: Vec<&index::IndexedChunk> =
             hits.iter().map(|h| &index.index.chunks[h.chunk]).collect();
         let sources: Vec<Source> = hits

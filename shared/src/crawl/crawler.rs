@@ -15,7 +15,7 @@ use super::fetch::{FetchError, FetchOutcome, Fetched, Fetcher, Validators};
 use super::guard::check_url;
 use super::links::{self, PageLinks, RobotsDirectives};
 use super::robots::{Robots, fetch_robots};
-use super::scope::Scope;
+use super::scope::{Scope, ScopeMode};
 use super::sitemap::{MAX_SITEMAP_ENTRIES, SitemapDoc, parse_sitemap};
 use crate::sites::domains::AllowedDomain;
 
@@ -36,6 +36,8 @@ pub struct CrawlRequest {
     pub known_pages: Vec<KnownPage>,
     /// Seed from `Sitemap:` lines in robots.txt and from `/sitemap.xml`.
     pub use_sitemaps: bool,
+    /// The start URL's section (default) or its whole host.
+    pub scope: ScopeMode,
 }
 
 impl CrawlRequest {
@@ -48,6 +50,7 @@ impl CrawlRequest {
             max_depth: 5,
             known_pages: Vec::new(),
             use_sitemaps: true,
+            scope: ScopeMode::Prefix,
         }
     }
 }
@@ -193,6 +196,9 @@ pub struct CrawlCounters {
     pub errors: usize,
     /// Page URLs taken from sitemaps.
     pub sitemap_urls: usize,
+    /// Distinct URLs found in links and sitemaps that are outside the crawl's scope (other sections,
+    /// other hosts): never fetched, never counted against `max_pages`.
+    pub out_of_scope: usize,
 }
 
 /// How a crawl went.
@@ -231,10 +237,14 @@ impl Crawler {
         request: CrawlRequest,
         events: mpsc::Sender<CrawlEvent>,
     ) -> CrawlReport {
-        let scope = Scope::new(&request.start, &request.allowed_domains);
+        let scope = Scope::new(&request.start, &request.allowed_domains, request.scope);
+        // The start's own section ranks first even when the whole host is in scope.
+        let section = Scope::new(&request.start, &request.allowed_domains, ScopeMode::Prefix);
         let mut run = Run {
             crawler: self,
             scope,
+            section,
+            out_of_scope: HashSet::new(),
             max_depth: request.max_depth,
             max_pages: request.max_pages,
             // Enough queued URLs to spend the budget even when many are skipped, but bounded.
@@ -287,6 +297,10 @@ enum Processed {
 struct Run<'a> {
     crawler: &'a Crawler,
     scope: Scope,
+    /// The start URL's section (equal to `scope` in prefix mode).
+    section: Scope,
+    /// Out-of-scope URLs found so far (bounded like `seen`), for the `out_of_scope` count.
+    out_of_scope: HashSet<String>,
     max_depth: u32,
     max_pages: usize,
     max_queued: usize,
@@ -552,20 +566,47 @@ impl Run<'_> {
         true
     }
 
+    /// Counts a discovered URL that is outside the scope (once per URL).
+    fn note_out_of_scope(&mut self, url: &Url) {
+        if self.out_of_scope.len() < self.max_queued
+            && self.out_of_scope.insert(url.as_str().to_string())
+        {
+            self.report.counters.out_of_scope += 1;
+        }
+    }
+
+    /// Queues a sitemap entry: at depth 1 in the start's section, one level further outside it (host
+    /// scope), so the section the tenant pointed at is crawled first.
+    fn enqueue_listed(&mut self, page: Url) -> bool {
+        if !self.scope.contains(&page) {
+            self.note_out_of_scope(&page);
+            return false;
+        }
+        let depth = if self.section.contains(&page) { 1 } else { 2 };
+        self.enqueue(page, depth)
+    }
+
     async fn seed_from_sitemaps(&mut self, start: &Url) {
         let robots = self.host(start).await;
+        // Sitemap files live anywhere on the site's hosts; their entries are filtered by scope.
+        let files_scope = self.scope.whole_hosts();
         let mut pending: VecDeque<(Url, u32)> = VecDeque::new();
         let mut listed: HashSet<String> = HashSet::new();
+        let mut from_robots: Vec<Url> = Vec::new();
         for s in robots.sitemaps() {
             match Url::parse(s.trim()).ok().and_then(|u| links::normalise(&u)) {
-                Some(u) if self.scope.contains(&u) => {
-                    if listed.insert(u.as_str().to_string()) {
-                        pending.push_back((u, 0));
-                    }
-                }
+                Some(u) if files_scope.contains(&u) => from_robots.push(u),
                 _ => self.report.notes.push(format!(
                     "sitemap {s:?} from robots.txt ignored: not in scope"
                 )),
+            }
+        }
+        // The section's own sitemaps first: they are the likeliest to list its pages within the
+        // file limit.
+        from_robots.sort_by_key(|u| !self.section.contains(u));
+        for u in from_robots {
+            if listed.insert(u.as_str().to_string()) {
+                pending.push_back((u, 0));
             }
         }
         let mut default = start.clone();
@@ -594,7 +635,7 @@ impl Run<'_> {
             let body = match self
                 .crawler
                 .fetcher
-                .fetch_within(&url, None, &self.scope)
+                .fetch_within(&url, None, &files_scope)
                 .await
             {
                 Ok(FetchOutcome::Fetched(f)) if (200..300).contains(&f.status) => f.body,
@@ -627,7 +668,7 @@ impl Run<'_> {
                         else {
                             continue;
                         };
-                        if self.enqueue(page, 1) {
+                        if self.enqueue_listed(page) {
                             self.report.counters.sitemap_urls += 1;
                         }
                     }
@@ -644,7 +685,7 @@ impl Run<'_> {
                         else {
                             continue;
                         };
-                        if self.scope.contains(&child) && listed.insert(child.as_str().to_string())
+                        if files_scope.contains(&child) && listed.insert(child.as_str().to_string())
                         {
                             pending.push_back((child, level + 1));
                         }
@@ -754,11 +795,14 @@ impl Run<'_> {
                 let followed: Vec<Url> = if directives.nofollow {
                     Vec::new()
                 } else {
-                    links
+                    let (inside, outside): (Vec<Url>, Vec<Url>) = links
                         .links
                         .into_iter()
-                        .filter(|l| self.scope.contains(l))
-                        .collect()
+                        .partition(|l| self.scope.contains(l));
+                    for l in &outside {
+                        self.note_out_of_scope(l);
+                    }
+                    inside
                 };
                 for link in &followed {
                     self.enqueue(link.clone(), depth.saturating_add(1));

@@ -582,3 +582,102 @@ async fn dropping_the_receiver_stops_the_crawl() {
     assert!(report.cancelled);
     assert!(report.counters.fetched < 31);
 }
+
+/// A host with two sections, `/en/` listed first in robots.txt, each section with its own sitemap of
+/// 12 pages and a start page linking to every page of its section and to the other section's start.
+fn two_section_site(site: &TestSite) {
+    let robots = format!(
+        "User-agent: *\nAllow: /\nSitemap: {}\nSitemap: {}\n",
+        site.url("/en/sitemap.xml"),
+        site.url("/ja/sitemap.xml")
+    );
+    site.route(
+        "/robots.txt",
+        Route::bytes("text/plain", robots.into_bytes()),
+    );
+    for (lang, other) in [("en", "ja"), ("ja", "en")] {
+        let paths: Vec<String> = (0..12).map(|i| format!("/{lang}/p{i}")).collect();
+        let locs: String = paths
+            .iter()
+            .map(|p| format!("<url><loc>{}</loc></url>", site.url(p)))
+            .collect();
+        site.route(
+            &format!("/{lang}/sitemap.xml"),
+            Route::bytes(
+                "application/xml",
+                format!(
+                    r#"<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{locs}</urlset>"#
+                )
+                .into_bytes(),
+            ),
+        );
+        let mut refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let other_start = format!("/{other}/");
+        refs.push(&other_start);
+        site.route(&format!("/{lang}/"), Route::html(&links(&refs)));
+        for p in &paths {
+            site.route(p, Route::html(&links(&["/", &other_start])));
+        }
+    }
+    site.route("/", Route::html(&links(&["/en/", "/ja/"])));
+}
+
+#[tokio::test]
+async fn a_section_start_crawls_only_its_section_and_counts_the_rest() {
+    let site = TestSite::serve("127.0.0.1").await;
+    two_section_site(&site);
+    let mut req = request(&site, "/ja/");
+    req.max_pages = 20;
+    let (events, report) = run(req).await;
+    let paths = page_paths(&events);
+    assert_eq!(
+        paths.len(),
+        13,
+        "the section's start and its 12 pages: {paths:?}"
+    );
+    assert!(paths.iter().all(|p| p.starts_with("/ja/")), "{paths:?}");
+    let other: usize = (0..12).map(|i| site.hits(&format!("/en/p{i}"))).sum();
+    assert_eq!(other + site.hits("/en/") + site.hits("/"), 0);
+    assert_eq!(
+        site.hits("/en/sitemap.xml"),
+        1,
+        "the other section's sitemap is read, its entries filtered"
+    );
+    let c = &report.counters;
+    // 12 /en/ sitemap entries, the /en/ start page and the root, each counted once.
+    assert_eq!(c.out_of_scope, 14, "{c:?}");
+    assert_eq!(c.sitemap_urls, 12, "{c:?}");
+    assert!(!report.page_limit_reached);
+
+    // A budget smaller than the section is spent on the section alone.
+    let mut req = request(&site, "/ja/");
+    req.max_pages = 5;
+    let (events, _) = run(req).await;
+    let paths = page_paths(&events);
+    assert_eq!(paths.len(), 5, "{paths:?}");
+    assert!(paths.iter().all(|p| p.starts_with("/ja/")), "{paths:?}");
+}
+
+#[tokio::test]
+async fn host_scope_crawls_the_start_section_first_then_the_rest() {
+    let site = TestSite::serve("127.0.0.1").await;
+    two_section_site(&site);
+    let mut req = request(&site, "/ja/");
+    req.scope = ScopeMode::Host;
+    req.max_pages = 13;
+    let (events, _) = run(req).await;
+    let paths = page_paths(&events);
+    assert_eq!(paths.len(), 13, "{paths:?}");
+    assert!(
+        paths.iter().all(|p| p.starts_with("/ja/")),
+        "the start's section fills the budget before the rest of the host: {paths:?}"
+    );
+
+    let mut req = request(&site, "/ja/");
+    req.scope = ScopeMode::Host;
+    req.max_pages = 100;
+    let (events, report) = run(req).await;
+    let paths = page_paths(&events);
+    assert_eq!(paths.len(), 27, "both sections and the root: {paths:?}");
+    assert_eq!(report.counters.out_of_scope, 0);
+}

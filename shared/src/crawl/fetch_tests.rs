@@ -358,7 +358,7 @@ async fn redirects_out_of_scope_are_not_followed_within_a_scope() {
     let site = TestSite::serve("127.0.0.1").await;
     let other = TestSite::serve("127.0.0.3").await;
     site.route("/go", Route::redirect(302, other.url("/x").as_str()));
-    let scope = Scope::new(&site.url("/"), &[]);
+    let scope = Scope::new(&site.url("/"), &[], crate::crawl::ScopeMode::Host);
     match fetcher(true)
         .fetch_within(&site.url("/go"), None, &scope)
         .await

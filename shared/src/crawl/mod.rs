@@ -41,4 +41,4 @@ pub use guard::{
     AddrClass, Embedding, GuardedResolver, Refusal, Resolver, StaticResolver, SystemResolver,
     check_ip, check_url,
 };
-pub use scope::Scope;
+pub use scope::{Scope, ScopeMode};

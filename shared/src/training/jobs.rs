@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::clock::{Clock, rfc3339};
+use crate::crawl::ScopeMode;
 use crate::ids::{IdGenerator, JobId, SiteId, TenantId};
 use crate::money::MicroUsd;
 use crate::store::{Condition, Index, Item, ItemStore, Key, StoreError, Update, Write};
@@ -37,6 +38,10 @@ pub struct JobRequest {
     pub force_retrain: bool,
     pub max_pages: u32,
     pub max_depth: u32,
+    /// The start URL's section (default) or its whole host. Jobs stored before scopes existed crawled
+    /// the whole host, but a re-read job only reports it, so the default is the new behaviour.
+    #[serde(default)]
+    pub scope: ScopeMode,
 }
 
 /// A training job as stored. Counters are live during a run and exact once it finishes.
@@ -55,6 +60,9 @@ pub struct TrainingJob {
     pub pages_removed: u64,
     /// Pages skipped: not HTML or text, refused by robots.txt, noindex, fetch errors.
     pub pages_skipped: u64,
+    /// Distinct URLs the crawl found in links and sitemaps outside its scope (not fetched).
+    #[serde(default)]
+    pub urls_out_of_scope: u64,
     pub chunks: u64,
     pub embedding_tokens: u64,
     pub estimated_cost_micros: MicroUsd,
@@ -78,11 +86,13 @@ impl TrainingJob {
             "force_retrain": self.request.force_retrain,
             "max_pages": self.request.max_pages,
             "max_depth": self.request.max_depth,
+            "scope": self.request.scope,
             "attempt": self.attempt,
             "pages_crawled": self.pages_crawled,
             "pages_changed": self.pages_changed,
             "pages_removed": self.pages_removed,
             "pages_skipped": self.pages_skipped,
+            "urls_out_of_scope": self.urls_out_of_scope,
             "chunks": self.chunks,
             "embedding_tokens": self.embedding_tokens,
             "embedding_model": self.embedding_model,
@@ -151,6 +161,7 @@ pub async fn create_job(
         pages_changed: 0,
         pages_removed: 0,
         pages_skipped: 0,
+        urls_out_of_scope: 0,
         chunks: 0,
         embedding_tokens: 0,
         estimated_cost_micros: MicroUsd::ZERO,

@@ -25,7 +25,7 @@ use crate::crawl::{
 use crate::extract;
 use crate::ids::JobId;
 use crate::index::{self, IndexBuilder, IndexedChunk, SiteIndex};
-use crate::models::embeddings::{EmbedError, EmbeddingClient};
+use crate::models::embeddings::{EmbedError, EmbeddingClient, InputRole};
 use crate::models::{ModelKind, ModelPolicy, PriceBook};
 use crate::money::MicroUsd;
 use crate::sites::{self, Site, SiteStatus};
@@ -110,6 +110,7 @@ struct Progress {
     changed: u64,
     removed: u64,
     skipped: u64,
+    out_of_scope: u64,
     chunks: u64,
     embedding_tokens: u64,
 }
@@ -237,6 +238,7 @@ impl Trainer {
             "pages_changed",
             "pages_removed",
             "pages_skipped",
+            "urls_out_of_scope",
             "chunks",
             "embedding_tokens",
         ] {
@@ -315,6 +317,7 @@ impl Trainer {
         let mut request = CrawlRequest::new(start, run.site.allowed_domains.clone());
         request.max_pages = job.request.max_pages as usize;
         request.max_depth = job.request.max_depth;
+        request.scope = job.request.scope;
         if !job.request.force_retrain {
             request.known_pages = run
                 .docs
@@ -361,6 +364,7 @@ impl Trainer {
             return Err(e);
         }
         let c = &report.counters;
+        run.progress.out_of_scope = c.out_of_scope as u64;
         if c.produced + c.not_modified == 0 {
             let why = if report.notes.is_empty() {
                 String::new()
@@ -481,6 +485,7 @@ impl Trainer {
             ("pages_changed", p.changed),
             ("pages_removed", p.removed),
             ("pages_skipped", p.skipped),
+            ("urls_out_of_scope", p.out_of_scope),
             ("chunks", p.chunks),
             ("embedding_tokens", p.embedding_tokens),
         ] {
@@ -611,7 +616,11 @@ impl Trainer {
                 title: title.clone(),
                 heading_path: c.heading_path.clone(),
                 text: c.text.clone(),
-                content_hash: chunk::content_hash(&c.text),
+                content_hash: chunk::content_hash(&index::passage_text(
+                    &title,
+                    &c.heading_path,
+                    &c.text,
+                )),
                 token_count: c.token_count as u32,
             })
             .collect();
@@ -736,8 +745,13 @@ impl Trainer {
             }
             Err(usage::UsageError::Store(e)) => return Err(e.into()),
         }
-        let texts: Vec<String> = missing.iter().map(|&i| chunks[i].text.clone()).collect();
-        let embedded = match client.embed(&texts).await {
+        let texts: Vec<String> = missing
+            .iter()
+            .map(|&i| {
+                index::passage_text(&chunks[i].title, &chunks[i].heading_path, &chunks[i].text)
+            })
+            .collect();
+        let embedded = match client.embed(&texts, InputRole::Passage).await {
             Ok(out) => out,
             Err(e) => {
                 // Nothing was spent: give the reservation back.
@@ -868,6 +882,7 @@ impl Trainer {
             ("pages_changed", json!(changed)),
             ("pages_removed", json!(removed)),
             ("pages_skipped", json!(run.progress.skipped)),
+            ("urls_out_of_scope", json!(run.progress.out_of_scope)),
             ("chunks", json!(chunk_count)),
             ("embedding_tokens", json!(tokens)),
             ("estimated_cost_micros", json!(cost.0)),
