@@ -306,6 +306,28 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_never_shows_secrets() {
+        let c = Config::from_vars(
+            &vars(&[
+                ("KOTOBA_ADMIN_KEY", "admin-secret-0123456789"),
+                ("OPENAI_API_KEY", "sk-openai-secret-value"),
+                ("TWILIO_AUTH_TOKEN", "twilio-secret-token"),
+            ]),
+            Mode::Local,
+        )
+        .unwrap();
+        let shown = format!("{c:?} {c:#?}");
+        for secret in [
+            "admin-secret-0123456789",
+            "sk-openai-secret-value",
+            "twilio-secret-token",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("redacted"), "{shown}");
+    }
+
+    #[test]
     fn the_table_name_switches_to_aws() {
         let c = Config::from_vars(
             &vars(&[

@@ -182,6 +182,31 @@ mod tests {
     }
 
     #[test]
+    fn session_and_message_ids_are_not_time_ordered() {
+        // Ids minted within the same instant must not share a guessable prefix or sort in mint order:
+        // knowing one visitor's id must say nothing about the next one.
+        let sessions: Vec<String> = (0..64)
+            .map(|_| SessionId::generate(&RandomIds).to_string())
+            .collect();
+        let messages: Vec<String> = (0..64)
+            .map(|_| MessageId::generate(&RandomIds).to_string())
+            .collect();
+        for ids in [&sessions, &messages] {
+            assert!(
+                !ids.windows(2).all(|w| w[0] < w[1]),
+                "64 ids came out in mint order: {ids:?}"
+            );
+            let prefix = |s: &String| s[..s.len() - 16].to_string();
+            let mut prefixes: Vec<String> = ids.iter().map(prefix).collect();
+            prefixes.dedup();
+            assert!(prefixes.len() > 32, "ids share their leading characters: {ids:?}");
+            for id in ids.iter() {
+                assert!(SessionId::parse(id).is_ok() || MessageId::parse(id).is_ok());
+            }
+        }
+    }
+
+    #[test]
     fn sequential_ids_are_predictable() {
         let ids = SequentialIds::default();
         assert_eq!(ids.new_id(), "00000000000000000000000001");

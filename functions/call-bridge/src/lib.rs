@@ -323,6 +323,19 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_never_shows_keys_or_tokens() {
+        let s = settings(&[
+            ("OPENAI_API_KEY", "sk-bridge-secret"),
+            ("TWILIO_AUTH_TOKEN", "twilio-bridge-secret"),
+            ("KOTOBA_CHAT_MODEL", "gpt-4o-mini"),
+        ]);
+        let shown = format!("{s:?} {s:#?}");
+        for secret in ["sk-bridge-secret", "twilio-bridge-secret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+
+    #[test]
     fn urls_come_from_the_configured_public_url() {
         let s = settings(&[
             ("KOTOBA_PUBLIC_URL", "https://api.example.com"),

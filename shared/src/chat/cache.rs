@@ -119,6 +119,27 @@ mod tests {
     }
 
     #[test]
+    fn index_cache_is_bounded_by_bytes() {
+        // A budget of 100 bytes holds one 60-byte index, not two, and never one larger than itself.
+        let cache = IndexCache::new(100);
+        cache.insert("site_a", 1, Arc::new(vec![0u8; 60]));
+        cache.insert("site_b", 1, Arc::new(vec![0u8; 60]));
+        assert!(cache.get("site_b", 1).is_some());
+        assert!(
+            cache.get("site_a", 1).is_none(),
+            "two 60-byte indexes held in a 100-byte budget"
+        );
+        cache.insert("site_c", 1, Arc::new(vec![0u8; 500]));
+        assert!(cache.get("site_c", 1).is_none(), "larger than the budget");
+        assert!(cache.get("site_b", 1).is_some(), "kept: nothing was freed for it");
+        // Small ones fit side by side.
+        cache.insert("site_d", 1, Arc::new(vec![0u8; 20]));
+        cache.insert("site_e", 1, Arc::new(vec![0u8; 20]));
+        assert!(cache.get("site_b", 1).is_some());
+        assert!(cache.get("site_d", 1).is_some() && cache.get("site_e", 1).is_some());
+    }
+
+    #[test]
     fn index_entries_match_their_version() {
         let cache = IndexCache::new(1);
         cache.insert("site_a", 3, Arc::new("v3"));

@@ -21,6 +21,11 @@ pub const PER_SESSION: RateLimit = RateLimit {
     window_secs: 60,
 };
 
+/// The rate-limit scope of a visitor's address.
+pub fn ip_scope(ip: &str) -> Option<String> {
+    Some(format!("ip:{}", super::logs::hash_ip(ip)))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LimitError {
     #[error("rate limited; retry in {retry_after_secs}s")]
@@ -48,5 +53,28 @@ pub async fn hit(
             retry_after_secs: (window_end - now_unix).max(1) as u64,
         }),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_visitors_share_a_bucket_per_64() {
+        let a = ip_scope("2001:db8:1:2:aaaa:bbbb:cccc:dddd").unwrap();
+        let b = ip_scope("2001:db8:1:2::1").unwrap();
+        let other = ip_scope("2001:db8:1:3::1").unwrap();
+        assert_eq!(a, b, "one /64 is one visitor");
+        assert_ne!(a, other, "another /64 is another visitor");
+        // IPv4 keeps its full address, and an IPv4-mapped IPv6 address is the IPv4 address.
+        assert_ne!(ip_scope("192.0.2.1"), ip_scope("192.0.2.2"));
+        assert_eq!(ip_scope("::ffff:192.0.2.1"), ip_scope("192.0.2.1"));
+    }
+
+    #[test]
+    fn a_missing_or_unreadable_ip_has_no_bucket() {
+        assert_eq!(ip_scope(""), None);
+        assert_eq!(ip_scope("unknown"), None);
     }
 }

@@ -231,7 +231,8 @@ impl ChatService {
                     return Err(ChatError::OriginNotAllowed);
                 }
                 let store = self.platform.store.as_ref();
-                let ip_scope = format!("ip:{}", logs::hash_ip(ip.as_deref().unwrap_or("unknown")));
+                let ip_scope = limits::ip_scope(ip.as_deref().unwrap_or("unknown"))
+                    .unwrap_or_default();
                 let by_ip = limits::hit(store, &ip_scope, limits::PER_IP, now);
                 let by_session = async {
                     match &question.session_id {
@@ -839,6 +840,128 @@ pub fn snippet(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sites::SiteName;
+    use crate::sites::domains::parse_domains;
+    use crate::sites::prompt::PromptProfile;
+
+    fn site_allowing(domains: &[&str]) -> Site {
+        let domains: Vec<String> = domains.iter().map(|d| d.to_string()).collect();
+        Site {
+            site_id: SiteId::parse("site_1").unwrap(),
+            tenant_id: TenantId::parse("ten_1").unwrap(),
+            name: SiteName::parse("Shop").unwrap(),
+            allowed_domains: parse_domains(&domains).unwrap(),
+            is_embed_enabled: true,
+            embed_script_id: "emb_1".into(),
+            status: SiteStatus::Ready,
+            index_version: Some(1),
+            last_trained_at: None,
+            last_training_error: None,
+            widget: Default::default(),
+            prompt: PromptProfile::initial(),
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn origins_need_https_and_the_listed_port() {
+        let site = site_allowing(&["example.com", "shop.example.com:8443", "127.0.0.1", "localhost"]);
+        let allowed = |o: &str| origin_allowed(&site, Some(o));
+        assert!(allowed("https://example.com"));
+        assert!(allowed("https://example.com:443"), "the default port is the same origin");
+        assert!(!allowed("http://example.com"), "plain http on a public host");
+        assert!(!allowed("https://example.com:8080"), "a port the site did not list");
+        assert!(!allowed("http://example.com:8080"));
+        assert!(allowed("https://shop.example.com:8443"), "a listed port");
+        assert!(!allowed("https://shop.example.com"), "only the listed port");
+        // Local development: loopback pages over http, on any port.
+        assert!(allowed("http://127.0.0.1:5173"));
+        assert!(allowed("http://localhost:3000"));
+        assert!(!allowed("null"));
+    }
+
+    #[tokio::test]
+    async fn visitors_without_an_ip_are_refused_not_pooled() {
+        use crate::sites::NewSite;
+        use crate::tenants::TenantName;
+        let dir = tempfile::tempdir().unwrap();
+        let vars = [(
+            "KOTOBA_DATA_DIR".to_string(),
+            dir.path().display().to_string(),
+        )]
+        .into_iter()
+        .collect();
+        let config =
+            crate::config::Config::from_vars(&vars, crate::config::Mode::Local).unwrap();
+        let platform = Platform::embedded(
+            config,
+            Arc::new(crate::clock::SystemClock),
+            Arc::new(crate::ids::RandomIds),
+        )
+        .unwrap();
+        let (store, ids, clock) = (
+            platform.store.as_ref(),
+            platform.ids.as_ref(),
+            platform.clock.as_ref(),
+        );
+        let tenant = crate::tenants::create_tenant(
+            store,
+            ids,
+            clock,
+            TenantName::parse("Shop").unwrap(),
+            Plan::Pro,
+        )
+        .await
+        .unwrap();
+        let site = crate::sites::create_site(
+            store,
+            ids,
+            clock,
+            &tenant.tenant_id,
+            NewSite {
+                name: SiteName::parse("Shop").unwrap(),
+                allowed_domains: vec!["shop.test".into()],
+            },
+        )
+        .await
+        .unwrap();
+        crate::sites::update_site_internal(
+            store,
+            clock,
+            &site.site_id,
+            |s| {
+                s.is_embed_enabled = true;
+                s.status = SiteStatus::Ready;
+                s.index_version = Some(1);
+            },
+            vec![],
+        )
+        .await
+        .unwrap();
+        let service = ChatService::new(platform.clone(), reqwest::Client::new()).unwrap();
+        let err = service
+            .answer(
+                Caller::Visitor {
+                    origin: Some("https://shop.test".into()),
+                    ip: None,
+                },
+                Question {
+                    site_id: site.site_id.clone(),
+                    message: "When do you open?".into(),
+                    session_id: None,
+                    model: None,
+                },
+                RequestMeta::default(),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ChatError::NotAvailable(_)),
+            "a visitor without an address got past admission: {err:?}"
+        );
+    }
 
     #[test]
     fn snippets_cut_on_characters() {

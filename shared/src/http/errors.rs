@@ -254,6 +254,19 @@ mod tests {
     }
 
     #[test]
+    fn storage_failures_hide_their_cause() {
+        let e: ApiError = StoreError::Backend(anyhow::anyhow!(
+            "dispatch failure: http://10.1.2.3:8000/ table kotoba-prod item SITE#site_abc"
+        ))
+        .into();
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = e.body().to_string();
+        for detail in ["10.1.2.3", "kotoba-prod", "SITE#", "dispatch"] {
+            assert!(!body.contains(detail), "{detail:?} leaked: {body}");
+        }
+    }
+
+    #[test]
     fn rate_limits_carry_retry_after() {
         let response = ApiError::RateLimited {
             retry_after_secs: 7,

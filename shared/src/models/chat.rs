@@ -368,6 +368,15 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn debug_output_never_shows_the_api_key() {
+        let base = Url::parse("http://127.0.0.1:9/v1/").unwrap();
+        let client =
+            ChatClient::new(reqwest::Client::new(), &base, Some("sk-chat-secret".into())).unwrap();
+        let shown = format!("{client:?}");
+        assert!(!shown.contains("sk-chat-secret"), "{shown}");
+    }
+
     async fn peer(fail_first: usize, status: u16, body: &'static str) -> (Url, Arc<AtomicUsize>) {
         let calls = Arc::new(AtomicUsize::new(0));
         let counter = calls.clone();

@@ -246,6 +246,20 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn debug_output_never_shows_the_api_key() {
+        let base = Url::parse("http://127.0.0.1:9/v1/").unwrap();
+        let client = EmbeddingClient::new(
+            reqwest::Client::new(),
+            &base,
+            Some("sk-embed-secret".into()),
+            "text-embedding-3-small".into(),
+        )
+        .unwrap();
+        let shown = format!("{client:?}");
+        assert!(!shown.contains("sk-embed-secret"), "{shown}");
+    }
+
     /// A peer that fails the first `fail_first` calls with `fail_status`, then echoes deterministic vectors.
     async fn peer(fail_first: usize, fail_status: u16) -> (Url, Arc<AtomicUsize>) {
         let calls = Arc::new(AtomicUsize::new(0));
