@@ -3,6 +3,7 @@
 //! Inputs go in batches; 429 and 5xx (and timeouts) are retried with exponential backoff honouring
 //! `Retry-After`; any other 4xx is a clear, final error for the job that asked.
 
+use crate::config::Secret;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -36,7 +37,7 @@ pub struct Embeddings {
 pub struct EmbeddingClient {
     http: reqwest::Client,
     endpoint: Url,
-    api_key: Option<String>,
+    api_key: Option<Secret>,
     pub model: String,
     batch: usize,
     max_attempts: u32,
@@ -84,7 +85,7 @@ impl EmbeddingClient {
     pub fn new(
         http: reqwest::Client,
         base_url: &Url,
-        api_key: Option<String>,
+        api_key: Option<Secret>,
         model: String,
     ) -> Result<Self, url::ParseError> {
         Ok(Self {
@@ -136,7 +137,7 @@ impl EmbeddingClient {
                 .json(&body)
                 .timeout(Duration::from_secs(60));
             if let Some(key) = &self.api_key {
-                request = request.bearer_auth(key);
+                request = request.bearer_auth(key.expose());
             }
             let mut wait = self.backoff * 2u32.saturating_pow(attempt - 1);
             match request.send().await {
