@@ -21,9 +21,22 @@ pub const PER_SESSION: RateLimit = RateLimit {
     window_secs: 60,
 };
 
-/// The rate-limit scope of a visitor's address.
+/// The rate-limit scope of a visitor's address: the IPv4 address, or the IPv6 /64 (one subscriber gets a
+/// whole /64, so the full address would give one visitor 2^64 buckets). `None` when there is no usable
+/// address: such a request is refused rather than pooled with every other address-less request.
 pub fn ip_scope(ip: &str) -> Option<String> {
-    Some(format!("ip:{}", super::logs::hash_ip(ip)))
+    let ip: std::net::IpAddr = ip.trim().parse().ok()?;
+    let bucket = match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    };
+    Some(format!("ip:{}", super::logs::hash_ip(&bucket)))
 }
 
 #[derive(Debug, thiserror::Error)]

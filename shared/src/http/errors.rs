@@ -47,7 +47,8 @@ pub enum ApiError {
     /// 429 with Retry-After.
     #[error("rate limited; retry in {retry_after_secs}s")]
     RateLimited { retry_after_secs: u64 },
-    /// 503: a dependency is down; the request may be retried.
+    /// 503: a dependency is down; the request may be retried. The message is fixed text for clients:
+    /// the dependency's own words are logged where the error is mapped, never put here.
     #[error("{0}")]
     Unavailable(String),
     /// 500: our fault. The chain is logged with the request id; the client sees only the id.
@@ -164,7 +165,16 @@ impl From<StoreError> for ApiError {
                 message: "the resource changed concurrently; try again".into(),
                 details: None,
             },
-            StoreError::Backend(e) => Self::Unavailable(format!("storage is unavailable: {e}")),
+            // The backend's text names endpoints, tables and item keys: it goes to the log (with the
+            // request id), the client gets a fixed message and the id.
+            StoreError::Backend(e) => {
+                tracing::warn!(
+                    request_id = current_request_id().unwrap_or_default(),
+                    error = format!("{e:#}"),
+                    "storage unavailable"
+                );
+                Self::Unavailable("storage is temporarily unavailable; try again".into())
+            }
             other => Self::Internal(other.into()),
         }
     }
@@ -181,6 +191,12 @@ impl From<SiteError> for ApiError {
             SiteError::Conflict => Self::Conflict {
                 message: e.to_string(),
                 details: None,
+            },
+            // Handlers that know the plan say which one; this is the plan-less fallback.
+            SiteError::LimitReached(max) => Self::PaymentRequired {
+                message: format!("the plan allows {max} sites"),
+                plan: String::new(),
+                upgrade_hint: "upgrade the plan for more sites".into(),
             },
             SiteError::Store(e) => e.into(),
         }
@@ -210,6 +226,10 @@ impl From<VoiceError> for ApiError {
         match e {
             VoiceError::NumberTaken(number) => Self::Conflict {
                 message: format!("the number {number} is already assigned"),
+                details: Some(json!({ "number": number })),
+            },
+            VoiceError::NumberExists(number) => Self::Conflict {
+                message: format!("the number {number} is already provisioned"),
                 details: Some(json!({ "number": number })),
             },
             VoiceError::NumberNotFound => Self::NotFound("phone number not found".into()),
