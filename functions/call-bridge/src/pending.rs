@@ -107,8 +107,11 @@ mod tests {
         assert!(pending.try_admit(ip("2001:db8::2")).is_none(), "in total");
         assert_eq!(pending.pending(), 3);
         drop(a1);
-        assert!(pending.try_admit(ip("2001:db8::ffff:1")).is_some(), "freed");
-        assert_eq!(pending.pending(), 3, "the new permit dropped again: {pending:?}");
+        let again = pending.try_admit(ip("2001:db8::ffff:1"));
+        assert!(again.is_some(), "freed");
+        assert_eq!(pending.pending(), 3, "{pending:?}");
+        drop(again);
+        assert_eq!(pending.pending(), 2, "a dropped permit gives its place back");
     }
 
     #[test]
