@@ -91,7 +91,8 @@ pub struct BridgeSettings {
     /// leave room for this plus writing their logs).
     pub drain_seconds: u64,
     /// Media sockets still waiting to show their stream token: at most this many in total
-    /// (`KOTOBA_BRIDGE_MAX_PENDING`) and from one address (`KOTOBA_BRIDGE_MAX_PENDING_PER_IP`).
+    /// (`KOTOBA_BRIDGE_MAX_PENDING`) and from one address (`KOTOBA_BRIDGE_MAX_PENDING_PER_IP`; Twilio
+    /// opens streams from few addresses, so it must fit a burst of simultaneous call starts).
     pub max_pending_sockets: usize,
     pub max_pending_per_ip: usize,
 }
@@ -218,8 +219,8 @@ impl Config {
                 },
                 max_call_seconds: env.parse_or("KOTOBA_CALL_MAX_SECONDS", 1800)?,
                 drain_seconds: env.parse_or("KOTOBA_BRIDGE_DRAIN_SECONDS", 90)?,
-                max_pending_sockets: env.parse_or("KOTOBA_BRIDGE_MAX_PENDING", 256)?,
-                max_pending_per_ip: env.parse_or("KOTOBA_BRIDGE_MAX_PENDING_PER_IP", 8)?,
+                max_pending_sockets: env.parse_or("KOTOBA_BRIDGE_MAX_PENDING", 1024)?,
+                max_pending_per_ip: env.parse_or("KOTOBA_BRIDGE_MAX_PENDING_PER_IP", 128)?,
             },
             fetch_allow_loopback,
             fetch_allowed_ports,
