@@ -82,7 +82,11 @@ async fn phone_numbers_are_provisioned_by_the_operator_not_self_declared() {
             json!({"number": "+81312345670"}),
         )
         .await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "tenants cannot provision");
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "tenants cannot provision"
+    );
 
     let pool = app.get("/api/phone-numbers/available", &b).await;
     assert_eq!(pool.status, StatusCode::OK, "{:?}", pool.body);
@@ -248,7 +252,9 @@ fn assert_no_internal_detail(error: &Value, peer: &ModelPeer) {
     }
     assert_eq!(error["error"]["code"], "unavailable", "{text}");
     assert!(
-        error["error"]["request_id"].as_str().is_some_and(|r| !r.is_empty()),
+        error["error"]["request_id"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
         "the request id lets support find the detail: {text}"
     );
 }
@@ -302,8 +308,16 @@ async fn sessions_belong_to_their_site() {
     let first = ask(b, None).await;
     assert_eq!(first.status(), StatusCode::OK);
     let session_b = id(&first.json().await.unwrap(), "session_id");
-    let again = ask(b, Some(&session_b)).await.json::<Value>().await.unwrap();
-    assert_eq!(again["session_id"], session_b.as_str(), "a site keeps its own session");
+    let again = ask(b, Some(&session_b))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        again["session_id"],
+        session_b.as_str(),
+        "a site keeps its own session"
+    );
 
     // A visitor of site A presenting B's session gets a session of A's own …
     let r = ask(a, Some(&session_b)).await;
@@ -328,12 +342,8 @@ async fn sessions_belong_to_their_site() {
 // Findings 3 and 4 ---------------------------------------------------------------------------------
 
 async fn train_request(app: &TestApp, key: &str, site: &str, url: &str) -> kotoba_tests::Reply {
-    app.post(
-        "/api/train/url",
-        key,
-        json!({"site_id": site, "url": url}),
-    )
-    .await
+    app.post("/api/train/url", key, json!({"site_id": site, "url": url}))
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -373,7 +383,11 @@ async fn training_needs_a_subscription_and_stays_within_the_plan() {
     let mut created = 2;
     loop {
         let r = app
-            .post("/api/sites", &key, json!({"name": format!("site {created}")}))
+            .post(
+                "/api/sites",
+                &key,
+                json!({"name": format!("site {created}")}),
+            )
             .await;
         if r.status == StatusCode::PAYMENT_REQUIRED {
             assert_eq!(r.error_code(), "quota_exceeded");
@@ -402,8 +416,8 @@ async fn only_web_ports_are_crawled_unless_the_operator_allows_more() {
         assert_eq!(r.status, expected, "{url}: {:?}", r.body);
     }
 
-    let app = TestApp::spawn_paused(Backend::Embedded, &[("KOTOBA_FETCH_ALLOWED_PORTS", "8080")])
-        .await;
+    let app =
+        TestApp::spawn_paused(Backend::Embedded, &[("KOTOBA_FETCH_ALLOWED_PORTS", "8080")]).await;
     let (_, key) = active_tenant(&app, "enterprise").await;
     for (url, expected) in [
         ("http://93.184.215.14:8080/", StatusCode::ACCEPTED),
@@ -418,8 +432,11 @@ async fn only_web_ports_are_crawled_unless_the_operator_allows_more() {
 #[tokio::test(flavor = "multi_thread")]
 async fn train_url_refusals_reveal_no_addresses() {
     // As deployed: loopback is refused like any internal address.
-    let app =
-        TestApp::spawn_paused(Backend::Embedded, &[("KOTOBA_FETCH_ALLOW_LOOPBACK", "false")]).await;
+    let app = TestApp::spawn_paused(
+        Backend::Embedded,
+        &[("KOTOBA_FETCH_ALLOW_LOOPBACK", "false")],
+    )
+    .await;
     let (_, key) = active_tenant(&app, "pro").await;
     let site = id(&app.create_site(&key, &[]).await, "site_id");
     let mut messages = Vec::new();
@@ -442,12 +459,19 @@ async fn train_url_refusals_reveal_no_addresses() {
             "private",
             "resolve",
         ] {
-            assert!(!message.contains(detail), "{url}: {message:?} tells {detail:?}");
+            assert!(
+                !message.contains(detail),
+                "{url}: {message:?} tells {detail:?}"
+            );
         }
         messages.push(message);
     }
     messages.dedup();
-    assert_eq!(messages.len(), 1, "refusals can be told apart: {messages:?}");
+    assert_eq!(
+        messages.len(),
+        1,
+        "refusals can be told apart: {messages:?}"
+    );
 }
 
 // Finding 9 ----------------------------------------------------------------------------------------
@@ -478,7 +502,9 @@ async fn unauthenticated_media_sockets_are_capped() {
     .await;
     // Two sockets that never send `start` (so never show a token) are held …
     let first = open_media_socket(&app).await.expect("first pending socket");
-    let _second = open_media_socket(&app).await.expect("second pending socket");
+    let _second = open_media_socket(&app)
+        .await
+        .expect("second pending socket");
     // … a third from the same address is refused at the handshake.
     assert_eq!(
         open_media_socket(&app).await.err(),

@@ -831,7 +831,11 @@ async fn voice_management(app: TestApp) {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let r = app
-        .post("/api/phone-numbers", &a, json!({"number": "+81 3-1234-5678"}))
+        .post(
+            "/api/phone-numbers",
+            &a,
+            json!({"number": "+81 3-1234-5678"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(r.body["number"], "+81312345678");

@@ -217,7 +217,10 @@ mod tests {
             let prefix = |s: &String| s[..s.len() - 16].to_string();
             let mut prefixes: Vec<String> = ids.iter().map(prefix).collect();
             prefixes.dedup();
-            assert!(prefixes.len() > 32, "ids share their leading characters: {ids:?}");
+            assert!(
+                prefixes.len() > 32,
+                "ids share their leading characters: {ids:?}"
+            );
             for id in ids.iter() {
                 assert!(SessionId::parse(id).is_ok() || MessageId::parse(id).is_ok());
             }

@@ -271,12 +271,12 @@ impl BridgeServer {
             self.listener,
             app(bridge.clone()).into_make_service_with_connect_info::<SocketAddr>(),
         )
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                draining.calls.start_draining();
-            })
-            .await
-            .context("serving the call bridge");
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            draining.calls.start_draining();
+        })
+        .await
+        .context("serving the call bridge");
         bridge.calls.start_draining();
         drain(&bridge).await;
         served

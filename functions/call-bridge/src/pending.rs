@@ -103,7 +103,9 @@ mod tests {
         let _a2 = pending.try_admit(ip("192.0.2.1")).expect("second");
         assert!(pending.try_admit(ip("192.0.2.1")).is_none(), "per address");
         // One /64 is one address.
-        let _b1 = pending.try_admit(ip("2001:db8::1")).expect("another address");
+        let _b1 = pending
+            .try_admit(ip("2001:db8::1"))
+            .expect("another address");
         assert!(pending.try_admit(ip("2001:db8::2")).is_none(), "in total");
         assert_eq!(pending.pending(), 3);
         drop(a1);
@@ -111,7 +113,11 @@ mod tests {
         assert!(again.is_some(), "freed");
         assert_eq!(pending.pending(), 3, "{pending:?}");
         drop(again);
-        assert_eq!(pending.pending(), 2, "a dropped permit gives its place back");
+        assert_eq!(
+            pending.pending(),
+            2,
+            "a dropped permit gives its place back"
+        );
     }
 
     #[test]

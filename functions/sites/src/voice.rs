@@ -89,8 +89,13 @@ async fn provision_number(
         }
         None => None,
     };
-    let record =
-        phone::provision(p.store.as_ref(), p.clock.as_ref(), body.number, tenant.as_ref()).await?;
+    let record = phone::provision(
+        p.store.as_ref(),
+        p.clock.as_ref(),
+        body.number,
+        tenant.as_ref(),
+    )
+    .await?;
     tracing::info!(number = %record.number, tenant_id = ?record.tenant_id, "phone number provisioned");
     Ok((StatusCode::CREATED, Json(record)))
 }

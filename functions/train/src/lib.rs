@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use shared::Platform;
 use shared::http::{ApiError, ApiJson, TenantAuth};
 use shared::ids::{JobId, SiteId};
-use shared::training::jobs::{self, JobError, JobMessage, JobRequest};
 use shared::tenants::Plan;
+use shared::training::jobs::{self, JobError, JobMessage, JobRequest};
 use shared::{sites, tenants};
 
 /// Depth followed from the start URL when the request names none, and the most it may name.

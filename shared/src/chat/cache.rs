@@ -181,7 +181,10 @@ mod tests {
         );
         cache.insert("site_c", 1, Arc::new(vec![0u8; 500]));
         assert!(cache.get("site_c", 1).is_none(), "larger than the budget");
-        assert!(cache.get("site_b", 1).is_some(), "kept: nothing was freed for it");
+        assert!(
+            cache.get("site_b", 1).is_some(),
+            "kept: nothing was freed for it"
+        );
         // Small ones fit side by side.
         cache.insert("site_d", 1, Arc::new(vec![0u8; 20]));
         cache.insert("site_e", 1, Arc::new(vec![0u8; 20]));

@@ -905,12 +905,26 @@ mod tests {
 
     #[test]
     fn origins_need_https_and_the_listed_port() {
-        let site = site_allowing(&["example.com", "shop.example.com:8443", "127.0.0.1", "localhost"]);
+        let site = site_allowing(&[
+            "example.com",
+            "shop.example.com:8443",
+            "127.0.0.1",
+            "localhost",
+        ]);
         let allowed = |o: &str| origin_allowed(&site, Some(o));
         assert!(allowed("https://example.com"));
-        assert!(allowed("https://example.com:443"), "the default port is the same origin");
-        assert!(!allowed("http://example.com"), "plain http on a public host");
-        assert!(!allowed("https://example.com:8080"), "a port the site did not list");
+        assert!(
+            allowed("https://example.com:443"),
+            "the default port is the same origin"
+        );
+        assert!(
+            !allowed("http://example.com"),
+            "plain http on a public host"
+        );
+        assert!(
+            !allowed("https://example.com:8080"),
+            "a port the site did not list"
+        );
         assert!(!allowed("http://example.com:8080"));
         assert!(allowed("https://shop.example.com:8443"), "a listed port");
         assert!(!allowed("https://shop.example.com"), "only the listed port");
@@ -931,8 +945,7 @@ mod tests {
         )]
         .into_iter()
         .collect();
-        let config =
-            crate::config::Config::from_vars(&vars, crate::config::Mode::Local).unwrap();
+        let config = crate::config::Config::from_vars(&vars, crate::config::Mode::Local).unwrap();
         let platform = Platform::embedded(
             config,
             Arc::new(crate::clock::SystemClock),

@@ -63,6 +63,7 @@ pub async fn append(
         site_id: Some(site.clone()),
         turns: history,
     };
-    let item = Item::from_record(key(site, session), &record)?.expiring_at(now_unix + SESSION_TTL_SECS);
+    let item =
+        Item::from_record(key(site, session), &record)?.expiring_at(now_unix + SESSION_TTL_SECS);
     store.put(item, Condition::None).await
 }

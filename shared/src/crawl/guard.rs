@@ -599,18 +599,54 @@ mod tests {
         let u = |s: &str| Url::parse(s).unwrap();
         let public = [ip("93.184.215.14")];
         let lo = [ip("127.0.0.1")];
-        for ok in ["http://a.test/", "https://a.test/", "http://a.test:443/", "https://a.test:80/"] {
+        for ok in [
+            "http://a.test/",
+            "https://a.test/",
+            "http://a.test:443/",
+            "https://a.test:80/",
+        ] {
             assert_eq!(check_port(&u(ok), &[], false, &public), Ok(()), "{ok}");
         }
-        for bad in ["http://a.test:8080/", "https://a.test:22/", "http://a.test:6379/"] {
-            assert!(matches!(check_port(&u(bad), &[], false, &public), Err(Refusal::Port(_))), "{bad}");
-            assert!(check_port(&u(bad), &[], true, &public).is_err(), "{bad} public in local mode");
-            assert!(check_port(&u(bad), &[], false, &lo).is_err(), "{bad} loopback when deployed");
-            assert_eq!(check_port(&u(bad), &[], true, &lo), Ok(()), "{bad} loopback in local mode");
+        for bad in [
+            "http://a.test:8080/",
+            "https://a.test:22/",
+            "http://a.test:6379/",
+        ] {
+            assert!(
+                matches!(
+                    check_port(&u(bad), &[], false, &public),
+                    Err(Refusal::Port(_))
+                ),
+                "{bad}"
+            );
+            assert!(
+                check_port(&u(bad), &[], true, &public).is_err(),
+                "{bad} public in local mode"
+            );
+            assert!(
+                check_port(&u(bad), &[], false, &lo).is_err(),
+                "{bad} loopback when deployed"
+            );
+            assert_eq!(
+                check_port(&u(bad), &[], true, &lo),
+                Ok(()),
+                "{bad} loopback in local mode"
+            );
         }
-        assert_eq!(check_port(&u("http://a.test:8080/"), &[8080], false, &public), Ok(()));
+        assert_eq!(
+            check_port(&u("http://a.test:8080/"), &[8080], false, &public),
+            Ok(())
+        );
         assert!(check_port(&u("http://a.test:8081/"), &[8080], false, &public).is_err());
-        assert!(check_port(&u("http://a.test:8080/"), &[], true, &[ip("127.0.0.1"), ip("10.0.0.1")]).is_err());
+        assert!(
+            check_port(
+                &u("http://a.test:8080/"),
+                &[],
+                true,
+                &[ip("127.0.0.1"), ip("10.0.0.1")]
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -23,9 +23,7 @@ impl AllowedDomain {
                 || url.fragment().is_some()
                 || !url.username().is_empty()
             {
-                return Err(format!(
-                    "{raw:?}: give a host name only (no path or query)"
-                ));
+                return Err(format!("{raw:?}: give a host name only (no path or query)"));
             }
             (url.host_str().unwrap_or_default().to_string(), url.port())
         } else {

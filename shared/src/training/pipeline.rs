@@ -923,7 +923,7 @@ impl Trainer {
         .await;
         if result.is_ok() || matches!(result, Err(sites::SiteError::Conflict)) {
             // The job ends either way below: its tenant training slot is free for the next one.
-            jobs::release_slot(store, &run.job).await;
+            jobs::release_slot(store, run.job).await;
         }
         match result {
             Ok(_) => Ok(()),

@@ -250,7 +250,11 @@ async fn list_partition(
     let mut cursor = None;
     loop {
         let page = store
-            .query(Query::on(index, partition.clone()).prefix("PHONE#").after(cursor))
+            .query(
+                Query::on(index, partition.clone())
+                    .prefix("PHONE#")
+                    .after(cursor),
+            )
             .await?;
         for item in &page.items {
             out.push(item.to_record()?);
