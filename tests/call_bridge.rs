@@ -27,12 +27,16 @@ async fn voice_app(peer: &RealtimePeer, extra: &[(&str, &str)]) -> TestApp {
     TestApp::spawn_with(Backend::Embedded, &vars).await
 }
 
-/// An active tenant answering on `number`; returns (tenant id, API key).
+/// An active tenant answering on `number` (provisioned to it by the operator); returns (tenant id, API key).
 async fn receptionist(app: &TestApp, plan: &str, number: &str) -> (String, String) {
     let (tenant, key) = app.create_tenant(plan).await;
     set_status(app, &tenant, "active").await;
     let r = app
-        .post("/api/phone-numbers", &key, json!({"number": number}))
+        .post(
+            "/api/admin/phone-numbers",
+            &app.admin_key,
+            json!({"number": number, "tenant_id": tenant}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     (tenant, key)
@@ -1063,7 +1067,16 @@ async fn voice_management(app: TestApp) {
     let (_, a) = app.create_tenant("pro").await;
     let (_, b) = app.create_tenant("pro").await;
 
-    // Numbers: E.164 (formatting tolerated), unique across tenants.
+    // Numbers: provisioned by the operator into the pool (E.164, formatting tolerated); a tenant picks
+    // one, unique across tenants. (Tests of the provisioning rules: tests/api_hardening.rs.)
+    let r = app
+        .post(
+            "/api/admin/phone-numbers",
+            &app.admin_key,
+            json!({"number": "+81 3-1234-5678"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let r = app
         .post(
             "/api/phone-numbers",
@@ -1131,14 +1144,14 @@ async fn voice_management(app: TestApp) {
     assert_eq!(
         r.status,
         StatusCode::CREATED,
-        "a released number can be claimed again"
+        "a released number can be picked again"
     );
     let r = app
         .call(
             Method::POST,
             "/api/phone-numbers",
             None,
-            Some(json!({"number": "+81312345679"})),
+            Some(json!({"number": "+81312345678"})),
         )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);

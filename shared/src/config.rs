@@ -9,6 +9,39 @@ use std::path::PathBuf;
 
 use url::Url;
 
+/// A key or token from the environment. `Debug` never shows it (configurations, settings and clients
+/// get logged whole); [`Secret::expose`] is the one way to read it, at the point of use.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_string())
+    }
+}
+
 /// Where the platform's state lives: embedded defaults under a data directory, or AWS.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Backend {
@@ -38,7 +71,7 @@ pub struct AwsSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSettings {
     pub base_url: Url,
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     /// With no chat model, chat answers extractively from retrieved passages.
     pub chat_model: Option<String>,
     /// With no embedding model, retrieval is lexical only.
@@ -67,6 +100,11 @@ pub struct BridgeSettings {
     /// On SIGTERM, how long calls in progress may go on before they are ended (ECS's stop timeout must
     /// leave room for this plus writing their logs).
     pub drain_seconds: u64,
+    /// Media sockets still waiting to show their stream token: at most this many in total
+    /// (`KOTOBA_BRIDGE_MAX_PENDING`) and from one address (`KOTOBA_BRIDGE_MAX_PENDING_PER_IP`; Twilio
+    /// opens streams from few addresses, so it must fit a burst of simultaneous call starts).
+    pub max_pending_sockets: usize,
+    pub max_pending_per_ip: usize,
 }
 
 /// The whole configuration.
@@ -76,17 +114,18 @@ pub struct Config {
     pub bridge_listen: SocketAddr,
     pub data_dir: PathBuf,
     /// The operator's key for `/api/admin/*`. Without it, admin routes answer 401.
-    pub admin_key: Option<String>,
+    pub admin_key: Option<Secret>,
     /// The base URL clients reach this deployment at (presigned blob URLs in local mode, the bridge's
     /// public URL for Twilio signatures and the stream URL).
     pub public_url: Url,
     pub models: ModelSettings,
-    pub twilio_auth_token: Option<String>,
+    pub twilio_auth_token: Option<Secret>,
     /// The call bridge's own settings.
     pub bridge: BridgeSettings,
-    pub stripe_webhook_secret: Option<String>,
-    /// Lets the crawler fetch 127.0.0.0/8 and ::1 (never other private ranges): local mode only.
+    /// Lets the crawler fetch 127.0.0.0/8 and ::1 (never other private ranges), on any port: local mode only.
     pub fetch_allow_loopback: bool,
+    /// Ports the crawler may use besides 80 and 443 (`KOTOBA_FETCH_ALLOWED_PORTS`, comma-separated).
+    pub fetch_allowed_ports: Vec<u16>,
     /// JSON log lines (Lambda, Fargate) instead of readable ones.
     pub log_json: bool,
     /// The local runner's training queue visibility timeout: how long a failed attempt waits before
@@ -127,9 +166,9 @@ impl Config {
             "127.0.0.1:3001".parse().expect("literal"),
         )?;
         let data_dir = PathBuf::from(env.get("KOTOBA_DATA_DIR").unwrap_or("./.kotoba"));
-        let admin_key = env.get("KOTOBA_ADMIN_KEY").map(str::to_string);
+        let admin_key = env.get("KOTOBA_ADMIN_KEY").map(Secret::from);
         if let Some(key) = &admin_key
-            && key.len() < 16
+            && key.expose().len() < 16
         {
             return Err(ConfigError {
                 variable: "KOTOBA_ADMIN_KEY",
@@ -139,7 +178,7 @@ impl Config {
         let public_url = env.url_or("KOTOBA_PUBLIC_URL", &format!("http://{listen}"))?;
         let models = ModelSettings {
             base_url: env.url_or("OPENAI_BASE_URL", "https://api.openai.com/v1")?,
-            api_key: env.get("OPENAI_API_KEY").map(str::to_string),
+            api_key: env.get("OPENAI_API_KEY").map(Secret::from),
             chat_model: env.get("KOTOBA_CHAT_MODEL").map(str::to_string),
             embedding_model: env.get("KOTOBA_EMBEDDING_MODEL").map(str::to_string),
             embedding_input: match env.get("KOTOBA_EMBEDDING_INPUT") {
@@ -167,6 +206,7 @@ impl Config {
         };
         let fetch_allow_loopback =
             env.bool_or("KOTOBA_FETCH_ALLOW_LOOPBACK", mode == Mode::Local)?;
+        let fetch_allowed_ports = env.ports("KOTOBA_FETCH_ALLOWED_PORTS")?;
         let log_json = env.bool_or("KOTOBA_LOG_JSON", mode == Mode::Deployed)?;
         let train_retry_after =
             std::time::Duration::from_secs(env.parse_or("KOTOBA_TRAIN_RETRY_SECS", 60u64)?);
@@ -199,7 +239,7 @@ impl Config {
             admin_key,
             public_url,
             models,
-            twilio_auth_token: env.get("TWILIO_AUTH_TOKEN").map(str::to_string),
+            twilio_auth_token: env.get("TWILIO_AUTH_TOKEN").map(Secret::from),
             bridge: BridgeSettings {
                 public_url: match env.get("KOTOBA_BRIDGE_PUBLIC_URL") {
                     Some(_) => Some(env.url_or("KOTOBA_BRIDGE_PUBLIC_URL", "")?),
@@ -207,9 +247,11 @@ impl Config {
                 },
                 max_call_seconds: env.parse_or("KOTOBA_CALL_MAX_SECONDS", 1800)?,
                 drain_seconds: env.parse_or("KOTOBA_BRIDGE_DRAIN_SECONDS", 90)?,
+                max_pending_sockets: env.parse_or("KOTOBA_BRIDGE_MAX_PENDING", 1024)?,
+                max_pending_per_ip: env.parse_or("KOTOBA_BRIDGE_MAX_PENDING_PER_IP", 128)?,
             },
-            stripe_webhook_secret: env.get("STRIPE_WEBHOOK_SECRET").map(str::to_string),
             fetch_allow_loopback,
+            fetch_allowed_ports,
             log_json,
             train_retry_after,
             backend,
@@ -247,6 +289,24 @@ impl Env<'_> {
                 problem: format!("{raw:?}: {e}"),
             }),
         }
+    }
+
+    /// A comma-separated list of ports (1 to 65535); unset is empty.
+    fn ports(&self, name: &'static str) -> Result<Vec<u16>, ConfigError> {
+        let Some(raw) = self.get(name) else {
+            return Ok(Vec::new());
+        };
+        raw.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.parse::<u16>() {
+                Ok(port) if port != 0 => Ok(port),
+                _ => Err(ConfigError {
+                    variable: name,
+                    problem: format!("{p:?} is not a port (1 to 65535)"),
+                }),
+            })
+            .collect()
     }
 
     fn bool_or(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
@@ -331,6 +391,40 @@ mod tests {
         let e =
             Config::from_vars(&vars(&[("OPENAI_BASE_URL", "not a url")]), Mode::Local).unwrap_err();
         assert_eq!(e.variable, "OPENAI_BASE_URL");
+        let e = Config::from_vars(
+            &vars(&[("KOTOBA_FETCH_ALLOWED_PORTS", "8080,http")]),
+            Mode::Local,
+        )
+        .unwrap_err();
+        assert_eq!(e.variable, "KOTOBA_FETCH_ALLOWED_PORTS");
+        let c = Config::from_vars(
+            &vars(&[("KOTOBA_FETCH_ALLOWED_PORTS", " 8080, 8443 ")]),
+            Mode::Local,
+        )
+        .unwrap();
+        assert_eq!(c.fetch_allowed_ports, vec![8080, 8443]);
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let c = Config::from_vars(
+            &vars(&[
+                ("KOTOBA_ADMIN_KEY", "admin-secret-0123456789"),
+                ("OPENAI_API_KEY", "sk-openai-secret-value"),
+                ("TWILIO_AUTH_TOKEN", "twilio-secret-token"),
+            ]),
+            Mode::Local,
+        )
+        .unwrap();
+        let shown = format!("{c:?} {c:#?}");
+        for secret in [
+            "admin-secret-0123456789",
+            "sk-openai-secret-value",
+            "twilio-secret-token",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("redacted"), "{shown}");
     }
 
     #[test]

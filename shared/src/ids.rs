@@ -64,9 +64,27 @@ fn encode_base32(bytes: &[u8; 16]) -> String {
         .collect()
 }
 
+/// A time-ordered id body (UUIDv7): for records listed in creation order.
+fn time_ordered(ids: &dyn IdGenerator) -> String {
+    ids.new_id()
+}
+
+/// An id body of 128 random bits: for ids that act as bearer references (a chat session, a message a
+/// visitor may rate), where a time-ordered id would let one guess its neighbours.
+fn unguessable(ids: &dyn IdGenerator) -> String {
+    let mut bytes = [0u8; 16];
+    for (b, r) in bytes.iter_mut().zip(ids.secret_bytes(16)) {
+        *b = r;
+    }
+    encode_base32(&bytes)
+}
+
 /// Declares an id newtype that only parsing can build: a fixed prefix and a body of id characters.
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        id_type!($(#[$doc])* $name, $prefix, time_ordered);
+    };
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $body:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -77,7 +95,7 @@ macro_rules! id_type {
 
             /// A new id from the generator.
             pub fn generate(ids: &dyn IdGenerator) -> Self {
-                Self(format!("{}{}", $prefix, ids.new_id()))
+                Self(format!("{}{}", $prefix, $body(ids)))
             }
 
             pub fn parse(raw: &str) -> Result<Self, String> {
@@ -140,12 +158,12 @@ id_type!(
 );
 
 id_type!(
-    /// A chat session (the widget keeps it in `sessionStorage`).
-    SessionId, "sess_"
+    /// A chat session (the widget keeps it in `sessionStorage`). Random: it is all a visitor shows.
+    SessionId, "sess_", unguessable
 );
 id_type!(
-    /// One answer: returned with it, named by feedback and the usage log.
-    MessageId, "msg_"
+    /// One answer: returned with it, named by feedback and the usage log. Random, like sessions.
+    MessageId, "msg_", unguessable
 );
 
 /// Shared handle to an id generator.
@@ -179,6 +197,34 @@ mod tests {
                 .as_str(),
             "ten_00000000000000000000000001"
         );
+    }
+
+    #[test]
+    fn session_and_message_ids_are_not_time_ordered() {
+        // Ids minted within the same instant must not share a guessable prefix or sort in mint order:
+        // knowing one visitor's id must say nothing about the next one.
+        let sessions: Vec<String> = (0..64)
+            .map(|_| SessionId::generate(&RandomIds).to_string())
+            .collect();
+        let messages: Vec<String> = (0..64)
+            .map(|_| MessageId::generate(&RandomIds).to_string())
+            .collect();
+        for ids in [&sessions, &messages] {
+            assert!(
+                !ids.windows(2).all(|w| w[0] < w[1]),
+                "64 ids came out in mint order: {ids:?}"
+            );
+            let prefix = |s: &String| s[..s.len() - 16].to_string();
+            let mut prefixes: Vec<String> = ids.iter().map(prefix).collect();
+            prefixes.dedup();
+            assert!(
+                prefixes.len() > 32,
+                "ids share their leading characters: {ids:?}"
+            );
+            for id in ids.iter() {
+                assert!(SessionId::parse(id).is_ok() || MessageId::parse(id).is_ok());
+            }
+        }
     }
 
     #[test]

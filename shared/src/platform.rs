@@ -104,7 +104,7 @@ impl Platform {
                 .map_err(anyhow::Error::msg)?,
             clock,
             ids,
-            admin_key: config.admin_key.as_deref().map(AdminKey::new),
+            admin_key: config.admin_key.as_ref().map(|k| AdminKey::new(k.expose())),
             config,
         }))
     }
@@ -146,7 +146,7 @@ impl Platform {
             mail_from,
             clock,
             ids,
-            admin_key: config.admin_key.as_deref().map(AdminKey::new),
+            admin_key: config.admin_key.as_ref().map(|k| AdminKey::new(k.expose())),
             config,
         }))
     }

@@ -336,8 +336,12 @@ async fn main() {
     )
     .await;
     let number = "+15005550006";
-    app.post("/api/phone-numbers", &key, json!({"number": number}))
-        .await;
+    app.post(
+        "/api/admin/phone-numbers",
+        &app.admin_key,
+        json!({"number": number, "tenant_id": tenant}),
+    )
+    .await;
     let validator = TwilioValidator::new(TEST_TWILIO_AUTH_TOKEN);
     let webhook = format!("{}/incoming-call-realtime", app.bridge_url);
     let media_url = format!(

@@ -12,6 +12,7 @@
 
 mod admission;
 pub mod metrics;
+pub mod pending;
 mod session;
 pub mod tracker;
 
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,7 +32,7 @@ use tokio::net::TcpListener;
 use url::Url;
 
 use shared::Platform;
-use shared::config::Config;
+use shared::config::{Config, Secret};
 use shared::models::chat::ChatClient;
 use shared::models::{ModelKind, PriceBook};
 use shared::voice::media_streams::MAX_INBOUND_MESSAGE;
@@ -41,6 +42,7 @@ use shared::voice::summary::ChatSummarizer;
 use shared::voice::token::StreamTokenKey;
 
 pub use session::OUTBOUND;
+pub use pending::PendingSockets;
 pub use tracker::CallTracker;
 
 /// The webhook's path (part of the signed URL).
@@ -70,10 +72,14 @@ pub struct BridgeSettings {
     pub token_key: Option<StreamTokenKey>,
     pub realtime_url: Url,
     pub realtime_model: String,
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     pub transcription_model: String,
     pub max_call: Duration,
     pub drain: Duration,
+    /// Media sockets that have not shown a valid token yet: at most this many in total …
+    pub max_pending_sockets: usize,
+    /// … and at most this many from one address (an IPv6 /64).
+    pub max_pending_per_ip: usize,
     pub summarizer: Option<ChatSummarizer>,
     pub prices: PriceBook,
 }
@@ -120,12 +126,12 @@ impl BridgeSettings {
             stream_url: stream.to_string(),
             validator: config
                 .twilio_auth_token
-                .as_deref()
-                .map(TwilioValidator::new),
+                .as_ref()
+                .map(|t| TwilioValidator::new(t.expose())),
             token_key: config
                 .twilio_auth_token
-                .as_deref()
-                .map(StreamTokenKey::derive),
+                .as_ref()
+                .map(|t| StreamTokenKey::derive(t.expose())),
             prices: PriceBook::builtin().with_unpriced_model(&realtime_model, ModelKind::Realtime),
             realtime_url,
             realtime_model,
@@ -133,6 +139,8 @@ impl BridgeSettings {
             transcription_model: DEFAULT_TRANSCRIPTION_MODEL.into(),
             max_call: Duration::from_secs(config.bridge.max_call_seconds),
             drain: Duration::from_secs(config.bridge.drain_seconds),
+            max_pending_sockets: config.bridge.max_pending_sockets,
+            max_pending_per_ip: config.bridge.max_pending_per_ip,
             summarizer,
         })
     }
@@ -153,6 +161,7 @@ pub struct Bridge {
     pub platform: Arc<Platform>,
     pub settings: BridgeSettings,
     pub calls: CallTracker,
+    pub pending: Arc<PendingSockets>,
 }
 
 impl Bridge {
@@ -167,6 +176,7 @@ impl Bridge {
         }
         Arc::new(Self {
             platform,
+            pending: PendingSockets::new(settings.max_pending_sockets, settings.max_pending_per_ip),
             settings,
             calls: CallTracker::new(),
         })
@@ -197,16 +207,29 @@ async fn healthz(State(bridge): State<Arc<Bridge>>) -> Response {
     }
 }
 
-async fn media_socket(State(bridge): State<Arc<Bridge>>, upgrade: WebSocketUpgrade) -> Response {
+async fn media_socket(
+    State(bridge): State<Arc<Bridge>>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     if bridge.calls.is_draining() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
+    // Until its token is checked a socket is anonymous: it holds a place under the pending caps.
+    let Some(axum::Extension(ConnectInfo(peer))) = peer else {
+        tracing::warn!("media socket without a peer address; refused");
+        return StatusCode::FORBIDDEN.into_response();
+    };
+    let Some(permit) = bridge.pending.try_admit(peer.ip()) else {
+        tracing::warn!(peer = %peer.ip(), pending = bridge.pending.pending(), "too many unauthenticated media sockets; refused");
+        return StatusCode::TOO_MANY_REQUESTS.into_response();
+    };
     // Counted from the upgrade on, so shutdown waits for calls still setting up.
     let guard = bridge.calls.enter();
     upgrade
         .max_message_size(MAX_INBOUND_MESSAGE)
         .max_frame_size(MAX_INBOUND_MESSAGE)
-        .on_upgrade(move |socket| session::run(bridge, socket, guard))
+        .on_upgrade(move |socket| session::run(bridge, socket, guard, permit))
 }
 
 /// A bound bridge, ready to serve.
@@ -244,13 +267,17 @@ impl BridgeServer {
         let bridge = self.bridge.clone();
         tracing::info!(addr = %self.addr, webhook = %bridge.settings.webhook_url, "call bridge listening");
         let draining = bridge.clone();
-        let served = axum::serve(self.listener, app(bridge.clone()))
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                draining.calls.start_draining();
-            })
-            .await
-            .context("serving the call bridge");
+        // The peer address feeds the per-address cap on unauthenticated media sockets.
+        let served = axum::serve(
+            self.listener,
+            app(bridge.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            draining.calls.start_draining();
+        })
+        .await
+        .context("serving the call bridge");
         bridge.calls.start_draining();
         drain(&bridge).await;
         served
@@ -321,6 +348,19 @@ mod tests {
             .collect();
         let config = Config::from_vars(&vars, shared::config::Mode::Deployed).unwrap();
         BridgeSettings::from_config(&config).unwrap()
+    }
+
+    #[test]
+    fn debug_output_never_shows_keys_or_tokens() {
+        let s = settings(&[
+            ("OPENAI_API_KEY", "sk-bridge-secret"),
+            ("TWILIO_AUTH_TOKEN", "twilio-bridge-secret"),
+            ("KOTOBA_CHAT_MODEL", "gpt-4o-mini"),
+        ]);
+        let shown = format!("{s:?} {s:#?}");
+        for secret in ["sk-bridge-secret", "twilio-bridge-secret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
     }
 
     #[test]

@@ -97,7 +97,12 @@ struct CallSetup {
 }
 
 /// Runs one media socket to the end.
-pub(crate) async fn run(bridge: Arc<Bridge>, socket: WebSocket, guard: CallGuard) {
+pub(crate) async fn run(
+    bridge: Arc<Bridge>,
+    socket: WebSocket,
+    guard: CallGuard,
+    pending: crate::pending::PendingPermit,
+) {
     let span = tracing::info_span!(
         "call",
         call_sid = tracing::field::Empty,
@@ -106,7 +111,10 @@ pub(crate) async fn run(bridge: Arc<Bridge>, socket: WebSocket, guard: CallGuard
     );
     async move {
         let mut twilio = socket;
-        let setup = match admit_stream(&bridge, &mut twilio).await {
+        let admitted = admit_stream(&bridge, &mut twilio).await;
+        // Token checked (or the socket refused): it no longer counts as pending.
+        drop(pending);
+        let setup = match admitted {
             Ok(setup) => setup,
             Err(refused) => {
                 tracing::warn!(reason = %refused, "media stream refused; no model session opened");
@@ -230,7 +238,7 @@ async fn connect_model(bridge: &Bridge) -> anyhow::Result<ModelSocket> {
         .into_client_request()
         .map_err(|e| anyhow::anyhow!("the realtime URL: {e}"))?;
     if let Some(key) = &bridge.settings.api_key {
-        let value = format!("Bearer {key}")
+        let value = format!("Bearer {}", key.expose())
             .parse()
             .map_err(|_| anyhow::anyhow!("the API key is not a valid header value"))?;
         request

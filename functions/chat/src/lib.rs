@@ -112,7 +112,15 @@ fn api_error(e: ChatError) -> ApiError {
         ChatError::RateLimited(secs) => ApiError::RateLimited {
             retry_after_secs: secs,
         },
-        ChatError::ModelFailed(m) => ApiError::Unavailable(format!("the chat model failed: {m}")),
+        // The provider's message may name its endpoint or echo the request: logged, not answered.
+        ChatError::ModelFailed(m) => {
+            tracing::warn!(
+                request_id = current_request_id().unwrap_or_default(),
+                error = %m,
+                "the chat model failed"
+            );
+            ApiError::Unavailable("the assistant cannot answer right now; try again".into())
+        }
         ChatError::Store(e) => e.into(),
         ChatError::Index(m) => ApiError::Internal(anyhow::anyhow!(m)),
     }
@@ -342,6 +350,7 @@ async fn respond(
             .map_err(api_error)?;
         return Ok(Json(answer).into_response());
     }
+    let request_id = meta.request_id.clone();
     let (tx, mut rx) = mpsc::channel::<String>(64);
     // The answer runs on its own task: if the client disconnects, the stream (and `rx`) is dropped, the
     // task sees its sends fail, stops the model and still settles what was generated.
@@ -369,13 +378,14 @@ async fn respond(
                     .data(json!({ "text": text }).to_string()),
             )
         });
-    let last = futures::stream::once(async move {
+    // The stream outlives the handler: the request id goes with it into the error event and the logs.
+    let last = futures::stream::once(shared::http::in_request(request_id, async move {
         match task.await {
             Ok(Ok(answer)) => done_event(&answer),
             Ok(Err(e)) => error_event(api_error(e)),
             Err(e) => error_event(ApiError::Internal(anyhow::anyhow!("chat task failed: {e}"))),
         }
-    });
+    }));
     Ok(sse(deltas.chain(last).boxed()))
 }
 

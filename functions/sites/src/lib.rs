@@ -171,14 +171,32 @@ async fn create_site(
     TenantAuth(tenant): TenantAuth,
     ApiJson(body): ApiJson<NewSite>,
 ) -> Result<(StatusCode, Json<Site>), ApiError> {
-    let site = sites::create_site(
+    let plan = tenants::get_tenant(p.store.as_ref(), &tenant).await?.plan;
+    let max = plan.limits().sites;
+    let site = sites::create_site_within(
         p.store.as_ref(),
         p.ids.as_ref(),
         p.clock.as_ref(),
         &tenant,
         body,
+        Some(max),
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        sites::SiteError::LimitReached(max) => ApiError::PaymentRequired {
+            message: format!("the {} plan allows {max} sites", plan.as_str()),
+            plan: plan.as_str().into(),
+            upgrade_hint: match plan.upgrade() {
+                Some(next) => format!(
+                    "upgrade to the {} plan for up to {} sites",
+                    next.as_str(),
+                    next.limits().sites
+                ),
+                None => "contact us to raise your limits".into(),
+            },
+        },
+        other => other.into(),
+    })?;
     Ok((StatusCode::CREATED, Json(site)))
 }
 

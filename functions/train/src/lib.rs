@@ -1,9 +1,10 @@
 //! Training requests: `POST /api/train/url` queues a job (202), `GET /api/train/jobs/{job_id}` reports it.
 //!
 //! Everything that can be refused is refused here, before queueing: a malformed URL, a URL the SSRF guard
-//! refuses (400 with the reason), another tenant's site (404), a site already training (409 with the
-//! running job's id). The job is written first, then the message sent; if the queue refuses the message
-//! the job is ended and the site freed, so nothing waits forever.
+//! refuses (400 saying only that it cannot be fetched: the reason is logged, never answered), another
+//! tenant's site (404), a lapsed subscription (402), a site already training (409 with the running job's
+//! id), a tenant at its plan's concurrent-job limit (409). The job is written first, then the message
+//! sent; if the queue refuses the message the job is ended and the site freed, so nothing waits forever.
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use shared::Platform;
 use shared::crawl::ScopeMode;
 use shared::http::{ApiError, ApiJson, TenantAuth};
 use shared::ids::{JobId, SiteId};
+use shared::tenants::Plan;
 use shared::training::jobs::{self, JobError, JobMessage, JobRequest};
 use shared::{sites, tenants};
 
@@ -51,11 +53,22 @@ struct TrainBody {
     scope: Option<String>,
 }
 
-fn job_error(e: JobError) -> ApiError {
+fn job_error(e: JobError, plan: Option<Plan>) -> ApiError {
     match e {
         JobError::AlreadyTraining(job) => ApiError::Conflict {
             message: format!("the site is already training (job {job})"),
             details: Some(json!({ "job_id": job })),
+        },
+        JobError::TooManyJobs(max) => ApiError::Conflict {
+            message: format!(
+                "the {} plan trains {max} site(s) at a time; wait for a running job to finish{}",
+                plan.map_or("current", Plan::as_str),
+                match plan.and_then(Plan::upgrade) {
+                    Some(next) => format!(" or upgrade to the {} plan", next.as_str()),
+                    None => String::new(),
+                }
+            ),
+            details: Some(json!({ "max_concurrent_jobs": max })),
         },
         JobError::NotFound => ApiError::NotFound("training job not found".into()),
         JobError::Store(e) => e.into(),
@@ -91,12 +104,34 @@ async fn train_url(
     };
     let store = p.store.as_ref();
     let site = sites::get_site(store, &tenant, &site_id).await?;
-    jobs::check_fetchable(&url, p.config.fetch_allow_loopback)
-        .await
-        .map_err(|refusal| {
-            ApiError::invalid("url", format!("this URL cannot be fetched: {refusal}"))
-        })?;
-    let plan = tenants::get_tenant(store, &tenant).await?.plan;
+    let account = tenants::get_tenant(store, &tenant).await?;
+    // Training spends crawling and embedding on the tenant's behalf: only for a paying tenant.
+    if !account.subscription_status.in_good_standing() {
+        return Err(ApiError::PaymentRequired {
+            message: format!(
+                "the subscription is {}; training is paused until it is active again",
+                account.subscription_status.as_str()
+            ),
+            plan: account.plan.as_str().into(),
+            upgrade_hint: "renew the subscription to train sites".into(),
+        });
+    }
+    // The refusal's detail (which addresses a name resolves to, and their class) would make this route
+    // a way to map our network's DNS: it is logged, the tenant hears only that the URL cannot be fetched.
+    let fetchable = jobs::check_fetchable(
+        &url,
+        p.config.fetch_allow_loopback,
+        &p.config.fetch_allowed_ports,
+    )
+    .await;
+    if let Err(refusal) = fetchable {
+        tracing::info!(url = %url, refusal = %refusal, "training URL refused");
+        return Err(ApiError::invalid(
+            "url",
+            "this URL cannot be fetched: give a public http(s) address of the website",
+        ));
+    }
+    let plan = account.plan;
     let plan_pages = plan.limits().training_pages;
     // Capped by the plan: asking for more is not an error, it gets the plan's maximum.
     let max_pages = body.max_pages.unwrap_or(plan_pages).min(plan_pages);
@@ -114,9 +149,10 @@ async fn train_url(
         &tenant,
         &site.site_id,
         request,
+        plan.limits().concurrent_training_jobs,
     )
     .await
-    .map_err(job_error)?;
+    .map_err(|e| job_error(e, Some(plan)))?;
     let message = JobMessage {
         job_id: job.job_id.clone(),
         site_id: site.site_id.clone(),
@@ -160,6 +196,6 @@ async fn read_job(
         JobId::parse(&raw).map_err(|_| ApiError::NotFound("training job not found".into()))?;
     let job = jobs::get_job(p.store.as_ref(), &tenant, &job)
         .await
-        .map_err(job_error)?;
+        .map_err(|e| job_error(e, None))?;
     Ok(Json(job.to_api()))
 }

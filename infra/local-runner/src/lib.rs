@@ -96,7 +96,7 @@ pub async fn start_with(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     if config.admin_key.is_none() {
-        config.admin_key = Some(read_or_create_secret(&config.data_dir.join("admin.key"))?);
+        config.admin_key = Some(read_or_create_secret(&config.data_dir.join("admin.key"))?.into());
     }
     let bridge_listener = TcpListener::bind(config.bridge_listen)
         .await
@@ -180,8 +180,8 @@ impl Runner {
             .platform
             .config
             .admin_key
-            .as_deref()
-            .unwrap_or("(unset)");
+            .as_ref()
+            .map_or("(unset)", |k| k.expose());
         println!(
             "\nKotoba is running at http://{addr}\n  health:      curl http://{addr}/healthz\n  call bridge: http://{bridge} (Twilio webhook {webhook})\n  admin key:   {admin}\n  demo tenant: {tenant}\n  demo site:   {site}\n  demo key:    {key}\n  demo page:   http://{addr}/demo\n  data dir:    {dir}\n",
             addr = self.addr,

@@ -21,6 +21,24 @@ pub const PER_SESSION: RateLimit = RateLimit {
     window_secs: 60,
 };
 
+/// The rate-limit scope of a visitor's address: the IPv4 address, or the IPv6 /64 (one subscriber gets a
+/// whole /64, so the full address would give one visitor 2^64 buckets). `None` when there is no usable
+/// address: such a request is refused rather than pooled with every other address-less request.
+pub fn ip_scope(ip: &str) -> Option<String> {
+    let ip: std::net::IpAddr = ip.trim().parse().ok()?;
+    let bucket = match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    };
+    Some(format!("ip:{}", super::logs::hash_ip(&bucket)))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LimitError {
     #[error("rate limited; retry in {retry_after_secs}s")]
@@ -48,5 +66,28 @@ pub async fn hit(
             retry_after_secs: (window_end - now_unix).max(1) as u64,
         }),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_visitors_share_a_bucket_per_64() {
+        let a = ip_scope("2001:db8:1:2:aaaa:bbbb:cccc:dddd").unwrap();
+        let b = ip_scope("2001:db8:1:2::1").unwrap();
+        let other = ip_scope("2001:db8:1:3::1").unwrap();
+        assert_eq!(a, b, "one /64 is one visitor");
+        assert_ne!(a, other, "another /64 is another visitor");
+        // IPv4 keeps its full address, and an IPv4-mapped IPv6 address is the IPv4 address.
+        assert_ne!(ip_scope("192.0.2.1"), ip_scope("192.0.2.2"));
+        assert_eq!(ip_scope("::ffff:192.0.2.1"), ip_scope("192.0.2.1"));
+    }
+
+    #[test]
+    fn a_missing_or_unreadable_ip_has_no_bucket() {
+        assert_eq!(ip_scope(""), None);
+        assert_eq!(ip_scope("unknown"), None);
     }
 }

@@ -84,7 +84,8 @@ pub async fn write(store: &dyn ItemStore, log: &UsageLog, now_unix: i64) -> Resu
         .with_index(
             Index::ByTenant,
             format!("TENANT#{}", log.tenant_id),
-            format!("LOG#{}", log.message_id),
+            // Message ids are random; the time in front keeps a tenant's log listing chronological.
+            format!("LOG#{}#{}", log.created_at, log.message_id),
         )
         .expiring_at(now_unix + LOG_TTL_SECS);
     match store.put(item, Condition::IfAbsent).await {

@@ -36,7 +36,7 @@ use crate::sites::{Site, SiteStatus};
 use crate::store::{Add, Key, StoreError, Write};
 use crate::tenants::{Plan, SubscriptionStatus, Tenant};
 use crate::usage::{self, counters};
-use cache::{IndexCache, TtlCache};
+use cache::{IndexCache, TtlCache, Weighed};
 use logs::{MessageId, Outcome, PriceSnapshot, UsageLog};
 use sessions::SessionId;
 
@@ -44,6 +44,11 @@ use sessions::SessionId;
 pub const MAX_MESSAGE_CHARS: usize = 2_000;
 /// The model name reported when answering without a model.
 pub const EXTRACTIVE: &str = "extractive";
+/// Memory the loaded-index cache may hold (a chat Lambda has 1 GB; requests need the rest).
+pub const INDEX_CACHE_BYTES: usize = 256 * 1024 * 1024;
+/// A decoded index holds about this many times its blob's size (strings, postings and the term map
+/// unpacked); the cache budgets with this estimate.
+const DECODED_BYTES_PER_BLOB_BYTE: usize = 3;
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,7 +150,7 @@ pub struct ChatService {
     chat: Option<ChatClient>,
     embeddings: Option<EmbeddingClient>,
     rerank: Option<RerankClient>,
-    indexes: IndexCache<LoadedIndex>,
+    indexes: IndexCache<Weighed<LoadedIndex>>,
     sites: TtlCache<SiteId, Site>,
     tenants: TtlCache<TenantId, Tenant>,
 }
@@ -171,7 +176,7 @@ impl ChatService {
             chat,
             embeddings,
             rerank,
-            indexes: IndexCache::new(32),
+            indexes: IndexCache::new(INDEX_CACHE_BYTES),
             sites: TtlCache::new(std::time::Duration::from_secs(5), 4096),
             tenants: TtlCache::new(std::time::Duration::from_secs(10), 4096),
         })
@@ -276,13 +281,20 @@ impl ChatService {
                     return Err(ChatError::OriginNotAllowed);
                 }
                 let store = self.platform.store.as_ref();
-                let ip_scope = format!("ip:{}", logs::hash_ip(ip.as_deref().unwrap_or("unknown")));
+                let Some(ip_scope) = ip.as_deref().and_then(limits::ip_scope) else {
+                    tracing::warn!("embed chat without a client address; refused");
+                    return Err(ChatError::NotAvailable(
+                        "the client's address is unknown".into(),
+                    ));
+                };
                 let by_ip = limits::hit(store, &ip_scope, limits::PER_IP, now);
+                // Scoped by site: another site's visitor presenting this id counts against a scope of
+                // their own site, never against this session's.
                 let by_session = async {
                     match &question.session_id {
                         Some(s) => {
-                            limits::hit(store, &format!("session:{s}"), limits::PER_SESSION, now)
-                                .await
+                            let scope = format!("session:{}:{s}", site.site_id);
+                            limits::hit(store, &scope, limits::PER_SESSION, now).await
                         }
                         None => Ok(()),
                     }
@@ -339,7 +351,7 @@ impl ChatService {
         }
     }
 
-    async fn load_index(&self, site: &Site) -> Result<Arc<LoadedIndex>, ChatError> {
+    async fn load_index(&self, site: &Site) -> Result<Arc<Weighed<LoadedIndex>>, ChatError> {
         let version = site.index_version.ok_or(ChatError::NotTrained)?;
         if let Some(index) = self.indexes.get(site.site_id.as_str(), version) {
             return Ok(index);
@@ -354,7 +366,10 @@ impl ChatService {
             .ok_or_else(|| ChatError::Index(format!("{key} is missing")))?;
         // Decoding a large index is CPU work: keep it off the async workers.
         let loaded = tokio::task::spawn_blocking(move || {
-            SiteIndex::decode(&blob.bytes).map(LoadedIndex::new)
+            SiteIndex::decode(&blob.bytes).map(|index| Weighed {
+                value: LoadedIndex::new(index),
+                bytes: blob.bytes.len().saturating_mul(DECODED_BYTES_PER_BLOB_BYTE),
+            })
         })
         .await
         .map_err(|e| ChatError::Index(e.to_string()))?
@@ -434,10 +449,6 @@ impl ChatService {
                 .up_to(limits.daily_site_chats as i64)
                 .expiring_at(now_unix + 40 * 86_400),
         ];
-        let session_id = question
-            .session_id
-            .clone()
-            .unwrap_or_else(|| SessionId::generate(platform.ids.as_ref()));
         let reserve_chats = reserve_all(store, &reservation);
         let reserve_tokens = async {
             if estimated_query_tokens == 0 {
@@ -451,7 +462,12 @@ impl ChatService {
             .up_to(limits.monthly_embedding_tokens as i64);
             store.add(add).await.map(|_| ())
         };
-        let history = sessions::load(store, &site.site_id, &session_id);
+        let history = async {
+            match &question.session_id {
+                Some(s) => sessions::load(store, &site.site_id, s).await,
+                None => Ok(None),
+            }
+        };
         let (chats, tokens, history) = tokio::join!(reserve_chats, reserve_tokens, history);
         if chats.is_err() || tokens.is_err() {
             // Give back whichever half did succeed, then say which limit stopped us.
@@ -482,10 +498,16 @@ impl ChatService {
                 other => other.into(),
             });
         }
-        let history = history.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "session history unavailable; answering without it");
-            Vec::new()
-        });
+        // A session id the site does not know (another site's, expired, made up) is not adopted: the
+        // conversation continues under a new id, so no one can choose or hijack a session id.
+        let (session_id, history) = match (question.session_id.clone(), history) {
+            (Some(id), Ok(Some(turns))) => (id, turns),
+            (Some(id), Err(e)) => {
+                tracing::warn!(error = %e, "session history unavailable; answering without it");
+                (id, Vec::new())
+            }
+            _ => (SessionId::generate(platform.ids.as_ref()), Vec::new()),
+        };
         let message_id = MessageId::generate(platform.ids.as_ref());
 
         // Query embedding: a failure degrades to lexical retrieval rather than failing the answer.
@@ -860,19 +882,37 @@ async fn generate(
     out
 }
 
-/// Whether the page's Origin may use the site: its host must match an allowed domain.
+/// Whether the page's Origin may use the site. The origin must be https (plain http only for a loopback
+/// page in local development), its host must match an allowed domain, and a non-default port must be
+/// the one listed with that domain (`shop.example.com:8443`): `example.com` does not admit
+/// `http://example.com:8080`, which may be a different program on the same host. Loopback pages may use
+/// any port, since they can only come from the visitor's own machine.
 pub fn origin_allowed(site: &Site, origin: Option<&str>) -> bool {
     let Some(origin) = origin else { return false };
     let Ok(url) = url::Url::parse(origin) else {
         return false;
     };
-    if !matches!(url.scheme(), "http" | "https") {
+    let Some(host) = url.host() else {
         return false;
+    };
+    let loopback = match &host {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return false,
     }
     let Some(host) = url.host_str() else {
         return false;
     };
-    site.allowed_domains.iter().any(|d| d.matches_host(host))
+    // `port()` is `None` for the scheme's default port.
+    let port = url.port();
+    site.allowed_domains
+        .iter()
+        .any(|d| d.matches_host(host) && (loopback || d.port() == port))
 }
 
 /// The first `max` characters of a passage, cut at a character boundary, with an ellipsis when cut.
@@ -889,6 +929,141 @@ pub fn snippet(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sites::SiteName;
+    use crate::sites::domains::parse_domains;
+    use crate::sites::prompt::PromptProfile;
+
+    fn site_allowing(domains: &[&str]) -> Site {
+        let domains: Vec<String> = domains.iter().map(|d| d.to_string()).collect();
+        Site {
+            site_id: SiteId::parse("site_1").unwrap(),
+            tenant_id: TenantId::parse("ten_1").unwrap(),
+            name: SiteName::parse("Shop").unwrap(),
+            allowed_domains: parse_domains(&domains).unwrap(),
+            is_embed_enabled: true,
+            embed_script_id: "emb_1".into(),
+            status: SiteStatus::Ready,
+            index_version: Some(1),
+            last_trained_at: None,
+            last_training_error: None,
+            widget: Default::default(),
+            prompt: PromptProfile::initial(),
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn origins_need_https_and_the_listed_port() {
+        let site = site_allowing(&[
+            "example.com",
+            "shop.example.com:8443",
+            "127.0.0.1",
+            "localhost",
+        ]);
+        let allowed = |o: &str| origin_allowed(&site, Some(o));
+        assert!(allowed("https://example.com"));
+        assert!(
+            allowed("https://example.com:443"),
+            "the default port is the same origin"
+        );
+        assert!(
+            !allowed("http://example.com"),
+            "plain http on a public host"
+        );
+        assert!(
+            !allowed("https://example.com:8080"),
+            "a port the site did not list"
+        );
+        assert!(!allowed("http://example.com:8080"));
+        assert!(allowed("https://shop.example.com:8443"), "a listed port");
+        assert!(!allowed("https://shop.example.com"), "only the listed port");
+        // Local development: loopback pages over http, on any port.
+        assert!(allowed("http://127.0.0.1:5173"));
+        assert!(allowed("http://localhost:3000"));
+        assert!(!allowed("null"));
+    }
+
+    #[tokio::test]
+    async fn visitors_without_an_ip_are_refused_not_pooled() {
+        use crate::sites::NewSite;
+        use crate::tenants::TenantName;
+        let dir = tempfile::tempdir().unwrap();
+        let vars = [(
+            "KOTOBA_DATA_DIR".to_string(),
+            dir.path().display().to_string(),
+        )]
+        .into_iter()
+        .collect();
+        let config = crate::config::Config::from_vars(&vars, crate::config::Mode::Local).unwrap();
+        let platform = Platform::embedded(
+            config,
+            Arc::new(crate::clock::SystemClock),
+            Arc::new(crate::ids::RandomIds),
+        )
+        .unwrap();
+        let (store, ids, clock) = (
+            platform.store.as_ref(),
+            platform.ids.as_ref(),
+            platform.clock.as_ref(),
+        );
+        let tenant = crate::tenants::create_tenant(
+            store,
+            ids,
+            clock,
+            TenantName::parse("Shop").unwrap(),
+            Plan::Pro,
+        )
+        .await
+        .unwrap();
+        let site = crate::sites::create_site(
+            store,
+            ids,
+            clock,
+            &tenant.tenant_id,
+            NewSite {
+                name: SiteName::parse("Shop").unwrap(),
+                allowed_domains: vec!["shop.test".into()],
+            },
+        )
+        .await
+        .unwrap();
+        crate::sites::update_site_internal(
+            store,
+            clock,
+            &site.site_id,
+            |s| {
+                s.is_embed_enabled = true;
+                s.status = SiteStatus::Ready;
+                s.index_version = Some(1);
+            },
+            vec![],
+        )
+        .await
+        .unwrap();
+        let service = ChatService::new(platform.clone(), reqwest::Client::new()).unwrap();
+        let err = service
+            .answer(
+                Caller::Visitor {
+                    origin: Some("https://shop.test".into()),
+                    ip: None,
+                },
+                Question {
+                    site_id: site.site_id.clone(),
+                    message: "When do you open?".into(),
+                    session_id: None,
+                    model: None,
+                },
+                RequestMeta::default(),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ChatError::NotAvailable(_)),
+            "a visitor without an address got past admission: {err:?}"
+        );
+    }
 
     #[test]
     fn snippets_cut_on_characters() {

@@ -19,25 +19,24 @@ pub struct Session {
     pub turns: Vec<Message>,
 }
 
-fn key(session: &SessionId) -> Key {
-    Key::new(format!("SESSION#{session}"), "SESSION")
+/// Sessions are keyed by site and id: a visitor of one site who presents another site's session id
+/// reaches nothing of it (neither its history nor, see `ChatService`, its rate limit).
+fn key(site: &SiteId, session: &SessionId) -> Key {
+    Key::new(format!("SESSION#{site}#{session}"), "SESSION")
 }
 
-/// The session's history, if it exists and belongs to the site (another site's session is a new one).
+/// The session's history, or `None` when the site has no such session (never had, expired, or it is
+/// another site's): the caller then starts a session of its own under a new id.
 pub async fn load(
     store: &dyn ItemStore,
     site: &SiteId,
     session: &SessionId,
-) -> Result<Vec<Message>, StoreError> {
-    let Some(item) = store.get(&key(session)).await? else {
-        return Ok(Vec::new());
+) -> Result<Option<Vec<Message>>, StoreError> {
+    let Some(item) = store.get(&key(site, session)).await? else {
+        return Ok(None);
     };
     let stored: Session = item.to_record()?;
-    Ok(if stored.site_id.as_ref() == Some(site) {
-        stored.turns
-    } else {
-        Vec::new()
-    })
+    Ok((stored.site_id.as_ref() == Some(site)).then_some(stored.turns))
 }
 
 /// Appends a question and its answer, keeping the last [`MAX_TURNS`] messages.
@@ -64,6 +63,7 @@ pub async fn append(
         site_id: Some(site.clone()),
         turns: history,
     };
-    let item = Item::from_record(key(session), &record)?.expiring_at(now_unix + SESSION_TTL_SECS);
+    let item =
+        Item::from_record(key(site, session), &record)?.expiring_at(now_unix + SESSION_TTL_SECS);
     store.put(item, Condition::None).await
 }

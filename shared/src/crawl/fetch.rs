@@ -7,7 +7,10 @@ use std::time::Duration;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use url::Url;
 
-use super::guard::{GuardedResolver, Refusal, Resolver, SystemResolver, check_url};
+use super::guard::{
+    GuardedResolver, Refusal, ResolveError, Resolver, SystemResolver, check_port, check_url,
+    literal_ip, port_allowed,
+};
 use super::scope::Scope;
 
 /// The User-Agent every crawler request carries; the robots.txt token is `KotobaBot`.
@@ -28,6 +31,8 @@ pub struct FetchPolicy {
     /// Most redirects followed before [`FetchError::TooManyRedirects`].
     pub max_redirects: usize,
     pub user_agent: String,
+    /// Ports allowed besides 80 and 443 (the operator's `KOTOBA_FETCH_ALLOWED_PORTS`).
+    pub allowed_ports: Vec<u16>,
 }
 
 impl Default for FetchPolicy {
@@ -39,6 +44,7 @@ impl Default for FetchPolicy {
             max_body: 5 * 1024 * 1024,
             max_redirects: 5,
             user_agent: DEFAULT_USER_AGENT.to_string(),
+            allowed_ports: Vec::new(),
         }
     }
 }
@@ -120,12 +126,15 @@ impl From<Refusal> for FetchError {
 pub struct Fetcher {
     client: reqwest::Client,
     policy: Arc<FetchPolicy>,
+    /// For the port check of names in local mode (is every address loopback?).
+    resolver: GuardedResolver,
 }
 
 impl Fetcher {
     /// A fetcher resolving names with `resolver`; every answer is filtered by the guard.
     pub fn new(policy: FetchPolicy, resolver: Arc<dyn Resolver>) -> Result<Self, FetchError> {
         let guarded = GuardedResolver::new(resolver, policy.allow_loopback);
+        let port_resolver = guarded.clone();
         #[cfg(test)]
         let guarded = tripwire::LoopbackOnly(guarded);
         let client = reqwest::Client::builder()
@@ -144,7 +153,29 @@ impl Fetcher {
         Ok(Self {
             client,
             policy: Arc::new(policy),
+            resolver: port_resolver,
         })
+    }
+
+    /// Refuses a port other than 80, 443 and the operator's, except (local mode) towards loopback.
+    async fn check_port(&self, url: &Url) -> Result<(), FetchError> {
+        let policy = &self.policy;
+        if port_allowed(url, &policy.allowed_ports) {
+            return Ok(());
+        }
+        // Only local mode can allow another port, and only if the host leads to loopback alone; an
+        // address refusal is the better reason, so names are resolved (and checked) first.
+        let addrs = match (literal_ip(url), url.host_str()) {
+            (Some(ip), _) => vec![ip],
+            (None, Some(host)) => match self.resolver.resolve_checked(host).await {
+                Ok(addrs) => addrs,
+                Err(ResolveError::Refused(r)) => return Err(r.into()),
+                Err(ResolveError::Lookup(e)) => return Err(FetchError::Connect(e)),
+            },
+            (None, None) => Vec::new(),
+        };
+        check_port(url, &policy.allowed_ports, policy.allow_loopback, &addrs)?;
+        Ok(())
     }
 
     /// A fetcher on the system resolver (production).
@@ -198,6 +229,7 @@ impl Fetcher {
         let mut redirects = Vec::new();
         loop {
             check_url(&current, self.policy.allow_loopback)?;
+            self.check_port(&current).await?;
             #[cfg(test)]
             tripwire::check_literal(&current)?;
 

@@ -10,8 +10,10 @@
 //!   address checked is the address connected to (no time-of-check/time-of-use gap, no DNS rebinding);
 //! - IP literals in URLs never reach a resolver, so [`check_url`] refuses them before any request.
 //!
-//! Ports: any port is allowed. Real sites do run on 8080 or 8443, and the address checks above are what
-//! keep us out of internal services; a port allowlist would add little once those hold.
+//! Ports: only the web's own, 80 and 443, plus those the operator allows (`KOTOBA_FETCH_ALLOWED_PORTS`):
+//! a public host's other ports are its mail, database or admin services, not its website, and a tenant
+//! must not be able to make us probe them. In local mode (`allow_loopback`) loopback destinations may
+//! use any port, since development servers rarely sit on 80.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -112,6 +114,8 @@ pub enum Refusal {
         /// Set when `ip` is IPv6 and the class is that of the IPv4 address it embeds.
         via: Option<Embedding>,
     },
+    #[error("refused: port {0} is not a web port the crawler may use")]
+    Port(u16),
     #[error(
         "refused: {host} resolves only to refused addresses ({})",
         describe(refused)
@@ -283,6 +287,41 @@ pub fn check_url(url: &Url, allow_loopback: bool) -> Result<(), Refusal> {
         Some(Host::Ipv6(ip)) => check_ip(IpAddr::V6(ip), allow_loopback),
         Some(Host::Domain("")) => Err(Refusal::NoHost),
         Some(Host::Domain(_)) => Ok(()),
+    }
+}
+
+/// The ports every deployment crawls.
+pub const WEB_PORTS: [u16; 2] = [80, 443];
+
+/// Whether the URL's port (explicit or the scheme's default) is a web port or one the operator allows.
+pub fn port_allowed(url: &Url, allowed_ports: &[u16]) -> bool {
+    url.port_or_known_default()
+        .is_some_and(|port| WEB_PORTS.contains(&port) || allowed_ports.contains(&port))
+}
+
+/// Checks the URL's port. `addrs` are the addresses the URL leads to (its literal, or what its name
+/// resolved to): another port is allowed only in local mode and only when every one of them is loopback.
+pub fn check_port(
+    url: &Url,
+    allowed_ports: &[u16],
+    allow_loopback: bool,
+    addrs: &[IpAddr],
+) -> Result<(), Refusal> {
+    if port_allowed(url, allowed_ports) {
+        return Ok(());
+    }
+    if allow_loopback && !addrs.is_empty() && addrs.iter().all(IpAddr::is_loopback) {
+        return Ok(());
+    }
+    Err(Refusal::Port(url.port_or_known_default().unwrap_or(0)))
+}
+
+/// The address of a URL whose host is an IP literal.
+pub fn literal_ip(url: &Url) -> Option<IpAddr> {
+    match url.host()? {
+        Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        Host::Domain(_) => None,
     }
 }
 
@@ -553,6 +592,61 @@ mod tests {
         ] {
             assert_eq!(check_ip(ip(addr), false), Ok(()), "{addr}");
         }
+    }
+
+    #[test]
+    fn only_web_ports_unless_allowed_or_local_loopback() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        let public = [ip("93.184.215.14")];
+        let lo = [ip("127.0.0.1")];
+        for ok in [
+            "http://a.test/",
+            "https://a.test/",
+            "http://a.test:443/",
+            "https://a.test:80/",
+        ] {
+            assert_eq!(check_port(&u(ok), &[], false, &public), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://a.test:8080/",
+            "https://a.test:22/",
+            "http://a.test:6379/",
+        ] {
+            assert!(
+                matches!(
+                    check_port(&u(bad), &[], false, &public),
+                    Err(Refusal::Port(_))
+                ),
+                "{bad}"
+            );
+            assert!(
+                check_port(&u(bad), &[], true, &public).is_err(),
+                "{bad} public in local mode"
+            );
+            assert!(
+                check_port(&u(bad), &[], false, &lo).is_err(),
+                "{bad} loopback when deployed"
+            );
+            assert_eq!(
+                check_port(&u(bad), &[], true, &lo),
+                Ok(()),
+                "{bad} loopback in local mode"
+            );
+        }
+        assert_eq!(
+            check_port(&u("http://a.test:8080/"), &[8080], false, &public),
+            Ok(())
+        );
+        assert!(check_port(&u("http://a.test:8081/"), &[8080], false, &public).is_err());
+        assert!(
+            check_port(
+                &u("http://a.test:8080/"),
+                &[],
+                true,
+                &[ip("127.0.0.1"), ip("10.0.0.1")]
+            )
+            .is_err()
+        );
     }
 
     #[test]

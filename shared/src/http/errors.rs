@@ -51,7 +51,8 @@ pub enum ApiError {
     /// 429 with Retry-After.
     #[error("rate limited; retry in {retry_after_secs}s")]
     RateLimited { retry_after_secs: u64 },
-    /// 503: a dependency is down; the request may be retried.
+    /// 503: a dependency is down; the request may be retried. The message is fixed text for clients:
+    /// the dependency's own words are logged where the error is mapped, never put here.
     #[error("{0}")]
     Unavailable(String),
     /// 500: our fault. The chain is logged with the request id; the client sees only the id.
@@ -169,7 +170,16 @@ impl From<StoreError> for ApiError {
                 message: "the resource changed concurrently; try again".into(),
                 details: None,
             },
-            StoreError::Backend(e) => Self::Unavailable(format!("storage is unavailable: {e}")),
+            // The backend's text names endpoints, tables and item keys: it goes to the log (with the
+            // request id), the client gets a fixed message and the id.
+            StoreError::Backend(e) => {
+                tracing::warn!(
+                    request_id = current_request_id().unwrap_or_default(),
+                    error = format!("{e:#}"),
+                    "storage unavailable"
+                );
+                Self::Unavailable("storage is temporarily unavailable; try again".into())
+            }
             other => Self::Internal(other.into()),
         }
     }
@@ -186,6 +196,12 @@ impl From<SiteError> for ApiError {
             SiteError::Conflict => Self::Conflict {
                 message: e.to_string(),
                 details: None,
+            },
+            // Handlers that know the plan say which one; this is the plan-less fallback.
+            SiteError::LimitReached(max) => Self::PaymentRequired {
+                message: format!("the plan allows {max} sites"),
+                plan: String::new(),
+                upgrade_hint: "upgrade the plan for more sites".into(),
             },
             SiteError::Store(e) => e.into(),
         }
@@ -215,6 +231,10 @@ impl From<VoiceError> for ApiError {
         match e {
             VoiceError::NumberTaken(number) => Self::Conflict {
                 message: format!("the number {number} is already assigned"),
+                details: Some(json!({ "number": number })),
+            },
+            VoiceError::NumberExists(number) => Self::Conflict {
+                message: format!("the number {number} is already provisioned"),
                 details: Some(json!({ "number": number })),
             },
             VoiceError::NumberNotFound => Self::NotFound("phone number not found".into()),
@@ -256,6 +276,19 @@ mod tests {
         let e = ApiError::Internal(anyhow::anyhow!("database password is hunter2"));
         assert!(!e.body().to_string().contains("hunter2"));
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn storage_failures_hide_their_cause() {
+        let e: ApiError = StoreError::Backend(anyhow::anyhow!(
+            "dispatch failure: http://10.1.2.3:8000/ table kotoba-prod item SITE#site_abc"
+        ))
+        .into();
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = e.body().to_string();
+        for detail in ["10.1.2.3", "kotoba-prod", "SITE#", "dispatch"] {
+            assert!(!body.contains(detail), "{detail:?} leaked: {body}");
+        }
     }
 
     #[test]

@@ -20,6 +20,15 @@ pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
+/// Runs `work` as part of request `id` (work that outlives the handler, such as the tail of a streamed
+/// response, so its logs and error bodies still carry the id).
+pub async fn in_request<F: std::future::Future>(id: Option<String>, work: F) -> F::Output {
+    match id {
+        Some(id) => REQUEST_ID.scope(id, work).await,
+        None => work.await,
+    }
+}
+
 fn well_formed(id: &str) -> bool {
     (1..=128).contains(&id.len())
         && id

@@ -4,6 +4,7 @@
 //! retried only before the first token: once text has reached the caller, a retry would say it twice.
 //! Dropping a [`ChatStream`] closes the connection, which is how a disconnected client stops generation.
 
+use crate::config::Secret;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -104,7 +105,7 @@ pub enum ChatError {
 pub struct ChatClient {
     http: reqwest::Client,
     endpoint: Url,
-    api_key: Option<String>,
+    api_key: Option<Secret>,
     max_attempts: u32,
     backoff: Duration,
     /// Longest wait for the first byte of an answer.
@@ -128,7 +129,7 @@ impl ChatClient {
     pub fn new(
         http: reqwest::Client,
         base_url: &Url,
-        api_key: Option<String>,
+        api_key: Option<Secret>,
     ) -> Result<Self, url::ParseError> {
         Ok(Self {
             http,
@@ -163,7 +164,7 @@ impl ChatClient {
         for attempt in 1..=self.max_attempts {
             let mut http = self.http.post(self.endpoint.clone()).json(&body);
             if let Some(key) = &self.api_key {
-                http = http.bearer_auth(key);
+                http = http.bearer_auth(key.expose());
             }
             match tokio::time::timeout(self.first_byte_timeout, http.send()).await {
                 Ok(Ok(response)) if response.status().is_success() => {
@@ -367,6 +368,15 @@ mod tests {
     use axum::routing::post;
 
     use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_api_key() {
+        let base = Url::parse("http://127.0.0.1:9/v1/").unwrap();
+        let client =
+            ChatClient::new(reqwest::Client::new(), &base, Some("sk-chat-secret".into())).unwrap();
+        let shown = format!("{client:?}");
+        assert!(!shown.contains("sk-chat-secret"), "{shown}");
+    }
 
     async fn peer(fail_first: usize, status: u16, body: &'static str) -> (Url, Arc<AtomicUsize>) {
         let calls = Arc::new(AtomicUsize::new(0));

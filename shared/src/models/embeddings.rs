@@ -3,6 +3,7 @@
 //! Inputs go in batches; 429 and 5xx (and timeouts) are retried with exponential backoff honouring
 //! `Retry-After`; any other 4xx is a clear, final error for the job that asked.
 
+use crate::config::Secret;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -133,7 +134,7 @@ pub struct Embeddings {
 pub struct EmbeddingClient {
     http: reqwest::Client,
     endpoint: Url,
-    api_key: Option<String>,
+    api_key: Option<Secret>,
     pub model: String,
     /// How the model is told queries from passages.
     pub input: InputStyle,
@@ -185,7 +186,7 @@ impl EmbeddingClient {
     pub fn new(
         http: reqwest::Client,
         base_url: &Url,
-        api_key: Option<String>,
+        api_key: Option<Secret>,
         model: String,
     ) -> Result<Self, url::ParseError> {
         Ok(Self {
@@ -264,7 +265,7 @@ impl EmbeddingClient {
                 .json(&body)
                 .timeout(Duration::from_secs(60));
             if let Some(key) = &self.api_key {
-                request = request.bearer_auth(key);
+                request = request.bearer_auth(key.expose());
             }
             let mut wait = self.backoff * 2u32.saturating_pow(attempt - 1);
             match request.send().await {
@@ -373,6 +374,20 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_api_key() {
+        let base = Url::parse("http://127.0.0.1:9/v1/").unwrap();
+        let client = EmbeddingClient::new(
+            reqwest::Client::new(),
+            &base,
+            Some("sk-embed-secret".into()),
+            "text-embedding-3-small".into(),
+        )
+        .unwrap();
+        let shown = format!("{client:?}");
+        assert!(!shown.contains("sk-embed-secret"), "{shown}");
+    }
 
     /// A peer that fails the first `fail_first` calls with `fail_status`, then echoes deterministic vectors.
     async fn peer(fail_first: usize, fail_status: u16) -> (Url, Arc<AtomicUsize>) {

@@ -28,7 +28,7 @@ pub enum RerankError {
 pub struct RerankClient {
     http: reqwest::Client,
     endpoint: Url,
-    api_key: Option<String>,
+    api_key: Option<crate::config::Secret>,
     pub model: String,
     timeout: Duration,
 }
@@ -52,7 +52,7 @@ impl RerankClient {
     pub fn new(
         http: reqwest::Client,
         base_url: &Url,
-        api_key: Option<String>,
+        api_key: Option<crate::config::Secret>,
         model: String,
     ) -> Result<Self, url::ParseError> {
         Ok(Self {
@@ -84,7 +84,7 @@ impl RerankClient {
             .json(&body)
             .timeout(self.timeout);
         if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key);
+            request = request.bearer_auth(key.expose());
         }
         let response = request
             .send()

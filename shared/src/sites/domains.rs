@@ -3,32 +3,41 @@
 use serde::{Deserialize, Serialize};
 
 /// A normalised host name (`www.example.co.jp`, punycode for international names), or a wildcard for
-/// every subdomain (`*.example.com`, which does not match `example.com` itself).
+/// every subdomain (`*.example.com`, which does not match `example.com` itself), optionally with a port
+/// (`shop.example.com:8443`): a page on a non-default port must be listed with it to embed the widget.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct AllowedDomain(String);
 
 impl AllowedDomain {
-    /// Accepts a host name, a wildcard, or a bare origin (`https://Example.com/`), and normalises it to
-    /// lowercase ASCII without a trailing dot. Paths, queries, ports and credentials are refused.
+    /// Accepts a host name, a wildcard, or a bare origin (`https://Example.com/`), each optionally with a
+    /// port, and normalises it to lowercase ASCII without a trailing dot. Paths, queries and credentials
+    /// are refused.
     pub fn parse(raw: &str) -> Result<Self, String> {
         let s = raw.trim();
-        let host = if s.contains("://") {
+        let (host, port) = if s.contains("://") {
             let url = url::Url::parse(s).map_err(|e| format!("{raw:?} is not a host name: {e}"))?;
             if !matches!(url.scheme(), "http" | "https")
                 || !matches!(url.path(), "" | "/")
                 || url.query().is_some()
                 || url.fragment().is_some()
                 || !url.username().is_empty()
-                || url.port().is_some()
             {
-                return Err(format!(
-                    "{raw:?}: give a host name only (no path, port or query)"
-                ));
+                return Err(format!("{raw:?}: give a host name only (no path or query)"));
             }
-            url.host_str().unwrap_or_default().to_string()
+            (url.host_str().unwrap_or_default().to_string(), url.port())
         } else {
-            s.to_string()
+            match s.rsplit_once(':') {
+                Some((host, port)) => {
+                    let port: u16 = port
+                        .parse()
+                        .ok()
+                        .filter(|p| *p != 0)
+                        .ok_or_else(|| format!("{raw:?}: the port must be 1 to 65535"))?;
+                    (host.to_string(), Some(port))
+                }
+                None => (s.to_string(), None),
+            }
         };
         let (wildcard, name) = match host.strip_prefix("*.") {
             Some(rest) => (true, rest),
@@ -41,7 +50,11 @@ impl AllowedDomain {
                 "{raw:?}: a wildcard needs a registrable domain after it"
             ));
         }
-        Ok(Self(if wildcard { format!("*.{name}") } else { name }))
+        let name = if wildcard { format!("*.{name}") } else { name };
+        Ok(Self(match port {
+            Some(port) => format!("{name}:{port}"),
+            None => name,
+        }))
     }
 
     pub fn as_str(&self) -> &str {
@@ -52,16 +65,29 @@ impl AllowedDomain {
         self.0.starts_with("*.")
     }
 
+    /// The host part (what the crawler's scope and the origin check compare hosts with).
+    fn host_part(&self) -> &str {
+        match self.0.rsplit_once(':') {
+            Some((host, _)) => host,
+            None => &self.0,
+        }
+    }
+
+    /// The port listed with the host, if any (`None`: the scheme's default port only).
+    pub fn port(&self) -> Option<u16> {
+        self.0.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
+    }
+
     /// Whether a host (already lowercase, no port) is covered: exact, or a strict subdomain for a wildcard.
     pub fn matches_host(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
-        match self.0.strip_prefix("*.") {
+        match self.host_part().strip_prefix("*.") {
             Some(base) => {
                 host.len() > base.len() + 1
                     && host.ends_with(base)
                     && host[..host.len() - base.len()].ends_with('.')
             }
-            None => host == self.0,
+            None => host == self.host_part(),
         }
     }
 }
@@ -156,6 +182,15 @@ mod tests {
             AllowedDomain::parse("127.0.0.1").unwrap().as_str(),
             "127.0.0.1"
         );
+        let with_port = AllowedDomain::parse("https://Shop.Example.com:8443/").unwrap();
+        assert_eq!(with_port.as_str(), "shop.example.com:8443");
+        assert_eq!(with_port.port(), Some(8443));
+        assert!(with_port.matches_host("shop.example.com"));
+        assert_eq!(
+            AllowedDomain::parse("*.example.com:8080").unwrap().port(),
+            Some(8080)
+        );
+        assert_eq!(AllowedDomain::parse("example.com").unwrap().port(), None);
     }
 
     #[test]
@@ -170,7 +205,9 @@ mod tests {
             "exa mple.com",
             "example.com/path",
             "https://example.com/x",
-            "https://example.com:8443",
+            "example.com:0",
+            "example.com:99999",
+            "example.com:",
             "ftp://example.com",
             "user@example.com",
             "*.*.example.com",

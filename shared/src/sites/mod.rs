@@ -122,6 +122,9 @@ pub enum SiteError {
     /// Concurrent changes kept winning; the caller may retry.
     #[error("the site changed while it was being updated; try again")]
     Conflict,
+    /// The tenant has as many sites as its plan allows.
+    #[error("the plan allows {0} sites")]
+    LimitReached(u32),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -149,6 +152,11 @@ fn version_item(site: &SiteId, version: &PromptVersion) -> Result<Item, StoreErr
     Item::from_record(prompt_version_key(site, version.profile.version), version)
 }
 
+/// The tenant's count of sites created, the counter the plan's site limit is enforced on.
+fn site_count_key(tenant: &TenantId) -> Key {
+    Key::new(format!("TENANT#{tenant}"), "SITE_COUNT")
+}
+
 /// Creates a site with the default widget and prompt version 1.
 pub async fn create_site(
     store: &dyn ItemStore,
@@ -156,6 +164,19 @@ pub async fn create_site(
     clock: &dyn Clock,
     tenant: &TenantId,
     new: NewSite,
+) -> Result<Site, SiteError> {
+    create_site_within(store, ids, clock, tenant, new, None).await
+}
+
+/// Creates a site unless the tenant already has `max_sites`: the count goes up in the same transaction
+/// as the site is written, so concurrent requests cannot overshoot. Past it, [`SiteError::LimitReached`].
+pub async fn create_site_within(
+    store: &dyn ItemStore,
+    ids: &dyn IdGenerator,
+    clock: &dyn Clock,
+    tenant: &TenantId,
+    new: NewSite,
+    max_sites: Option<u32>,
 ) -> Result<Site, SiteError> {
     let allowed_domains =
         domains::parse_domains(&new.allowed_domains).map_err(|message| SiteError::Invalid {
@@ -184,13 +205,25 @@ pub async fn create_site(
         created_at: now,
         rolled_back_from: None,
     };
-    store
+    let mut count = crate::store::Add::new(site_count_key(tenant), "sites", 1);
+    if let Some(max) = max_sites {
+        count = count.up_to(i64::from(max));
+    }
+    match store
         .transact(vec![
+            Write::Add(count),
             Write::Put(site_item(&site, 1)?, Condition::IfAbsent),
             Write::Put(version_item(&site.site_id, &first)?, Condition::IfAbsent),
         ])
-        .await?;
-    Ok(site)
+        .await
+    {
+        Ok(()) => Ok(site),
+        // The site's id is new, so a failed condition is the count at its limit.
+        Err(StoreError::ConditionFailed) if max_sites.is_some() => {
+            Err(SiteError::LimitReached(max_sites.unwrap_or_default()))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A site by id alone (public routes: the embed script, embed chat). Ownership is the caller's concern.

@@ -30,6 +30,10 @@ pub struct PlanLimits {
     pub training_pages: u32,
     /// Phone receptionist minutes per calendar month.
     pub monthly_call_minutes: u64,
+    /// Sites the tenant may create.
+    pub sites: u32,
+    /// Training jobs queued or running at once, across the tenant's sites.
+    pub concurrent_training_jobs: u32,
 }
 
 impl Plan {
@@ -60,6 +64,8 @@ impl Plan {
                 daily_site_chats: 200,
                 training_pages: 100,
                 monthly_call_minutes: 60,
+                sites: 3,
+                concurrent_training_jobs: 1,
             },
             Plan::Pro => PlanLimits {
                 monthly_chats: 10_000,
@@ -67,6 +73,8 @@ impl Plan {
                 daily_site_chats: 2_000,
                 training_pages: 1_000,
                 monthly_call_minutes: 600,
+                sites: 20,
+                concurrent_training_jobs: 3,
             },
             Plan::Enterprise => PlanLimits {
                 monthly_chats: 100_000,
@@ -74,6 +82,8 @@ impl Plan {
                 daily_site_chats: 20_000,
                 training_pages: 10_000,
                 monthly_call_minutes: 6_000,
+                sites: 200,
+                concurrent_training_jobs: 10,
             },
         }
     }
@@ -111,7 +121,16 @@ impl SubscriptionStatus {
         }
     }
 
-    /// Whether the tenant may use paid features (chat, calls) now.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Trialing => "trialing",
+            Self::PastDue => "past_due",
+            Self::Canceled => "canceled",
+        }
+    }
+
+    /// Whether the tenant may use paid features (chat, calls, training) now.
     pub fn in_good_standing(self) -> bool {
         matches!(self, Self::Active | Self::Trialing)
     }

@@ -69,6 +69,9 @@ pub struct TrainingJob {
     pub embedding_model: Option<String>,
     /// The index version this job produced.
     pub index_version: Option<u64>,
+    /// The tenant's training slot the job holds while it is queued or running.
+    #[serde(default)]
+    pub slot: Option<u32>,
     pub error: Option<String>,
     pub created_at: String,
     pub started_at: Option<String>,
@@ -121,6 +124,12 @@ pub fn lock_key(site: &SiteId) -> Key {
     Key::new(format!("SITE#{site}"), "TRAINING")
 }
 
+/// One of the tenant's training slots: a plan allowing N concurrent jobs has slots 0..N, each held by
+/// at most one job (and expiring like the site lock, so a lost job frees its slot eventually).
+pub fn slot_key(tenant: &TenantId, slot: u32) -> Key {
+    Key::new(format!("TENANT#{tenant}"), format!("TRAINING_SLOT#{slot}"))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     /// The site already has a job queued or running.
@@ -128,6 +137,9 @@ pub enum JobError {
     AlreadyTraining(JobId),
     #[error("training job not found")]
     NotFound,
+    /// Every one of the tenant's training slots is taken.
+    #[error("{0} training job(s) already running, the plan's maximum")]
+    TooManyJobs(u32),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -140,7 +152,9 @@ fn job_item(job: &TrainingJob) -> Result<Item, StoreError> {
     ))
 }
 
-/// Records a queued job and takes the site's training lock, atomically.
+/// Records a queued job and takes the site's training lock and one of the tenant's `max_jobs` training
+/// slots, atomically. A site already training is [`JobError::AlreadyTraining`]; no free slot is
+/// [`JobError::TooManyJobs`].
 pub async fn create_job(
     store: &dyn ItemStore,
     ids: &dyn IdGenerator,
@@ -148,9 +162,10 @@ pub async fn create_job(
     tenant: &TenantId,
     site: &SiteId,
     request: JobRequest,
+    max_jobs: u32,
 ) -> Result<TrainingJob, JobError> {
     let now = clock.now();
-    let job = TrainingJob {
+    let mut job = TrainingJob {
         job_id: JobId::generate(ids),
         site_id: site.clone(),
         tenant_id: tenant.clone(),
@@ -167,26 +182,49 @@ pub async fn create_job(
         estimated_cost_micros: MicroUsd::ZERO,
         embedding_model: None,
         index_version: None,
+        slot: None,
         error: None,
         created_at: rfc3339(now),
         started_at: None,
         finished_at: None,
     };
-    let lock = Item::new(lock_key(site))
-        .with("job_id", job.job_id.to_string())
-        .expiring_at(now.unix_timestamp() + LOCK_TTL_SECS);
-    let writes = vec![
-        Write::Put(lock, Condition::IfAbsent),
-        Write::Put(job_item(&job)?, Condition::IfAbsent),
-    ];
-    match store.transact(writes).await {
-        Ok(()) => Ok(job),
-        Err(StoreError::ConditionFailed) => match running_job(store, site).await? {
-            Some(running) => Err(JobError::AlreadyTraining(running)),
-            // The lock vanished between our write and our read: let the caller retry.
-            None => Err(StoreError::ConditionFailed.into()),
-        },
-        Err(e) => Err(e.into()),
+    let expires = now.unix_timestamp() + LOCK_TTL_SECS;
+    let held_by = |key: Key, job: &TrainingJob| {
+        Item::new(key)
+            .with("job_id", job.job_id.to_string())
+            .expiring_at(expires)
+    };
+    for slot in 0..max_jobs {
+        job.slot = Some(slot);
+        let writes = vec![
+            Write::Put(held_by(lock_key(site), &job), Condition::IfAbsent),
+            Write::Put(held_by(slot_key(tenant, slot), &job), Condition::IfAbsent),
+            Write::Put(job_item(&job)?, Condition::IfAbsent),
+        ];
+        match store.transact(writes).await {
+            Ok(()) => return Ok(job),
+            // The site's lock or this slot is taken: which one decides between 409 and the next slot.
+            Err(StoreError::ConditionFailed) => {
+                if let Some(running) = running_job(store, site).await? {
+                    return Err(JobError::AlreadyTraining(running));
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(JobError::TooManyJobs(max_jobs))
+}
+
+/// Frees the tenant's training slot a finished job held (if it still holds it). Best effort: a slot
+/// that cannot be freed now expires on its own.
+pub async fn release_slot(store: &dyn ItemStore, job: &TrainingJob) {
+    let Some(slot) = job.slot else { return };
+    let mine = Condition::AttributeEquals("job_id".into(), json!(job.job_id));
+    match store.delete(&slot_key(&job.tenant_id, slot), mine).await {
+        Ok(()) | Err(StoreError::ConditionFailed) => {}
+        Err(e) => {
+            tracing::warn!(job_id = %job.job_id, error = %e, "freeing the training slot failed; it will expire")
+        }
     }
 }
 
@@ -253,7 +291,9 @@ pub async fn abandon(
             Condition::AttributeEquals("job_id".into(), json!(job.job_id)),
         ),
     ];
-    store.transact(writes).await
+    store.transact(writes).await?;
+    release_slot(store, job).await;
+    Ok(())
 }
 
 /// A start URL as a tenant gives it: http or https, a host, no credentials, at most 2,048 characters.
@@ -279,17 +319,27 @@ pub fn parse_start_url(raw: &str) -> Result<url::Url, String> {
 
 /// Whether the crawler may fetch this URL at all: its literal address, or every address its name
 /// resolves to, must pass the SSRF guard. Checked before a job is queued so the tenant hears why at once.
-pub async fn check_fetchable(url: &url::Url, allow_loopback: bool) -> Result<(), String> {
+/// The error is for the log: it names addresses and their classes, which tenants must not learn.
+pub async fn check_fetchable(
+    url: &url::Url,
+    allow_loopback: bool,
+    allowed_ports: &[u16],
+) -> Result<(), String> {
     use crate::crawl::guard::{self, GuardedResolver, SystemResolver};
     guard::check_url(url, allow_loopback).map_err(|r| r.to_string())?;
-    if let Some(url::Host::Domain(host)) = url.host() {
-        let resolver = GuardedResolver::new(std::sync::Arc::new(SystemResolver), allow_loopback);
-        resolver
-            .resolve_checked(host)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    let addrs = match (guard::literal_ip(url), url.host_str()) {
+        (Some(ip), _) => vec![ip],
+        (None, Some(host)) => {
+            let resolver =
+                GuardedResolver::new(std::sync::Arc::new(SystemResolver), allow_loopback);
+            resolver
+                .resolve_checked(host)
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        (None, None) => return Err("the URL has no host".into()),
+    };
+    guard::check_port(url, allowed_ports, allow_loopback, &addrs).map_err(|r| r.to_string())
 }
 
 #[cfg(test)]

@@ -137,6 +137,7 @@ impl Trainer {
         } = crate::models::ConfiguredModels::new(&platform.config.models, http)?;
         let fetch_policy = FetchPolicy {
             allow_loopback: platform.config.fetch_allow_loopback,
+            allowed_ports: platform.config.fetch_allowed_ports.clone(),
             ..FetchPolicy::default()
         };
         Ok(Self {
@@ -935,6 +936,10 @@ impl Trainer {
             vec![job_write.clone(), lock],
         )
         .await;
+        if result.is_ok() || matches!(result, Err(sites::SiteError::Conflict)) {
+            // The job ends either way below: its tenant training slot is free for the next one.
+            jobs::release_slot(store, run.job).await;
+        }
         match result {
             Ok(_) => Ok(()),
             // The lock is not ours any more (it expired, or another job holds it): commit without it.
@@ -967,6 +972,7 @@ impl Trainer {
         let Some(site) = sites::find_site(store, &job.site_id).await? else {
             // The site is gone: end the job alone.
             store.update(update).await?;
+            jobs::release_slot(store, job).await;
             return Ok(());
         };
         let job_write = Write::Update(update);

@@ -28,10 +28,13 @@ use crate::store::StoreError;
 /// What the voice services can refuse or fail with (the management routes map these to the contract once).
 #[derive(Debug, thiserror::Error)]
 pub enum VoiceError {
+    /// The operator provisioned this number already.
+    #[error("the number {0} is already provisioned")]
+    NumberExists(PhoneNumber),
     /// The number is already assigned (to this tenant or another: a second claim is a conflict).
     #[error("the number {0} is already assigned")]
     NumberTaken(PhoneNumber),
-    /// No such number, or not the caller's (the two are indistinguishable on purpose).
+    /// No such number (not provisioned), or not the caller's (indistinguishable on purpose).
     #[error("phone number not found")]
     NumberNotFound,
     /// No such call, or not the caller's.

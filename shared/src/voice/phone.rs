@@ -1,7 +1,9 @@
 //! Phone numbers in E.164, and which tenant answers on each.
 //!
-//! A number lives at `PHONE#<number>`, so the bridge finds the tenant for a dialled number with one read,
-//! and a claim is a put-if-absent: two tenants claiming the same number concurrently cannot both win.
+//! A number lives at `PHONE#<number>`, so the bridge finds the tenant for a dialled number with one read.
+//! Only the operator provisions numbers (`/api/admin/phone-numbers`), into a pool or straight to a
+//! tenant; a tenant picks from the pool with a conditional write, so two tenants picking the same number
+//! concurrently cannot both win, and gives numbers back to the pool.
 
 use serde::{Deserialize, Serialize};
 
@@ -86,79 +88,170 @@ impl std::fmt::Display for PhoneNumber {
     }
 }
 
-/// A number assigned to a tenant.
+/// Where a number stands: in the operator's pool, or answering for a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhoneStatus {
+    Available,
+    Assigned,
+}
+
+/// A number the operator provisioned (bought from the carrier and pointed at the bridge). Tenants never
+/// declare numbers: they pick one from the pool, or the operator assigns one to them, so a tenant can
+/// never take over a number bought for someone else and receive its callers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhoneAssignment {
     pub number: PhoneNumber,
-    pub tenant_id: TenantId,
-    pub claimed_at: String,
+    pub status: PhoneStatus,
+    pub tenant_id: Option<TenantId>,
+    pub provisioned_at: String,
+    pub claimed_at: Option<String>,
 }
 
 fn number_key(number: &PhoneNumber) -> Key {
     Key::new(format!("PHONE#{number}"), "PHONE")
 }
 
-/// Assigns a number to a tenant. A number already assigned (to anyone) is [`VoiceError::NumberTaken`].
+/// The by-tenant partition of numbers nobody holds yet.
+const POOL: &str = "PHONE_POOL";
+/// The partition listing every provisioned number, for the operator.
+const CATALOGUE: &str = "PHONES";
+
+fn item(record: &PhoneAssignment) -> Result<Item, StoreError> {
+    let owner = match &record.tenant_id {
+        Some(tenant) => format!("TENANT#{tenant}"),
+        None => POOL.to_string(),
+    };
+    let sort = format!("PHONE#{}", record.number);
+    Ok(Item::from_record(number_key(&record.number), record)?
+        .with_index(Index::ByTenant, owner, sort.clone())
+        .with_index(Index::BySite, CATALOGUE, sort))
+}
+
+/// The operator adds a number: to the pool, or straight to a tenant. A number already provisioned is
+/// [`VoiceError::NumberExists`].
+pub async fn provision(
+    store: &dyn ItemStore,
+    clock: &dyn Clock,
+    number: PhoneNumber,
+    tenant: Option<&TenantId>,
+) -> Result<PhoneAssignment, VoiceError> {
+    let now = rfc3339(clock.now());
+    let record = PhoneAssignment {
+        number,
+        status: if tenant.is_some() {
+            PhoneStatus::Assigned
+        } else {
+            PhoneStatus::Available
+        },
+        tenant_id: tenant.cloned(),
+        provisioned_at: now.clone(),
+        claimed_at: tenant.map(|_| now),
+    };
+    match store.put(item(&record)?, Condition::IfAbsent).await {
+        Ok(()) => Ok(record),
+        Err(StoreError::ConditionFailed) => Err(VoiceError::NumberExists(record.number)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A tenant takes a number from the pool. One nobody provisioned is [`VoiceError::NumberNotFound`];
+/// one already held (by anyone) is [`VoiceError::NumberTaken`].
 pub async fn claim(
     store: &dyn ItemStore,
     clock: &dyn Clock,
     tenant: &TenantId,
     number: PhoneNumber,
 ) -> Result<PhoneAssignment, VoiceError> {
-    let assignment = PhoneAssignment {
-        number,
-        tenant_id: tenant.clone(),
-        claimed_at: rfc3339(clock.now()),
+    let Some(current) = get(store, &number).await? else {
+        return Err(VoiceError::NumberNotFound);
     };
-    let item = Item::from_record(number_key(&assignment.number), &assignment)?.with_index(
-        Index::ByTenant,
-        format!("TENANT#{tenant}"),
-        format!("PHONE#{}", assignment.number),
-    );
-    match store.put(item, Condition::IfAbsent).await {
-        Ok(()) => Ok(assignment),
-        Err(StoreError::ConditionFailed) => Err(VoiceError::NumberTaken(assignment.number)),
+    if current.status != PhoneStatus::Available {
+        return Err(VoiceError::NumberTaken(number));
+    }
+    let record = PhoneAssignment {
+        status: PhoneStatus::Assigned,
+        tenant_id: Some(tenant.clone()),
+        claimed_at: Some(rfc3339(clock.now())),
+        ..current
+    };
+    // The condition makes "still in the pool?" and the take one atomic step: two tenants picking the
+    // same number concurrently cannot both win.
+    let available = Condition::AttributeEquals("status".into(), "available".into());
+    match store.put(item(&record)?, available).await {
+        Ok(()) => Ok(record),
+        Err(StoreError::ConditionFailed) => match get(store, &number).await? {
+            Some(_) => Err(VoiceError::NumberTaken(number)),
+            None => Err(VoiceError::NumberNotFound),
+        },
         Err(e) => Err(e.into()),
     }
 }
 
-/// Gives a number up. Someone else's number, or one never claimed, is [`VoiceError::NumberNotFound`].
+/// A tenant gives a number back to the pool. Someone else's number, or one never provisioned, is
+/// [`VoiceError::NumberNotFound`].
 pub async fn release(
     store: &dyn ItemStore,
     tenant: &TenantId,
     number: &PhoneNumber,
 ) -> Result<(), VoiceError> {
-    // The condition makes "is it mine?" and the delete one atomic step.
+    let current = get(store, number).await?;
+    let Some(current) = current.filter(|c| c.tenant_id.as_ref() == Some(tenant)) else {
+        return Err(VoiceError::NumberNotFound);
+    };
+    let record = PhoneAssignment {
+        status: PhoneStatus::Available,
+        tenant_id: None,
+        claimed_at: None,
+        ..current
+    };
+    // The condition makes "is it still mine?" and the release one atomic step.
     let mine = Condition::AttributeEquals("tenant_id".into(), tenant.as_str().into());
-    match store.delete(&number_key(number), mine).await {
+    match store.put(item(&record)?, mine).await {
         Ok(()) => Ok(()),
         Err(StoreError::ConditionFailed) => Err(VoiceError::NumberNotFound),
         Err(e) => Err(e.into()),
     }
 }
 
-/// The tenant a dialled number belongs to, if any. One read.
-pub async fn tenant_for(
+/// The operator withdraws a number from the platform (whoever held it stops receiving its calls).
+pub async fn withdraw(store: &dyn ItemStore, number: &PhoneNumber) -> Result<(), VoiceError> {
+    match store.delete(&number_key(number), Condition::IfExists).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::ConditionFailed) => Err(VoiceError::NumberNotFound),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn get(
     store: &dyn ItemStore,
     number: &PhoneNumber,
-) -> Result<Option<TenantId>, StoreError> {
+) -> Result<Option<PhoneAssignment>, StoreError> {
     match store.get(&number_key(number)).await? {
-        Some(item) => Ok(Some(item.to_record::<PhoneAssignment>()?.tenant_id)),
+        Some(item) => Ok(Some(item.to_record()?)),
         None => Ok(None),
     }
 }
 
-/// The tenant's numbers, in number order.
-pub async fn list(
+/// The tenant a dialled number belongs to, if any (a number in the pool belongs to no one). One read.
+pub async fn tenant_for(
     store: &dyn ItemStore,
-    tenant: &TenantId,
+    number: &PhoneNumber,
+) -> Result<Option<TenantId>, StoreError> {
+    Ok(get(store, number).await?.and_then(|r| r.tenant_id))
+}
+
+async fn list_partition(
+    store: &dyn ItemStore,
+    index: Index,
+    partition: String,
 ) -> Result<Vec<PhoneAssignment>, StoreError> {
     let mut out = Vec::new();
     let mut cursor = None;
     loop {
         let page = store
             .query(
-                Query::on(Index::ByTenant, format!("TENANT#{tenant}"))
+                Query::on(index, partition.clone())
                     .prefix("PHONE#")
                     .after(cursor),
             )
@@ -171,6 +264,24 @@ pub async fn list(
             None => return Ok(out),
         }
     }
+}
+
+/// The tenant's numbers, in number order.
+pub async fn list(
+    store: &dyn ItemStore,
+    tenant: &TenantId,
+) -> Result<Vec<PhoneAssignment>, StoreError> {
+    list_partition(store, Index::ByTenant, format!("TENANT#{tenant}")).await
+}
+
+/// The numbers in the pool, in number order.
+pub async fn available(store: &dyn ItemStore) -> Result<Vec<PhoneAssignment>, StoreError> {
+    list_partition(store, Index::ByTenant, POOL.to_string()).await
+}
+
+/// Every provisioned number, in number order (the operator's view).
+pub async fn list_all(store: &dyn ItemStore) -> Result<Vec<PhoneAssignment>, StoreError> {
+    list_partition(store, Index::BySite, CATALOGUE.to_string()).await
 }
 
 #[cfg(test)]
