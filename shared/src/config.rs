@@ -74,7 +74,6 @@ pub struct Config {
     pub twilio_auth_token: Option<String>,
     /// The call bridge's own settings.
     pub bridge: BridgeSettings,
-    pub stripe_webhook_secret: Option<String>,
     /// Lets the crawler fetch 127.0.0.0/8 and ::1 (never other private ranges): local mode only.
     pub fetch_allow_loopback: bool,
     /// JSON log lines (Lambda, Fargate) instead of readable ones.
@@ -180,7 +179,6 @@ impl Config {
                 max_call_seconds: env.parse_or("KOTOBA_CALL_MAX_SECONDS", 1800)?,
                 drain_seconds: env.parse_or("KOTOBA_BRIDGE_DRAIN_SECONDS", 90)?,
             },
-            stripe_webhook_secret: env.get("STRIPE_WEBHOOK_SECRET").map(str::to_string),
             fetch_allow_loopback,
             log_json,
             train_retry_after,
