@@ -198,6 +198,21 @@ async fn a_restart_on_another_port_retrains_so_sources_point_at_it() {
     }
     stop.stop();
     server.await.unwrap();
+
+    // The same address again: nothing to re-train.
+    let third = local_runner::start(config(second_url.trim_start_matches("http://")))
+        .await
+        .unwrap();
+    let stop = third.stop_handle();
+    let (server, training) = third.spawn_dev().await;
+    assert_eq!(
+        training,
+        DemoTraining::AlreadyTrained {
+            url: format!("{second_url}/demo/site/")
+        }
+    );
+    stop.stop();
+    server.await.unwrap();
 }
 
 #[tokio::test]

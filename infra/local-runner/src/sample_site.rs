@@ -74,6 +74,19 @@ const PAGES: &[(&str, &str, Encoding)] = &[
 /// and `index.html`; the sitemap and links use the directory URLs, so each page is crawled once).
 pub const PAGE_COUNT: usize = PAGES.len();
 
+/// A fingerprint of the pages (FNV-1a over paths and sources, stable across builds), so a runner whose
+/// sample site changed re-trains the demo site instead of serving an index of the old pages.
+pub fn fingerprint() -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (path, source, _) in PAGES {
+        for byte in path.bytes().chain([0]).chain(source.bytes()).chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
 /// The sample site's routes, and `/robots.txt` pointing crawlers at its sitemap.
 pub fn routes() -> Router {
     Router::new()
@@ -173,6 +186,13 @@ mod tests {
                 assert!(source.contains(r#"<meta charset="Shift_JIS">"#));
             }
         }
+    }
+
+    #[test]
+    fn the_fingerprint_is_stable_and_covers_every_page() {
+        assert_eq!(fingerprint(), fingerprint());
+        assert_eq!(fingerprint().len(), 16);
+        assert_eq!(PAGE_COUNT, 9);
     }
 
     #[test]

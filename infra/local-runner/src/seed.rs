@@ -128,8 +128,8 @@ const DEMO_TRAINING_DEADLINE: std::time::Duration = std::time::Duration::from_se
 /// Trains the demo site on the sample site this runner serves (`/demo/site/`), through the public API
 /// on the runner's own address, exactly as a tenant trains theirs: `POST /api/train/url`, the queue,
 /// the worker, the crawler over HTTP. Skipped when an earlier start already trained it on the same
-/// address with the same embedding model (a different port or model would leave stale source links or
-/// an index without vectors). Needs the runner to be serving; failures are reported, not fatal.
+/// address, with the same embedding model, on the same sample pages (a different port, model or page
+/// would leave stale source links, an index without vectors, or old answers). Needs the runner to be serving; failures are reported, not fatal.
 pub async fn train_demo(platform: &Arc<Platform>, demo: &Demo, base_url: &str) -> DemoTraining {
     match try_train_demo(platform, demo, base_url).await {
         Ok(done) => done,
@@ -167,6 +167,7 @@ async fn try_train_demo(
     if site.status == sites::SiteStatus::Ready
         && trained_as("trained_url") == json!(url)
         && trained_as("trained_embedding_model") == json!(embedding_model)
+        && trained_as("trained_sample") == json!(crate::sample_site::fingerprint())
     {
         return Ok(DemoTraining::AlreadyTrained { url });
     }
@@ -225,7 +226,8 @@ async fn try_train_demo(
         .with("tenant_id", json!(demo.tenant_id))
         .with("site_id", json!(demo.site_id))
         .with("trained_url", json!(url))
-        .with("trained_embedding_model", json!(embedding_model));
+        .with("trained_embedding_model", json!(embedding_model))
+        .with("trained_sample", json!(crate::sample_site::fingerprint()));
     store.put(item, Condition::None).await?;
     let done = DemoTraining::Trained {
         url,
