@@ -33,6 +33,35 @@ pub struct TestApp {
     server: tokio::task::JoinHandle<()>,
 }
 
+/// A `TestApp` before its server task exists.
+struct Prepared {
+    base_url: String,
+    bridge_url: String,
+    stop_handle: local_runner::StopHandle,
+    admin_key: String,
+    demo: local_runner::Demo,
+    platform: std::sync::Arc<shared::Platform>,
+    worker: std::sync::Arc<train_worker::Worker>,
+    dir: tempfile::TempDir,
+}
+
+impl Prepared {
+    fn serving(self, server: tokio::task::JoinHandle<()>) -> TestApp {
+        TestApp {
+            base_url: self.base_url,
+            bridge_url: self.bridge_url,
+            stop_handle: self.stop_handle,
+            admin_key: self.admin_key,
+            demo: self.demo,
+            platform: self.platform,
+            worker: self.worker,
+            client: reqwest::Client::builder().build().expect("client"),
+            _data_dir: self.dir,
+            server,
+        }
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
@@ -69,8 +98,28 @@ impl TestApp {
         Self::start(backend, extra, false).await
     }
 
+    /// Starts the runner as `make dev` does: serving, then the demo site trained on the sample site
+    /// through the API. Returns the training's outcome too.
+    pub async fn spawn_dev(extra: &[(&str, &str)]) -> (TestApp, local_runner::DemoTraining) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (app, runner) = Self::prepare(Backend::Embedded, extra, dir).await;
+        let (server, training) = runner.spawn_dev().await;
+        (app.serving(server), training)
+    }
+
     async fn start(backend: Backend, extra: &[(&str, &str)], worker: bool) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
+        let (app, runner) = Self::prepare(backend, extra, dir).await;
+        let server = runner.spawn_with_worker(worker);
+        app.serving(server)
+    }
+
+    /// A started (not yet serving) runner and the app that will drive it.
+    async fn prepare(
+        backend: Backend,
+        extra: &[(&str, &str)],
+        dir: tempfile::TempDir,
+    ) -> (Prepared, local_runner::Runner) {
         let admin_key = format!("test-admin-{}", uuid::Uuid::new_v4().simple());
         let mut vars: HashMap<String, String> = [
             ("KOTOBA_LISTEN", "127.0.0.1:0".to_string()),
@@ -100,20 +149,18 @@ impl TestApp {
         let stop_handle = runner.stop_handle();
         let demo = runner.demo.clone();
         let platform = runner.platform.clone();
-        let train_worker = runner.worker.clone();
-        let server = runner.spawn_with_worker(worker);
-        TestApp {
+        let worker = runner.worker.clone();
+        let prepared = Prepared {
             base_url,
             bridge_url,
             stop_handle,
             admin_key,
             demo,
             platform,
-            worker: train_worker,
-            client: reqwest::Client::builder().build().expect("client"),
-            _data_dir: dir,
-            server,
-        }
+            worker,
+            dir,
+        };
+        (prepared, runner)
     }
 
     /// Stops the runner as SIGTERM would, and waits until it has stopped (calls drained and logged).

@@ -48,13 +48,14 @@ const DEMO_PAGE: &str = r#"<!doctype html>
 <h1>Kotoba demo page</h1>
 <p>This page embeds the demo site's chat widget with one tag, exactly as a tenant would:</p>
 <pre>&lt;script src="/api/embed/script?site_id={site_id}" async&gt;&lt;/script&gt;</pre>
-<p>The bubble appears in the corner once the demo site is <strong>trained</strong> (its status is
-<code>ready</code>). Until then the script answers with a one-line comment explaining why, and this page is
-otherwise unaffected. Train it with the demo API key the runner printed, for example:</p>
-<pre>curl -X POST -H "Authorization: Bearer $DEMO_KEY" -H 'content-type: application/json' \
-  -d '{"site_id":"{site_id}","url":"https://example.com/"}' http://127.0.0.1:3000/api/train/url</pre>
-<p>Answers are extractive (quoted from the trained pages) unless <code>OPENAI_BASE_URL</code> and
-<code>KOTOBA_CHAT_MODEL</code> point at an OpenAI-compatible model.</p>
+<p>The demo site is trained on the runner's own <a href="/demo/site/">sample site</a>: the FAQ of Hotel
+Kamome-tei, a fictional seaside hotel, in English and Japanese. Open the bubble in the corner and ask, for
+example, <q>What time is check-in?</q>, <q>Is there parking?</q> or <q lang="ja">温泉は何時まで入れますか？</q>
+The answer lists the pages it came from.</p>
+<p>Answers are extractive (quoted from the trained pages) unless <code>KOTOBA_CHAT_MODEL</code> names a
+model on an OpenAI-compatible API (<code>OPENAI_BASE_URL</code>, <code>OPENAI_API_KEY</code>). If the bubble
+does not appear, the demo site is not trained: the runner's start-up banner (<code>demo index:</code>) says
+why.</p>
 <p lang="ja">日本語・한국어: ウィジェットの表示言語はブラウザの言語設定に従います。위젯 언어는 브라우저 언어를 따릅니다.</p>
 <script src="/api/embed/script?site_id={site_id}" async></script>
 </body>

@@ -2,10 +2,11 @@
 //!
 //! It mounts every function's routes on one port under the same paths as API Gateway, runs the call
 //! bridge on its own port (`KOTOBA_BRIDGE_LISTEN`), serves the blob directory's presigned URLs, and seeds
-//! a demo tenant and site on first start. Tests start it
-//! in-process (`start` on port 0), so they drive exactly what a developer runs.
+//! a demo tenant and site on first start, trained on the sample site it serves itself (`/demo/site/`).
+//! Tests start it in-process (`start` on port 0), so they drive exactly what a developer runs.
 
 mod demo;
+pub mod sample_site;
 mod seed;
 mod worker;
 
@@ -32,7 +33,7 @@ use tokio::net::TcpListener;
 use shared::Platform;
 use shared::config::{Backend, Config};
 
-pub use seed::Demo;
+pub use seed::{Demo, DemoTraining};
 
 /// A started runner: bound, seeded, not yet serving.
 pub struct Runner {
@@ -151,7 +152,8 @@ fn app(platform: &Arc<Platform>, demo: &Demo) -> anyhow::Result<Router> {
         .merge(train::routes(platform.clone()))
         .merge(chat::routes(platform.clone()).context("building the chat function")?)
         .merge(embed_script::routes(platform.clone()))
-        .merge(demo::routes(&demo.site_id));
+        .merge(demo::routes(&demo.site_id))
+        .merge(sample_site::routes());
     if let Backend::Embedded = platform.config.backend
         && let Some(blobs) = platform.dir_blobs.clone()
     {
@@ -165,6 +167,19 @@ impl Runner {
         format!("http://{}", self.addr)
     }
 
+    /// The address the runner reaches itself on: its listen address, with an unspecified IP
+    /// (`0.0.0.0`, `::`) replaced by loopback (the crawler's guard refuses unspecified addresses).
+    pub fn loopback_url(&self) -> String {
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{addr}")
+    }
+
     /// The call bridge's base URL.
     pub fn bridge_url(&self) -> String {
         format!("http://{}", self.bridge_addr)
@@ -175,23 +190,21 @@ impl Runner {
         self.stop.clone()
     }
 
-    pub fn print_banner(&self) {
-        let admin = self
-            .platform
-            .config
-            .admin_key
-            .as_ref()
-            .map_or("(unset)", |k| k.expose());
-        println!(
-            "\nKotoba is running at http://{addr}\n  health:      curl http://{addr}/healthz\n  call bridge: http://{bridge} (Twilio webhook {webhook})\n  admin key:   {admin}\n  demo tenant: {tenant}\n  demo site:   {site}\n  demo key:    {key}\n  demo page:   http://{addr}/demo\n  data dir:    {dir}\n",
-            addr = self.addr,
-            bridge = self.bridge_addr,
-            webhook = self.bridge.bridge.settings.webhook_url,
-            tenant = self.demo.tenant_id,
-            site = self.demo.site_id,
-            key = self.demo.api_key,
-            dir = self.platform.config.data_dir.display(),
-        );
+    /// What `make dev` prints once the runner is up, with the demo site's training outcome.
+    pub fn banner(&self) -> Banner {
+        Banner {
+            addr: self.addr,
+            bridge: self.bridge_addr,
+            webhook: self.bridge.bridge.settings.webhook_url.to_string(),
+            admin: self
+                .platform
+                .config
+                .admin_key
+                .as_ref()
+                .map_or_else(|| "(unset)".into(), |k| k.expose().to_string()),
+            demo: self.demo.clone(),
+            data_dir: self.platform.config.data_dir.display().to_string(),
+        }
     }
 
     /// Serves the API, the call bridge and the training-queue loop in the background until the stop
@@ -224,19 +237,71 @@ impl Runner {
         bridge
     }
 
-    /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
-    pub async fn serve_until_ctrl_c(self) -> anyhow::Result<()> {
-        let _queue_loop = AbortOnDrop(tokio::spawn(worker::consume(
+    /// What `make dev` does once started: serves everything in the background, trains the demo site on
+    /// the sample site through the API (skipped when an earlier start did), and returns the server's
+    /// handle with the outcome.
+    pub async fn spawn_dev(self) -> (tokio::task::JoinHandle<()>, DemoTraining) {
+        let (platform, demo, url) = (
             self.platform.clone(),
-            self.worker.clone(),
-        )));
+            self.demo.clone(),
+            self.loopback_url(),
+        );
+        let server = self.spawn();
+        let training = seed::train_demo(&platform, &demo, &url).await;
+        (server, training)
+    }
+
+    /// `make dev`: serves, trains the demo site, prints the banner, and runs until Ctrl-C or SIGTERM,
+    /// then stops gracefully.
+    pub async fn serve_until_ctrl_c(self) -> anyhow::Result<()> {
         let stop = self.stop.clone();
         tokio::spawn(async move {
             call_bridge::shutdown_signal().await;
             tracing::info!("shutting down");
             stop.stop();
         });
-        self.serve().await
+        let banner = self.banner();
+        let (server, training) = self.spawn_dev().await;
+        println!("{}", banner.render(&training));
+        server.await.context("the runner's server task")
+    }
+}
+
+/// The start-up banner's facts (taken before the runner is spawned).
+#[derive(Debug, Clone)]
+pub struct Banner {
+    addr: SocketAddr,
+    bridge: SocketAddr,
+    webhook: String,
+    admin: String,
+    demo: Demo,
+    data_dir: String,
+}
+
+impl Banner {
+    pub fn render(&self, demo_training: &DemoTraining) -> String {
+        format!(
+            "
+Kotoba is running at http://{addr}
+  health:      curl http://{addr}/healthz
+  demo page:   http://{addr}/demo   (the widget; ask it about the sample hotel)
+  demo site:   {site}   (kept in {dir}/demo-site-id)
+  demo index:  {demo_training}
+  demo key:    {key}   (kept in {dir}/demo-api-key)
+  demo tenant: {tenant}
+  admin key:   {admin}   (kept in {dir}/admin.key unless KOTOBA_ADMIN_KEY is set)
+  call bridge: http://{bridge} (Twilio webhook {webhook})
+  data dir:    {dir}
+",
+            addr = self.addr,
+            bridge = self.bridge,
+            webhook = self.webhook,
+            admin = self.admin,
+            tenant = self.demo.tenant_id,
+            site = self.demo.site_id,
+            key = self.demo.api_key,
+            dir = self.data_dir,
+        )
     }
 }
 

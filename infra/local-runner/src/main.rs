@@ -5,6 +5,6 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env(Mode::Local)?;
     shared::telemetry::init(config.log_json);
     let runner = local_runner::start(config).await?;
-    runner.print_banner();
+    // Serves, trains the demo site on the sample site, then prints the banner.
     runner.serve_until_ctrl_c().await
 }

@@ -92,12 +92,24 @@ pub struct TokensConsumed {
     pub chat: u64,
 }
 
+/// Something the tenant should know about how an answer was made, which would otherwise be silent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// `model_fallback`: the configured chat model is not allowed on the tenant's plan, so the plan's
+    /// default answered (`model_used` names it). `retrain_needed`: an embedding model is configured but
+    /// the site's index was built without it, so retrieval stays lexical until the site is re-trained.
+    pub code: &'static str,
+    pub message: String,
+}
+
 /// The contract's answer object.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Answer {
     pub answer: String,
     pub sources: Vec<Source>,
     pub model_used: String,
+    /// For the tenant's own API calls only (visitors of the widget never see configuration).
+    pub warnings: Vec<Warning>,
     pub tokens_consumed: TokensConsumed,
     #[serde(serialize_with = "dollars")]
     pub cost_usd: MicroUsd,
@@ -314,36 +326,57 @@ impl ChatService {
         }
     }
 
-    /// The chat model policy for this request, or `None` to answer extractively.
+    /// The chat model policy for this request (`None` to answer extractively), and a warning when the
+    /// configured model is not the one answering.
     fn chat_policy(
         &self,
         requested: Option<&str>,
         plan: Plan,
         at: OffsetDateTime,
-    ) -> Result<Option<ModelPolicy>, ChatError> {
+    ) -> Result<(Option<ModelPolicy>, Option<Warning>), ChatError> {
         let Some(_) = &self.chat else {
             return match requested {
                 Some(m) if m != EXTRACTIVE => Err(ChatError::UnknownModel(format!(
                     "model {m:?} is not available: no chat model is configured on this deployment"
                 ))),
-                _ => Ok(None),
+                _ => Ok((None, None)),
             };
         };
         let configured = self.platform.config.models.chat_model.as_deref();
+        let mut warning = None;
         let name = match requested {
             Some(m) => m.to_string(),
             None => match configured {
                 Some(c) if self.prices.resolve(ModelKind::Chat, c, plan, at).is_ok() => {
                     c.to_string()
                 }
-                _ => match self.prices.default_for(ModelKind::Chat, plan, at) {
-                    Some(p) => p.name.clone(),
-                    None => return Ok(None),
-                },
+                _ => {
+                    let fallback = self.prices.default_for(ModelKind::Chat, plan, at);
+                    let instead = fallback.map_or(EXTRACTIVE, |p| p.name.as_str());
+                    let configured = configured.unwrap_or_default();
+                    tracing::warn!(
+                        configured,
+                        plan = plan.as_str(),
+                        model_used = instead,
+                        "KOTOBA_CHAT_MODEL is not allowed on this plan; answering with the plan's default"
+                    );
+                    warning = Some(Warning {
+                        code: "model_fallback",
+                        message: format!(
+                            "the configured chat model {configured:?} is not allowed on the {} plan; \
+                             answered with {instead:?} instead",
+                            plan.as_str()
+                        ),
+                    });
+                    match fallback {
+                        Some(p) => p.name.clone(),
+                        None => return Ok((None, warning)),
+                    }
+                }
             },
         };
         match self.prices.resolve(ModelKind::Chat, &name, plan, at) {
-            Ok(p) => Ok(Some(p.clone())),
+            Ok(p) => Ok((Some(p.clone()), warning)),
             Err(e @ PolicyError::NotAllowed { .. }) => {
                 Err(ChatError::ModelNotAllowed(e.to_string()))
             }
@@ -413,8 +446,33 @@ impl ChatService {
             Caller::Tenant(_) => question.model.as_deref(),
             Caller::Visitor { .. } => None,
         };
-        let policy = self.chat_policy(requested_model, tenant.plan, now)?;
+        let (policy, fallback) = self.chat_policy(requested_model, tenant.plan, now)?;
         let index = self.load_index(&site).await?;
+        let mut warnings: Vec<Warning> = fallback.into_iter().collect();
+        if let Some(e) = &self.embeddings
+            && index.index.embedding_model.as_deref() != Some(e.model.as_str())
+        {
+            let built = match &index.index.embedding_model {
+                Some(other) => format!("with {other:?}"),
+                None => "without embeddings".into(),
+            };
+            tracing::warn!(
+                site_id = %site.site_id,
+                configured = %e.model,
+                "the site's index was built {built}; retrieval is lexical until it is re-trained"
+            );
+            warnings.push(Warning {
+                code: "retrain_needed",
+                message: format!(
+                    "KOTOBA_EMBEDDING_MODEL is {:?} but this site's index was built {built}: \
+                     retrieval stays lexical until the site is trained again (POST /api/train/url)",
+                    e.model
+                ),
+            });
+        }
+        if matches!(caller, Caller::Visitor { .. }) {
+            warnings.clear();
+        }
 
         let embed_query = self.embeddings.as_ref().filter(|e| {
             index.has_vectors() && index.index.embedding_model.as_deref() == Some(e.model.as_str())
@@ -696,6 +754,7 @@ impl ChatService {
             answer: generation.text,
             sources,
             model_used,
+            warnings,
             tokens_consumed: TokensConsumed {
                 embedding: embedding_tokens,
                 chat: generation.input_tokens + generation.output_tokens,

@@ -135,7 +135,7 @@ describe("embedded on an allowed origin", () => {
 });
 
 describe("the local runner's demo page", () => {
-  test("GET /demo shows the demo site's widget, which answers", async () => {
+  test("GET /demo shows the demo site's widget, which answers from the sample site at once", async () => {
     const context = await browser.newContext();
     await loopbackOnly(context, offenders);
     const page = await context.newPage();
@@ -143,7 +143,7 @@ describe("the local runner's demo page", () => {
     assert.equal(response.status(), 200);
     assert.equal(await page.locator("kotoba-chat").getAttribute("data-site-id"), env.runner.demo.siteId);
     await w(page, ".bubble").click();
-    await ask(page, "How much is the Pro plan?");
+    await ask(page, "What time is check-in?");
     await page.waitForFunction(
       () =>
         [...document.querySelector("kotoba-chat").shadowRoot.querySelectorAll(".msg.bot")]
@@ -151,6 +151,15 @@ describe("the local runner's demo page", () => {
           ?.getAttribute("aria-busy") === "false",
     );
     assert.match(await w(page, ".msg.bot").last().textContent(), /4,980 yen/);
+    // The sources are the sample hotel's pages the runner serves and trained the demo site on.
+    const sources = await w(page, ".msg.bot")
+      .last()
+      .locator(".sources a")
+      .evaluateAll((links) => links.map((a) => a.getAttribute("href")));
+    assert.ok(
+      sources.includes(`${env.apiBase}/demo/site/en/checkin.html`),
+      `the check-in page is a source: ${sources}`,
+    );
     await context.close();
   });
 });
