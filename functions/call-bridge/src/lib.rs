@@ -10,6 +10,10 @@
 //! On SIGTERM the server stops accepting, lets calls run up to a drain deadline, then ends them; every
 //! call still writes its log and settles its minutes.
 
+/// The secret variables this function's code reads (the Realtime API and call summaries need the model key; Twilio signatures and stream tokens need the auth token); shared::secrets fetches exactly
+/// these at start-up, and tests/deploy_template.rs checks the templates grant exactly these.
+pub const SECRETS: &[&str] = &["OPENAI_API_KEY", "TWILIO_AUTH_TOKEN"];
+
 mod admission;
 pub mod metrics;
 mod session;
@@ -242,6 +246,7 @@ impl BridgeServer {
     ) -> anyhow::Result<()> {
         let bridge = self.bridge.clone();
         tracing::info!(addr = %self.addr, webhook = %bridge.settings.webhook_url, "call bridge listening");
+        let load = tokio::spawn(report_load(bridge.clone(), LOAD_REPORT_EVERY));
         let draining = bridge.clone();
         let served = axum::serve(self.listener, app(bridge.clone()))
             .with_graceful_shutdown(async move {
@@ -252,7 +257,28 @@ impl BridgeServer {
             .context("serving the call bridge");
         bridge.calls.start_draining();
         drain(&bridge).await;
+        load.abort();
         served
+    }
+}
+
+/// How often the bridge logs its load line.
+pub const LOAD_REPORT_EVERY: Duration = Duration::from_secs(60);
+/// The load line's message (infra/fargate.yaml's metric filter matches it).
+pub const LOAD_MESSAGE: &str = "bridge load";
+
+/// Logs `bridge load` with `active_calls` at every tick: infra/fargate.yaml turns these lines into the
+/// ActiveCalls metric (one point per task per minute) that autoscaling tracks.
+pub async fn report_load(bridge: Arc<Bridge>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticks.tick().await;
+        tracing::info!(
+            active_calls = bridge.calls.active(),
+            draining = bridge.calls.is_draining(),
+            "{LOAD_MESSAGE}"
+        );
     }
 }
 
