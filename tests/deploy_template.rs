@@ -58,7 +58,7 @@ fn statements(policies: Option<&Value>) -> Vec<Value> {
             .flatten()
         {
             match statement {
-                Value::Tagged(t) if t.tag.to_string() == "!If" => {
+                Value::Tagged(t) if t.tag == "!If" => {
                     if let Some(first) = t.value.as_sequence().and_then(|b| b.get(1)) {
                         out.push(first.clone());
                     }

@@ -122,7 +122,7 @@ enum Slice {
     /// The index is built and the job finished.
     Finished,
     /// Out of time with pages left: continue from here.
-    Suspended(CrawlState, Progress),
+    Suspended(Box<CrawlState>, Progress),
 }
 
 /// Everything one run needs about its job.
@@ -208,7 +208,7 @@ impl Trainer {
         let max = self.platform.train_queue.max_receives();
         match self.train(&job, self.stop_at(delivery.deadline)).await {
             Ok(Slice::Finished) => Outcome::Done,
-            Ok(Slice::Suspended(state, progress)) => self.suspend(&job, state, progress).await,
+            Ok(Slice::Suspended(state, progress)) => self.suspend(&job, *state, progress).await,
             Err(TrainError::Fatal(reason)) => {
                 tracing::error!(%reason, "training failed for good");
                 match self.fail(&job, &reason).await {
@@ -489,7 +489,7 @@ impl Trainer {
             return Err(e);
         }
         if let Some(state) = report.suspended {
-            return Ok(Slice::Suspended(state, run.progress));
+            return Ok(Slice::Suspended(Box::new(state), run.progress));
         }
         let c = &report.counters;
         if c.produced + c.not_modified == 0 {
