@@ -274,12 +274,12 @@ pub async fn report_load(bridge: Arc<Bridge>, every: Duration) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         ticks.tick().await;
-        tracing::info!(
-            active_calls = bridge.calls.active(),
-            draining = bridge.calls.is_draining(),
-            "{LOAD_MESSAGE}"
-        );
+        log_load(bridge.calls.active(), bridge.calls.is_draining());
     }
+}
+
+fn log_load(active_calls: usize, draining: bool) {
+    tracing::info!(active_calls, draining, "{LOAD_MESSAGE}");
 }
 
 async fn drain(bridge: &Bridge) {
@@ -346,6 +346,38 @@ mod tests {
             .collect();
         let config = Config::from_vars(&vars, shared::config::Mode::Deployed).unwrap();
         BridgeSettings::from_config(&config).unwrap()
+    }
+
+    /// A log sink for one test.
+    #[derive(Clone, Default)]
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_load_line_is_what_the_autoscaling_metric_filter_reads() {
+        // The deployed format (shared::telemetry): JSON, the event's fields beside `message`.
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || log_load(3, false));
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        // infra/fargate.yaml: FilterPattern `{ $.message = "bridge load" }`, MetricValue `$.active_calls`.
+        assert_eq!(line["message"], LOAD_MESSAGE, "{text}");
+        assert_eq!(line["active_calls"], 3, "{text}");
     }
 
     #[test]
