@@ -3,7 +3,7 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/kotoba-target
 export CARGO_TARGET_DIR
 
-.PHONY: dev test lint fmt
+.PHONY: dev test lint fmt package
 
 ## Build and start the local runner on KOTOBA_LISTEN (default 127.0.0.1:3000), data under KOTOBA_DATA_DIR.
 dev:
@@ -12,6 +12,10 @@ dev:
 ## Lint the templates, check formatting and clippy, then run every test (AWS adapters on a moto server).
 test:
 	infra/dev/test
+
+## The arm64 bootstrap of every Lambda function via `sam build` (tools from PyPI into .venv); see docs/deploy.md.
+package:
+	infra/dev/package
 
 lint:
 	cargo fmt --all -- --check

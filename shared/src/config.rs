@@ -122,6 +122,9 @@ pub struct Config {
     pub twilio_auth_token: Option<Secret>,
     /// The call bridge's own settings.
     pub bridge: BridgeSettings,
+    /// Where the chat widget streams answers when it is not the API itself (`KOTOBA_CHAT_STREAM_URL`:
+    /// deployed, the CloudFront distribution in front of the streaming function URL).
+    pub chat_stream_url: Option<Url>,
     /// Lets the crawler fetch 127.0.0.0/8 and ::1 (never other private ranges), on any port: local mode only.
     pub fetch_allow_loopback: bool,
     /// Ports the crawler may use besides 80 and 443 (`KOTOBA_FETCH_ALLOWED_PORTS`, comma-separated).
@@ -131,6 +134,9 @@ pub struct Config {
     /// The local runner's training queue visibility timeout: how long a failed attempt waits before
     /// it is redelivered (SQS's is set in the template).
     pub train_retry_after: std::time::Duration,
+    /// Most time one slice of a training job crawls before it continues in a follow-up message
+    /// (`KOTOBA_TRAIN_SLICE_SECS`; unset: until the invocation's deadline, or to the end locally).
+    pub train_slice_budget: Option<std::time::Duration>,
     pub backend: Backend,
 }
 
@@ -210,6 +216,10 @@ impl Config {
         let log_json = env.bool_or("KOTOBA_LOG_JSON", mode == Mode::Deployed)?;
         let train_retry_after =
             std::time::Duration::from_secs(env.parse_or("KOTOBA_TRAIN_RETRY_SECS", 60u64)?);
+        let train_slice_budget = match env.parse_or("KOTOBA_TRAIN_SLICE_SECS", 0u64)? {
+            0 => None,
+            secs => Some(std::time::Duration::from_secs(secs)),
+        };
 
         // The table name is the switch: with it, every port uses its AWS adapter.
         let backend = match env.get("KOTOBA_TABLE") {
@@ -250,10 +260,15 @@ impl Config {
                 max_pending_sockets: env.parse_or("KOTOBA_BRIDGE_MAX_PENDING", 1024)?,
                 max_pending_per_ip: env.parse_or("KOTOBA_BRIDGE_MAX_PENDING_PER_IP", 128)?,
             },
+            chat_stream_url: match env.get("KOTOBA_CHAT_STREAM_URL") {
+                Some(_) => Some(env.url_or("KOTOBA_CHAT_STREAM_URL", "")?),
+                None => None,
+            },
             fetch_allow_loopback,
             fetch_allowed_ports,
             log_json,
             train_retry_after,
+            train_slice_budget,
             backend,
         })
     }

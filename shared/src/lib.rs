@@ -18,6 +18,7 @@ pub mod models;
 pub mod money;
 pub mod platform;
 pub mod queue;
+pub mod secrets;
 pub mod sites;
 pub mod store;
 pub mod telemetry;

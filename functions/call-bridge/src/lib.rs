@@ -10,6 +10,10 @@
 //! On SIGTERM the server stops accepting, lets calls run up to a drain deadline, then ends them; every
 //! call still writes its log and settles its minutes.
 
+/// The secret variables this function's code reads (the Realtime API and call summaries need the model key; Twilio signatures and stream tokens need the auth token); shared::secrets fetches exactly
+/// these at start-up, and tests/deploy_template.rs checks the templates grant exactly these.
+pub const SECRETS: &[&str] = &["OPENAI_API_KEY", "TWILIO_AUTH_TOKEN"];
+
 mod admission;
 pub mod metrics;
 pub mod pending;
@@ -266,6 +270,7 @@ impl BridgeServer {
     ) -> anyhow::Result<()> {
         let bridge = self.bridge.clone();
         tracing::info!(addr = %self.addr, webhook = %bridge.settings.webhook_url, "call bridge listening");
+        let load = tokio::spawn(report_load(bridge.clone(), LOAD_REPORT_EVERY));
         let draining = bridge.clone();
         // The peer address feeds the per-address cap on unauthenticated media sockets.
         let served = axum::serve(
@@ -280,8 +285,29 @@ impl BridgeServer {
         .context("serving the call bridge");
         bridge.calls.start_draining();
         drain(&bridge).await;
+        load.abort();
         served
     }
+}
+
+/// How often the bridge logs its load line.
+pub const LOAD_REPORT_EVERY: Duration = Duration::from_secs(60);
+/// The load line's message (infra/fargate.yaml's metric filter matches it).
+pub const LOAD_MESSAGE: &str = "bridge load";
+
+/// Logs `bridge load` with `active_calls` at every tick: infra/fargate.yaml turns these lines into the
+/// ActiveCalls metric (one point per task per minute) that autoscaling tracks.
+pub async fn report_load(bridge: Arc<Bridge>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticks.tick().await;
+        log_load(bridge.calls.active(), bridge.calls.is_draining());
+    }
+}
+
+fn log_load(active_calls: usize, draining: bool) {
+    tracing::info!(active_calls, draining, "{LOAD_MESSAGE}");
 }
 
 async fn drain(bridge: &Bridge) {
@@ -348,6 +374,38 @@ mod tests {
             .collect();
         let config = Config::from_vars(&vars, shared::config::Mode::Deployed).unwrap();
         BridgeSettings::from_config(&config).unwrap()
+    }
+
+    /// A log sink for one test.
+    #[derive(Clone, Default)]
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_load_line_is_what_the_autoscaling_metric_filter_reads() {
+        // The deployed format (shared::telemetry): JSON, the event's fields beside `message`.
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || log_load(3, false));
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        // infra/fargate.yaml: FilterPattern `{ $.message = "bridge load" }`, MetricValue `$.active_calls`.
+        assert_eq!(line["message"], LOAD_MESSAGE, "{text}");
+        assert_eq!(line["active_calls"], 3, "{text}");
     }
 
     #[test]

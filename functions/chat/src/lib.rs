@@ -5,6 +5,10 @@
 //! full answer object (or `event: error` with the contract's error object). Errors found before the
 //! first token (auth, origin, quota, rate limit) are plain HTTP errors, so clients can act on the status.
 
+/// The secret variables this function's code reads (answers and query embeddings call the model API); shared::secrets fetches exactly
+/// these at start-up, and tests/deploy_template.rs checks the templates grant exactly these.
+pub const SECRETS: &[&str] = &["OPENAI_API_KEY"];
+
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -306,7 +310,8 @@ async fn preflight(
             );
             h.insert(
                 header::ACCESS_CONTROL_ALLOW_HEADERS,
-                HeaderValue::from_static("content-type, accept"),
+                // The widget signs its streamed requests' bodies for CloudFront (x-amz-content-sha256).
+                HeaderValue::from_static("content-type, accept, x-amz-content-sha256"),
             );
             h.insert(
                 header::ACCESS_CONTROL_MAX_AGE,

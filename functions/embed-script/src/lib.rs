@@ -6,6 +6,10 @@
 //! Failures are never JSON here: a `<script>` tag ignores bodies of failed loads, and anyone reading the
 //! URL by hand gets a one-line JavaScript comment saying why; the host page is never broken.
 
+/// The secret variables this function's code reads (it serves public widget config: no secret); shared::secrets fetches exactly
+/// these at start-up, and tests/deploy_template.rs checks the templates grant exactly these.
+pub const SECRETS: &[&str] = &[];
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -34,6 +38,9 @@ const NO_STORE: &str = "no-store";
 
 pub const CONTENT_TYPE: &str = "application/javascript; charset=utf-8";
 
+/// The variable that tells the embed script the widget's streaming endpoint (see `Config`).
+pub const STREAM_URL_VARIABLE: &str = "KOTOBA_CHAT_STREAM_URL";
+
 /// The route, without the shared edge layers (the local runner merges several functions' routes).
 pub fn routes(platform: Arc<Platform>) -> Router {
     Router::new()
@@ -56,6 +63,10 @@ struct ScriptQuery {
 #[derive(Serialize)]
 struct PublicConfig<'a> {
     site_id: &'a SiteId,
+    /// Where the widget streams answers, when that is not the API the script came from (deployed:
+    /// API Gateway buffers responses, so answers stream through the CloudFront-fronted function URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_url: Option<&'a str>,
     #[serde(flatten)]
     widget: &'a WidgetConfig,
 }
@@ -144,15 +155,21 @@ async fn script(
         }
     };
     match check(site.as_ref()) {
-        Ok(site) => serve(render(site), &headers),
+        Ok(site) => serve(
+            render(site, platform.config.chat_stream_url.as_ref()),
+            &headers,
+        ),
         Err(refusal) => refusal.into_response(),
     }
 }
 
-/// The served script for a site: the widget called with its public config.
-pub fn render(site: &Site) -> String {
+/// The served script for a site: the widget called with its public config and, when the deployment
+/// has one, its streaming endpoint.
+pub fn render(site: &Site, stream_url: Option<&url::Url>) -> String {
+    let stream_url = stream_url.map(|u| u.as_str().trim_end_matches('/'));
     let config = PublicConfig {
         site_id: &site.site_id,
+        stream_url,
         widget: &site.widget,
     };
     // Serialising plain strings, enums and integers cannot fail; `null` would only disable the widget.

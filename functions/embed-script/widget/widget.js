@@ -22,6 +22,13 @@
   const src = new URL(me.src, location.href);
   const at = src.pathname.lastIndexOf(ROUTE);
   const api = src.origin + (at > 0 ? src.pathname.slice(0, at) : "");
+  // Deployed, answers stream from their own endpoint (the API in front of the script buffers them). It
+  // takes only signed requests, so the widget sends the body's SHA-256 for CloudFront to sign with; that
+  // needs WebCrypto (secure pages), and without it the widget asks the API, whose answer comes whole.
+  const streamBase =
+    typeof config.stream_url === "string" && /^https:\/\/[^/]+/.test(config.stream_url) && typeof crypto === "object" && crypto.subtle
+      ? config.stream_url.replace(/\/+$/, "")
+      : null;
 
   const STRINGS = {
     en: {
@@ -569,6 +576,25 @@ textarea::placeholder{color:var(--muted);opacity:1;}
       });
     }
 
+    // To the streaming endpoint: the same request plus the body's SHA-256 (hex), which the origin's
+    // signature covers (one CORS preflight per ten minutes for the extra header).
+    async function postStream(path, payload) {
+      const body = JSON.stringify(payload);
+      const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(body));
+      const hash = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+      return fetch(streamBase + path + "?site_id=" + encodeURIComponent(siteId), {
+        method: "POST",
+        mode: "cors",
+        credentials: "omit",
+        headers: {
+          "Content-Type": "text/plain;charset=UTF-8",
+          Accept: "text/event-stream",
+          "x-amz-content-sha256": hash,
+        },
+        body,
+      });
+    }
+
     async function failure(res) {
       let error = null;
       try {
@@ -583,7 +609,9 @@ textarea::placeholder{color:var(--muted);opacity:1;}
       const payload = { site_id: siteId, message };
       const sid = session.get();
       if (sid) payload.session_id = sid;
-      const res = await post("/api/embed/chat", payload, "text/event-stream");
+      const res = streamBase
+        ? await postStream("/api/embed/chat", payload)
+        : await post("/api/embed/chat", payload, "text/event-stream");
       if (!res.ok) {
         const err = await failure(res);
         // A session the server no longer accepts: start a new one, once.

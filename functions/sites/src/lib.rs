@@ -4,6 +4,10 @@
 //! Handlers parse input into domain types, call `shared::{tenants, sites}` and map results to the
 //! contract; every error goes through `ApiError`.
 
+/// The secret variables this function's code reads (the admin routes (`/api/admin/tenants…`) check the operator key); shared::secrets fetches exactly
+/// these at start-up, and tests/deploy_template.rs checks the templates grant exactly these.
+pub const SECRETS: &[&str] = &["KOTOBA_ADMIN_KEY"];
+
 mod voice;
 
 use std::sync::Arc;

@@ -6,6 +6,10 @@
 //! id), a tenant at its plan's concurrent-job limit (409). The job is written first, then the message
 //! sent; if the queue refuses the message the job is ended and the site freed, so nothing waits forever.
 
+/// The secret variables this function's code reads (it validates, records and queues jobs: no secret); shared::secrets fetches exactly
+/// these at start-up, and tests/deploy_template.rs checks the templates grant exactly these.
+pub const SECRETS: &[&str] = &[];
+
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -156,6 +160,7 @@ async fn train_url(
     let message = JobMessage {
         job_id: job.job_id.clone(),
         site_id: site.site_id.clone(),
+        slice: 0,
     };
     let body = serde_json::to_string(&message).map_err(|e| ApiError::Internal(e.into()))?;
     if let Err(e) = p.train_queue.send(&body).await {

@@ -1,9 +1,7 @@
-use shared::config::{Config, Mode};
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    let config = Config::from_env(Mode::Deployed)?;
+    let (config, sdk) = shared::secrets::deployed_config(train::SECRETS).await?;
     shared::telemetry::init(config.log_json);
-    let platform = shared::Platform::from_config(config).await?;
+    let platform = shared::Platform::from_config_with(config, sdk).await?;
     lambda_http::run(train::app(platform)).await
 }

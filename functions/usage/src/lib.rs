@@ -1,6 +1,10 @@
 //! Usage: `GET /api/usage?month=YYYY-MM` for a tenant, `GET /api/admin/usage?month=YYYY-MM` for the
 //! operator (every tenant's month). The month defaults to the current one (UTC).
 
+/// The secret variables this function's code reads (`GET /api/admin/usage` checks the operator key); shared::secrets fetches exactly
+/// these at start-up, and tests/deploy_template.rs checks the templates grant exactly these.
+pub const SECRETS: &[&str] = &["KOTOBA_ADMIN_KEY"];
+
 use std::sync::Arc;
 
 use axum::extract::{Query, State};

@@ -38,6 +38,28 @@ pub struct CrawlRequest {
     pub use_sitemaps: bool,
     /// The start URL's section (default) or its whole host.
     pub scope: ScopeMode,
+    /// Continue a crawl that was suspended (its frontier, the URLs it saw, its counters) instead of
+    /// starting afresh: the start URL and sitemaps are not seeded again, nothing seen is fetched again,
+    /// and `max_pages` counts the suspended crawl's requests too.
+    pub resume: Option<CrawlState>,
+    /// Send no new request after this moment: requests in flight finish and are reported, then the
+    /// crawl returns with [`CrawlReport::suspended`] holding what is left (a training job working to
+    /// a time budget continues it in a later invocation).
+    pub stop_at: Option<Instant>,
+}
+
+/// A suspended crawl, to be continued with [`CrawlRequest::resume`] (possibly in another process:
+/// it is serialisable). URLs are normalised strings.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CrawlState {
+    /// URLs still queued, with their depth, in crawl order.
+    pub frontier: Vec<(String, u32)>,
+    /// Every URL queued, fetched, redirected to or claimed as a canonical so far.
+    pub seen: Vec<String>,
+    /// Canonical URLs of the pages produced so far.
+    pub produced: Vec<String>,
+    pub counters: CrawlCounters,
+    pub notes: Vec<String>,
 }
 
 impl CrawlRequest {
@@ -51,6 +73,8 @@ impl CrawlRequest {
             known_pages: Vec::new(),
             use_sitemaps: true,
             scope: ScopeMode::Prefix,
+            resume: None,
+            stop_at: None,
         }
     }
 }
@@ -179,7 +203,8 @@ pub enum CrawlEvent {
 }
 
 /// Totals for a crawl.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct CrawlCounters {
     /// Page requests sent (the `max_pages` budget).
     pub fetched: usize,
@@ -211,6 +236,8 @@ pub struct CrawlReport {
     pub page_limit_reached: bool,
     /// Stopped because the event receiver was dropped.
     pub cancelled: bool,
+    /// Stopped at [`CrawlRequest::stop_at`] with URLs still queued: continue from here.
+    pub suspended: Option<CrawlState>,
 }
 
 /// Crawls sites through a guarded [`Fetcher`].
@@ -253,6 +280,7 @@ impl Crawler {
             produced: HashSet::new(),
             frontier: BTreeMap::new(),
             queued: 0,
+            stop_at: request.stop_at,
             validators: HashMap::new(),
             known_links: HashMap::new(),
             hosts: HashMap::new(),
@@ -311,6 +339,7 @@ struct Run<'a> {
     /// Breadth first: always the lowest depth next.
     frontier: BTreeMap<u32, VecDeque<Item>>,
     queued: usize,
+    stop_at: Option<Instant>,
     validators: HashMap<String, Validators>,
     /// Links of known pages, followed when they answer 304.
     known_links: HashMap<String, Vec<Url>>,
@@ -344,9 +373,14 @@ impl Run<'_> {
         };
 
         self.host(&start).await;
-        self.enqueue(start.clone(), 0);
-        if request.use_sitemaps && self.max_depth >= 1 {
-            self.seed_from_sitemaps(&start).await;
+        match request.resume {
+            Some(state) => self.restore(state),
+            None => {
+                self.enqueue(start.clone(), 0);
+                if request.use_sitemaps && self.max_depth >= 1 {
+                    self.seed_from_sitemaps(&start).await;
+                }
+            }
         }
         for known in request.known_pages {
             if let Some(url) = links::normalise(&known.url) {
@@ -362,6 +396,45 @@ impl Run<'_> {
         self.main_loop().await;
     }
 
+    /// Picks a suspended crawl up where it stopped.
+    fn restore(&mut self, state: CrawlState) {
+        self.seen.extend(state.seen);
+        self.produced.extend(state.produced);
+        self.report.counters = state.counters;
+        self.report.notes = state.notes;
+        for (raw, depth) in state.frontier {
+            if let Ok(url) = Url::parse(&raw) {
+                self.seen.insert(url.as_str().to_string());
+                self.frontier
+                    .entry(depth)
+                    .or_default()
+                    .push_back(Item { url, depth });
+                self.queued += 1;
+            }
+        }
+    }
+
+    fn past_stop(&self) -> bool {
+        self.stop_at.is_some_and(|t| Instant::now() >= t)
+    }
+
+    /// Ends the crawl at its stop time, keeping what is left for a later continuation.
+    fn suspend(&mut self) {
+        let frontier = std::mem::take(&mut self.frontier)
+            .into_values()
+            .flatten()
+            .map(|item| (item.url.to_string(), item.depth))
+            .collect();
+        self.queued = 0;
+        self.report.suspended = Some(CrawlState {
+            frontier,
+            seen: self.seen.iter().cloned().collect(),
+            produced: self.produced.iter().cloned().collect(),
+            counters: self.report.counters.clone(),
+            notes: self.report.notes.clone(),
+        });
+    }
+
     async fn main_loop(&mut self) {
         let per_host = self.crawler.config.per_host_in_flight.max(1);
         let max_in_flight = per_host.saturating_mul(2).min(16);
@@ -373,7 +446,10 @@ impl Run<'_> {
                 tasks.abort_all();
                 break;
             }
-            while self.report.counters.fetched < self.max_pages && tasks.len() < max_in_flight {
+            while self.report.counters.fetched < self.max_pages
+                && tasks.len() < max_in_flight
+                && !self.past_stop()
+            {
                 let Some(item) = self.next_dispatchable(Instant::now(), per_host) else {
                     break;
                 };
@@ -424,9 +500,16 @@ impl Run<'_> {
                     self.report.page_limit_reached = true;
                     break;
                 }
+                if self.past_stop() {
+                    self.suspend();
+                    break;
+                }
                 // Everything queued waits for a crawl delay.
                 match self.next_wake() {
-                    Some(wake) => tokio::time::sleep_until(wake).await,
+                    // Not past the stop time: it ends the wait (and the crawl) if it comes first.
+                    Some(wake) => {
+                        tokio::time::sleep_until(self.stop_at.map_or(wake, |t| t.min(wake))).await
+                    }
                     None => break,
                 }
                 continue;

@@ -681,3 +681,53 @@ async fn host_scope_crawls_the_start_section_first_then_the_rest() {
     assert_eq!(paths.len(), 27, "both sections and the root: {paths:?}");
     assert_eq!(report.counters.out_of_scope, 0);
 }
+
+#[tokio::test]
+async fn a_suspended_crawl_resumes_from_its_serialised_state_without_fetching_twice() {
+    let site = TestSite::serve("127.0.0.1").await;
+    site.route("/", Route::html(&links(&["/a", "/b"])))
+        .route("/a", Route::html(&links(&["/c"])))
+        .route("/b", Route::html("<p>b</p>"))
+        .route("/c", Route::html("<p>c</p>"));
+    // A stop time already past: nothing is fetched, everything is left for later.
+    let mut first = request(&site, "/");
+    first.stop_at = Some(tokio::time::Instant::now());
+    let (events, report) = run(first).await;
+    assert!(pages(&events).is_empty());
+    let state = report.suspended.expect("suspended with URLs left");
+    assert_eq!(state.frontier, vec![(site.url("/").to_string(), 0)]);
+    assert_eq!(state.counters.fetched, 0);
+    // Across processes: the state as JSON and back.
+    let state: CrawlState = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+
+    let mut second = request(&site, "/");
+    second.resume = Some(state);
+    second.max_pages = 3;
+    let (events, report) = run(second).await;
+    assert_eq!(page_paths(&events), ["/", "/a", "/b"]);
+    assert!(report.suspended.is_none());
+    assert!(
+        report.page_limit_reached,
+        "/c is left: the page budget is spent"
+    );
+    let state = CrawlState {
+        frontier: vec![(site.url("/c").to_string(), 2)],
+        seen: ["/", "/a", "/b", "/c"]
+            .iter()
+            .map(|p| site.url(p).to_string())
+            .collect(),
+        produced: Vec::new(),
+        counters: report.counters.clone(),
+        notes: Vec::new(),
+    };
+    // Resumed again with a bigger budget: only what was left is fetched.
+    let mut third = request(&site, "/");
+    third.resume = Some(state);
+    third.max_pages = 10;
+    let (events, report) = run(third).await;
+    assert_eq!(page_paths(&events), ["/c"]);
+    assert_eq!(report.counters.fetched, 4, "the budget counts every slice");
+    for path in ["/", "/a", "/b", "/c"] {
+        assert_eq!(site.hits(path), 1, "{path} fetched once");
+    }
+}

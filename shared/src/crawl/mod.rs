@@ -31,8 +31,8 @@ pub mod sitemap;
 mod testsite;
 
 pub use crawler::{
-    CrawlCounters, CrawlEvent, CrawlFailure, CrawlReport, CrawlRequest, CrawledPage, Crawler,
-    CrawlerConfig, KnownPage, PageKind, SkipReason,
+    CrawlCounters, CrawlEvent, CrawlFailure, CrawlReport, CrawlRequest, CrawlState, CrawledPage,
+    Crawler, CrawlerConfig, KnownPage, PageKind, SkipReason,
 };
 pub use fetch::{
     DEFAULT_USER_AGENT, FetchError, FetchOutcome, FetchPolicy, Fetched, Fetcher, Validators,

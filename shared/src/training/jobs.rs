@@ -76,6 +76,14 @@ pub struct TrainingJob {
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// The slice of the job that may run now (0 first). A job that outlives one invocation continues
+    /// in a follow-up message carrying the next slice; a message for an earlier slice is stale.
+    #[serde(default)]
+    pub slice: u32,
+    /// The job moved to `slice` but its follow-up message may not have been sent yet (a redelivery of
+    /// the previous slice's message sends it).
+    #[serde(default)]
+    pub handoff_pending: bool,
 }
 
 impl TrainingJob {
@@ -105,6 +113,7 @@ impl TrainingJob {
             "created_at": self.created_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "slices": self.slice + 1,
         })
     }
 }
@@ -114,6 +123,9 @@ impl TrainingJob {
 pub struct JobMessage {
     pub job_id: JobId,
     pub site_id: SiteId,
+    /// Which slice of the job this message runs (see [`TrainingJob::slice`]).
+    #[serde(default)]
+    pub slice: u32,
 }
 
 pub fn job_key(job: &JobId) -> Key {
@@ -187,6 +199,8 @@ pub async fn create_job(
         created_at: rfc3339(now),
         started_at: None,
         finished_at: None,
+        slice: 0,
+        handoff_pending: false,
     };
     let expires = now.unix_timestamp() + LOCK_TTL_SECS;
     let held_by = |key: Key, job: &TrainingJob| {

@@ -5,6 +5,10 @@
 //! content hash, its document record stamped with the job), so a redelivered job skips what its
 //! previous attempt finished and spends nothing twice; the final counts are read back from the
 //! document records, so they are exact however many attempts it took.
+//!
+//! Time-boxed: a run stops crawling at its deadline (the invocation's, less a margin, or the
+//! configured slice budget), saves a [`Checkpoint`] and continues in a follow-up message for the next
+//! slice of the same job. The job's `slice` says which message may run; stale ones are ignored.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,14 +17,15 @@ use serde_json::{Map, Value, json};
 use time::Duration as TimeDuration;
 use tokio::sync::mpsc;
 
+use super::checkpoint::{self, Checkpoint, Progress};
 use super::documents::{self, DocumentRecord, DocumentStatus, StoredChunks};
 use super::jobs::{self, JobMessage, JobStatus, TrainingJob};
 use crate::Platform;
 use crate::chunk::{self, ChunkOptions};
 use crate::clock::rfc3339;
 use crate::crawl::{
-    CrawlEvent, CrawlRequest, CrawledPage, Crawler, FetchPolicy, Fetcher, KnownPage, PageKind,
-    Validators,
+    CrawlEvent, CrawlRequest, CrawlState, CrawledPage, Crawler, FetchPolicy, Fetcher, KnownPage,
+    PageKind, Validators,
 };
 use crate::extract;
 use crate::ids::JobId;
@@ -39,6 +44,8 @@ pub struct Delivery {
     pub body: String,
     /// Deliveries so far, this one included.
     pub receive_count: u32,
+    /// When the invocation running it ends (Lambda's deadline), if it does.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 /// What to do with the message.
@@ -101,18 +108,21 @@ pub struct Trainer {
     embeddings: Option<EmbeddingClient>,
     fetch_policy: FetchPolicy,
     chunk_options: ChunkOptions,
+    /// Most time one slice of a job may crawl (`KOTOBA_TRAIN_SLICE_SECS`); the invocation's deadline
+    /// applies as well.
+    slice_budget: Option<std::time::Duration>,
 }
 
-/// Live counts of this attempt (the exact totals are recounted from document records at the end).
-#[derive(Debug, Default, Clone, Copy)]
-struct Progress {
-    crawled: u64,
-    changed: u64,
-    removed: u64,
-    skipped: u64,
-    out_of_scope: u64,
-    chunks: u64,
-    embedding_tokens: u64,
+/// How long before an invocation's deadline the crawl stops: fetches in flight finish, their pages are
+/// embedded and saved, the checkpoint is written and the follow-up sent, all within it.
+pub const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// How one slice of a job ended.
+enum Slice {
+    /// The index is built and the job finished.
+    Finished,
+    /// Out of time with pages left: continue from here.
+    Suspended(Box<CrawlState>, Progress),
 }
 
 /// Everything one run needs about its job.
@@ -141,11 +151,12 @@ impl Trainer {
             ..FetchPolicy::default()
         };
         Ok(Self {
-            platform,
             prices,
             embeddings,
             fetch_policy,
             chunk_options: ChunkOptions::default(),
+            slice_budget: platform.config.train_slice_budget,
+            platform,
         })
     }
 
@@ -180,12 +191,25 @@ impl Trainer {
             tracing::info!(status = ?job.status, "job already finished; redelivery ignored");
             return Outcome::Done;
         }
+        if message.slice != job.slice {
+            if message.slice + 1 == job.slice && job.handoff_pending {
+                // The previous delivery moved the job on but may not have sent the follow-up.
+                return self.hand_off(&job).await;
+            }
+            tracing::info!(
+                message_slice = message.slice,
+                job_slice = job.slice,
+                "stale message for another slice of the job; ignored"
+            );
+            return Outcome::Done;
+        }
         if let Err(e) = self.mark_running(&job, delivery.receive_count).await {
             return Outcome::Retry(format!("starting the job: {e}"));
         }
         let max = self.platform.train_queue.max_receives();
-        match self.train(&job).await {
-            Ok(()) => Outcome::Done,
+        match self.train(&job, self.stop_at(delivery.deadline)).await {
+            Ok(Slice::Finished) => Outcome::Done,
+            Ok(Slice::Suspended(state, progress)) => self.suspend(&job, *state, progress).await,
             Err(TrainError::Fatal(reason)) => {
                 tracing::error!(%reason, "training failed for good");
                 match self.fail(&job, &reason).await {
@@ -226,10 +250,96 @@ impl Trainer {
         }
     }
 
+    /// When this slice stops crawling: the invocation's deadline less the margin, or the slice budget.
+    fn stop_at(&self, deadline: Option<tokio::time::Instant>) -> Option<tokio::time::Instant> {
+        let by_deadline = deadline.map(|d| d.checked_sub(DEADLINE_MARGIN).unwrap_or(d));
+        let by_budget = self.slice_budget.map(|b| tokio::time::Instant::now() + b);
+        match (by_deadline, by_budget) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Saves where the job stopped, moves it to its next slice, and sends the follow-up message.
+    async fn suspend(&self, job: &TrainingJob, state: CrawlState, progress: Progress) -> Outcome {
+        let next = job.slice + 1;
+        let saved = Checkpoint {
+            slice: next,
+            crawl: state,
+            progress,
+        };
+        let queued = saved.crawl.frontier.len();
+        if let Err(e) = checkpoint::save(
+            self.platform.blobs.as_ref(),
+            &job.site_id,
+            &job.job_id,
+            &saved,
+        )
+        .await
+        {
+            return Outcome::Retry(format!("saving the checkpoint: {e}"));
+        }
+        let mut update = jobs::job_update(&job.job_id, Map::new())
+            .when(Condition::AttributeEquals("slice".into(), json!(job.slice)));
+        update.set.insert("slice".into(), json!(next));
+        update.set.insert("handoff_pending".into(), json!(true));
+        match self.platform.store.update(update).await {
+            Ok(updated) => {
+                tracing::info!(
+                    slice = job.slice,
+                    queued,
+                    "time budget spent; the job continues in a follow-up message"
+                );
+                match updated.to_record::<TrainingJob>() {
+                    Ok(moved) => self.hand_off(&moved).await,
+                    Err(e) => Outcome::Retry(format!("reading the moved job: {e}")),
+                }
+            }
+            // Someone else moved the job on (a duplicate delivery of this slice): theirs wins.
+            Err(StoreError::ConditionFailed) => Outcome::Done,
+            Err(e) => Outcome::Retry(format!("moving the job to its next slice: {e}")),
+        }
+    }
+
+    /// Sends the message for the job's current slice and records that it went.
+    async fn hand_off(&self, job: &TrainingJob) -> Outcome {
+        let message = JobMessage {
+            job_id: job.job_id.clone(),
+            site_id: job.site_id.clone(),
+            slice: job.slice,
+        };
+        let body = match serde_json::to_string(&message) {
+            Ok(body) => body,
+            Err(e) => return Outcome::Retry(format!("encoding the follow-up: {e}")),
+        };
+        if let Err(e) = self.platform.train_queue.send(&body).await {
+            // This message comes back, and its redelivery sends the follow-up.
+            return Outcome::Retry(format!("sending the follow-up message: {e}"));
+        }
+        let mut done = Map::new();
+        done.insert("handoff_pending".into(), json!(false));
+        let update = jobs::job_update(&job.job_id, done)
+            .when(Condition::AttributeEquals("slice".into(), json!(job.slice)));
+        if let Err(e) = self.platform.store.update(update).await {
+            // Harmless: at worst a redelivery sends the same slice again, which runs once.
+            tracing::warn!(error = %e, "recording the hand-off failed");
+        }
+        Outcome::Done
+    }
+
     async fn mark_running(&self, job: &TrainingJob, attempt: u32) -> Result<(), StoreError> {
         let mut fields = Map::new();
         fields.insert("status".into(), json!(JobStatus::Running));
         fields.insert("attempt".into(), json!(attempt));
+        if job.slice > 0 {
+            // A continuation: the totals so far stand.
+            return self
+                .platform
+                .store
+                .update(jobs::job_update(&job.job_id, fields))
+                .await
+                .map(|_| ());
+        }
         fields.insert(
             "started_at".into(),
             json!(rfc3339(self.platform.clock.now())),
@@ -252,7 +362,11 @@ impl Trainer {
             .map(|_| ())
     }
 
-    async fn train(&self, job: &TrainingJob) -> Result<(), TrainError> {
+    async fn train(
+        &self,
+        job: &TrainingJob,
+        stop_at: Option<tokio::time::Instant>,
+    ) -> Result<Slice, TrainError> {
         let platform = &self.platform;
         let store = platform.store.as_ref();
         let now = platform.clock.now();
@@ -302,6 +416,17 @@ impl Trainer {
         } else {
             self.previous_vectors(&site, model.as_deref()).await
         };
+        // A continuation, or a take-over of a slice that was killed: from the latest checkpoint.
+        let resumed = checkpoint::load(platform.blobs.as_ref(), &job.site_id, &job.job_id)
+            .await
+            .map_err(|e| TrainError::Retryable(e.to_string()))?;
+        if let Some(c) = &resumed {
+            tracing::info!(
+                checkpoint_slice = c.slice,
+                queued = c.crawl.frontier.len(),
+                "resuming the crawl"
+            );
+        }
         let mut run = Run {
             job,
             site,
@@ -310,7 +435,7 @@ impl Trainer {
             reusable,
             docs,
             by_url,
-            progress: Progress::default(),
+            progress: resumed.as_ref().map(|c| c.progress).unwrap_or_default(),
         };
 
         let start = url::Url::parse(&job.request.url)
@@ -319,6 +444,8 @@ impl Trainer {
         request.max_pages = job.request.max_pages as usize;
         request.max_depth = job.request.max_depth;
         request.scope = job.request.scope;
+        request.resume = resumed.map(|c| c.crawl);
+        request.stop_at = stop_at;
         if !job.request.force_retrain {
             request.known_pages = run
                 .docs
@@ -364,6 +491,9 @@ impl Trainer {
         if let Some(e) = failure {
             return Err(e);
         }
+        if let Some(state) = report.suspended {
+            return Ok(Slice::Suspended(Box::new(state), run.progress));
+        }
         let c = &report.counters;
         run.progress.out_of_scope = c.out_of_scope as u64;
         if c.produced + c.not_modified == 0 {
@@ -381,7 +511,12 @@ impl Trainer {
         if !report.page_limit_reached {
             self.remove_unseen(&mut run).await?;
         }
-        self.finish(&mut run).await
+        self.finish(&mut run).await?;
+        if let Err(e) = checkpoint::delete(platform.blobs.as_ref(), &job.site_id, &job.job_id).await
+        {
+            tracing::warn!(error = %e, "could not delete the finished job's checkpoint");
+        }
+        Ok(Slice::Finished)
     }
 
     /// The previous index's vectors by chunk hash, when it was built with the same model.
@@ -961,6 +1096,11 @@ impl Trainer {
     /// Ends a job as failed: the site keeps serving its previous index (or shows `failed` if it has none).
     async fn fail(&self, job: &TrainingJob, reason: &str) -> Result<(), TrainError> {
         let store = self.platform.store.as_ref();
+        if let Err(e) =
+            checkpoint::delete(self.platform.blobs.as_ref(), &job.site_id, &job.job_id).await
+        {
+            tracing::warn!(error = %e, "could not delete the failed job's checkpoint");
+        }
         let mut fields = Map::new();
         fields.insert("status".into(), json!(JobStatus::Failed));
         fields.insert("error".into(), json!(reason));

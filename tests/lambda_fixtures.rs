@@ -1,0 +1,393 @@
+//! Every event fixture in `events/` through its function's Lambda entry point: lambda_http's adapter (the
+//! code `lambda_http::run` runs) for API Gateway events, its streaming adapter (what
+//! `run_with_streaming_response` runs) for the function-URL event, and the worker's SQS handler for the
+//! queued job. One store, one story: a tenant, its site trained on a loopback site, chat in every shape,
+//! feedback, keys, prompts, phone numbers, the receptionist, calls and usage. A test at the end checks
+//! no fixture was left out.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use axum::Router;
+use futures::StreamExt;
+use lambda_http::request::LambdaRequest;
+use lambda_http::{Context, LambdaEvent, Service, StreamAdapter};
+use md5::{Digest, Md5};
+use serde_json::Value;
+
+use kotoba_tests::site::{Page, TestSite};
+use shared::Platform;
+use shared::clock::SystemClock;
+use shared::config::{Config, Mode};
+use shared::ids::{RandomIds, TenantId};
+use shared::tenants::api_keys::{self, ApiKey};
+
+const FIXTURE_KEY: &str = "kt_EventFixtureKeyForLocalInvokesOnly_00000000";
+const FIXTURE_ADMIN_KEY: &str = "events-fixture-admin-key-0001";
+const SITE: &str = "site_00000000000000000000000000";
+const TENANT: &str = "ten_00000000000000000000000000";
+const JOB: &str = "job_00000000000000000000000001";
+const KEY_ID: &str = "key_00000000000000000000000000";
+const SESSION: &str = "sess_00000000000000000000000000";
+const MESSAGE: &str = "msg_00000000000000000000000000";
+const STREAM_URL: &str = "https://d111111abcdef8.cloudfront.net";
+
+/// Fixtures used, to prove at the end that none was left out.
+static USED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+fn fixture(name: &str) -> String {
+    USED.lock().unwrap().insert(name.to_string());
+    let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+struct Reply {
+    status: u16,
+    headers: Value,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers[name].as_str().unwrap_or_default()
+    }
+}
+
+/// Invokes an app with an event exactly as the Lambda runtime would (`lambda_http::run`).
+async fn invoke(app: &Router, event: &str) -> Reply {
+    let request: LambdaRequest = serde_json::from_str(event).expect("an API Gateway v2 event");
+    let mut adapter = lambda_http::Adapter::from(app.clone());
+    let response = adapter
+        .call(LambdaEvent::new(request, Context::default()))
+        .await
+        .expect("handler ran");
+    let response = serde_json::to_value(&response).expect("response serialises");
+    Reply {
+        status: response["statusCode"].as_u64().expect("statusCode") as u16,
+        headers: response["headers"].clone(),
+        body: response["body"].as_str().unwrap_or_default().to_string(),
+    }
+}
+
+/// Invokes an app as `lambda_http::run_with_streaming_response` does (behind a RESPONSE_STREAM URL).
+async fn invoke_streaming(app: &Router, event: &str) -> Reply {
+    let request: LambdaRequest = serde_json::from_str(event).expect("a function URL event");
+    let mut adapter = StreamAdapter::from(app.clone());
+    let response = adapter
+        .call(LambdaEvent::new(request, Context::default()))
+        .await
+        .expect("handler ran");
+    let prelude = serde_json::to_value(&response.metadata_prelude).unwrap();
+    let mut body = Vec::new();
+    let mut stream = response.stream;
+    while let Some(chunk) = stream.next().await {
+        body.extend_from_slice(&chunk.expect("stream chunk"));
+    }
+    Reply {
+        status: prelude["statusCode"].as_u64().expect("statusCode") as u16,
+        headers: prelude["headers"].clone(),
+        body: String::from_utf8(body).unwrap(),
+    }
+}
+
+/// The SSE events of a body: (event name, data as JSON).
+fn sse_events(body: &str) -> Vec<(String, Value)> {
+    body.split("\n\n")
+        .filter_map(|block| {
+            let mut name = None;
+            let mut data = None;
+            for line in block.lines() {
+                if let Some(n) = line.strip_prefix("event:") {
+                    name = Some(n.trim().to_string());
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data = serde_json::from_str(d.trim()).ok();
+                }
+            }
+            Some((name?, data?))
+        })
+        .collect()
+}
+
+fn platform(dir: &std::path::Path) -> Arc<Platform> {
+    let vars = [
+        ("KOTOBA_DATA_DIR", dir.to_str().unwrap()),
+        ("KOTOBA_ADMIN_KEY", FIXTURE_ADMIN_KEY),
+        ("KOTOBA_FETCH_ALLOW_LOOPBACK", "true"),
+        ("KOTOBA_CHAT_STREAM_URL", STREAM_URL),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let config = Config::from_vars(&vars, Mode::Deployed).unwrap();
+    Platform::embedded(config, Arc::new(SystemClock), Arc::new(RandomIds)).unwrap()
+}
+
+async fn hotel_site() -> TestSite {
+    let site = TestSite::start().await;
+    site.set(
+        "/",
+        Page::html(
+            r#"<html><head><title>Hotel Sample</title></head><body><main>
+            <h1>Hotel Sample</h1><p>Check-in is from 15:00 and check-out is until 11:00.</p>
+            <p>チェックインは15時から、チェックアウトは11時までです。</p>
+            <h2>Opening hours</h2><p>Our opening hours: the front desk is open 24 hours a day.</p>
+            <p>フロントの営業時間は24時間です。</p>
+            <a href="/access">Access</a></main></body></html>"#,
+        ),
+    );
+    site.set(
+        "/access",
+        Page::html(
+            r#"<html><head><title>Access</title></head><body><main>
+            <h1>Access</h1><p>The hotel is a five-minute walk from Sample Station, exit 2.</p>
+            </main></body></html>"#,
+        ),
+    );
+    site
+}
+
+#[tokio::test]
+async fn every_fixture_runs_through_its_lambda_entry_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let platform = platform(dir.path());
+    let sites = sites::app(platform.clone());
+    let train = train::app(platform.clone());
+    let chat = chat::app(platform.clone()).unwrap();
+    let usage = usage::app(platform.clone());
+    let embed = embed_script::app(platform.clone());
+    let worker = train_worker::Worker::new(platform.clone()).unwrap();
+
+    // Admin: a tenant; then the fixtures' fixed key for it (what `cargo run -p sites --example
+    // fixture-tenant` does for `cargo lambda invoke`).
+    let created = invoke(&sites, &fixture("sites-create-tenant.json")).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let tenant = created.json()["tenant_id"].as_str().unwrap().to_string();
+    api_keys::register(
+        platform.store.as_ref(),
+        platform.ids.as_ref(),
+        platform.clock.as_ref(),
+        &TenantId::parse(&tenant).unwrap(),
+        &ApiKey::parse(FIXTURE_KEY).unwrap(),
+    )
+    .await
+    .unwrap();
+    let r = invoke(
+        &sites,
+        &fixture("sites-admin-subscription.json").replace(TENANT, &tenant),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["subscription_status"], "active", "{}", r.body);
+    let r = invoke(&sites, &fixture("sites-no-key.json")).await;
+    assert_eq!(r.status, 401);
+
+    // Keys.
+    let r = invoke(&sites, &fixture("sites-keys-create.json")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let new_key_id = r.json()["key_id"].as_str().unwrap().to_string();
+    let r = invoke(&sites, &fixture("sites-keys-list.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["keys"].as_array().unwrap().len(), 3, "{}", r.body);
+    let r = invoke(
+        &sites,
+        &fixture("sites-key-delete.json").replace(KEY_ID, &new_key_id),
+    )
+    .await;
+    assert!(
+        r.status == 200 || r.status == 204,
+        "{} {}",
+        r.status,
+        r.body
+    );
+
+    // Sites and prompts.
+    let r = invoke(&sites, &fixture("sites-create-site.json")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let site_id = r.json()["site_id"].as_str().unwrap().to_string();
+    let with_site = |name: &str| fixture(name).replace(SITE, &site_id);
+    let r = invoke(&sites, &with_site("sites-patch-site.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["prompt"]["version"], 2);
+    let r = invoke(&sites, &with_site("sites-invalid-widget.json")).await;
+    assert_eq!(r.status, 400);
+    let r = invoke(&sites, &with_site("sites-get-site.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["site_id"], site_id.as_str());
+    let r = invoke(&sites, &with_site("sites-prompt-versions.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["versions"].as_array().unwrap().len(),
+        2,
+        "{}",
+        r.body
+    );
+    let r = invoke(&sites, &with_site("sites-prompt-rollback.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["prompt"]["version"],
+        3,
+        "a rollback is a new version"
+    );
+    let r = invoke(&sites, &fixture("sites-list-sites.json")).await;
+    assert_eq!(r.json()["sites"].as_array().unwrap().len(), 1);
+
+    // Phone numbers, the receptionist, calls.
+    let r = invoke(&sites, &fixture("sites-phone-numbers-create.json")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["number"], "+81312345678");
+    let r = invoke(&sites, &fixture("sites-phone-numbers-list.json")).await;
+    assert_eq!(r.json()["phone_numbers"].as_array().unwrap().len(), 1);
+    let r = invoke(&sites, &fixture("sites-phone-number-delete.json")).await;
+    assert!(
+        r.status == 200 || r.status == 204,
+        "{} {}",
+        r.status,
+        r.body
+    );
+    let r = invoke(&sites, &fixture("sites-phone-numbers-list.json")).await;
+    assert!(r.json()["phone_numbers"].as_array().unwrap().is_empty());
+    let r = invoke(&sites, &fixture("sites-voice-get.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = invoke(&sites, &fixture("sites-voice-patch.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["voice"], "coral", "{}", r.body);
+    let r = invoke(&sites, &fixture("sites-voice-versions.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = invoke(&sites, &fixture("sites-voice-rollback.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = invoke(&sites, &fixture("sites-calls-list.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json()["calls"].as_array().unwrap().is_empty());
+    let r = invoke(&sites, &fixture("sites-call-get.json")).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "not_found");
+
+    // Training: the request, the queued job through the worker's SQS entry point, the job's state.
+    let hotel = hotel_site().await;
+    let r = invoke(
+        &train,
+        &with_site("train-url.json").replace("https://www.example.co.jp/", &hotel.url("/")),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let job_id = r.json()["job_id"].as_str().unwrap().to_string();
+    let queued = platform
+        .train_queue
+        .receive(
+            1,
+            std::time::Duration::from_secs(60),
+            std::time::Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1);
+    let mut event = SqsEvent::default();
+    event.records.push(train_worker::sqs_record(
+        &queued[0].message_id,
+        &queued[0].receipt,
+        &queued[0].body,
+        queued[0].receive_count,
+    ));
+    assert!(worker.handle(event).await.batch_item_failures.is_empty());
+    let r = invoke(&train, &fixture("train-job-get.json").replace(JOB, &job_id)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let job = r.json();
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["pages_crawled"], 2, "{job}");
+
+    // Chat: the tenant API buffered and as SSE.
+    let r = invoke(&chat, &with_site("chat.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        !r.json()["sources"].as_array().unwrap().is_empty(),
+        "{}",
+        r.body
+    );
+    let r = invoke(&chat, &with_site("chat-sse.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("content-type").starts_with("text/event-stream"));
+    let events = sse_events(&r.body);
+    let (last, done) = events.last().expect("events");
+    assert_eq!(last, "done", "{}", r.body);
+    assert!(done["answer"].as_str().unwrap().contains("15"), "{done}");
+
+    // The widget through the API: preflight, a buffered answer, SSE, feedback on that answer.
+    let r = invoke(&chat, &with_site("embed-chat-preflight.json")).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        "https://shop.example.co.jp"
+    );
+    assert!(
+        r.header("access-control-allow-headers")
+            .contains("x-amz-content-sha256")
+    );
+    let r = invoke(&chat, &with_site("embed-chat.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let answer = r.json();
+    let r = invoke(&chat, &with_site("embed-chat-sse.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(sse_events(&r.body).last().unwrap().0, "done");
+    let r = invoke(
+        &chat,
+        &with_site("embed-feedback.json")
+            .replace(SESSION, answer["session_id"].as_str().unwrap())
+            .replace(MESSAGE, answer["message_id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["status"], "recorded");
+
+    // The streaming function URL behind CloudFront, through the streaming entry point.
+    let r = invoke_streaming(&chat, &with_site("chat-stream-function-url.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("content-type").starts_with("text/event-stream"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        "https://shop.example.co.jp"
+    );
+    let events = sse_events(&r.body);
+    assert_eq!(events.last().unwrap().0, "done", "{}", r.body);
+
+    // The widget loader tells the widget where to stream.
+    let r = invoke(&embed, &with_site("embed-script-get.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains(&format!("\"stream_url\":\"{STREAM_URL}\"")),
+        "{}",
+        &r.body[r.body.len().saturating_sub(400)..]
+    );
+
+    // Usage: the tenant's month, and the operator's view.
+    let r = invoke(&usage, &fixture("usage.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = invoke(&usage, &fixture("usage-admin.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // The SQS fixture: a well-formed delivery whose checksum SQS would have computed.
+    let sqs: SqsEvent = serde_json::from_str(&fixture("train-worker-sqs.json")).unwrap();
+    for record in &sqs.records {
+        let body = record.body.as_deref().unwrap();
+        assert_eq!(
+            record.md5_of_body.as_deref(),
+            Some(hex::encode(Md5::digest(body.as_bytes())).as_str()),
+            "md5OfBody of {body}"
+        );
+    }
+
+    // Every fixture in events/ was used above.
+    let all: BTreeSet<String> =
+        std::fs::read_dir(format!("{}/../events", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json"))
+            .collect();
+    let used = USED.lock().unwrap().clone();
+    let unused: Vec<&String> = all.difference(&used).collect();
+    assert!(unused.is_empty(), "fixtures no test feeds: {unused:?}");
+}
