@@ -5,6 +5,7 @@ pub mod aws;
 pub mod peer;
 pub mod realtime_peer;
 pub mod site;
+pub mod stripe;
 pub mod twilio;
 
 pub use app::{Backend, Reply, TEST_TWILIO_AUTH_TOKEN, TestApp};

@@ -77,12 +77,14 @@ async fn train_url(
     }
     let store = p.store.as_ref();
     let site = sites::get_site(store, &tenant, &site_id).await?;
+    let owner = tenants::get_tenant(store, &tenant).await?;
+    owner.standing(p.clock.now(), p.config.billing.past_due_grace)?;
     jobs::check_fetchable(&url, p.config.fetch_allow_loopback)
         .await
         .map_err(|refusal| {
             ApiError::invalid("url", format!("this URL cannot be fetched: {refusal}"))
         })?;
-    let plan = tenants::get_tenant(store, &tenant).await?.plan;
+    let plan = owner.plan;
     let plan_pages = plan.limits().training_pages;
     let request = JobRequest {
         url: url.to_string(),
