@@ -101,7 +101,10 @@ async fn the_admin_key_comes_from_secrets_manager_and_nothing_else_does() {
         .await
         .unwrap();
     let config = Config::from_vars(&vars, Mode::Deployed).unwrap();
-    assert_eq!(config.models.api_key.as_ref().map(|k| k.expose()), Some("sk-test-model-key"));
+    assert_eq!(
+        config.models.api_key.as_ref().map(|k| k.expose()),
+        Some("sk-test-model-key")
+    );
     assert_eq!(
         config.admin_key, None,
         "a secret chat does not read is dropped"

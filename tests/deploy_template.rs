@@ -128,6 +128,8 @@ fn reads(binary: &str) -> BTreeSet<String> {
         "train-worker" => train_worker::SECRETS,
         "embed-script" => embed_script::SECRETS,
         "call-bridge" => call_bridge::SECRETS,
+        "billing" => billing::SECRETS,
+        "webhook" => webhook::SECRETS,
         other => panic!("template builds an unknown binary {other}"),
     };
     list.iter().map(|s| s.to_string()).collect()

@@ -42,6 +42,9 @@ impl From<&str> for Secret {
     }
 }
 
+use crate::billing::{BillingSettings, PlanPrices};
+use crate::tenants::Plan;
+
 /// Where the platform's state lives: embedded defaults under a data directory, or AWS.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Backend {
@@ -125,6 +128,8 @@ pub struct Config {
     /// Where the chat widget streams answers when it is not the API itself (`KOTOBA_CHAT_STREAM_URL`:
     /// deployed, the CloudFront distribution in front of the streaming function URL).
     pub chat_stream_url: Option<Url>,
+    /// Stripe: API, secrets, plan prices, grace period.
+    pub billing: crate::billing::BillingSettings,
     /// Lets the crawler fetch 127.0.0.0/8 and ::1 (never other private ranges), on any port: local mode only.
     pub fetch_allow_loopback: bool,
     /// Ports the crawler may use besides 80 and 443 (`KOTOBA_FETCH_ALLOWED_PORTS`, comma-separated).
@@ -242,6 +247,7 @@ impl Config {
             }),
         };
 
+        let billing = billing_settings(&env, &public_url)?;
         Ok(Self {
             listen,
             bridge_listen,
@@ -264,6 +270,7 @@ impl Config {
                 Some(_) => Some(env.url_or("KOTOBA_CHAT_STREAM_URL", "")?),
                 None => None,
             },
+            billing,
             fetch_allow_loopback,
             fetch_allowed_ports,
             log_json,
@@ -272,6 +279,37 @@ impl Config {
             backend,
         })
     }
+}
+
+/// Stripe's settings: without `STRIPE_SECRET_KEY` billing is off; without `STRIPE_WEBHOOK_SECRET` the
+/// webhook refuses every delivery.
+fn billing_settings(env: &Env<'_>, public_url: &Url) -> Result<BillingSettings, ConfigError> {
+    let secret = |name| env.get(name).map(|v| Secret::new(v.to_string()));
+    let mut prices = Vec::new();
+    for (plan, name) in [
+        (Plan::Starter, "STRIPE_PRICE_STARTER"),
+        (Plan::Pro, "STRIPE_PRICE_PRO"),
+        (Plan::Enterprise, "STRIPE_PRICE_ENTERPRISE"),
+    ] {
+        if let Some(price) = env.get(name) {
+            prices.push((plan, price.to_string()));
+        }
+    }
+    let default_return = public_url
+        .join("/console/billing")
+        .map_err(|e| ConfigError {
+            variable: "KOTOBA_PUBLIC_URL",
+            problem: e.to_string(),
+        })?;
+    let grace_days: u64 = env.parse_or("KOTOBA_PAST_DUE_GRACE_DAYS", 7)?;
+    Ok(BillingSettings {
+        api_base: env.url_or("STRIPE_API_BASE", crate::billing::stripe::DEFAULT_API_BASE)?,
+        secret_key: secret("STRIPE_SECRET_KEY"),
+        webhook_secret: secret("STRIPE_WEBHOOK_SECRET"),
+        prices: PlanPrices::new(prices),
+        return_url: env.url_or("KOTOBA_BILLING_RETURN_URL", default_return.as_str())?,
+        past_due_grace: std::time::Duration::from_secs(grace_days * 86_400),
+    })
 }
 
 struct Env<'a>(&'a HashMap<String, String>);
@@ -378,6 +416,39 @@ mod tests {
             (c.bridge.max_call_seconds, c.bridge.drain_seconds),
             (1800, 90)
         );
+    }
+
+    #[test]
+    fn stripe_settings_and_their_defaults() {
+        let c = Config::from_vars(&vars(&[]), Mode::Local).unwrap();
+        assert_eq!(c.billing.api_base.as_str(), "https://api.stripe.com/");
+        assert!(c.billing.secret_key.is_none() && c.billing.webhook_secret.is_none());
+        assert_eq!(c.billing.past_due_grace.as_secs(), 7 * 86_400);
+        assert_eq!(
+            c.billing.return_url.as_str(),
+            "http://127.0.0.1:3000/console/billing"
+        );
+        let c = Config::from_vars(
+            &vars(&[
+                ("STRIPE_SECRET_KEY", "sk_test_x"),
+                ("STRIPE_PRICE_PRO", "price_pro"),
+                ("KOTOBA_PAST_DUE_GRACE_DAYS", "3"),
+            ]),
+            Mode::Local,
+        )
+        .unwrap();
+        assert_eq!(c.billing.prices.plan_of("price_pro"), Some(Plan::Pro));
+        assert_eq!(c.billing.past_due_grace.as_secs(), 3 * 86_400);
+        assert!(
+            !format!("{c:?}").contains("sk_test_x"),
+            "secrets never print"
+        );
+        let e = Config::from_vars(
+            &vars(&[("KOTOBA_PAST_DUE_GRACE_DAYS", "soon")]),
+            Mode::Local,
+        )
+        .unwrap_err();
+        assert_eq!(e.variable, "KOTOBA_PAST_DUE_GRACE_DAYS");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! behind (store, blobs, queue, mail) with their AWS and embedded adapters, and the services the functions
 //! call. Functions speak HTTP and call into here; services speak ports; adapters speak SDKs.
 
+pub mod billing;
 pub mod blobs;
 pub mod chat;
 pub mod chunk;

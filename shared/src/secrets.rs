@@ -15,10 +15,11 @@ use futures::future::BoxFuture;
 use crate::config::{Config, ConfigError, Mode};
 
 /// Every variable that carries a secret.
-pub const SECRET_VARIABLES: [&str; 4] = [
+pub const SECRET_VARIABLES: [&str; 5] = [
     "KOTOBA_ADMIN_KEY",
     "OPENAI_API_KEY",
     "TWILIO_AUTH_TOKEN",
+    "STRIPE_SECRET_KEY",
     "STRIPE_WEBHOOK_SECRET",
 ];
 

@@ -6,6 +6,7 @@ pub mod faults;
 pub mod peer;
 pub mod realtime_peer;
 pub mod site;
+pub mod stripe;
 pub mod twilio;
 
 pub use app::{Backend, Reply, TEST_TWILIO_AUTH_TOKEN, TestApp};

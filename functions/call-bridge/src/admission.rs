@@ -153,7 +153,10 @@ async fn admit(
         tracing::error!(error = format!("{e:#}"), "admission check failed");
         (Refusal::CheckFailed, guess)
     })?;
-    if !tenant.subscription_status.in_good_standing() {
+    if tenant
+        .standing(p.clock.now(), p.config.billing.past_due_grace)
+        .is_err()
+    {
         return Err((Refusal::NotSubscribed, language));
     }
     if !has_minutes {

@@ -45,8 +45,8 @@ use shared::voice::signature::TwilioValidator;
 use shared::voice::summary::ChatSummarizer;
 use shared::voice::token::StreamTokenKey;
 
-pub use session::OUTBOUND;
 pub use pending::PendingSockets;
+pub use session::OUTBOUND;
 pub use tracker::CallTracker;
 
 /// The webhook's path (part of the signed URL).

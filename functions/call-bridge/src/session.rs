@@ -192,7 +192,10 @@ async fn admit_stream(bridge: &Bridge, twilio: &mut WebSocket) -> Result<CallSet
     let tenant = tenants::get_tenant(store, &claims.tenant_id)
         .await
         .map_err(anyhow::Error::from)?;
-    if !tenant.subscription_status.in_good_standing() {
+    if tenant
+        .standing(now, p.config.billing.past_due_grace)
+        .is_err()
+    {
         return Err(StreamRefused::NotSubscribed);
     }
     let policy = bridge

@@ -100,10 +100,8 @@ fn api_error(e: ChatError) -> ApiError {
         ChatError::NotTrained => ApiError::NotReady(e.to_string()),
         ChatError::ModelNotAllowed(m) => ApiError::Forbidden(m),
         ChatError::UnknownModel(m) => ApiError::invalid("model", m),
-        ChatError::Subscription(_) => ApiError::PaymentRequired {
-            message: e.to_string(),
-            plan: String::new(),
-            upgrade_hint: "renew the subscription to resume chat".into(),
+        ChatError::Subscription(status) => ApiError::SubscriptionInactive {
+            status: status.as_str(),
         },
         ChatError::QuotaExhausted { plan, ref what } => ApiError::PaymentRequired {
             message: format!("{what} exhausted"),

@@ -110,16 +110,7 @@ async fn train_url(
     let site = sites::get_site(store, &tenant, &site_id).await?;
     let account = tenants::get_tenant(store, &tenant).await?;
     // Training spends crawling and embedding on the tenant's behalf: only for a paying tenant.
-    if !account.subscription_status.in_good_standing() {
-        return Err(ApiError::PaymentRequired {
-            message: format!(
-                "the subscription is {}; training is paused until it is active again",
-                account.subscription_status.as_str()
-            ),
-            plan: account.plan.as_str().into(),
-            upgrade_hint: "renew the subscription to train sites".into(),
-        });
-    }
+    account.standing(p.clock.now(), p.config.billing.past_due_grace)?;
     // The refusal's detail (which addresses a name resolves to, and their class) would make this route
     // a way to map our network's DNS: it is logged, the tenant hears only that the URL cannot be fetched.
     let fetchable = jobs::check_fetchable(

@@ -152,6 +152,8 @@ fn app(platform: &Arc<Platform>, demo: &Demo) -> anyhow::Result<Router> {
         .merge(train::routes(platform.clone()))
         .merge(chat::routes(platform.clone()).context("building the chat function")?)
         .merge(embed_script::routes(platform.clone()))
+        .merge(billing::routes(platform.clone()))
+        .merge(webhook::routes(platform.clone()))
         .merge(demo::routes(&demo.site_id))
         .merge(sample_site::routes());
     if let Backend::Embedded = platform.config.backend

@@ -34,7 +34,7 @@ use crate::models::{ModelKind, ModelPolicy, PolicyError, PriceBook};
 use crate::money::MicroUsd;
 use crate::sites::{Site, SiteStatus};
 use crate::store::{Add, Key, StoreError, Write};
-use crate::tenants::{Plan, SubscriptionStatus, Tenant};
+use crate::tenants::{Inactive, Plan, SubscriptionStatus, Tenant};
 use crate::usage::{self, counters};
 use cache::{IndexCache, TtlCache, Weighed};
 use logs::{MessageId, Outcome, PriceSnapshot, UsageLog};
@@ -439,8 +439,9 @@ impl ChatService {
 
         let (site, tenant) = self.site_and_tenant(&question.site_id).await?;
         self.admit(&caller, &question, &site, now_unix).await?;
-        if !tenant.subscription_status.in_good_standing() {
-            return Err(ChatError::Subscription(tenant.subscription_status));
+        if let Err(Inactive(status)) = tenant.standing(now, platform.config.billing.past_due_grace)
+        {
+            return Err(ChatError::Subscription(status));
         }
         let requested_model = match caller {
             Caller::Tenant(_) => question.model.as_deref(),

@@ -5,10 +5,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::request_id::current_request_id;
+use crate::billing::{BillingError, StripeError, WebhookError};
 use crate::sites::SiteError;
 use crate::store::StoreError;
-use crate::tenants::TenantError;
 use crate::tenants::api_keys::KeyError;
+use crate::tenants::{Inactive, TenantError};
 use crate::voice::VoiceError;
 
 /// Every way a request can fail, as a client sees it.
@@ -34,6 +35,17 @@ pub enum ApiError {
         message: String,
         plan: String,
         upgrade_hint: String,
+    },
+    /// 402: the subscription does not allow spending (canceled, unpaid, past due beyond the grace period).
+    #[error("the subscription is {status}: update the payment method or choose a plan in billing")]
+    SubscriptionInactive { status: &'static str },
+    /// Stripe refused (400, or 402 for a card) or failed (502); carries Stripe's own error code.
+    #[error("{message}")]
+    Stripe {
+        status: StatusCode,
+        stripe_code: String,
+        decline_code: Option<String>,
+        message: String,
     },
     /// 409, with details such as the id of the thing in the way.
     #[error("{message}")]
@@ -74,7 +86,10 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
+            Self::PaymentRequired { .. } | Self::SubscriptionInactive { .. } => {
+                StatusCode::PAYMENT_REQUIRED
+            }
+            Self::Stripe { status, .. } => *status,
             Self::Conflict { .. } | Self::NotReady(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -91,6 +106,8 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::PaymentRequired { .. } => "quota_exceeded",
+            Self::SubscriptionInactive { .. } => "subscription_inactive",
+            Self::Stripe { .. } => "stripe_error",
             Self::Conflict { .. } => "conflict",
             Self::NotReady(_) => "not_ready",
             Self::TooLarge(_) => "too_large",
@@ -124,6 +141,19 @@ impl ApiError {
             }
             Self::RateLimited { retry_after_secs } => {
                 obj.insert("retry_after_seconds".into(), (*retry_after_secs).into());
+            }
+            Self::SubscriptionInactive { status } => {
+                obj.insert("subscription_status".into(), (*status).into());
+            }
+            Self::Stripe {
+                stripe_code,
+                decline_code,
+                ..
+            } => {
+                obj.insert("stripe_code".into(), stripe_code.clone().into());
+                if let Some(d) = decline_code {
+                    obj.insert("decline_code".into(), d.clone().into());
+                }
             }
             _ => {}
         }
@@ -213,6 +243,96 @@ impl From<TenantError> for ApiError {
         match e {
             TenantError::NotFound(id) => Self::NotFound(format!("tenant {id} not found")),
             TenantError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<Inactive> for ApiError {
+    fn from(Inactive(status): Inactive) -> Self {
+        Self::SubscriptionInactive {
+            status: status.as_str(),
+        }
+    }
+}
+
+impl From<StripeError> for ApiError {
+    fn from(e: StripeError) -> Self {
+        match e {
+            StripeError::NotConfigured => {
+                Self::Unavailable(BillingError::NotConfigured.to_string())
+            }
+            StripeError::Api {
+                status,
+                code,
+                message,
+                decline_code,
+            } if (400..500).contains(&status) && status != 429 => Self::Stripe {
+                // A card Stripe declined is the caller's to fix: 402, as Stripe says it.
+                status: if status == 402 {
+                    StatusCode::PAYMENT_REQUIRED
+                } else {
+                    StatusCode::BAD_REQUEST
+                },
+                stripe_code: code,
+                decline_code,
+                message: if message.is_empty() {
+                    "Stripe refused the request".into()
+                } else {
+                    message
+                },
+            },
+            other => {
+                tracing::error!(error = %other, "Stripe failed");
+                Self::Stripe {
+                    status: StatusCode::BAD_GATEWAY,
+                    stripe_code: match &other {
+                        StripeError::Api { code, .. } => code.clone(),
+                        _ => "unreachable".into(),
+                    },
+                    decline_code: None,
+                    message: "Stripe could not complete the request; try again".into(),
+                }
+            }
+        }
+    }
+}
+
+impl From<BillingError> for ApiError {
+    fn from(e: BillingError) -> Self {
+        match e {
+            BillingError::NotConfigured => Self::Unavailable(e.to_string()),
+            BillingError::PlanNotSold(_) => Self::invalid("plan", e.to_string()),
+            BillingError::NoCustomer => Self::Conflict {
+                message: e.to_string(),
+                details: None,
+            },
+            BillingError::Invalid(message) => Self::InvalidInput {
+                field: None,
+                message,
+            },
+            BillingError::Stripe(e) => e.into(),
+            BillingError::Tenant(e) => e.into(),
+        }
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(e: WebhookError) -> Self {
+        match e {
+            WebhookError::NotConfigured => Self::Unavailable(e.to_string()),
+            WebhookError::Signature(_) | WebhookError::Malformed(_) => Self::InvalidInput {
+                field: None,
+                message: e.to_string(),
+            },
+            WebhookError::InProgress(_) => Self::Conflict {
+                message: e.to_string(),
+                details: None,
+            },
+            // Any failure to apply is answered 5xx, so Stripe delivers the event again.
+            WebhookError::Apply(BillingError::Tenant(TenantError::Store(e))) => e.into(),
+            WebhookError::Apply(e) => {
+                Self::Internal(anyhow::Error::new(e).context("applying a Stripe event"))
+            }
         }
     }
 }

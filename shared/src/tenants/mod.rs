@@ -1,6 +1,7 @@
 //! Tenants (the businesses on the platform), their plans and subscription status.
 
 pub mod api_keys;
+pub mod profile;
 
 use serde::{Deserialize, Serialize};
 
@@ -9,7 +10,7 @@ use crate::ids::{IdGenerator, TenantId};
 use crate::store::{Condition, Index, ItemStore, Key, Query, StoreError, Update};
 
 /// A plan and what it allows each month.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Plan {
     Starter,
@@ -98,7 +99,8 @@ impl Plan {
     }
 }
 
-/// Where the tenant's subscription stands (set by an admin until Stripe webhooks set it).
+/// Where the tenant's subscription stands: Stripe's subscription statuses. The operator may set the
+/// first four by hand (`PUT /api/admin/tenants/{id}/subscription`); Stripe's webhook sets any of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SubscriptionStatus {
@@ -106,9 +108,16 @@ pub enum SubscriptionStatus {
     Trialing,
     PastDue,
     Canceled,
+    Unpaid,
+    /// The first payment has not completed yet (Stripe gives it 23 hours).
+    Incomplete,
+    /// The first payment never completed.
+    IncompleteExpired,
+    Paused,
 }
 
 impl SubscriptionStatus {
+    /// The statuses an operator may set by hand (the admin route's contract).
     pub fn parse(raw: &str) -> Result<Self, String> {
         match raw.trim() {
             "active" => Ok(Self::Active),
@@ -121,18 +130,63 @@ impl SubscriptionStatus {
         }
     }
 
+    /// A Stripe subscription's `status`.
+    pub fn from_stripe(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "active" => Self::Active,
+            "trialing" => Self::Trialing,
+            "past_due" => Self::PastDue,
+            "canceled" => Self::Canceled,
+            "unpaid" => Self::Unpaid,
+            "incomplete" => Self::Incomplete,
+            "incomplete_expired" => Self::IncompleteExpired,
+            "paused" => Self::Paused,
+            _ => return None,
+        })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Active => "active",
             Self::Trialing => "trialing",
             Self::PastDue => "past_due",
             Self::Canceled => "canceled",
+            Self::Unpaid => "unpaid",
+            Self::Incomplete => "incomplete",
+            Self::IncompleteExpired => "incomplete_expired",
+            Self::Paused => "paused",
         }
     }
 
-    /// Whether the tenant may use paid features (chat, calls, training) now.
+    /// Whether the tenant may use paid features (chat, calls, training) now, grace periods aside.
     pub fn in_good_standing(self) -> bool {
         matches!(self, Self::Active | Self::Trialing)
+    }
+
+    /// A subscription that has ended for good: only a new subscription brings the tenant back.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Canceled | Self::IncompleteExpired)
+    }
+}
+
+/// The languages Kotoba mails and speaks to a tenant in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Language {
+    Ja,
+    #[default]
+    En,
+    Ko,
+}
+
+impl Language {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim() {
+            "ja" => Ok(Self::Ja),
+            "en" => Ok(Self::En),
+            "ko" => Ok(Self::Ko),
+            other => Err(format!("{other:?} is not a language (ja, en, ko)")),
+        }
     }
 }
 
@@ -169,6 +223,8 @@ impl From<TenantName> for String {
 }
 
 /// A tenant as stored and shown.
+///
+/// Fields added after the first release carry `serde(default)` so older rows still read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tenant {
     pub tenant_id: TenantId,
@@ -176,6 +232,67 @@ pub struct Tenant {
     pub plan: Plan,
     pub subscription_status: SubscriptionStatus,
     pub created_at: String,
+    /// Set once the tenant has a Stripe customer; from then on Stripe's webhook owns the status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_customer_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_subscription_id: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_period_end: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_ends_at: Option<String>,
+    #[serde(default)]
+    pub cancel_at_period_end: bool,
+    /// When the subscription went `past_due` (RFC 3339): the grace period counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub past_due_since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing_email: Option<String>,
+    #[serde(default)]
+    pub language: Language,
+    /// An IANA time zone name (`Asia/Tokyo`), for dates in mail.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+}
+
+fn default_timezone() -> String {
+    "UTC".into()
+}
+
+/// Why a tenant may not spend money now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inactive(pub SubscriptionStatus);
+
+impl Tenant {
+    /// Whether the subscription lets the tenant use what costs money (chat, training, calls) at `now`.
+    ///
+    /// Trialing and active pass; so does `incomplete` (the first payment is being confirmed; Stripe
+    /// expires it within a day). `past_due` passes for `grace` after Stripe reported it (a tenant whose
+    /// status an operator set by hand has no such date and keeps today's rule: refused). `unpaid`,
+    /// `canceled`, `incomplete_expired` and `paused` are refused.
+    pub fn standing(
+        &self,
+        now: time::OffsetDateTime,
+        grace: std::time::Duration,
+    ) -> Result<(), Inactive> {
+        use SubscriptionStatus::*;
+        match self.subscription_status {
+            Active | Trialing | Incomplete => Ok(()),
+            PastDue => {
+                let since = self.past_due_since.as_deref().and_then(|s| {
+                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                });
+                match since {
+                    Some(since) if now < since + grace => Ok(()),
+                    _ => Err(Inactive(PastDue)),
+                }
+            }
+            status @ (Canceled | Unpaid | IncompleteExpired | Paused) => Err(Inactive(status)),
+        }
+    }
 }
 
 pub fn tenant_key(tenant: &TenantId) -> Key {
@@ -204,6 +321,15 @@ pub async fn create_tenant(
         plan,
         subscription_status: SubscriptionStatus::Trialing,
         created_at: rfc3339(clock.now()),
+        stripe_customer_id: None,
+        stripe_subscription_id: None,
+        current_period_end: None,
+        trial_ends_at: None,
+        cancel_at_period_end: false,
+        past_due_since: None,
+        billing_email: None,
+        language: Language::default(),
+        timezone: default_timezone(),
     };
     let item = crate::store::Item::from_record(tenant_key(&tenant.tenant_id), &tenant)?.with_index(
         Index::ByTenant,
@@ -305,5 +431,81 @@ mod tests {
         assert!(TenantName::parse(" ").is_err());
         assert!(TenantName::parse("a\u{0007}b").is_err());
         assert!(TenantName::parse(&"x".repeat(201)).is_err());
+    }
+}
+
+#[cfg(test)]
+mod standing_tests {
+    use std::time::Duration;
+
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn tenant(status: SubscriptionStatus, past_due_since: Option<&str>) -> Tenant {
+        Tenant {
+            tenant_id: TenantId::parse("ten_00000000000000000000000001").unwrap(),
+            name: TenantName::parse("x").unwrap(),
+            plan: Plan::Starter,
+            subscription_status: status,
+            created_at: "2026-01-01T00:00:00Z".into(),
+            stripe_customer_id: None,
+            stripe_subscription_id: None,
+            current_period_end: None,
+            trial_ends_at: None,
+            cancel_at_period_end: false,
+            past_due_since: past_due_since.map(str::to_string),
+            billing_email: None,
+            language: Language::Ja,
+            timezone: "Asia/Tokyo".into(),
+        }
+    }
+
+    #[test]
+    fn who_may_spend() {
+        let now = datetime!(2026-12-10 00:00 UTC);
+        let week = Duration::from_secs(7 * 86_400);
+        use SubscriptionStatus::*;
+        for ok in [Active, Trialing, Incomplete] {
+            assert!(tenant(ok, None).standing(now, week).is_ok(), "{ok:?}");
+        }
+        for refused in [Canceled, Unpaid, IncompleteExpired, Paused] {
+            assert_eq!(
+                tenant(refused, None).standing(now, week),
+                Err(Inactive(refused))
+            );
+        }
+        assert!(
+            tenant(PastDue, Some("2026-12-04T00:00:00Z"))
+                .standing(now, week)
+                .is_ok(),
+            "in grace"
+        );
+        assert!(
+            tenant(PastDue, Some("2026-12-03T00:00:00Z"))
+                .standing(now, week)
+                .is_err(),
+            "grace over"
+        );
+        assert!(
+            tenant(PastDue, None).standing(now, week).is_err(),
+            "set by hand: no grace"
+        );
+    }
+
+    #[test]
+    fn older_rows_read_with_defaults() {
+        let old = serde_json::json!({"tenant_id": "ten_00000000000000000000000001", "name": "x",
+            "plan": "pro", "subscription_status": "active", "created_at": "2026-01-01T00:00:00Z"});
+        let t: Tenant = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            (t.language, t.timezone.as_str(), t.cancel_at_period_end),
+            (Language::En, "UTC", false)
+        );
+        assert_eq!(
+            SubscriptionStatus::from_stripe("incomplete_expired"),
+            Some(SubscriptionStatus::IncompleteExpired)
+        );
+        assert_eq!(SubscriptionStatus::from_stripe("nope"), None);
     }
 }
