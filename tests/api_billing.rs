@@ -30,7 +30,7 @@ async fn second_after(t: i64) -> i64 {
         if now > t {
             return now;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll: inside a loop with a deadline
     }
 }
 
@@ -118,7 +118,7 @@ async fn wait_billing(app: &TestApp, key: &str, done: impl Fn(&Value) -> bool) -
             std::time::Instant::now() < deadline,
             "billing never reached the expected state: {b}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await; // poll: inside a loop with a deadline
     }
 }
 
@@ -531,7 +531,7 @@ where
             "never {status}: {:?}",
             r.body
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await; // poll: inside a loop with a deadline
     }
 }
 

@@ -524,7 +524,7 @@ async fn unauthenticated_media_sockets_are_capped() {
             Err(status) => {
                 assert_eq!(status, 429);
                 assert!(Instant::now() < deadline, "the freed place never came back");
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await; // poll: inside a loop with a deadline
             }
         }
     }

@@ -357,7 +357,7 @@ async fn turning_embeddings_on_says_a_retrain_is_needed_until_one_runs() {
             break job;
         }
         assert!(std::time::Instant::now() < deadline, "{job}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await; // poll: inside a loop with a deadline
     };
     assert_eq!(job["status"], "succeeded", "{job}");
     assert!(job["embedding_tokens"].as_u64().unwrap() > 0, "{job}");
@@ -370,7 +370,7 @@ async fn turning_embeddings_on_says_a_retrain_is_needed_until_one_runs() {
         }
         assert_eq!(after["warnings"][0]["code"], "retrain_needed", "{after}");
         assert!(std::time::Instant::now() < deadline, "{after}");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await; // poll: inside a loop with a deadline
     };
     assert!(
         after["tokens_consumed"]["embedding"].as_u64().unwrap() > 0,

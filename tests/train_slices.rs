@@ -111,7 +111,7 @@ async fn a_big_site_trains_in_slices_with_exact_counts_and_each_chunk_embedded_o
             "the job did not finish: {:?}",
             r.body
         );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await; // poll: inside a loop with a deadline
     };
     assert_eq!(job["status"], "succeeded", "{job}");
     // One job, exact counts.
