@@ -573,7 +573,11 @@ async fn a_canceled_tenant_cannot_spend_until_it_reactivates() {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let number = "+81356781234";
     let r = app
-        .post("/api/phone-numbers", &key, json!({"number": number}))
+        .post(
+            "/api/admin/phone-numbers",
+            &app.admin_key,
+            json!({"number": number, "tenant_id": tenant}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 

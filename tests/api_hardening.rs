@@ -358,7 +358,7 @@ async fn training_needs_a_subscription_and_stays_within_the_plan() {
     let r = train_request(&app, &key, &site, "http://93.184.215.14/").await;
     assert_eq!(
         (r.status, r.error_code()),
-        (StatusCode::PAYMENT_REQUIRED, "quota_exceeded"),
+        (StatusCode::PAYMENT_REQUIRED, "subscription_inactive"),
         "{:?}",
         r.body
     );
