@@ -82,6 +82,9 @@ fn singular(word: &mut String) {
 pub fn terms(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut word = String::new();
+    // The word before a hyphen: "check-in" is also the one term "checkin", so it does not match
+    // "check-out" as well as it matches itself ("in" alone counts for little).
+    let mut before_hyphen: Option<String> = None;
     let mut run: Vec<char> = Vec::new();
     let mut run_script: Option<Script> = None;
     let flush_word = |word: &mut String, out: &mut Vec<String>| {
@@ -114,14 +117,35 @@ pub fn terms(text: &str) -> Vec<String> {
             word.push(c);
         } else if c == '\'' || c == '’' {
             // "customer's" → "customers" (then "customer"); keeps contractions one term.
+        } else if c == '-' && !word.is_empty() {
+            let first = word.clone();
+            flush_word(&mut word, &mut out);
+            before_hyphen = Some(first);
+            continue;
         } else {
+            compound(&mut before_hyphen, &word, &mut out);
             flush_word(&mut word, &mut out);
             flush_run(&mut run, run_script, &mut out);
         }
+        if !c.is_alphanumeric() {
+            before_hyphen = None;
+        }
     }
+    compound(&mut before_hyphen, &word, &mut out);
     flush_word(&mut word, &mut out);
     flush_run(&mut run, run_script, &mut out);
     out
+}
+
+/// Adds the joined term of a hyphenated pair ("check" + "in" → "checkin") once its second word is whole.
+fn compound(before_hyphen: &mut Option<String>, word: &str, out: &mut Vec<String>) {
+    if let Some(first) = before_hyphen.take()
+        && !word.is_empty()
+    {
+        let mut joined = first + word;
+        singular(&mut joined);
+        out.push(joined);
+    }
 }
 
 /// The distinct terms of a query with their weights (see [`HIRAGANA_TERM_WEIGHT`]), sorted by term.
@@ -204,6 +228,16 @@ mod tests {
                 ("設定".to_string(), 1.0),
             ]
         );
+    }
+
+    #[test]
+    fn hyphenated_words_are_also_one_term() {
+        assert_eq!(
+            terms("check-in, check-out"),
+            ["check", "checkin", "in", "check", "checkout", "out"]
+        );
+        assert_eq!(terms("Wi-Fi"), ["wi", "wifi", "fi"]);
+        assert_eq!(terms("a - b"), ["a", "b"]);
     }
 
     #[test]
