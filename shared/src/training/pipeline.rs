@@ -854,9 +854,17 @@ impl Trainer {
         }
         let store = self.platform.store.as_ref();
         let now = self.platform.clock.now();
-        let estimate: i64 = missing
+        // What is sent is the passage with its title and headings: reserve for exactly that.
+        let texts: Vec<String> = missing
             .iter()
-            .map(|&i| chunks[i].token_count as i64)
+            .map(|&i| {
+                index::passage_text(&chunks[i].title, &chunks[i].heading_path, &chunks[i].text)
+            })
+            .collect();
+        let tokenizer = crate::chunk::Tokenizer::o200k();
+        let estimate: i64 = texts
+            .iter()
+            .map(|t| tokenizer.count(t) as i64)
             .sum::<i64>()
             .max(1);
         let limits = run.tenant.plan.limits();
@@ -881,12 +889,6 @@ impl Trainer {
             }
             Err(usage::UsageError::Store(e)) => return Err(e.into()),
         }
-        let texts: Vec<String> = missing
-            .iter()
-            .map(|&i| {
-                index::passage_text(&chunks[i].title, &chunks[i].heading_path, &chunks[i].text)
-            })
-            .collect();
         let embedded = match client.embed(&texts, InputRole::Passage).await {
             Ok(out) => out,
             Err(e) => {
