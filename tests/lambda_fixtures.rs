@@ -236,7 +236,10 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
     let r = invoke(&sites, &fixture("sites-list-sites.json")).await;
     assert_eq!(r.json()["sites"].as_array().unwrap().len(), 1);
 
-    // Phone numbers, the receptionist, calls.
+    // Phone numbers (the operator provisions a number to the pool, the tenant takes it), the
+    // receptionist, calls.
+    let r = invoke(&sites, &fixture("sites-admin-phone-numbers-create.json")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
     let r = invoke(&sites, &fixture("sites-phone-numbers-create.json")).await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.json()["number"], "+81312345678");
@@ -379,6 +382,69 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
             "md5OfBody of {body}"
         );
     }
+
+    // Stripe's signed event into the webhook function, with the clock at the fixture's signing time
+    // (a signature holds five minutes) and the tenant its metadata names (the first sequential id).
+    let event = fixture("webhook-stripe.json");
+    let signed_at = serde_json::from_str::<Value>(&event).unwrap()["requestContext"]["timeEpoch"]
+        .as_i64()
+        .unwrap()
+        / 1000;
+    let hook_dir = tempfile::tempdir().unwrap();
+    let vars = [
+        ("KOTOBA_DATA_DIR", hook_dir.path().to_str().unwrap()),
+        (
+            "STRIPE_WEBHOOK_SECRET",
+            "whsec_EventFixtureSecretForLocalInvokesOnly",
+        ),
+        ("STRIPE_PRICE_PRO", "price_fixture_pro"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let clock = shared::clock::ManualClock::at(
+        time::OffsetDateTime::from_unix_timestamp(signed_at + 5).unwrap(),
+    );
+    let billing_platform = Platform::embedded(
+        Config::from_vars(&vars, Mode::Deployed).unwrap(),
+        Arc::new(clock.clone()),
+        Arc::new(shared::ids::SequentialIds::default()),
+    )
+    .unwrap();
+    let owner = shared::tenants::create_tenant(
+        billing_platform.store.as_ref(),
+        billing_platform.ids.as_ref(),
+        billing_platform.clock.as_ref(),
+        shared::tenants::TenantName::parse("Fixture Hotel").unwrap(),
+        shared::tenants::Plan::Starter,
+    )
+    .await
+    .unwrap();
+    assert_eq!(owner.tenant_id.as_str(), "ten_00000000000000000000000001");
+    let hook = webhook::app(billing_platform.clone());
+    let r = invoke(&hook, &event).await;
+    assert_eq!(
+        (r.status, r.json()["outcome"].clone()),
+        (200, Value::from("applied")),
+        "{}",
+        r.body
+    );
+    let owner = shared::tenants::get_tenant(billing_platform.store.as_ref(), &owner.tenant_id)
+        .await
+        .unwrap();
+    assert_eq!(owner.plan, shared::tenants::Plan::Pro);
+    assert_eq!(
+        owner.stripe_customer_id.as_deref(),
+        Some("cus_QfixtureKotoba")
+    );
+    let r = invoke(&hook, &event).await;
+    assert_eq!(r.json()["outcome"], "duplicate", "a replay does nothing");
+    clock.advance(std::time::Duration::from_secs(600));
+    assert_eq!(
+        invoke(&hook, &event).await.status,
+        400,
+        "ten minutes later the signature is stale"
+    );
 
     // Every fixture in events/ was used above.
     let all: BTreeSet<String> =
