@@ -591,9 +591,13 @@ async fn fifty_chats_from_several_tasks_race_for_twenty_on_embedded_adapters() {
     fifty_chats_from_several_tasks_race_for_twenty(Backend::Embedded).await;
 }
 
-// Not on the AWS adapters here: moto's TransactWriteItems deep-copies the table before a transaction and
-// restores that copy when any condition fails, undoing writes that concurrent transactions made in the
-// meantime (a lost reservation, so 21-22 of 50 answered); DynamoDB itself is serializable.
+// On moto, DynamoDB operations run under one lock (infra/dev/moto-serialized.py): moto's own
+// TransactWriteItems restores a table snapshot on a failed condition, undoing concurrent writes, which
+// DynamoDB never does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_chats_from_several_tasks_race_for_twenty_on_aws_adapters() {
+    fifty_chats_from_several_tasks_race_for_twenty(Backend::Aws).await;
+}
 
 async fn embed_chat(
     app: &TestApp,
