@@ -202,6 +202,13 @@ impl From<StoreError> for ApiError {
             },
             // The backend's text names endpoints, tables and item keys: it goes to the log (with the
             // request id), the client gets a fixed message and the id.
+            // Found by schemathesis: `?cursor=` with anything but a `next_cursor` was a 500.
+            StoreError::BadCursor(why) => Self::invalid(
+                "cursor",
+                format!(
+                    "not a cursor this listing handed out ({why}); pass the previous page's next_cursor"
+                ),
+            ),
             StoreError::Backend(e) => {
                 tracing::warn!(
                     request_id = current_request_id().unwrap_or_default(),

@@ -5,6 +5,7 @@ mod auth;
 mod client;
 mod errors;
 mod json;
+mod rejections;
 mod request_id;
 
 pub use auth::{AdminAuth, AdminKey, TenantAuth};
@@ -16,9 +17,11 @@ pub use request_id::{REQUEST_ID_HEADER, current_request_id, in_request, request_
 use axum::Router;
 
 /// The standard layers every function's router gets: request ids and tracing spans, a JSON 404 for
-/// unknown routes. Call it last, on the finished router.
+/// unknown routes, the error shape for the framework's own rejections. Call it last, on the finished
+/// router.
 pub fn finish(router: Router) -> Router {
     router
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(axum::middleware::from_fn(rejections::contract_rejections))
         .layer(axum::middleware::from_fn(request_context))
 }

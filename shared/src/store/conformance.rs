@@ -128,6 +128,14 @@ fn assert_condition_failed<T: std::fmt::Debug>(result: Result<T, StoreError>, wh
     );
 }
 
+/// A cursor the query did not hand out is the caller's mistake (a 400 at the edge), not a store fault.
+fn assert_bad_cursor<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    assert!(
+        matches!(result, Err(StoreError::BadCursor(_))),
+        "{what}: expected BadCursor, got {result:?}"
+    );
+}
+
 fn assert_invalid<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
     assert!(
         matches!(result, Err(StoreError::Invalid(_))),
@@ -1446,7 +1454,7 @@ pub async fn malformed_requests_are_invalid(store: &dyn ItemStore, _clock: &Manu
         store.query(Query::partition("p").limit(1001)).await,
         "limit 1001",
     );
-    assert_invalid(
+    assert_bad_cursor(
         store
             .query(Query::partition("p").after(Some("not a cursor!".into())))
             .await,
@@ -1465,13 +1473,13 @@ pub async fn malformed_requests_are_invalid(store: &dyn ItemStore, _clock: &Manu
         .await
         .expect("query");
     let cursor = page.next.expect("a cursor");
-    assert_invalid(
+    assert_bad_cursor(
         store
             .query(Query::partition("q").after(Some(cursor.clone())))
             .await,
         "another partition's cursor",
     );
-    assert_invalid(
+    assert_bad_cursor(
         store
             .query(Query::on(Index::ByTenant, "t").after(Some(cursor)))
             .await,
@@ -1487,7 +1495,7 @@ pub async fn malformed_requests_are_invalid(store: &dyn ItemStore, _clock: &Manu
         Query::on(Index::ByTenant, "u"),
         Query::partition("p"),
     ] {
-        assert_invalid(
+        assert_bad_cursor(
             store.query(wrong.after(Some(cursor.clone()))).await,
             "an index cursor on another query",
         );

@@ -352,6 +352,10 @@ pub enum StoreError {
     /// The request itself is malformed (reserved attribute, bad cursor, too many writes …).
     #[error("invalid store request: {0}")]
     Invalid(String),
+    /// A caller's page cursor that this query did not hand out (garbled, or another query's): the
+    /// client's mistake, not the store's.
+    #[error("bad page cursor: {0}")]
+    BadCursor(&'static str),
     /// Stored data does not read back as expected.
     #[error("corrupt item: {0}")]
     Corrupt(String),
@@ -525,7 +529,7 @@ impl Cursor {
     /// Reads a cursor back, checking it belongs to this query's partition and kind.
     pub fn decode(query: &Query, text: &str) -> Result<Self, StoreError> {
         use base64::Engine as _;
-        let bad = || StoreError::Invalid("malformed query cursor".into());
+        let bad = || StoreError::BadCursor("malformed");
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(text)
             .map_err(|_| bad())?;
@@ -534,9 +538,7 @@ impl Cursor {
             && cursor.partition == query.pk
             && cursor.index_sk.is_some() == query.index.is_some();
         if !fits {
-            return Err(StoreError::Invalid(
-                "the cursor belongs to another query".into(),
-            ));
+            return Err(StoreError::BadCursor("it belongs to another listing"));
         }
         Ok(cursor)
     }
