@@ -12,21 +12,9 @@ use kotoba_tests::{Backend, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-async fn set_status(app: &TestApp, tenant: &str, status: &str) {
-    let r = app
-        .call(
-            Method::PUT,
-            &format!("/api/admin/tenants/{tenant}/subscription"),
-            Some(&app.admin_key),
-            Some(json!({"status": status})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-}
-
 async fn active_tenant(app: &TestApp, plan: &str) -> (String, String) {
     let (tenant, key) = app.create_tenant(plan).await;
-    set_status(app, &tenant, "active").await;
+    app.set_subscription(&tenant, "active").await;
     (tenant, key)
 }
 
@@ -353,7 +341,7 @@ async fn training_needs_a_subscription_and_stays_within_the_plan() {
     let (tenant, key) = app.create_tenant("starter").await;
 
     // A lapsed subscription cannot train.
-    set_status(&app, &tenant, "canceled").await;
+    app.set_subscription(&tenant, "canceled").await;
     let site = id(&app.create_site(&key, &[]).await, "site_id");
     let r = train_request(&app, &key, &site, "http://93.184.215.14/").await;
     assert_eq!(
@@ -362,7 +350,7 @@ async fn training_needs_a_subscription_and_stays_within_the_plan() {
         "{:?}",
         r.body
     );
-    set_status(&app, &tenant, "active").await;
+    app.set_subscription(&tenant, "active").await;
 
     // One job at a time on the starter plan, across the tenant's sites.
     let second = id(&app.create_site(&key, &[]).await, "site_id");

@@ -30,7 +30,7 @@ async fn voice_app(peer: &RealtimePeer, extra: &[(&str, &str)]) -> TestApp {
 /// An active tenant answering on `number` (provisioned to it by the operator); returns (tenant id, API key).
 async fn receptionist(app: &TestApp, plan: &str, number: &str) -> (String, String) {
     let (tenant, key) = app.create_tenant(plan).await;
-    set_status(app, &tenant, "active").await;
+    app.set_subscription(&tenant, "active").await;
     let r = app
         .post(
             "/api/admin/phone-numbers",
@@ -40,18 +40,6 @@ async fn receptionist(app: &TestApp, plan: &str, number: &str) -> (String, Strin
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     (tenant, key)
-}
-
-async fn set_status(app: &TestApp, tenant: &str, status: &str) {
-    let r = app
-        .call(
-            Method::PUT,
-            &format!("/api/admin/tenants/{tenant}/subscription"),
-            Some(&app.admin_key),
-            Some(json!({"status": status})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }
 
 /// Twilio's webhook for a new call, signed by the official library; returns status and TwiML.
@@ -291,7 +279,7 @@ async fn admission_fails_closed_and_never_reaches_the_model() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     for status in ["canceled", "past_due"] {
-        set_status(&app, &tenant, status).await;
+        app.set_subscription(&tenant, status).await;
         refused(
             &place_call(&app, &twilio::call_sid(), "+82212345678")
                 .await
@@ -299,7 +287,7 @@ async fn admission_fails_closed_and_never_reaches_the_model() {
             "ko-KR",
         );
     }
-    set_status(&app, &tenant, "trialing").await;
+    app.set_subscription(&tenant, "trialing").await;
     let (_, twiml) = place_call(&app, &twilio::call_sid(), "+82212345678").await;
     assert!(
         twiml.contains("<Connect><Stream"),

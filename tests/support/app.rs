@@ -231,6 +231,19 @@ impl TestApp {
         )
     }
 
+    /// Sets a tenant's subscription status through the operator's route.
+    pub async fn set_subscription(&self, tenant: &str, status: &str) {
+        let r = self
+            .call(
+                Method::PUT,
+                &format!("/api/admin/tenants/{tenant}/subscription"),
+                Some(&self.admin_key),
+                Some(json!({"status": status})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+
     /// Queues training and waits for the job to finish; returns the finished job.
     pub async fn train(&self, key: &str, site_id: &str, url: &str, force: bool) -> Value {
         let reply = self
