@@ -10,6 +10,9 @@
 mod split;
 mod tokenizer;
 
+/// Sample text for the chunking tests and the extraction/chunking benchmark (compiled for test binaries).
+#[cfg(any(test, feature = "conformance"))]
+pub mod sample;
 #[cfg(test)]
 mod tests;
 
