@@ -572,14 +572,7 @@ async fn a_canceled_tenant_cannot_spend_until_it_reactivates() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let number = "+81356781234";
-    let r = app
-        .post(
-            "/api/admin/phone-numbers",
-            &app.admin_key,
-            json!({"number": number, "tenant_id": tenant}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    app.assign_number(number, &tenant).await;
 
     let chat = |message: &str| {
         app.post(

@@ -31,14 +31,7 @@ async fn voice_app(peer: &RealtimePeer, extra: &[(&str, &str)]) -> TestApp {
 async fn receptionist(app: &TestApp, plan: &str, number: &str) -> (String, String) {
     let (tenant, key) = app.create_tenant(plan).await;
     app.set_subscription(&tenant, "active").await;
-    let r = app
-        .post(
-            "/api/admin/phone-numbers",
-            &app.admin_key,
-            json!({"number": number, "tenant_id": tenant}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    app.assign_number(number, &tenant).await;
     (tenant, key)
 }
 

@@ -244,6 +244,18 @@ impl TestApp {
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     }
 
+    /// The operator provisions `number` straight to a tenant (numbers are never self-declared).
+    pub async fn assign_number(&self, number: &str, tenant: &str) {
+        let r = self
+            .post(
+                "/api/admin/phone-numbers",
+                &self.admin_key,
+                json!({"number": number, "tenant_id": tenant}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    }
+
     /// Queues training and waits for the job to finish; returns the finished job.
     pub async fn train(&self, key: &str, site_id: &str, url: &str, force: bool) -> Value {
         let reply = self
