@@ -89,10 +89,6 @@ impl Billing {
         &self.platform.config.billing
     }
 
-    pub fn stripe(&self) -> &StripeClient {
-        &self.stripe
-    }
-
     pub async fn view(&self, tenant: &TenantId) -> Result<BillingView, BillingError> {
         let tenant = tenants::get_tenant(self.platform.store.as_ref(), tenant).await?;
         Ok(BillingView::of(&tenant, self.settings().past_due_grace))

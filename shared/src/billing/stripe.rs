@@ -1,5 +1,5 @@
 //! A small client for the parts of the Stripe API Kotoba uses: customers, payment methods,
-//! subscriptions, Checkout and Billing Portal sessions, payment intents.
+//! subscriptions, Checkout and Billing Portal sessions.
 //!
 //! Stripe takes form-encoded bodies with bracketed keys (`items[0][plan]=…`) and a secret key as a bearer
 //! token. Every POST carries an `Idempotency-Key`, and a retry (on 429, 5xx or a broken connection)
@@ -69,10 +69,6 @@ impl Form {
         }
     }
 
-    pub fn pairs(&self) -> &[(String, String)] {
-        &self.0
-    }
-
     fn encode(&self) -> String {
         let mut s = url::form_urlencoded::Serializer::new(String::new());
         for (k, v) in &self.0 {
@@ -113,19 +109,6 @@ pub struct Customer {
 pub struct HostedSession {
     pub id: String,
     pub url: String,
-}
-
-/// A PaymentIntent as Kotoba reads it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PaymentIntent {
-    pub id: String,
-    pub status: String,
-    #[serde(default)]
-    pub client_secret: Option<String>,
-    #[serde(default)]
-    pub amount: i64,
-    #[serde(default)]
-    pub currency: String,
 }
 
 /// What to do when a subscription's first payment cannot be completed at once.
@@ -371,41 +354,6 @@ impl StripeClient {
             .await?;
         decode("a Billing Portal session", value)
     }
-
-    /// A PaymentIntent; `off_session` with a saved payment method charges without the customer present.
-    pub async fn create_payment_intent(
-        &self,
-        request: &PaymentIntentRequest<'_>,
-        idempotency_key: &str,
-    ) -> Result<PaymentIntent, StripeError> {
-        let mut form = Form::new()
-            .set("amount", request.amount.to_string())
-            .set("currency", request.currency)
-            .set("customer", request.customer)
-            .set_opt("payment_method", request.payment_method);
-        if request.off_session {
-            form = form.set("confirm", "true").set("off_session", "true");
-        }
-        for (k, v) in request.metadata {
-            form = form.set(format!("metadata[{k}]"), *v);
-        }
-        let value = self
-            .post("/v1/payment_intents", &form, idempotency_key)
-            .await?;
-        decode("a PaymentIntent", value)
-    }
-}
-
-/// What a PaymentIntent is for and how it is paid.
-#[derive(Debug, Clone)]
-pub struct PaymentIntentRequest<'a> {
-    /// In the currency's smallest unit (yen, cents).
-    pub amount: i64,
-    pub currency: &'a str,
-    pub customer: &'a str,
-    pub payment_method: Option<&'a str>,
-    pub off_session: bool,
-    pub metadata: &'a [(&'a str, &'a str)],
 }
 
 fn decode<T: serde::de::DeserializeOwned>(

@@ -264,6 +264,7 @@ impl From<Inactive> for ApiError {
 
 impl From<StripeError> for ApiError {
     fn from(e: StripeError) -> Self {
+        let refused_input = e.is_client_error();
         match e {
             StripeError::NotConfigured => {
                 Self::Unavailable(BillingError::NotConfigured.to_string())
@@ -273,7 +274,7 @@ impl From<StripeError> for ApiError {
                 code,
                 message,
                 decline_code,
-            } if (400..500).contains(&status) && status != 429 => Self::Stripe {
+            } if refused_input => Self::Stripe {
                 // A card Stripe declined is the caller's to fix: 402, as Stripe says it.
                 status: if status == 402 {
                     StatusCode::PAYMENT_REQUIRED
