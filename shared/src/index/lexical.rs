@@ -51,30 +51,31 @@ const ENGLISH_FUNCTION_WORDS: [&str; 58] = [
 /// How much a function word (English, or a hiragana-only term) counts in a query.
 pub const FUNCTION_WORD_WEIGHT: f32 = HIRAGANA_TERM_WEIGHT;
 
-/// Plural endings off English words (`dependencies` → `dependency`, `targets` → `target`,
-/// `crates` → `crate`), so a question's plural finds the page's singular. A light "S-stemmer" (no
-/// dictionary): `-ies` → `-y`, `-es` after s/x/z/ch/sh → nothing, otherwise a final `-s` goes unless
-/// the word ends in `ss`, `us` or `is`, or is short. Other suffixes are left alone: stripping `-ing`
-/// or `-ed` without a dictionary merges unrelated words.
-fn singular(word: &mut String) {
-    if word.len() <= 3 || !word.is_ascii() || !word.ends_with('s') {
+/// English words reduced to their stem with the Snowball (Porter 2) stemmer, the one Lucene's and
+/// Postgres's English analyzers use: `building` → `build`, `compilation` and `compile` → `compil`,
+/// `dependencies` → `depend`, so a question's wording finds the page's. Only ASCII words longer than
+/// three characters are stemmed (numbers and short tokens such as `9am`, `toml` stay as written), and
+/// function words are kept whole so a query can recognise and down-weight them.
+fn stem(word: &mut String) {
+    if word.len() <= 3
+        || !word.bytes().all(|b| b.is_ascii_alphanumeric())
+        || !word.bytes().any(|b| b.is_ascii_alphabetic())
+        || is_function_word(word)
+    {
         return;
     }
-    if word.ends_with("ies") && word.len() > 4 {
-        word.truncate(word.len() - 3);
-        word.push('y');
-    } else if ["sses", "xes", "zes", "ches", "shes"]
-        .iter()
-        .any(|e| word.ends_with(e))
-    {
-        word.truncate(word.len() - 2);
-    } else if !(word.ends_with("ss") || word.ends_with("us") || word.ends_with("is")) {
-        word.pop();
+    let stemmer = rust_stemmers::Stemmer::create(rust_stemmers::Algorithm::English);
+    if let std::borrow::Cow::Owned(stemmed) = stemmer.stem(word) {
+        *word = stemmed;
     }
 }
 
+fn is_function_word(word: &str) -> bool {
+    ENGLISH_FUNCTION_WORDS.binary_search(&word).is_ok()
+}
+
 /// The terms of a text, in order: lowercase words (letters and digits, apostrophes dropped, English
-/// plurals made singular) and
+/// words stemmed) and
 /// overlapping bigrams of each run of one CJK script. A run ends at punctuation, spaces and script
 /// changes, so no bigram spans `東京|と` or `設定|する`: those bigrams are mostly a word glued to a
 /// particle or an inflection. A one-character run is its own term (a lone kanji is usually a word),
@@ -89,7 +90,7 @@ pub fn terms(text: &str) -> Vec<String> {
     let mut run_script: Option<Script> = None;
     let flush_word = |word: &mut String, out: &mut Vec<String>| {
         if !word.is_empty() {
-            singular(word);
+            stem(word);
             out.push(std::mem::take(word));
         }
     };
@@ -143,7 +144,7 @@ fn compound(before_hyphen: &mut Option<String>, word: &str, out: &mut Vec<String
         && !word.is_empty()
     {
         let mut joined = first + word;
-        singular(&mut joined);
+        stem(&mut joined);
         out.push(joined);
     }
 }
@@ -160,7 +161,7 @@ pub fn query_terms(text: &str) -> Vec<(String, f32)> {
                 .all(|c| script(c) == Some(Script::Hiragana) || joins_cjk(c))
             {
                 HIRAGANA_TERM_WEIGHT
-            } else if ENGLISH_FUNCTION_WORDS.binary_search(&t.as_str()).is_ok() {
+            } else if is_function_word(&t) {
                 FUNCTION_WORD_WEIGHT
             } else {
                 1.0
@@ -189,11 +190,11 @@ mod tests {
     fn english_words_are_lowercased_and_split() {
         assert_eq!(
             terms("Opening Hours: 9am–5pm, Mon-Fri."),
-            vec!["opening", "hour", "9am", "5pm", "mon", "monfri", "fri"]
+            vec!["open", "hour", "9am", "5pm", "mon", "monfri", "fri"]
         );
         assert_eq!(
             terms("the customer's order"),
-            vec!["the", "customer", "order"]
+            vec!["the", "custom", "order"]
         );
     }
 
@@ -241,20 +242,22 @@ mod tests {
     }
 
     #[test]
-    fn english_plurals_become_singular() {
+    fn english_words_are_stemmed_so_a_question_finds_the_page_wording() {
+        // The question's form and the page's form meet in one stem.
+        for (question, page) in [
+            ("dependencies", "dependency"),
+            ("building", "builds"),
+            ("compile", "compilation"),
+            ("targets", "target"),
+            ("configured", "configuring"),
+        ] {
+            assert_eq!(terms(question), terms(page), "{question} / {page}");
+        }
+        // Short words, numbers and mixed tokens stay as written; function words stay whole so a
+        // query can down-weight them.
         assert_eq!(
-            terms("Dependencies, targets, crates, boxes, branches, class, status, this, bus"),
-            vec![
-                "dependency",
-                "target",
-                "crate",
-                "box",
-                "branch",
-                "class",
-                "status",
-                "this",
-                "bus"
-            ]
+            terms("toml 9am v1beta does this class"),
+            vec!["toml", "9am", "v1beta", "does", "this", "class"]
         );
         assert!(
             ENGLISH_FUNCTION_WORDS.windows(2).all(|w| w[0] < w[1]),
@@ -286,7 +289,7 @@ mod tests {
 
     #[test]
     fn frequencies_count_terms() {
-        let (tf, len) = term_frequencies("coffee coffee tea");
-        assert_eq!((tf["coffee"], tf["tea"], len), (2, 1, 3));
+        let (tf, len) = term_frequencies("milk milk tea");
+        assert_eq!((tf["milk"], tf["tea"], len), (2, 1, 3));
     }
 }
