@@ -103,7 +103,7 @@ pub fn terms(text: &str) -> Vec<String> {
         }
         run.clear();
     };
-    for c in text.nfkc().flat_map(char::to_lowercase) {
+    for c in normalized_lowercase(text).chars() {
         if joins_cjk(c) && !run.is_empty() {
             run.push(c);
         } else if let Some(sc) = script(c) {
@@ -136,6 +136,18 @@ pub fn terms(text: &str) -> Vec<String> {
     flush_word(&mut word, &mut out);
     flush_run(&mut run, run_script, &mut out);
     out
+}
+
+/// NFKC, then lowercase. Most text is already NFKC (all ASCII text is): the quick check skips the
+/// normaliser for it, and `str::to_lowercase` lowers ASCII a word at a time. Training runs this over
+/// every chunk, so it is the analyzer's hot path.
+fn normalized_lowercase(text: &str) -> String {
+    use unicode_normalization::{IsNormalized, is_nfkc_quick};
+    if is_nfkc_quick(text.chars()) == IsNormalized::Yes {
+        text.to_lowercase()
+    } else {
+        text.nfkc().collect::<String>().to_lowercase()
+    }
 }
 
 /// Adds the joined term of a hyphenated pair ("check" + "in" → "checkin") once its second word is whole.

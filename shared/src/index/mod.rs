@@ -160,6 +160,9 @@ pub struct IndexBuilder {
     vectors: Option<QuantizedVectors>,
     postings: HashMap<String, Vec<(u32, u32)>>,
     lengths: Vec<u32>,
+    /// The last chunk's title and heading path with their analysed terms (see [`IndexBuilder::add`]).
+    title_terms: (String, (HashMap<String, u32>, u32)),
+    heading_terms: (String, (HashMap<String, u32>, u32)),
 }
 
 impl IndexBuilder {
@@ -175,6 +178,8 @@ impl IndexBuilder {
             vectors,
             postings: HashMap::new(),
             lengths: Vec::new(),
+            title_terms: Default::default(),
+            heading_terms: Default::default(),
         }
     }
 
@@ -199,14 +204,24 @@ impl IndexBuilder {
         for n in tf.values_mut() {
             *n *= BODY_WEIGHT;
         }
-        let (title_tf, title_len) = lexical::term_frequencies(&chunk.title);
+        // A page's chunks share its title and often a heading path: analyse each once.
+        if self.title_terms.0 != chunk.title {
+            self.title_terms = (chunk.title.clone(), lexical::term_frequencies(&chunk.title));
+        }
+        let headings = chunk.heading_path.join("\n");
+        if self.heading_terms.0 != headings {
+            let terms = lexical::term_frequencies(&headings);
+            self.heading_terms = (headings, terms);
+        }
+        let (title_tf, title_len) = &self.title_terms.1;
         for (term, n) in title_tf {
-            *tf.entry(term).or_insert(0) += n * TITLE_WEIGHT;
+            *tf.entry(term.clone()).or_insert(0) += n * TITLE_WEIGHT;
         }
-        let (heading_tf, heading_len) = lexical::term_frequencies(&chunk.heading_path.join("\n"));
+        let (heading_tf, heading_len) = &self.heading_terms.1;
         for (term, n) in heading_tf {
-            *tf.entry(term).or_insert(0) += n * HEADING_WEIGHT;
+            *tf.entry(term.clone()).or_insert(0) += n * HEADING_WEIGHT;
         }
+        let (title_len, heading_len) = (*title_len, *heading_len);
         let len = body_len * BODY_WEIGHT + title_len * TITLE_WEIGHT + heading_len * HEADING_WEIGHT;
         for (term, n) in tf {
             self.postings.entry(term).or_default().push((id, n));
