@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use crate::ids::{SiteId, TenantId};
 use crate::money::MicroUsd;
-use crate::store::{Condition, Index, Item, ItemStore, Key, StoreError, Update};
+use crate::store::{Condition, Index, Item, ItemStore, Key, StoreError, Update, keys};
 
 /// Log entries are kept for 90 days.
 pub const LOG_TTL_SECS: i64 = 90 * 24 * 3600;
@@ -75,18 +75,14 @@ pub fn hash_ip(ip: &str) -> String {
 }
 
 fn key(message: &MessageId) -> Key {
-    Key::new(format!("MSG#{message}"), "MSG")
+    keys::usage_log(message)
 }
 
 /// Writes an entry (once: a retried write of the same message cannot duplicate it).
 pub async fn write(store: &dyn ItemStore, log: &UsageLog, now_unix: i64) -> Result<(), StoreError> {
+    let (pk, sk) = keys::usage_log_listing(&log.tenant_id, &log.created_at, &log.message_id);
     let item = Item::from_record(key(&log.message_id), log)?
-        .with_index(
-            Index::ByTenant,
-            format!("TENANT#{}", log.tenant_id),
-            // Message ids are random; the time in front keeps a tenant's log listing chronological.
-            format!("LOG#{}#{}", log.created_at, log.message_id),
-        )
+        .with_index(Index::ByTenant, pk, sk)
         .expiring_at(now_unix + LOG_TTL_SECS);
     match store.put(item, Condition::IfAbsent).await {
         Ok(()) | Err(StoreError::ConditionFailed) => Ok(()),

@@ -33,7 +33,7 @@ const RERANK_CANDIDATES: usize = 20;
 use crate::models::{ModelKind, ModelPolicy, PolicyError, PriceBook};
 use crate::money::MicroUsd;
 use crate::sites::{Site, SiteStatus};
-use crate::store::{Add, Key, StoreError, Write};
+use crate::store::{Add, Key, StoreError, Write, keys};
 use crate::tenants::{Inactive, Plan, SubscriptionStatus, Tenant};
 use crate::usage::{self, counters};
 use cache::{IndexCache, TtlCache, Weighed};
@@ -801,7 +801,7 @@ impl ChatService {
             )
             .await?;
         }
-        let tenant_day = Key::new(format!("TENANT#{tenant}"), format!("USAGE#{day}"));
+        let tenant_day = keys::tenant_day(tenant, day);
         let spend = [
             (monthly.clone(), counters::COST_MICROS, log.cost.0),
             (

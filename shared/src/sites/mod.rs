@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, rfc3339};
 use crate::ids::{IdGenerator, SiteId, TenantId};
-use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError, Write};
+use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError, Write, keys};
 use domains::AllowedDomain;
 use prompt::{PromptPatch, PromptProfile, PromptVersion};
 use widget::{WidgetConfig, WidgetPatch};
@@ -130,22 +130,19 @@ pub enum SiteError {
 }
 
 pub fn site_key(site: &SiteId) -> Key {
-    Key::new(format!("SITE#{site}"), "SITE")
+    keys::site(site)
 }
 
 fn prompt_version_key(site: &SiteId, version: u32) -> Key {
-    Key::new(format!("SITE#{site}"), format!("PROMPT#{version:010}"))
+    keys::prompt_version(site, version)
 }
 
 /// The stored item: the site's fields, its revision, and its place in the by-tenant index.
 fn site_item(site: &Site, rev: u64) -> Result<Item, StoreError> {
+    let (pk, sk) = keys::site_listing(&site.tenant_id, &site.site_id);
     Ok(Item::from_record(site_key(&site.site_id), site)?
         .with("rev", rev)
-        .with_index(
-            Index::ByTenant,
-            format!("TENANT#{}", site.tenant_id),
-            format!("SITE#{}", site.site_id),
-        ))
+        .with_index(Index::ByTenant, pk, sk))
 }
 
 fn version_item(site: &SiteId, version: &PromptVersion) -> Result<Item, StoreError> {
@@ -154,7 +151,7 @@ fn version_item(site: &SiteId, version: &PromptVersion) -> Result<Item, StoreErr
 
 /// The tenant's count of sites created, the counter the plan's site limit is enforced on.
 fn site_count_key(tenant: &TenantId) -> Key {
-    Key::new(format!("TENANT#{tenant}"), "SITE_COUNT")
+    keys::site_count(tenant)
 }
 
 /// Creates a site with the default widget and prompt version 1.
@@ -269,8 +266,8 @@ pub async fn list_sites(
 ) -> Result<(Vec<Site>, Option<String>), SiteError> {
     let page = store
         .query(
-            Query::on(Index::ByTenant, format!("TENANT#{tenant}"))
-                .prefix("SITE#")
+            Query::on(Index::ByTenant, keys::tenant_partition(tenant))
+                .prefix(keys::prefix::SITE)
                 .limit(100)
                 .after(cursor),
         )
@@ -397,8 +394,8 @@ pub async fn prompt_versions(
     owned_site(store, tenant, site_id).await?;
     let page = store
         .query(
-            Query::partition(format!("SITE#{site_id}"))
-                .prefix("PROMPT#")
+            Query::partition(keys::site_partition(site_id))
+                .prefix(keys::prefix::PROMPT)
                 .descending()
                 .after(cursor),
         )

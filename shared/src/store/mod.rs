@@ -6,6 +6,7 @@
 
 pub mod dynamo;
 pub mod embedded;
+pub mod keys;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

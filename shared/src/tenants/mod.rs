@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, rfc3339};
 use crate::ids::{IdGenerator, TenantId};
-use crate::store::{Condition, Index, ItemStore, Key, Query, StoreError, Update};
+use crate::store::{Condition, Index, ItemStore, Key, Query, StoreError, Update, keys};
 
 /// A plan and what it allows each month.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -296,7 +296,7 @@ impl Tenant {
 }
 
 pub fn tenant_key(tenant: &TenantId) -> Key {
-    Key::new(format!("TENANT#{tenant}"), "PROFILE")
+    keys::tenant(tenant)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -331,17 +331,15 @@ pub async fn create_tenant(
         language: Language::default(),
         timezone: default_timezone(),
     };
+    let (pk, sk) = keys::tenant_listing(&tenant.tenant_id);
     let item = crate::store::Item::from_record(tenant_key(&tenant.tenant_id), &tenant)?.with_index(
         Index::ByTenant,
-        ALL_TENANTS,
-        format!("TENANT#{}", tenant.tenant_id),
+        pk,
+        sk,
     );
     store.put(item, Condition::IfAbsent).await?;
     Ok(tenant)
 }
-
-/// The by-tenant index partition listing every tenant (operator views only).
-const ALL_TENANTS: &str = "TENANTS";
 
 /// A page of all tenants, oldest first (operator views).
 pub async fn list_tenants(
@@ -350,8 +348,8 @@ pub async fn list_tenants(
 ) -> Result<(Vec<Tenant>, Option<String>), StoreError> {
     let page = store
         .query(
-            Query::on(Index::ByTenant, ALL_TENANTS)
-                .prefix("TENANT#")
+            Query::on(Index::ByTenant, keys::ALL_TENANTS)
+                .prefix(keys::prefix::TENANT)
                 .limit(100)
                 .after(cursor),
         )

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::ids::{JobId, SiteId};
 use crate::index::IndexedChunk;
-use crate::store::{Index, Item, ItemStore, Key, Query, StoreError};
+use crate::store::{Index, Item, ItemStore, Key, Query, StoreError, keys};
 
 /// Most links kept per document (a link farm must not bloat the record).
 pub const MAX_LINKS: usize = 500;
@@ -62,10 +62,7 @@ pub fn doc_id(canonical_url: &str) -> String {
 }
 
 pub fn doc_key(site: &SiteId, canonical_url: &str) -> Key {
-    Key::new(
-        format!("SITE#{site}"),
-        format!("DOC#{}", doc_id(canonical_url)),
-    )
+    keys::document(site, doc_id(canonical_url))
 }
 
 /// The stored item, with its place in the by-due index (the deadline job finds expired documents by day).
@@ -74,11 +71,8 @@ pub fn doc_item(site: &SiteId, doc: &DocumentRecord) -> Result<Item, StoreError>
     Ok(match doc.status {
         DocumentStatus::Active => {
             let day = doc.valid_until.get(..10).unwrap_or(&doc.valid_until);
-            item.with_index(
-                Index::ByDue,
-                format!("DUE#{day}"),
-                format!("DOC#{site}#{}", doc_id(&doc.canonical_url)),
-            )
+            let (pk, sk) = keys::document_due(day, site, doc_id(&doc.canonical_url));
+            item.with_index(Index::ByDue, pk, sk)
         }
         DocumentStatus::Removed => item,
     })
@@ -94,8 +88,8 @@ pub async fn load_all(
     loop {
         let page = store
             .query(
-                Query::partition(format!("SITE#{site}"))
-                    .prefix("DOC#")
+                Query::partition(keys::site_partition(site))
+                    .prefix(keys::prefix::DOC)
                     .limit(500)
                     .after(cursor),
             )

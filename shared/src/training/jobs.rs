@@ -11,7 +11,7 @@ use crate::clock::{Clock, rfc3339};
 use crate::crawl::ScopeMode;
 use crate::ids::{IdGenerator, JobId, SiteId, TenantId};
 use crate::money::MicroUsd;
-use crate::store::{Condition, Index, Item, ItemStore, Key, StoreError, Update, Write};
+use crate::store::{Condition, Index, Item, ItemStore, Key, StoreError, Update, Write, keys};
 
 /// A training lock outlives any sane job (the worker's timeout × its receives) and then frees itself.
 pub const LOCK_TTL_SECS: i64 = 6 * 3600;
@@ -129,17 +129,17 @@ pub struct JobMessage {
 }
 
 pub fn job_key(job: &JobId) -> Key {
-    Key::new(format!("JOB#{job}"), "JOB")
+    keys::job(job)
 }
 
 pub fn lock_key(site: &SiteId) -> Key {
-    Key::new(format!("SITE#{site}"), "TRAINING")
+    keys::training_lock(site)
 }
 
 /// One of the tenant's training slots: a plan allowing N concurrent jobs has slots 0..N, each held by
 /// at most one job (and expiring like the site lock, so a lost job frees its slot eventually).
 pub fn slot_key(tenant: &TenantId, slot: u32) -> Key {
-    Key::new(format!("TENANT#{tenant}"), format!("TRAINING_SLOT#{slot}"))
+    keys::training_slot(tenant, slot)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,11 +157,8 @@ pub enum JobError {
 }
 
 fn job_item(job: &TrainingJob) -> Result<Item, StoreError> {
-    Ok(Item::from_record(job_key(&job.job_id), job)?.with_index(
-        Index::BySite,
-        format!("SITE#{}", job.site_id),
-        format!("JOB#{}", job.job_id),
-    ))
+    let (pk, sk) = keys::job_listing(&job.site_id, &job.job_id);
+    Ok(Item::from_record(job_key(&job.job_id), job)?.with_index(Index::BySite, pk, sk))
 }
 
 /// Records a queued job and takes the site's training lock and one of the tenant's `max_jobs` training

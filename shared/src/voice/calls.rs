@@ -13,7 +13,7 @@ use super::pricing::RealtimeUsage;
 use super::transcript::TranscriptEntry;
 use crate::ids::TenantId;
 use crate::money::MicroUsd;
-use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError};
+use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError, keys};
 
 /// How long call logs are kept.
 const CALL_LOG_RETENTION_SECS: i64 = 400 * 24 * 3600;
@@ -140,7 +140,7 @@ impl CallLog {
 }
 
 fn call_key(call: &CallSid) -> Key {
-    Key::new(format!("CALL#{call}"), "CALL")
+    keys::call(call)
 }
 
 /// Claims the one media stream a call may have (its token is single-use): `Ok(false)` when a stream
@@ -151,7 +151,7 @@ pub async fn claim_stream(
     now_unix: i64,
 ) -> Result<bool, StoreError> {
     // The claim only needs to outlive the token (minutes); a day is generous.
-    let item = Item::new(Key::new(format!("CALL#{call}"), "STREAM"))
+    let item = Item::new(keys::call_stream(call))
         .with("claimed_at", now_unix)
         .expiring_at(now_unix + 24 * 3600);
     match store.put(item, Condition::IfAbsent).await {
@@ -163,12 +163,9 @@ pub async fn claim_stream(
 
 /// Writes a call's log once. `Ok(false)` when it was already written (a retry): nothing changes.
 pub async fn save(store: &dyn ItemStore, log: &CallLog, now_unix: i64) -> Result<bool, StoreError> {
+    let (pk, sk) = keys::call_listing(&log.tenant_id, &log.started_at, &log.call_sid);
     let item = Item::from_record(call_key(&log.call_sid), log)?
-        .with_index(
-            Index::ByTenant,
-            format!("TENANT#{}", log.tenant_id),
-            format!("CALL#{}#{}", log.started_at, log.call_sid),
-        )
+        .with_index(Index::ByTenant, pk, sk)
         .expiring_at(now_unix + CALL_LOG_RETENTION_SECS);
     match store.put(item, Condition::IfAbsent).await {
         Ok(()) => Ok(true),
@@ -205,8 +202,8 @@ pub async fn list(
 ) -> Result<(Vec<CallLog>, Option<String>), StoreError> {
     let page = store
         .query(
-            Query::on(Index::ByTenant, format!("TENANT#{tenant}"))
-                .prefix("CALL#")
+            Query::on(Index::ByTenant, keys::tenant_partition(tenant))
+                .prefix(keys::prefix::CALL)
                 .descending()
                 .limit(limit.clamp(1, 100))
                 .after(cursor),

@@ -11,7 +11,7 @@ use super::VoiceError;
 use crate::clock::{Clock, rfc3339};
 use crate::ids::TenantId;
 use crate::sites::prompt::SystemPrompt;
-use crate::store::{Condition, Item, ItemStore, Key, Query, StoreError, Write};
+use crate::store::{Condition, Item, ItemStore, Key, Query, StoreError, Write, keys};
 
 /// The language the receptionist speaks and transcribes (and refusals are said in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -189,14 +189,11 @@ pub struct ReceptionistVersion {
 }
 
 fn current_key(tenant: &TenantId) -> Key {
-    Key::new(format!("TENANT#{tenant}"), "VOICE")
+    keys::receptionist(tenant)
 }
 
 fn version_key(tenant: &TenantId, version: u32) -> Key {
-    Key::new(
-        format!("TENANT#{tenant}"),
-        format!("VOICEVER#{version:010}"),
-    )
+    keys::receptionist_version(tenant, version)
 }
 
 async fn read_current(
@@ -291,8 +288,8 @@ pub async fn versions(
 ) -> Result<(Vec<ReceptionistVersion>, Option<String>), StoreError> {
     let page = store
         .query(
-            Query::partition(format!("TENANT#{tenant}"))
-                .prefix("VOICEVER#")
+            Query::partition(keys::tenant_partition(tenant))
+                .prefix(keys::prefix::VOICE_VERSION)
                 .descending()
                 .after(cursor.clone()),
         )
