@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use shared::Platform;
 use shared::chat::logs::{self, Feedback, MessageId, Rating};
 use shared::chat::sessions::SessionId;
-use shared::chat::{Answer, Caller, ChatError, ChatService, Question, RequestMeta, origin_allowed};
+use shared::chat::{Answer, Caller, ChatService, Question, RequestMeta, origin_allowed};
 use shared::clock::rfc3339;
 use shared::http::{ApiError, ApiJson, TenantAuth, current_request_id, parse_json};
 use shared::ids::SiteId;
@@ -87,45 +87,6 @@ fn parse_site(raw: &str) -> Result<SiteId, ApiError> {
 fn parse_session(raw: Option<&str>) -> Result<Option<SessionId>, ApiError> {
     raw.map(|s| SessionId::parse(s).map_err(|e| ApiError::invalid("session_id", e)))
         .transpose()
-}
-
-/// Maps a chat failure to the contract, once.
-fn api_error(e: ChatError) -> ApiError {
-    match e {
-        ChatError::InvalidMessage(m) => ApiError::invalid("message", m),
-        ChatError::MessageTooLong => ApiError::TooLarge(e.to_string()),
-        ChatError::SiteNotFound => ApiError::NotFound("site not found".into()),
-        ChatError::NotAvailable(m) => ApiError::Forbidden(m),
-        ChatError::OriginNotAllowed => ApiError::Forbidden(e.to_string()),
-        ChatError::NotTrained => ApiError::NotReady(e.to_string()),
-        ChatError::ModelNotAllowed(m) => ApiError::Forbidden(m),
-        ChatError::UnknownModel(m) => ApiError::invalid("model", m),
-        ChatError::Subscription(status) => ApiError::SubscriptionInactive {
-            status: status.as_str(),
-        },
-        ChatError::QuotaExhausted { plan, ref what } => ApiError::PaymentRequired {
-            message: format!("{what} exhausted"),
-            plan: plan.as_str().into(),
-            upgrade_hint: match plan.upgrade() {
-                Some(next) => format!("upgrade to the {} plan for more", next.as_str()),
-                None => "contact us to raise your limits".into(),
-            },
-        },
-        ChatError::RateLimited(secs) => ApiError::RateLimited {
-            retry_after_secs: secs,
-        },
-        // The provider's message may name its endpoint or echo the request: logged, not answered.
-        ChatError::ModelFailed(m) => {
-            tracing::warn!(
-                request_id = current_request_id().unwrap_or_default(),
-                error = %m,
-                "the chat model failed"
-            );
-            ApiError::Unavailable("the assistant cannot answer right now; try again".into())
-        }
-        ChatError::Store(e) => e.into(),
-        ChatError::Index(m) => ApiError::Internal(anyhow::anyhow!(m)),
-    }
 }
 
 fn wants_stream(headers: &HeaderMap) -> bool {
@@ -260,13 +221,7 @@ async fn embed_feedback(State(state): State<AppState>, request: EmbedRequest) ->
             &message,
             feedback,
         )
-        .await
-        .map_err(|e| match e {
-            logs::FeedbackError::NotFound => {
-                ApiError::NotFound("message not found in this session".into())
-            }
-            logs::FeedbackError::Store(e) => e.into(),
-        })?;
+        .await?;
         Ok::<_, ApiError>(Json(json!({ "status": "recorded", "message_id": message })))
     }
     .await;
@@ -347,10 +302,7 @@ async fn respond(
     stream: bool,
 ) -> Result<Response, ApiError> {
     if !stream {
-        let answer = service
-            .answer(caller, question, meta, None)
-            .await
-            .map_err(api_error)?;
+        let answer = service.answer(caller, question, meta, None).await?;
         return Ok(Json(answer).into_response());
     }
     let request_id = meta.request_id.clone();
@@ -366,7 +318,7 @@ async fn respond(
                 async move { done_event(&answer) },
             )
             .boxed())),
-            Ok(Err(e)) => Err(api_error(e)),
+            Ok(Err(e)) => Err(e.into()),
             Err(e) => Err(ApiError::Internal(anyhow::anyhow!("chat task failed: {e}"))),
         };
     };
@@ -385,7 +337,7 @@ async fn respond(
     let last = futures::stream::once(shared::http::in_request(request_id, async move {
         match task.await {
             Ok(Ok(answer)) => done_event(&answer),
-            Ok(Err(e)) => error_event(api_error(e)),
+            Ok(Err(e)) => error_event(e.into()),
             Err(e) => error_event(ApiError::Internal(anyhow::anyhow!("chat task failed: {e}"))),
         }
     }));

@@ -23,8 +23,7 @@ use shared::Platform;
 use shared::crawl::ScopeMode;
 use shared::http::{ApiError, ApiJson, TenantAuth};
 use shared::ids::{JobId, SiteId};
-use shared::tenants::Plan;
-use shared::training::jobs::{self, JobError, JobMessage, JobRequest};
+use shared::training::jobs::{self, JobMessage, JobRequest};
 use shared::{sites, tenants};
 
 /// The most `max_depth` a request may name. Without one, the depth is the job's `max_pages`: a chain
@@ -55,28 +54,6 @@ struct TrainBody {
     max_depth: Option<u32>,
     /// `prefix` (default): the start URL's section; `host`: the whole host and allowed domains.
     scope: Option<String>,
-}
-
-fn job_error(e: JobError, plan: Option<Plan>) -> ApiError {
-    match e {
-        JobError::AlreadyTraining(job) => ApiError::Conflict {
-            message: format!("the site is already training (job {job})"),
-            details: Some(json!({ "job_id": job })),
-        },
-        JobError::TooManyJobs(max) => ApiError::Conflict {
-            message: format!(
-                "the {} plan trains {max} site(s) at a time; wait for a running job to finish{}",
-                plan.map_or("current", Plan::as_str),
-                match plan.and_then(Plan::upgrade) {
-                    Some(next) => format!(" or upgrade to the {} plan", next.as_str()),
-                    None => String::new(),
-                }
-            ),
-            details: Some(json!({ "max_concurrent_jobs": max })),
-        },
-        JobError::NotFound => ApiError::NotFound("training job not found".into()),
-        JobError::Store(e) => e.into(),
-    }
 }
 
 async fn train_url(
@@ -144,10 +121,9 @@ async fn train_url(
         &tenant,
         &site.site_id,
         request,
-        plan.limits().concurrent_training_jobs,
+        plan,
     )
-    .await
-    .map_err(|e| job_error(e, Some(plan)))?;
+    .await?;
     let message = JobMessage {
         job_id: job.job_id.clone(),
         site_id: site.site_id.clone(),
@@ -190,8 +166,6 @@ async fn read_job(
 ) -> Result<Json<Value>, ApiError> {
     let job =
         JobId::parse(&raw).map_err(|_| ApiError::NotFound("training job not found".into()))?;
-    let job = jobs::get_job(p.store.as_ref(), &tenant, &job)
-        .await
-        .map_err(|e| job_error(e, None))?;
+    let job = jobs::get_job(p.store.as_ref(), &tenant, &job).await?;
     Ok(Json(job.to_api()))
 }

@@ -147,12 +147,12 @@ pub enum ChatError {
     QuotaExhausted { plan: Plan, what: String },
     #[error("rate limited; retry in {0}s")]
     RateLimited(u64),
-    #[error("the chat model failed: {0}")]
-    ModelFailed(String),
+    #[error("the chat model failed")]
+    ModelFailed(#[source] crate::models::chat::ChatError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("the site's index could not be loaded: {0}")]
-    Index(String),
+    #[error("the site's index could not be loaded")]
+    Index(#[source] anyhow::Error),
 }
 
 /// The chat service: built once per process, shared by every request.
@@ -395,8 +395,8 @@ impl ChatService {
             .blobs
             .get(&key)
             .await
-            .map_err(|e| ChatError::Index(e.to_string()))?
-            .ok_or_else(|| ChatError::Index(format!("{key} is missing")))?;
+            .map_err(|e| ChatError::Index(anyhow::Error::new(e).context(format!("reading {key}"))))?
+            .ok_or_else(|| ChatError::Index(anyhow::anyhow!("{key} is missing")))?;
         // Decoding a large index is CPU work: keep it off the async workers.
         let loaded = tokio::task::spawn_blocking(move || {
             SiteIndex::decode(&blob.bytes).map(|index| Weighed {
@@ -405,8 +405,8 @@ impl ChatService {
             })
         })
         .await
-        .map_err(|e| ChatError::Index(e.to_string()))?
-        .map_err(|e| ChatError::Index(e.to_string()))?;
+        .map_err(|e| ChatError::Index(anyhow::Error::new(e).context("the decoding task failed")))?
+        .map_err(|e| ChatError::Index(anyhow::Error::new(e).context("decoding the index")))?;
         let loaded = Arc::new(loaded);
         self.indexes
             .insert(site.site_id.as_str(), version, loaded.clone());
@@ -703,7 +703,7 @@ impl ChatService {
             },
             user_agent: meta.user_agent.clone(),
             request_id: meta.request_id.clone(),
-            error: generation.error.clone(),
+            error: generation.error.as_ref().map(ToString::to_string),
             created_at: rfc3339(now),
             feedback: None,
         };
@@ -740,8 +740,8 @@ impl ChatService {
                 tracing::error!(error = %e, message_id = %message_id, "settling the {what} failed");
             }
         }
-        if failed {
-            return Err(ChatError::ModelFailed(generation.error.unwrap_or_default()));
+        if let (true, Some(error)) = (failed, generation.error) {
+            return Err(ChatError::ModelFailed(error));
         }
         tracing::info!(
             message_id = %message_id,
@@ -880,7 +880,7 @@ struct Generation {
     input_tokens: u64,
     output_tokens: u64,
     cancelled: bool,
-    error: Option<String>,
+    error: Option<crate::models::chat::ChatError>,
 }
 
 /// Streams a completion, forwarding text; stops (dropping the connection) when the receiver is gone.
@@ -904,7 +904,7 @@ async fn generate(
     };
     let mut usage = None;
     match client.stream(request).await {
-        Err(e) => out.error = Some(e.to_string()),
+        Err(e) => out.error = Some(e),
         Ok(mut stream) => {
             while let Some(event) = stream.next().await {
                 match event {
@@ -919,7 +919,7 @@ async fn generate(
                     }
                     Ok(ChatEvent::Usage(u)) => usage = Some(u),
                     Err(e) => {
-                        out.error = Some(e.to_string());
+                        out.error = Some(e);
                         break;
                     }
                 }
