@@ -23,11 +23,12 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use shared::Platform;
 use shared::chat::logs::{self, Feedback, MessageId, Rating};
 use shared::chat::sessions::SessionId;
-use shared::chat::{Answer, Caller, ChatService, Question, RequestMeta, origin_allowed};
+use shared::chat::{Answer, Caller, ChatError, ChatService, Question, RequestMeta, origin_allowed};
 use shared::clock::rfc3339;
 use shared::http::{ApiError, ApiJson, TenantAuth, current_request_id, parse_json};
 use shared::ids::SiteId;
@@ -305,11 +306,12 @@ async fn respond(
         let answer = service.answer(caller, question, meta, None).await?;
         return Ok(Json(answer).into_response());
     }
-    let request_id = meta.request_id.clone();
     let (tx, mut rx) = mpsc::channel::<String>(64);
     // The answer runs on its own task: if the client disconnects, the stream (and `rx`) is dropped, the
     // task sees its sends fail, stops the model and still settles what was generated.
-    let task = tokio::spawn(async move { service.answer(caller, question, meta, Some(tx)).await });
+    let task = shared::http::spawn_in_request(async move {
+        service.answer(caller, question, meta, Some(tx)).await
+    });
     let first = rx.recv().await;
     let Some(first) = first else {
         // No text at all: either an error before generation (a plain HTTP error) or an empty answer.
@@ -333,15 +335,20 @@ async fn respond(
                     .data(json!({ "text": text }).to_string()),
             )
         });
-    // The stream outlives the handler: the request id goes with it into the error event and the logs.
-    let last = futures::stream::once(shared::http::in_request(request_id, async move {
-        match task.await {
-            Ok(Ok(answer)) => done_event(&answer),
-            Ok(Err(e)) => error_event(e.into()),
-            Err(e) => error_event(ApiError::Internal(anyhow::anyhow!("chat task failed: {e}"))),
-        }
-    }));
+    // The stream outlives the handler: the request goes with it into the error event and the logs.
+    let last = futures::stream::once(shared::http::within_request(last_event(task)));
     Ok(sse(deltas.chain(last).boxed()))
+}
+
+/// The stream's last event: the whole answer, or the error in the contract's shape.
+async fn last_event(task: JoinHandle<Result<Answer, ChatError>>) -> Result<Event, Infallible> {
+    match task.await {
+        Ok(Ok(answer)) => done_event(&answer),
+        Ok(Err(e)) => error_event(e.into()),
+        Err(e) => error_event(ApiError::Internal(
+            anyhow::Error::new(e).context("the chat task failed"),
+        )),
+    }
 }
 
 fn done_event(answer: &Answer) -> Result<Event, Infallible> {
@@ -366,4 +373,42 @@ fn sse(stream: futures::stream::BoxStream<'static, Result<Event, Infallible>>) -
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stream's tail runs after the handler returned, outside the request's scope: the error event
+    /// must still carry the request id (the widget shows it, support looks it up).
+    #[tokio::test]
+    async fn a_streamed_error_event_carries_the_request_id() {
+        let response = shared::http::in_request(Some("req-stream-1".into()), async {
+            let task = shared::http::spawn_in_request(async {
+                // The answer's own log lines and errors run inside the request too.
+                assert_eq!(current_request_id().as_deref(), Some("req-stream-1"));
+                Err::<Answer, _>(ChatError::NotTrained)
+            });
+            let deltas = futures::stream::once(async {
+                Ok::<_, Infallible>(Event::default().event("delta").data("{}"))
+            });
+            let last = futures::stream::once(shared::http::within_request(last_event(task)));
+            sse(deltas.chain(last).boxed())
+        })
+        .await;
+        // Polled here, outside the scope, as the server polls a streamed body.
+        assert_eq!(current_request_id(), None);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let error = text
+            .split("\n\n")
+            .find(|event| event.contains("event: error"))
+            .and_then(|event| event.lines().find_map(|l| l.strip_prefix("data: ")))
+            .unwrap_or_else(|| panic!("no error event in {text:?}"));
+        let error: serde_json::Value = serde_json::from_str(error).unwrap();
+        assert_eq!(error["error"]["code"], "not_ready");
+        assert_eq!(error["error"]["request_id"], "req-stream-1");
+    }
 }
