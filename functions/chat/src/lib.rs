@@ -26,10 +26,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use shared::Platform;
-use shared::chat::logs::{self, Feedback, MessageId, Rating};
+use shared::chat::feedback::{self, VisitorFeedback};
+use shared::chat::logs::Rating;
 use shared::chat::sessions::SessionId;
 use shared::chat::{Answer, Caller, ChatError, ChatService, Question, RequestMeta, origin_allowed};
-use shared::clock::rfc3339;
 use shared::http::{ApiError, ApiJson, TenantAuth, current_request_id, parse_json};
 use shared::ids::SiteId;
 
@@ -194,32 +194,18 @@ async fn embed_feedback(State(state): State<AppState>, request: EmbedRequest) ->
     let origin = shared::http::origin(&request.parts);
     let result = async {
         let body: FeedbackBody = parse_json(&request.body)?;
-        let site_id = parse_site(&body.site_id)?;
-        let platform = &state.platform;
-        let site = shared::sites::find_site(platform.store.as_ref(), &site_id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound("site not found".into()))?;
-        if !site.is_embed_enabled || !origin_allowed(&site, origin.as_deref()) {
-            return Err(ApiError::Forbidden(
-                "this origin is not allowed to use the site's assistant".into(),
-            ));
-        }
-        let message =
-            MessageId::parse(&body.message_id).map_err(|e| ApiError::invalid("message_id", e))?;
-        let comment = body
-            .comment
-            .map(|c| c.trim().chars().take(2_000).collect::<String>())
-            .filter(|c| !c.is_empty());
-        let feedback = Feedback {
+        let feedback = VisitorFeedback {
+            site_id: parse_site(&body.site_id)?,
+            session_id: body.session_id,
+            message_id: body.message_id,
             rating: body.rating,
-            comment,
-            at: rfc3339(platform.clock.now()),
+            comment: body.comment,
         };
-        logs::record_feedback(
+        let platform = &state.platform;
+        let message = feedback::record(
             platform.store.as_ref(),
-            &site_id,
-            &body.session_id,
-            &message,
+            platform.clock.as_ref(),
+            origin.as_deref(),
             feedback,
         )
         .await?;

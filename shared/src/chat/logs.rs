@@ -105,6 +105,13 @@ pub enum FeedbackError {
     /// No such message in this site and session.
     #[error("message not found")]
     NotFound,
+    #[error("site not found")]
+    SiteNotFound,
+    /// The site is not embedded, or not on the page's origin.
+    #[error("this origin is not allowed to use the site's assistant")]
+    OriginNotAllowed,
+    #[error("{0}")]
+    InvalidMessageId(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod extractive;
+pub mod feedback;
 pub mod limits;
 pub mod logs;
 pub mod prompt;

@@ -13,6 +13,7 @@ use crate::store::StoreError;
 use crate::tenants::api_keys::KeyError;
 use crate::tenants::{Inactive, Plan, TenantError};
 use crate::training::jobs::JobError;
+use crate::training::submit::SubmitError;
 use crate::voice::VoiceError;
 
 /// Every way a request can fail, as a client sees it.
@@ -426,10 +427,33 @@ impl From<JobError> for ApiError {
     }
 }
 
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Site(e) => e.into(),
+            SubmitError::Tenant(e) => e.into(),
+            SubmitError::Inactive(e) => e.into(),
+            // The refusal's detail is logged where it was found; the tenant hears only this.
+            SubmitError::Unfetchable(_) => Self::invalid(
+                "url",
+                "this URL cannot be fetched: give a public http(s) address of the website",
+            ),
+            SubmitError::Job(e) => e.into(),
+            SubmitError::Queue(_) => {
+                Self::Unavailable("the training queue is unavailable; try again".into())
+            }
+            SubmitError::Encode(_) => Self::Internal(e.into()),
+        }
+    }
+}
+
 impl From<FeedbackError> for ApiError {
     fn from(e: FeedbackError) -> Self {
         match e {
             FeedbackError::NotFound => Self::NotFound("message not found in this session".into()),
+            FeedbackError::SiteNotFound => Self::NotFound("site not found".into()),
+            FeedbackError::OriginNotAllowed => Self::Forbidden(e.to_string()),
+            FeedbackError::InvalidMessageId(message) => Self::invalid("message_id", message),
             FeedbackError::Store(e) => e.into(),
         }
     }

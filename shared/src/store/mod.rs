@@ -7,6 +7,7 @@
 pub mod dynamo;
 pub mod embedded;
 pub mod keys;
+pub mod retry;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
