@@ -57,18 +57,27 @@ impl TryFrom<String> for SiteName {
     }
 }
 
+impl crate::store::stored::FromStored for SiteName {
+    fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+}
+
 impl From<SiteName> for String {
     fn from(n: SiteName) -> String {
         n.0
     }
 }
 
-/// A site as stored and shown (the contract's site object).
+/// A site as stored and shown (the contract's site object). Read back leniently (`store::stored`):
+/// its fields were validated when written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Site {
     pub site_id: SiteId,
     pub tenant_id: TenantId,
+    #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub name: SiteName,
+    #[serde(deserialize_with = "crate::store::stored::lenient_vec")]
     pub allowed_domains: Vec<AllowedDomain>,
     pub is_embed_enabled: bool,
     /// The public id of the site's embed snippet (safe to publish; it grants nothing by itself).
@@ -272,11 +281,7 @@ pub async fn list_sites(
                 .after(cursor),
         )
         .await?;
-    let sites = page
-        .items
-        .iter()
-        .map(Item::to_record)
-        .collect::<Result<Vec<Site>, _>>()?;
+    let sites = crate::store::stored::readable::<Site>(&page.items);
     Ok((sites, page.next))
 }
 
@@ -400,11 +405,7 @@ pub async fn prompt_versions(
                 .after(cursor),
         )
         .await?;
-    let versions = page
-        .items
-        .iter()
-        .map(Item::to_record)
-        .collect::<Result<Vec<PromptVersion>, _>>()?;
+    let versions = crate::store::stored::readable::<PromptVersion>(&page.items);
     Ok((versions, page.next))
 }
 
@@ -460,4 +461,83 @@ pub async fn update_site_internal(
         extra,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::embedded_db::EmbeddedDb;
+    use crate::ids::SequentialIds;
+    use crate::store::{EmbeddedStore, Update};
+    use crate::tenants::{self, Plan, TenantName};
+
+    /// A row written under an older, looser rule still reads and lists; a row that does not read at all
+    /// is left out of the listing instead of failing it.
+    #[tokio::test]
+    async fn rows_violating_todays_rules_still_read_and_list() {
+        let clock = ManualClock::at(time::macros::datetime!(2026-05-01 09:00 UTC));
+        let store =
+            EmbeddedStore::new(EmbeddedDb::in_memory().unwrap(), Arc::new(clock.clone())).unwrap();
+        let ids = SequentialIds::default();
+        let tenant = tenants::create_tenant(
+            &store,
+            &ids,
+            &clock,
+            TenantName::parse("Hotel").unwrap(),
+            Plan::Pro,
+        )
+        .await
+        .unwrap();
+        let new = |name: &str| NewSite {
+            name: SiteName::parse(name).unwrap(),
+            allowed_domains: vec!["hotel.test".into()],
+        };
+        let old = create_site(&store, &ids, &clock, &tenant.tenant_id, new("Old"))
+            .await
+            .unwrap();
+        let broken = create_site(&store, &ids, &clock, &tenant.tenant_id, new("Broken"))
+            .await
+            .unwrap();
+        // Values no rule of today accepts: a 150-character name, a domain with a path, a colour name.
+        let long_name = "長".repeat(150);
+        let mut widget = serde_json::to_value(&old.widget).unwrap();
+        widget["color_primary"] = json!("red");
+        store
+            .update(
+                Update::new(site_key(&old.site_id))
+                    .set("name", long_name.clone())
+                    .set("allowed_domains", json!(["hotel.test/path"]))
+                    .set("widget", widget),
+            )
+            .await
+            .unwrap();
+        assert!(SiteName::parse(&long_name).is_err());
+        // And a row that does not read as a site at all.
+        store
+            .update(Update::new(site_key(&broken.site_id)).set("name", 42))
+            .await
+            .unwrap();
+
+        let (listed, _) = list_sites(&store, &tenant.tenant_id, None).await.unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0].site_id, old.site_id);
+        assert_eq!(String::from(listed[0].name.clone()), long_name);
+        assert_eq!(
+            serde_json::to_value(&listed[0].allowed_domains).unwrap(),
+            json!(["hotel.test/path"])
+        );
+        let read = get_site(&store, &tenant.tenant_id, &old.site_id)
+            .await
+            .unwrap();
+        assert_eq!(read, listed[0]);
+        assert_eq!(
+            serde_json::to_value(&read.widget).unwrap()["color_primary"],
+            "red"
+        );
+    }
 }

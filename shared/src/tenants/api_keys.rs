@@ -159,9 +159,7 @@ pub async fn list(store: &dyn ItemStore, tenant: &TenantId) -> Result<Vec<KeyRec
                     .after(cursor),
             )
             .await?;
-        for item in &page.items {
-            keys.push(item.to_record()?);
-        }
+        keys.extend(crate::store::stored::readable::<KeyRecord>(&page.items));
         match page.next {
             Some(next) => cursor = Some(next),
             None => return Ok(keys),

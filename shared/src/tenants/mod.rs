@@ -216,6 +216,12 @@ impl TryFrom<String> for TenantName {
     }
 }
 
+impl crate::store::stored::FromStored for TenantName {
+    fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+}
+
 impl From<TenantName> for String {
     fn from(n: TenantName) -> String {
         n.0
@@ -228,6 +234,8 @@ impl From<TenantName> for String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tenant {
     pub tenant_id: TenantId,
+    /// Read back leniently (`store::stored`): validated when written.
+    #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub name: TenantName,
     pub plan: Plan,
     pub subscription_status: SubscriptionStatus,
@@ -354,11 +362,7 @@ pub async fn list_tenants(
                 .after(cursor),
         )
         .await?;
-    let tenants = page
-        .items
-        .iter()
-        .map(crate::store::Item::to_record)
-        .collect::<Result<Vec<Tenant>, _>>()?;
+    let tenants = crate::store::stored::readable::<Tenant>(&page.items);
     Ok((tenants, page.next))
 }
 

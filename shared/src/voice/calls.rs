@@ -209,11 +209,7 @@ pub async fn list(
                 .after(cursor),
         )
         .await?;
-    let calls = page
-        .items
-        .iter()
-        .map(Item::to_record)
-        .collect::<Result<Vec<CallLog>, _>>()?;
+    let calls = crate::store::stored::readable::<CallLog>(&page.items);
     Ok((calls, page.next))
 }
 

@@ -254,9 +254,9 @@ async fn list_partition(
                     .after(cursor),
             )
             .await?;
-        for item in &page.items {
-            out.push(item.to_record()?);
-        }
+        out.extend(crate::store::stored::readable::<PhoneAssignment>(
+            &page.items,
+        ));
         match page.next {
             Some(next) => cursor = Some(next),
             None => return Ok(out),

@@ -294,11 +294,7 @@ pub async fn versions(
                 .after(cursor.clone()),
         )
         .await?;
-    let mut versions = page
-        .items
-        .iter()
-        .map(Item::to_record)
-        .collect::<Result<Vec<ReceptionistVersion>, _>>()?;
+    let mut versions = crate::store::stored::readable::<ReceptionistVersion>(&page.items);
     if versions.is_empty() && cursor.is_none() {
         versions.push(ReceptionistVersion {
             settings: ReceptionistSettings::initial(),
