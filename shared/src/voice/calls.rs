@@ -113,6 +113,7 @@ pub struct CallLog {
     pub call_sid: CallSid,
     pub tenant_id: TenantId,
     pub from: String,
+    #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub to: PhoneNumber,
     pub started_at: String,
     pub ended_at: String,

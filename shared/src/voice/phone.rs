@@ -76,6 +76,12 @@ impl TryFrom<String> for PhoneNumber {
     }
 }
 
+impl crate::store::stored::FromStored for PhoneNumber {
+    fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+}
+
 impl From<PhoneNumber> for String {
     fn from(n: PhoneNumber) -> String {
         n.0
@@ -101,6 +107,7 @@ pub enum PhoneStatus {
 /// never take over a number bought for someone else and receive its callers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhoneAssignment {
+    #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub number: PhoneNumber,
     pub status: PhoneStatus,
     pub tenant_id: Option<TenantId>,

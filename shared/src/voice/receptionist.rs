@@ -107,6 +107,12 @@ impl TryFrom<String> for Greeting {
     }
 }
 
+impl crate::store::stored::FromStored for Greeting {
+    fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+}
+
 impl From<Greeting> for String {
     fn from(g: Greeting) -> String {
         g.0
@@ -116,7 +122,9 @@ impl From<Greeting> for String {
 /// The settings in force (`GET /api/voice`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReceptionistSettings {
+    #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub system_prompt: SystemPrompt,
+    #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub greeting: Greeting,
     pub voice: Voice,
     pub language: Language,
