@@ -29,7 +29,9 @@ use shared::Platform;
 use shared::chat::feedback::{self, VisitorFeedback};
 use shared::chat::logs::Rating;
 use shared::chat::sessions::SessionId;
-use shared::chat::{Answer, Caller, ChatError, ChatService, Question, RequestMeta, origin_allowed};
+use shared::chat::{
+    Answer, Caller, ChatError, ChatMessage, ChatService, Question, RequestMeta, origin_allowed,
+};
 use shared::http::{ApiError, ApiJson, TenantAuth, current_request_id, parse_json};
 use shared::ids::SiteId;
 
@@ -117,10 +119,12 @@ async fn tenant_chat(
     headers: HeaderMap,
     ApiJson(body): ApiJson<ChatBody>,
 ) -> Result<Response, ApiError> {
+    let site_id = parse_site(&body.site_id)?;
+    let session_id = parse_session(body.session_id.as_deref())?;
     let question = Question {
-        site_id: parse_site(&body.site_id)?,
-        message: body.message,
-        session_id: parse_session(body.session_id.as_deref())?,
+        site_id,
+        message: ChatMessage::parse(&body.message)?,
+        session_id,
         model: body.model,
     };
     respond(
@@ -162,21 +166,28 @@ async fn embed_chat(
         origin: origin.clone(),
         ip: shared::http::client_ip(&request.parts),
     };
-    let question = Question {
-        site_id,
-        message: body.message,
-        session_id: parse_session(body.session_id.as_deref())?,
-        model: None,
-    };
+    let session_id = parse_session(body.session_id.as_deref())?;
     let headers = &request.parts.headers;
-    let response = respond(
-        state.service,
-        caller,
-        question,
-        meta(headers),
-        wants_stream(headers),
-    )
-    .await;
+    // A refused message is answered like every other refusal of the widget: readable by the page.
+    let response = match ChatMessage::parse(&body.message) {
+        Ok(message) => {
+            let question = Question {
+                site_id,
+                message,
+                session_id,
+                model: None,
+            };
+            respond(
+                state.service,
+                caller,
+                question,
+                meta(headers),
+                wants_stream(headers),
+            )
+            .await
+        }
+        Err(e) => Err(e.into()),
+    };
     Ok(with_cors(response.into_response(), origin.as_deref()))
 }
 
