@@ -65,9 +65,9 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::embedded_db::EmbeddedDb;
     use crate::ids::SequentialIds;
-    use crate::sites::{self, NewSite, SiteName};
+    use crate::sites;
     use crate::store::EmbeddedStore;
-    use crate::tenants::{self, Plan, TenantName};
+    use crate::tenants::Plan;
 
     struct Fixture {
         store: EmbeddedStore,
@@ -77,31 +77,13 @@ mod tests {
     }
 
     async fn fixture(embed_enabled: bool) -> Fixture {
-        let clock = ManualClock::at(time::macros::datetime!(2026-05-01 09:00 UTC));
+        let clock = ManualClock::at(crate::fixtures::START);
         let store =
             EmbeddedStore::new(EmbeddedDb::in_memory().unwrap(), Arc::new(clock.clone())).unwrap();
         let ids = SequentialIds::default();
-        let tenant = tenants::create_tenant(
-            &store,
-            &ids,
-            &clock,
-            TenantName::parse("Shop").unwrap(),
-            Plan::Pro,
-        )
-        .await
-        .unwrap();
-        let site = sites::create_site(
-            &store,
-            &ids,
-            &clock,
-            &tenant.tenant_id,
-            NewSite {
-                name: SiteName::parse("Shop").unwrap(),
-                allowed_domains: vec!["shop.test".into()],
-            },
-        )
-        .await
-        .unwrap();
+        let (tenant, site) =
+            crate::fixtures::tenant_with_site(&store, &ids, &clock, Plan::Pro, &["shop.test"])
+                .await;
         sites::update_site_internal(
             &store,
             &clock,

@@ -1341,50 +1341,16 @@ mod tests {
     }
 
     async fn reserving_service() -> (tempfile::TempDir, ChatService, Tenant, Site) {
-        use crate::sites::NewSite;
-        use crate::tenants::TenantName;
         let dir = tempfile::tempdir().unwrap();
-        let vars = [(
-            "KOTOBA_DATA_DIR".to_string(),
-            dir.path().display().to_string(),
-        )]
-        .into_iter()
-        .collect();
-        let config = crate::config::Config::from_vars(&vars, crate::config::Mode::Local).unwrap();
-        let platform = Platform::embedded(
-            config,
-            Arc::new(crate::clock::ManualClock::at(
-                time::macros::datetime!(2026-05-01 09:00 UTC),
-            )),
-            Arc::new(crate::ids::SequentialIds::default()),
-        )
-        .unwrap();
-        let (store, ids, clock) = (
+        let platform = crate::fixtures::embedded_platform(&dir);
+        let (tenant, site) = crate::fixtures::tenant_with_site(
             platform.store.as_ref(),
             platform.ids.as_ref(),
             platform.clock.as_ref(),
-        );
-        let tenant = crate::tenants::create_tenant(
-            store,
-            ids,
-            clock,
-            TenantName::parse("Shop").unwrap(),
             Plan::Starter,
+            &[],
         )
-        .await
-        .unwrap();
-        let site = crate::sites::create_site(
-            store,
-            ids,
-            clock,
-            &tenant.tenant_id,
-            NewSite {
-                name: SiteName::parse("Shop").unwrap(),
-                allowed_domains: vec![],
-            },
-        )
-        .await
-        .unwrap();
+        .await;
         let service = ChatService::new(platform, reqwest::Client::new()).unwrap();
         (dir, service, tenant, site)
     }

@@ -474,35 +474,31 @@ mod tests {
     use crate::embedded_db::EmbeddedDb;
     use crate::ids::SequentialIds;
     use crate::store::{EmbeddedStore, Update};
-    use crate::tenants::{self, Plan, TenantName};
+    use crate::tenants::Plan;
 
     /// A row written under an older, looser rule still reads and lists; a row that does not read at all
     /// is left out of the listing instead of failing it.
     #[tokio::test]
     async fn rows_violating_todays_rules_still_read_and_list() {
-        let clock = ManualClock::at(time::macros::datetime!(2026-05-01 09:00 UTC));
+        let clock = ManualClock::at(crate::fixtures::START);
         let store =
             EmbeddedStore::new(EmbeddedDb::in_memory().unwrap(), Arc::new(clock.clone())).unwrap();
         let ids = SequentialIds::default();
-        let tenant = tenants::create_tenant(
+        let (tenant, old) =
+            crate::fixtures::tenant_with_site(&store, &ids, &clock, Plan::Pro, &["hotel.test"])
+                .await;
+        let broken = create_site(
             &store,
             &ids,
             &clock,
-            TenantName::parse("Hotel").unwrap(),
-            Plan::Pro,
+            &tenant.tenant_id,
+            NewSite {
+                name: SiteName::parse("Broken").unwrap(),
+                allowed_domains: vec!["hotel.test".into()],
+            },
         )
         .await
         .unwrap();
-        let new = |name: &str| NewSite {
-            name: SiteName::parse(name).unwrap(),
-            allowed_domains: vec!["hotel.test".into()],
-        };
-        let old = create_site(&store, &ids, &clock, &tenant.tenant_id, new("Old"))
-            .await
-            .unwrap();
-        let broken = create_site(&store, &ids, &clock, &tenant.tenant_id, new("Broken"))
-            .await
-            .unwrap();
         // Values no rule of today accepts: a 150-character name, a domain with a path, a colour name.
         let long_name = "長".repeat(150);
         let mut widget = serde_json::to_value(&old.widget).unwrap();

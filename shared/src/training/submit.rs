@@ -129,20 +129,15 @@ async fn queue(p: &Platform, job: &TrainingJob) -> Result<(), SubmitError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::sync::Arc;
     use std::time::Duration;
 
     use futures::future::BoxFuture;
 
     use super::*;
-    use crate::clock::ManualClock;
-    use crate::config::{Config, Mode};
-    use crate::ids::SequentialIds;
     use crate::queue::{JobQueue, Received};
-    use crate::sites::{NewSite, SiteName};
     use crate::store::{Index, Query, keys};
-    use crate::tenants::{Plan, TenantName};
+    use crate::tenants::Plan;
     use crate::training::jobs::JobStatus;
 
     /// A queue that is down.
@@ -178,36 +173,15 @@ mod tests {
     }
 
     async fn platform(dir: &tempfile::TempDir) -> (Arc<Platform>, TenantId, SiteId) {
-        let vars = HashMap::from([(
-            "KOTOBA_DATA_DIR".to_string(),
-            dir.path().display().to_string(),
-        )]);
-        let config = Config::from_vars(&vars, Mode::Local).unwrap();
-        let clock = ManualClock::at(time::macros::datetime!(2026-05-01 09:00 UTC));
-        let p = Platform::embedded(config, Arc::new(clock), Arc::new(SequentialIds::default()))
-            .unwrap();
-        let store = p.store.as_ref();
-        let tenant = tenants::create_tenant(
-            store,
+        let p = crate::fixtures::embedded_platform(dir);
+        let (tenant, site) = crate::fixtures::tenant_with_site(
+            p.store.as_ref(),
             p.ids.as_ref(),
             p.clock.as_ref(),
-            TenantName::parse("Hotel").unwrap(),
             Plan::Starter,
+            &[],
         )
-        .await
-        .unwrap();
-        let site = sites::create_site(
-            store,
-            p.ids.as_ref(),
-            p.clock.as_ref(),
-            &tenant.tenant_id,
-            NewSite {
-                name: SiteName::parse("Hotel site").unwrap(),
-                allowed_domains: Vec::new(),
-            },
-        )
-        .await
-        .unwrap();
+        .await;
         (p, tenant.tenant_id, site.site_id)
     }
 
