@@ -151,7 +151,7 @@ pub enum ChatError {
     #[error("rate limited; retry in {0}s")]
     RateLimited(u64),
     #[error("the chat model failed")]
-    ModelFailed(#[source] crate::models::chat::ChatError),
+    ModelFailed(#[source] crate::models::chat::ProviderError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the site's index could not be loaded")]
@@ -968,7 +968,7 @@ struct Generation {
     input_tokens: u64,
     output_tokens: u64,
     cancelled: bool,
-    error: Option<crate::models::chat::ChatError>,
+    error: Option<crate::models::chat::ProviderError>,
 }
 
 /// Streams a completion, forwarding text; stops (dropping the connection) when the receiver is gone.
@@ -1331,7 +1331,7 @@ mod tests {
             input_tokens: 0,
             output_tokens: 0,
             cancelled: false,
-            error: Some(crate::models::chat::ChatError::Malformed(
+            error: Some(crate::models::chat::ProviderError::Malformed(
                 "no choices".into(),
             )),
         };

@@ -542,7 +542,7 @@ mod tests {
         );
         assert!(!e.body().to_string().contains("10.0.0.9"));
 
-        let provider = crate::models::chat::ChatError::Rejected {
+        let provider = crate::models::chat::ProviderError::Rejected {
             status: 400,
             message: "key sk-secret at https://llm.internal".into(),
         };
