@@ -22,6 +22,16 @@ pub enum Outcome {
     Failed,
 }
 
+/// Where a question came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// The tenant's own API calls (an API key).
+    Api,
+    /// The public widget.
+    Embed,
+}
+
 /// The prices a request was charged at (per 1,000 tokens).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct PriceSnapshot {
@@ -50,8 +60,7 @@ pub struct UsageLog {
     pub tenant_id: TenantId,
     pub site_id: SiteId,
     pub session_id: String,
-    /// `api` (tenant key) or `embed` (the public widget).
-    pub channel: String,
+    pub channel: Channel,
     pub model: String,
     pub outcome: Outcome,
     pub chat_input_tokens: u64,

@@ -39,7 +39,7 @@ use crate::store::{Add, Key, StoreError, Write, keys};
 use crate::tenants::{Inactive, Plan, SubscriptionStatus, Tenant};
 use crate::usage::{self, counters};
 use cache::{IndexCache, TtlCache, Weighed};
-use logs::{MessageId, Outcome, PriceSnapshot, UsageLog};
+use logs::{Channel, MessageId, Outcome, PriceSnapshot, UsageLog};
 pub use message::ChatMessage;
 use sessions::SessionId;
 
@@ -933,8 +933,8 @@ impl UsageLogBuilder<'_> {
             site_id: self.site.clone(),
             session_id: self.session.to_string(),
             channel: match self.caller {
-                Caller::Tenant(_) => "api".into(),
-                Caller::Visitor { .. } => "embed".into(),
+                Caller::Tenant(_) => Channel::Api,
+                Caller::Visitor { .. } => Channel::Embed,
             },
             model: self.model.to_string(),
             outcome: if failed {
@@ -1302,8 +1302,8 @@ mod tests {
         };
         let log = builder(&visitor).build(&answered, 500, 42, now);
         assert_eq!(
-            (log.channel.as_str(), log.outcome),
-            ("embed", Outcome::Answered)
+            (log.channel, log.outcome),
+            (Channel::Embed, Outcome::Answered)
         );
         // 2k in at 150, 1k out at 600, 500 embedding tokens at 20 per 1k.
         assert_eq!(log.cost, MicroUsd(300 + 600 + 10));
@@ -1323,8 +1323,8 @@ mod tests {
         };
         let log = builder(&tenant_caller).build(&cancelled, 0, 1, now);
         assert_eq!(
-            (log.channel.as_str(), log.outcome, log.ip_hash),
-            ("api", Outcome::Cancelled, None)
+            (log.channel, log.outcome, log.ip_hash),
+            (Channel::Api, Outcome::Cancelled, None)
         );
         let failed = Generation {
             text: String::new(),
