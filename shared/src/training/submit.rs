@@ -239,7 +239,10 @@ mod tests {
         assert!(matches!(err, SubmitError::Queue(_)), "{err:?}");
         let listed = p
             .store
-            .query(Query::on(Index::BySite, keys::site_partition(&site)).prefix("JOB#"))
+            .query(
+                Query::on(Index::BySite, keys::site_partition(&site))
+                    .prefix(keys::job_listing(&site, "").1),
+            )
             .await
             .unwrap();
         assert_eq!(listed.items.len(), 2);
