@@ -520,3 +520,47 @@ async fn foreign_or_garbled_cursors_are_a_400() {
     assert_eq!(reply.status, 400, "{:?}", reply.body);
     assert_eq!(reply.error_code(), "invalid_input");
 }
+
+/// A stored row that today's rules would refuse (written before a rule was tightened) still reads and
+/// lists; a row that does not read at all is left out of the listing, not a 500 for every site.
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_written_under_older_rules_still_list() {
+    let app = TestApp::spawn(Backend::Embedded).await;
+    let (_, key) = app.create_tenant("pro").await;
+    let old = app.create_site(&key, &["hotel.test"]).await;
+    let broken = app.create_site(&key, &["hotel.test"]).await;
+    let site_key = |site: &Value| {
+        shared::sites::site_key(
+            &shared::ids::SiteId::parse(site["site_id"].as_str().unwrap()).unwrap(),
+        )
+    };
+    let store = app.platform.store.as_ref();
+    let long_name = "長".repeat(150);
+    store
+        .update(
+            shared::store::Update::new(site_key(&old))
+                .set("name", long_name.clone())
+                .set("allowed_domains", json!(["hotel.test/old-rule"])),
+        )
+        .await
+        .unwrap();
+    store
+        .update(shared::store::Update::new(site_key(&broken)).set("name", json!({"not": "a name"})))
+        .await
+        .unwrap();
+    let sites = app.get("/api/sites", &key).await;
+    assert_eq!(sites.status, StatusCode::OK, "{:?}", sites.body);
+    let list = sites.body["sites"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["site_id"], old["site_id"]);
+    assert_eq!(list[0]["name"], long_name.as_str());
+    assert_eq!(list[0]["allowed_domains"], json!(["hotel.test/old-rule"]));
+    let one = app
+        .get(
+            &format!("/api/sites/{}", old["site_id"].as_str().unwrap()),
+            &key,
+        )
+        .await;
+    assert_eq!(one.status, StatusCode::OK, "{:?}", one.body);
+    assert_eq!(one.body["name"], long_name.as_str());
+}

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use kotoba_tests::{aws, unique_name};
+use kotoba_tests::aws::{self, create_table};
+use kotoba_tests::unique_name;
 use shared::embedded_db::EmbeddedDb;
 use shared::store::conformance::Subject;
-use shared::store::dynamo::create_table;
 use shared::store::{DynamoStore, EmbeddedStore};
 
 shared::store_conformance_tests!(embedded, |clock| async move {

@@ -11,6 +11,8 @@ pub mod config;
 pub mod crawl;
 pub mod embedded_db;
 pub mod extract;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod http;
 pub mod ids;
 pub mod index;

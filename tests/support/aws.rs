@@ -1,6 +1,16 @@
 //! The local AWS emulator (moto server) that `make test` starts, and SDK configuration pointing at it.
 
 use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
+};
+use shared::store::Index;
 
 /// The emulator's base URL. `make test` (through `infra/dev/with-moto`) sets it.
 pub fn endpoint() -> String {
@@ -28,6 +38,118 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .await
 }
 
+/// Creates a store table on the emulator as `template.yaml` defines it (on-demand billing, `pk`/`sk`,
+/// a GSI per [`Index`], TTL on `expires_at`) and waits until it is active. Does nothing to a table that
+/// already exists but finish enabling TTL on it. (Deployed tables come from the template, never from code.)
+pub async fn create_table(client: &Client, table: &str) -> anyhow::Result<()> {
+    let string_attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .context("building an attribute definition")
+    };
+    let key_element = |name: &str, key_type: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .context("building a key schema")
+    };
+    let mut attributes = vec![string_attribute("pk")?, string_attribute("sk")?];
+    let mut indexes = Vec::new();
+    for index in Index::ALL {
+        attributes.push(string_attribute(index.pk_attribute())?);
+        attributes.push(string_attribute(index.sk_attribute())?);
+        indexes.push(
+            GlobalSecondaryIndex::builder()
+                .index_name(index.name())
+                .key_schema(key_element(index.pk_attribute(), KeyType::Hash)?)
+                .key_schema(key_element(index.sk_attribute(), KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .context("building a GSI definition")?,
+        );
+    }
+    let created = client
+        .create_table()
+        .table_name(table)
+        .set_attribute_definitions(Some(attributes))
+        .key_schema(key_element("pk", KeyType::Hash)?)
+        .key_schema(key_element("sk", KeyType::Range)?)
+        .set_global_secondary_indexes(Some(indexes))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) => {}
+        Err(e) => {
+            return Err(anyhow!(
+                "creating table {table}: {}",
+                DisplayErrorContext(&e)
+            ));
+        }
+    }
+
+    let mut active = false;
+    for _ in 0..300 {
+        let described = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| anyhow!("describing table {table}: {}", DisplayErrorContext(&e)))?;
+        if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+            active = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    anyhow::ensure!(active, "table {table} did not become active");
+
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "reading the TTL setting of {table}: {}",
+                DisplayErrorContext(&e)
+            )
+        })?;
+    let status = ttl
+        .time_to_live_description()
+        .and_then(|d| d.time_to_live_status());
+    // DynamoDB refuses to enable TTL twice, so only ask when it is off.
+    if !matches!(
+        status,
+        Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+    ) {
+        client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name("expires_at")
+                    .enabled(true)
+                    .build()
+                    .context("building the TTL specification")?,
+            )
+            .send()
+            .await
+            .map_err(|e| anyhow!("enabling TTL on {table}: {}", DisplayErrorContext(&e)))?;
+    }
+    Ok(())
+}
+
 /// A table, bucket, training queue and dead-letter queue of one test's own on the emulator.
 pub struct Resources {
     pub table: String,
@@ -41,7 +163,7 @@ impl Resources {
         let sdk = sdk_config().await;
         let table = crate::unique_name("kotoba");
         let bucket = crate::unique_name("kotoba");
-        shared::store::dynamo::create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
+        create_table(&Client::new(&sdk), &table)
             .await
             .expect("table created");
         let s3 = shared::blobs::s3::s3_client(

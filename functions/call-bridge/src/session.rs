@@ -24,10 +24,8 @@ use tokio_tungstenite::tungstenite::{self, Message as ModelMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument;
 
-use shared::clock::rfc3339;
 use shared::models::{ModelKind, ModelPolicy};
 use shared::tenants;
-use shared::usage;
 use shared::voice::calls::{self, CallMetrics};
 use shared::voice::media_streams::{
     OutMark, OutMedia, TwilioInbound, TwilioOutbound, is_dtmf_digit,
@@ -36,9 +34,10 @@ use shared::voice::metering::{self, CallReservation};
 use shared::voice::playback::Playback;
 use shared::voice::pricing::RealtimeUsage;
 use shared::voice::realtime::{self, ServerEvent};
+use shared::voice::settlement::{self, EndedCall};
 use shared::voice::token::StreamClaims;
-use shared::voice::transcript::{self, TranscriptBuilder};
-use shared::voice::{CallLog, EndReason, ReceptionistSettings, receptionist};
+use shared::voice::transcript::TranscriptBuilder;
+use shared::voice::{EndReason, ReceptionistSettings, receptionist};
 
 use crate::metrics::Samples;
 use crate::tracker::CallGuard;
@@ -583,78 +582,32 @@ async fn close_model(model: &mut ModelSocket, code: u16) {
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, model.close(Some(frame))).await;
 }
 
-/// Settles minutes, writes the call log once, and emits the metrics line. Runs whatever ended the call.
+/// Settles the call (`shared::voice::settlement`) and emits the metrics line. Runs whatever ended the call.
 async fn finish(bridge: &Bridge, setup: CallSetup, mut outcome: Outcome) {
     let p = &bridge.platform;
-    let store = p.store.as_ref();
-    let ended_at = p.clock.now();
-    let duration_ms = u64::try_from(setup.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let seconds = metering::billable_seconds(duration_ms);
-    let tenant = &setup.claims.tenant_id;
-
-    if let Err(e) = retry("settling call minutes", || {
-        metering::settle(store, &setup.reservation, seconds, ended_at)
-    })
-    .await
-    {
-        tracing::error!(error = %e, seconds, "call minutes not settled");
-    }
-
-    let lines = outcome.transcript.finish();
-    let (summary, summary_source) = match &bridge.settings.summarizer {
-        Some(summarizer) if !lines.is_empty() => match summarizer.summarize(&lines).await {
-            Ok(text) => (text, "model"),
-            Err(e) => {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "chat summary failed; using the extractive one"
-                );
-                (transcript::extractive_summary(&lines), "extractive")
-            }
-        },
-        _ => (transcript::extractive_summary(&lines), "extractive"),
-    };
-    let cost = outcome.usage.cost(&setup.policy);
-    if cost.0 != 0 {
-        let key = usage::tenant_month(tenant, &usage::month_of(setup.started_at));
-        if let Err(e) =
-            usage::record(store, key, usage::counters::COST_MICROS, cost.0, ended_at).await
-        {
-            tracing::error!(error = %e, "call cost not recorded on the usage counter");
-        }
-    }
-
     let m = &mut outcome.metrics;
     m.inbound_p50_us = outcome.inbound.quantile(0.5);
     m.inbound_p99_us = outcome.inbound.quantile(0.99);
     m.outbound_p50_us = outcome.outbound.quantile(0.5);
     m.outbound_p99_us = outcome.outbound.quantile(0.99);
-    let log = CallLog {
-        call_sid: setup.claims.call_sid.clone(),
-        tenant_id: tenant.clone(),
-        from: setup.claims.from.clone(),
-        to: setup.claims.to.clone(),
-        started_at: rfc3339(setup.started_at),
-        ended_at: rfc3339(ended_at),
-        duration_seconds: seconds,
-        end_reason: outcome.reason,
-        transcript: lines,
-        summary,
-        summary_source: summary_source.into(),
-        model: setup.policy.name.clone(),
+    let call = EndedCall {
+        claims: setup.claims,
+        reservation: setup.reservation,
+        policy: setup.policy,
+        started_at: setup.started_at,
+        duration_ms: u64::try_from(setup.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        reason: outcome.reason,
+        transcript: outcome.transcript.finish(),
         usage: outcome.usage,
-        cost_micros: cost,
-        metrics: outcome.metrics.clone(),
+        metrics: outcome.metrics,
     };
-    match retry("writing the call log", || {
-        calls::save(store, &log, ended_at.unix_timestamp())
-    })
-    .await
-    {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!("the call log was already written"),
-        Err(e) => tracing::error!(error = %e, "the call log could not be written"),
-    }
+    let log = settlement::settle(
+        p.store.as_ref(),
+        p.clock.as_ref(),
+        bridge.settings.summarizer.as_ref(),
+        call,
+    )
+    .await;
     let m = &log.metrics;
     tracing::info!(
         end_reason = ?log.end_reason,
@@ -674,25 +627,4 @@ async fn finish(bridge: &Bridge, setup: CallSetup, mut outcome: Outcome) {
         cost_micros = log.cost_micros.0,
         "call metrics"
     );
-}
-
-/// A store write retried on backend failures (conditions are answers, not failures, and return at once).
-async fn retry<T, F, Fut>(what: &str, mut op: F) -> Result<T, shared::store::StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, shared::store::StoreError>>,
-{
-    let mut delay = Duration::from_millis(100);
-    let mut attempt = 1;
-    loop {
-        match op().await {
-            Err(shared::store::StoreError::Backend(e)) if attempt < 4 => {
-                tracing::warn!(attempt, error = %e, "{what} failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 3;
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
 }

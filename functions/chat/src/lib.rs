@@ -23,12 +23,15 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use shared::Platform;
-use shared::chat::logs::{self, Feedback, MessageId, Rating};
+use shared::chat::feedback::{self, VisitorFeedback};
+use shared::chat::logs::Rating;
 use shared::chat::sessions::SessionId;
-use shared::chat::{Answer, Caller, ChatError, ChatService, Question, RequestMeta, origin_allowed};
-use shared::clock::rfc3339;
+use shared::chat::{
+    Answer, Caller, ChatError, ChatMessage, ChatService, Question, RequestMeta, origin_allowed,
+};
 use shared::http::{ApiError, ApiJson, TenantAuth, current_request_id, parse_json};
 use shared::ids::SiteId;
 
@@ -89,45 +92,6 @@ fn parse_session(raw: Option<&str>) -> Result<Option<SessionId>, ApiError> {
         .transpose()
 }
 
-/// Maps a chat failure to the contract, once.
-fn api_error(e: ChatError) -> ApiError {
-    match e {
-        ChatError::InvalidMessage(m) => ApiError::invalid("message", m),
-        ChatError::MessageTooLong => ApiError::TooLarge(e.to_string()),
-        ChatError::SiteNotFound => ApiError::NotFound("site not found".into()),
-        ChatError::NotAvailable(m) => ApiError::Forbidden(m),
-        ChatError::OriginNotAllowed => ApiError::Forbidden(e.to_string()),
-        ChatError::NotTrained => ApiError::NotReady(e.to_string()),
-        ChatError::ModelNotAllowed(m) => ApiError::Forbidden(m),
-        ChatError::UnknownModel(m) => ApiError::invalid("model", m),
-        ChatError::Subscription(status) => ApiError::SubscriptionInactive {
-            status: status.as_str(),
-        },
-        ChatError::QuotaExhausted { plan, ref what } => ApiError::PaymentRequired {
-            message: format!("{what} exhausted"),
-            plan: plan.as_str().into(),
-            upgrade_hint: match plan.upgrade() {
-                Some(next) => format!("upgrade to the {} plan for more", next.as_str()),
-                None => "contact us to raise your limits".into(),
-            },
-        },
-        ChatError::RateLimited(secs) => ApiError::RateLimited {
-            retry_after_secs: secs,
-        },
-        // The provider's message may name its endpoint or echo the request: logged, not answered.
-        ChatError::ModelFailed(m) => {
-            tracing::warn!(
-                request_id = current_request_id().unwrap_or_default(),
-                error = %m,
-                "the chat model failed"
-            );
-            ApiError::Unavailable("the assistant cannot answer right now; try again".into())
-        }
-        ChatError::Store(e) => e.into(),
-        ChatError::Index(m) => ApiError::Internal(anyhow::anyhow!(m)),
-    }
-}
-
 fn wants_stream(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
@@ -155,10 +119,12 @@ async fn tenant_chat(
     headers: HeaderMap,
     ApiJson(body): ApiJson<ChatBody>,
 ) -> Result<Response, ApiError> {
+    let site_id = parse_site(&body.site_id)?;
+    let session_id = parse_session(body.session_id.as_deref())?;
     let question = Question {
-        site_id: parse_site(&body.site_id)?,
-        message: body.message,
-        session_id: parse_session(body.session_id.as_deref())?,
+        site_id,
+        message: ChatMessage::parse(&body.message)?,
+        session_id,
         model: body.model,
     };
     respond(
@@ -200,21 +166,28 @@ async fn embed_chat(
         origin: origin.clone(),
         ip: shared::http::client_ip(&request.parts),
     };
-    let question = Question {
-        site_id,
-        message: body.message,
-        session_id: parse_session(body.session_id.as_deref())?,
-        model: None,
-    };
+    let session_id = parse_session(body.session_id.as_deref())?;
     let headers = &request.parts.headers;
-    let response = respond(
-        state.service,
-        caller,
-        question,
-        meta(headers),
-        wants_stream(headers),
-    )
-    .await;
+    // A refused message is answered like every other refusal of the widget: readable by the page.
+    let response = match ChatMessage::parse(&body.message) {
+        Ok(message) => {
+            let question = Question {
+                site_id,
+                message,
+                session_id,
+                model: None,
+            };
+            respond(
+                state.service,
+                caller,
+                question,
+                meta(headers),
+                wants_stream(headers),
+            )
+            .await
+        }
+        Err(e) => Err(e.into()),
+    };
     Ok(with_cors(response.into_response(), origin.as_deref()))
 }
 
@@ -232,41 +205,21 @@ async fn embed_feedback(State(state): State<AppState>, request: EmbedRequest) ->
     let origin = shared::http::origin(&request.parts);
     let result = async {
         let body: FeedbackBody = parse_json(&request.body)?;
-        let site_id = parse_site(&body.site_id)?;
-        let platform = &state.platform;
-        let site = shared::sites::find_site(platform.store.as_ref(), &site_id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound("site not found".into()))?;
-        if !site.is_embed_enabled || !origin_allowed(&site, origin.as_deref()) {
-            return Err(ApiError::Forbidden(
-                "this origin is not allowed to use the site's assistant".into(),
-            ));
-        }
-        let message =
-            MessageId::parse(&body.message_id).map_err(|e| ApiError::invalid("message_id", e))?;
-        let comment = body
-            .comment
-            .map(|c| c.trim().chars().take(2_000).collect::<String>())
-            .filter(|c| !c.is_empty());
-        let feedback = Feedback {
+        let feedback = VisitorFeedback {
+            site_id: parse_site(&body.site_id)?,
+            session_id: body.session_id,
+            message_id: body.message_id,
             rating: body.rating,
-            comment,
-            at: rfc3339(platform.clock.now()),
+            comment: body.comment,
         };
-        logs::record_feedback(
+        let platform = &state.platform;
+        let message = feedback::record(
             platform.store.as_ref(),
-            &site_id,
-            &body.session_id,
-            &message,
+            platform.clock.as_ref(),
+            origin.as_deref(),
             feedback,
         )
-        .await
-        .map_err(|e| match e {
-            logs::FeedbackError::NotFound => {
-                ApiError::NotFound("message not found in this session".into())
-            }
-            logs::FeedbackError::Store(e) => e.into(),
-        })?;
+        .await?;
         Ok::<_, ApiError>(Json(json!({ "status": "recorded", "message_id": message })))
     }
     .await;
@@ -347,17 +300,15 @@ async fn respond(
     stream: bool,
 ) -> Result<Response, ApiError> {
     if !stream {
-        let answer = service
-            .answer(caller, question, meta, None)
-            .await
-            .map_err(api_error)?;
+        let answer = service.answer(caller, question, meta, None).await?;
         return Ok(Json(answer).into_response());
     }
-    let request_id = meta.request_id.clone();
     let (tx, mut rx) = mpsc::channel::<String>(64);
     // The answer runs on its own task: if the client disconnects, the stream (and `rx`) is dropped, the
     // task sees its sends fail, stops the model and still settles what was generated.
-    let task = tokio::spawn(async move { service.answer(caller, question, meta, Some(tx)).await });
+    let task = shared::http::spawn_in_request(async move {
+        service.answer(caller, question, meta, Some(tx)).await
+    });
     let first = rx.recv().await;
     let Some(first) = first else {
         // No text at all: either an error before generation (a plain HTTP error) or an empty answer.
@@ -366,7 +317,7 @@ async fn respond(
                 async move { done_event(&answer) },
             )
             .boxed())),
-            Ok(Err(e)) => Err(api_error(e)),
+            Ok(Err(e)) => Err(e.into()),
             Err(e) => Err(ApiError::Internal(anyhow::anyhow!("chat task failed: {e}"))),
         };
     };
@@ -381,15 +332,20 @@ async fn respond(
                     .data(json!({ "text": text }).to_string()),
             )
         });
-    // The stream outlives the handler: the request id goes with it into the error event and the logs.
-    let last = futures::stream::once(shared::http::in_request(request_id, async move {
-        match task.await {
-            Ok(Ok(answer)) => done_event(&answer),
-            Ok(Err(e)) => error_event(api_error(e)),
-            Err(e) => error_event(ApiError::Internal(anyhow::anyhow!("chat task failed: {e}"))),
-        }
-    }));
+    // The stream outlives the handler: the request goes with it into the error event and the logs.
+    let last = futures::stream::once(shared::http::within_request(last_event(task)));
     Ok(sse(deltas.chain(last).boxed()))
+}
+
+/// The stream's last event: the whole answer, or the error in the contract's shape.
+async fn last_event(task: JoinHandle<Result<Answer, ChatError>>) -> Result<Event, Infallible> {
+    match task.await {
+        Ok(Ok(answer)) => done_event(&answer),
+        Ok(Err(e)) => error_event(e.into()),
+        Err(e) => error_event(ApiError::Internal(
+            anyhow::Error::new(e).context("the chat task failed"),
+        )),
+    }
 }
 
 fn done_event(answer: &Answer) -> Result<Event, Infallible> {
@@ -414,4 +370,42 @@ fn sse(stream: futures::stream::BoxStream<'static, Result<Event, Infallible>>) -
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stream's tail runs after the handler returned, outside the request's scope: the error event
+    /// must still carry the request id (the widget shows it, support looks it up).
+    #[tokio::test]
+    async fn a_streamed_error_event_carries_the_request_id() {
+        let response = shared::http::in_request(Some("req-stream-1".into()), async {
+            let task = shared::http::spawn_in_request(async {
+                // The answer's own log lines and errors run inside the request too.
+                assert_eq!(current_request_id().as_deref(), Some("req-stream-1"));
+                Err::<Answer, _>(ChatError::NotTrained)
+            });
+            let deltas = futures::stream::once(async {
+                Ok::<_, Infallible>(Event::default().event("delta").data("{}"))
+            });
+            let last = futures::stream::once(shared::http::within_request(last_event(task)));
+            sse(deltas.chain(last).boxed())
+        })
+        .await;
+        // Polled here, outside the scope, as the server polls a streamed body.
+        assert_eq!(current_request_id(), None);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let error = text
+            .split("\n\n")
+            .find(|event| event.contains("event: error"))
+            .and_then(|event| event.lines().find_map(|l| l.strip_prefix("data: ")))
+            .unwrap_or_else(|| panic!("no error event in {text:?}"));
+        let error: serde_json::Value = serde_json::from_str(error).unwrap();
+        assert_eq!(error["error"]["code"], "not_ready");
+        assert_eq!(error["error"]["request_id"], "req-stream-1");
+    }
 }

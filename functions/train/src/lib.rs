@@ -1,6 +1,6 @@
 //! Training requests: `POST /api/train/url` queues a job (202), `GET /api/train/jobs/{job_id}` reports it.
 //!
-//! Everything that can be refused is refused here, before queueing: a malformed URL, a URL the SSRF guard
+//! Everything that can be refused is refused before queueing (`shared::training::submit`): a malformed URL, a URL the SSRF guard
 //! refuses (400 saying only that it cannot be fetched: the reason is logged, never answered), another
 //! tenant's site (404), a lapsed subscription (402), a site already training (409 with the running job's
 //! id), a tenant at its plan's concurrent-job limit (409). The job is written first, then the message
@@ -23,9 +23,8 @@ use shared::Platform;
 use shared::crawl::ScopeMode;
 use shared::http::{ApiError, ApiJson, TenantAuth};
 use shared::ids::{JobId, SiteId};
-use shared::tenants::Plan;
-use shared::training::jobs::{self, JobError, JobMessage, JobRequest};
-use shared::{sites, tenants};
+use shared::training::jobs;
+use shared::training::submit::{self, TrainRequest};
 
 /// The most `max_depth` a request may name. Without one, the depth is the job's `max_pages`: a chain
 /// of N pages (prev/next links on a site whose menu is built by JavaScript) needs depth N-1, so with
@@ -57,28 +56,6 @@ struct TrainBody {
     scope: Option<String>,
 }
 
-fn job_error(e: JobError, plan: Option<Plan>) -> ApiError {
-    match e {
-        JobError::AlreadyTraining(job) => ApiError::Conflict {
-            message: format!("the site is already training (job {job})"),
-            details: Some(json!({ "job_id": job })),
-        },
-        JobError::TooManyJobs(max) => ApiError::Conflict {
-            message: format!(
-                "the {} plan trains {max} site(s) at a time; wait for a running job to finish{}",
-                plan.map_or("current", Plan::as_str),
-                match plan.and_then(Plan::upgrade) {
-                    Some(next) => format!(" or upgrade to the {} plan", next.as_str()),
-                    None => String::new(),
-                }
-            ),
-            details: Some(json!({ "max_concurrent_jobs": max })),
-        },
-        JobError::NotFound => ApiError::NotFound("training job not found".into()),
-        JobError::Store(e) => e.into(),
-    }
-}
-
 async fn train_url(
     State(p): State<Arc<Platform>>,
     TenantAuth(tenant): TenantAuth,
@@ -106,71 +83,15 @@ async fn train_url(
             ));
         }
     };
-    let store = p.store.as_ref();
-    let site = sites::get_site(store, &tenant, &site_id).await?;
-    let account = tenants::get_tenant(store, &tenant).await?;
-    // Training spends crawling and embedding on the tenant's behalf: only for a paying tenant.
-    account.standing(p.clock.now(), p.config.billing.past_due_grace)?;
-    // The refusal's detail (which addresses a name resolves to, and their class) would make this route
-    // a way to map our network's DNS: it is logged, the tenant hears only that the URL cannot be fetched.
-    let fetchable = jobs::check_fetchable(
-        &url,
-        p.config.fetch_allow_loopback,
-        &p.config.fetch_allowed_ports,
-    )
-    .await;
-    if let Err(refusal) = fetchable {
-        tracing::info!(url = %url, refusal = %refusal, "training URL refused");
-        return Err(ApiError::invalid(
-            "url",
-            "this URL cannot be fetched: give a public http(s) address of the website",
-        ));
-    }
-    let plan = account.plan;
-    let plan_pages = plan.limits().training_pages;
-    // Capped by the plan: asking for more is not an error, it gets the plan's maximum.
-    let max_pages = body.max_pages.unwrap_or(plan_pages).min(plan_pages);
-    let request = JobRequest {
-        url: url.to_string(),
+    let request = TrainRequest {
+        site_id,
+        url,
         force_retrain: body.force_retrain,
-        max_pages,
-        max_depth: body.max_depth.unwrap_or(max_pages),
+        max_pages: body.max_pages,
+        max_depth: body.max_depth,
         scope,
     };
-    let job = jobs::create_job(
-        store,
-        p.ids.as_ref(),
-        p.clock.as_ref(),
-        &tenant,
-        &site.site_id,
-        request,
-        plan.limits().concurrent_training_jobs,
-    )
-    .await
-    .map_err(|e| job_error(e, Some(plan)))?;
-    let message = JobMessage {
-        job_id: job.job_id.clone(),
-        site_id: site.site_id.clone(),
-        slice: 0,
-    };
-    let body = serde_json::to_string(&message).map_err(|e| ApiError::Internal(e.into()))?;
-    if let Err(e) = p.train_queue.send(&body).await {
-        tracing::error!(job_id = %job.job_id, error = %e, "queueing the training job failed");
-        if let Err(e) = jobs::abandon(
-            store,
-            p.clock.as_ref(),
-            &job,
-            "the training queue refused the job",
-        )
-        .await
-        {
-            tracing::error!(job_id = %job.job_id, error = %e, "ending the unqueued job failed");
-        }
-        return Err(ApiError::Unavailable(
-            "the training queue is unavailable; try again".into(),
-        ));
-    }
-    tracing::info!(job_id = %job.job_id, site_id = %site.site_id, max_pages = job.request.max_pages, "training queued");
+    let job = submit::submit(&p, &tenant, request).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({
@@ -190,8 +111,6 @@ async fn read_job(
 ) -> Result<Json<Value>, ApiError> {
     let job =
         JobId::parse(&raw).map_err(|_| ApiError::NotFound("training job not found".into()))?;
-    let job = jobs::get_job(p.store.as_ref(), &tenant, &job)
-        .await
-        .map_err(|e| job_error(e, None))?;
+    let job = jobs::get_job(p.store.as_ref(), &tenant, &job).await?;
     Ok(Json(job.to_api()))
 }

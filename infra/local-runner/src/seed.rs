@@ -21,7 +21,7 @@ pub struct Demo {
 }
 
 fn marker() -> Key {
-    Key::new("SEED#DEMO", "SEED")
+    shared::store::keys::demo_seed()
 }
 
 /// Creates the demo tenant, key and site once; later starts read them back. The key and the site id are

@@ -13,16 +13,16 @@ use super::events::SubscriptionSnapshot;
 use super::settings::PlanPrices;
 use crate::clock::rfc3339;
 use crate::ids::TenantId;
-use crate::store::{Condition, Item, ItemStore, Key, StoreError, Update, Write};
+use crate::store::{Condition, Item, ItemStore, Key, StoreError, Update, Write, keys};
 use crate::tenants::{self, SubscriptionStatus, Tenant, TenantError, tenant_key};
 
 /// Where a Stripe customer id leads (an item per customer: found without a scan).
 pub fn customer_key(customer: &str) -> Key {
-    Key::new(format!("STRIPE_CUSTOMER#{customer}"), "TENANT")
+    keys::stripe_customer(customer)
 }
 
 fn watermark_key(tenant: &TenantId) -> Key {
-    Key::new(format!("TENANT#{tenant}"), "BILLING_STATE")
+    keys::billing_state(tenant)
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use super::events::{StripeEvent, SubscriptionSnapshot};
 use super::signature::{self, SignatureError};
 use super::{Billing, BillingError};
 use crate::ids::TenantId;
-use crate::store::{Condition, Item, Key, StoreError, Update};
+use crate::store::{Condition, Item, Key, StoreError, Update, keys};
 use crate::tenants::{self, TenantError};
 
 /// How long a claim is exclusive; Stripe's first retries come minutes later.
@@ -70,12 +70,12 @@ struct EventRecord {
 }
 
 fn event_key(id: &str) -> Key {
-    Key::new(format!("STRIPE_EVENT#{id}"), "EVENT")
+    keys::stripe_event(id)
 }
 
 /// A payment intent Kotoba has seen (credit purchases are granted from these by the credits service).
 pub fn payment_key(payment_intent: &str) -> Key {
-    Key::new(format!("STRIPE_PAYMENT#{payment_intent}"), "PAYMENT")
+    keys::stripe_payment(payment_intent)
 }
 
 enum Claim {

@@ -1,7 +1,7 @@
 //! Rate limits for the public widget routes: fixed windows counted in the store, so every Lambda
 //! instance shares them, each hit one atomic "add unless over the limit".
 
-use crate::store::{Add, ItemStore, Key, StoreError};
+use crate::store::{Add, ItemStore, StoreError, keys};
 
 /// A limit: at most `max` hits per `window_secs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +56,7 @@ pub async fn hit(
 ) -> Result<(), LimitError> {
     let window = now_unix.div_euclid(limit.window_secs) * limit.window_secs;
     let window_end = window + limit.window_secs;
-    let key = Key::new(format!("RATE#{scope}"), format!("W#{window}"));
+    let key = keys::rate_window(scope, window);
     let add = Add::new(key, "hits", 1)
         .up_to(limit.max)
         .expiring_at(window_end + 60);

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use crate::ids::{SiteId, TenantId};
 use crate::money::MicroUsd;
-use crate::store::{Condition, Index, Item, ItemStore, Key, StoreError, Update};
+use crate::store::{Condition, Index, Item, ItemStore, Key, StoreError, Update, keys};
 
 /// Log entries are kept for 90 days.
 pub const LOG_TTL_SECS: i64 = 90 * 24 * 3600;
@@ -20,6 +20,16 @@ pub enum Outcome {
     /// The client went away mid-answer; charged for what was generated.
     Cancelled,
     Failed,
+}
+
+/// Where a question came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// The tenant's own API calls (an API key).
+    Api,
+    /// The public widget.
+    Embed,
 }
 
 /// The prices a request was charged at (per 1,000 tokens).
@@ -50,8 +60,7 @@ pub struct UsageLog {
     pub tenant_id: TenantId,
     pub site_id: SiteId,
     pub session_id: String,
-    /// `api` (tenant key) or `embed` (the public widget).
-    pub channel: String,
+    pub channel: Channel,
     pub model: String,
     pub outcome: Outcome,
     pub chat_input_tokens: u64,
@@ -75,18 +84,14 @@ pub fn hash_ip(ip: &str) -> String {
 }
 
 fn key(message: &MessageId) -> Key {
-    Key::new(format!("MSG#{message}"), "MSG")
+    keys::usage_log(message)
 }
 
 /// Writes an entry (once: a retried write of the same message cannot duplicate it).
 pub async fn write(store: &dyn ItemStore, log: &UsageLog, now_unix: i64) -> Result<(), StoreError> {
+    let (pk, sk) = keys::usage_log_listing(&log.tenant_id, &log.created_at, &log.message_id);
     let item = Item::from_record(key(&log.message_id), log)?
-        .with_index(
-            Index::ByTenant,
-            format!("TENANT#{}", log.tenant_id),
-            // Message ids are random; the time in front keeps a tenant's log listing chronological.
-            format!("LOG#{}#{}", log.created_at, log.message_id),
-        )
+        .with_index(Index::ByTenant, pk, sk)
         .expiring_at(now_unix + LOG_TTL_SECS);
     match store.put(item, Condition::IfAbsent).await {
         Ok(()) | Err(StoreError::ConditionFailed) => Ok(()),
@@ -109,6 +114,13 @@ pub enum FeedbackError {
     /// No such message in this site and session.
     #[error("message not found")]
     NotFound,
+    #[error("site not found")]
+    SiteNotFound,
+    /// The site is not embedded, or not on the page's origin.
+    #[error("this origin is not allowed to use the site's assistant")]
+    OriginNotAllowed,
+    #[error("{0}")]
+    InvalidMessageId(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

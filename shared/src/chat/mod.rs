@@ -7,8 +7,10 @@
 
 pub mod cache;
 pub mod extractive;
+pub mod feedback;
 pub mod limits;
 pub mod logs;
+pub mod message;
 pub mod prompt;
 pub mod sessions;
 
@@ -33,11 +35,12 @@ const RERANK_CANDIDATES: usize = 20;
 use crate::models::{ModelKind, ModelPolicy, PolicyError, PriceBook};
 use crate::money::MicroUsd;
 use crate::sites::{Site, SiteStatus};
-use crate::store::{Add, Key, StoreError, Write};
+use crate::store::{Add, Key, StoreError, Write, keys};
 use crate::tenants::{Inactive, Plan, SubscriptionStatus, Tenant};
 use crate::usage::{self, counters};
 use cache::{IndexCache, TtlCache, Weighed};
-use logs::{MessageId, Outcome, PriceSnapshot, UsageLog};
+use logs::{Channel, MessageId, Outcome, PriceSnapshot, UsageLog};
+pub use message::ChatMessage;
 use sessions::SessionId;
 
 /// Longest question accepted, in characters.
@@ -66,7 +69,7 @@ pub enum Caller {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Question {
     pub site_id: SiteId,
-    pub message: String,
+    pub message: ChatMessage,
     pub session_id: Option<SessionId>,
     pub model: Option<String>,
 }
@@ -147,12 +150,12 @@ pub enum ChatError {
     QuotaExhausted { plan: Plan, what: String },
     #[error("rate limited; retry in {0}s")]
     RateLimited(u64),
-    #[error("the chat model failed: {0}")]
-    ModelFailed(String),
+    #[error("the chat model failed")]
+    ModelFailed(#[source] crate::models::chat::ProviderError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("the site's index could not be loaded: {0}")]
-    Index(String),
+    #[error("the site's index could not be loaded")]
+    Index(#[source] anyhow::Error),
 }
 
 /// The chat service: built once per process, shared by every request.
@@ -196,6 +199,38 @@ impl ChatService {
 
     pub fn platform(&self) -> &Arc<Platform> {
         &self.platform
+    }
+
+    /// Retrieval for one question: the query's vector when the index carries the configured model's
+    /// (a failure degrades to lexical retrieval rather than failing the answer), then the passages.
+    /// Returns the hits and the embedding tokens the query cost (the estimate when none were reported).
+    async fn retrieve_passages(
+        &self,
+        index: &LoadedIndex,
+        message: &str,
+        embed_query: Option<&EmbeddingClient>,
+        estimated_query_tokens: i64,
+    ) -> (Vec<crate::index::search::Hit>, u64) {
+        let mut embedding_tokens = 0u64;
+        let query_vector = match embed_query {
+            Some(client) => match client.embed(&[message.to_string()], InputRole::Query).await {
+                Ok(out) => {
+                    embedding_tokens = if out.tokens > 0 {
+                        out.tokens
+                    } else {
+                        estimated_query_tokens as u64
+                    };
+                    out.vectors.into_iter().next()
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "query embedding failed; lexical retrieval only");
+                    None
+                }
+            },
+            None => None,
+        };
+        let hits = self.retrieve(index, message, query_vector.as_deref()).await;
+        (hits, embedding_tokens)
     }
 
     /// The passages for a question: fused lexical and dense retrieval, reordered by the reranker
@@ -395,8 +430,8 @@ impl ChatService {
             .blobs
             .get(&key)
             .await
-            .map_err(|e| ChatError::Index(e.to_string()))?
-            .ok_or_else(|| ChatError::Index(format!("{key} is missing")))?;
+            .map_err(|e| ChatError::Index(anyhow::Error::new(e).context(format!("reading {key}"))))?
+            .ok_or_else(|| ChatError::Index(anyhow::anyhow!("{key} is missing")))?;
         // Decoding a large index is CPU work: keep it off the async workers.
         let loaded = tokio::task::spawn_blocking(move || {
             SiteIndex::decode(&blob.bytes).map(|index| Weighed {
@@ -405,8 +440,8 @@ impl ChatService {
             })
         })
         .await
-        .map_err(|e| ChatError::Index(e.to_string()))?
-        .map_err(|e| ChatError::Index(e.to_string()))?;
+        .map_err(|e| ChatError::Index(anyhow::Error::new(e).context("the decoding task failed")))?
+        .map_err(|e| ChatError::Index(anyhow::Error::new(e).context("decoding the index")))?;
         let loaded = Arc::new(loaded);
         self.indexes
             .insert(site.site_id.as_str(), version, loaded.clone());
@@ -423,15 +458,7 @@ impl ChatService {
         deltas: Option<mpsc::Sender<String>>,
     ) -> Result<Answer, ChatError> {
         let started = Instant::now();
-        let message = question.message.trim().to_string();
-        if message.is_empty() {
-            return Err(ChatError::InvalidMessage(
-                "message must not be empty".into(),
-            ));
-        }
-        if message.chars().count() > MAX_MESSAGE_CHARS {
-            return Err(ChatError::MessageTooLong);
-        }
+        let message = question.message.as_str().to_string();
         let platform = &self.platform;
         let store = platform.store.as_ref();
         let now = platform.clock.now();
@@ -492,71 +519,18 @@ impl ChatService {
             0
         };
 
-        // Reserve (one transaction) while reading the session history.
-        let limits = tenant.plan.limits();
-        let month = usage::month_of(now);
-        let day = usage::day_of(now);
-        let monthly = usage::tenant_month(&tenant.tenant_id, &month);
-        let daily = usage::site_day(&site.site_id, &day);
-        // Chats: both counters in one transaction (all or nothing). Embedding tokens live on the same
-        // monthly item as chats, so they are reserved by a second atomic add alongside.
-        let reservation = vec![
-            Add::new(monthly.clone(), counters::CHATS, 1)
-                .up_to(limits.monthly_chats as i64)
-                .expiring_at(now_unix + 400 * 86_400),
-            Add::new(daily.clone(), counters::CHATS, 1)
-                .up_to(limits.daily_site_chats as i64)
-                .expiring_at(now_unix + 40 * 86_400),
-        ];
-        let reserve_chats = reserve_all(store, &reservation);
-        let reserve_tokens = async {
-            if estimated_query_tokens == 0 {
-                return Ok(());
-            }
-            let add = Add::new(
-                monthly.clone(),
-                counters::EMBEDDING_TOKENS,
-                estimated_query_tokens,
-            )
-            .up_to(limits.monthly_embedding_tokens as i64);
-            store.add(add).await.map(|_| ())
-        };
+        // Reserve while reading the session history.
         let history = async {
             match &question.session_id {
                 Some(s) => sessions::load(store, &site.site_id, s).await,
                 None => Ok(None),
             }
         };
-        let (chats, tokens, history) = tokio::join!(reserve_chats, reserve_tokens, history);
-        if chats.is_err() || tokens.is_err() {
-            // Give back whichever half did succeed, then say which limit stopped us.
-            if chats.is_ok() {
-                let back = reservation
-                    .iter()
-                    .map(|a| Write::Add(Add::new(a.key.clone(), a.attribute.clone(), -a.amount)));
-                let _ = store.transact(back.collect()).await;
-            }
-            if tokens.is_ok() && estimated_query_tokens > 0 {
-                let _ = store
-                    .add(Add::new(
-                        monthly.clone(),
-                        counters::EMBEDDING_TOKENS,
-                        -estimated_query_tokens,
-                    ))
-                    .await;
-            }
-            let error = chats
-                .err()
-                .or(tokens.err())
-                .unwrap_or(StoreError::ConditionFailed);
-            return Err(match error {
-                StoreError::ConditionFailed => {
-                    self.which_quota(&tenant, &monthly, &daily, estimated_query_tokens)
-                        .await
-                }
-                other => other.into(),
-            });
-        }
+        let (reservation, history) = tokio::join!(
+            self.reserve(&tenant, &site, now, estimated_query_tokens),
+            history
+        );
+        let reservation = reservation?;
         // A session id the site does not know (another site's, expired, made up) is not adopted: the
         // conversation continues under a new id, so no one can choose or hijack a session id.
         let (session_id, history) = match (question.session_id.clone(), history) {
@@ -569,68 +543,17 @@ impl ChatService {
         };
         let message_id = MessageId::generate(platform.ids.as_ref());
 
-        // Query embedding: a failure degrades to lexical retrieval rather than failing the answer.
-        let mut embedding_tokens = 0u64;
-        let query_vector = match embed_query {
-            Some(client) => match client
-                .embed(std::slice::from_ref(&message), InputRole::Query)
-                .await
-            {
-                Ok(out) => {
-                    embedding_tokens = if out.tokens > 0 {
-                        out.tokens
-                    } else {
-                        estimated_query_tokens as u64
-                    };
-                    out.vectors.into_iter().next()
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "query embedding failed; lexical retrieval only");
-                    None
-                }
-            },
-            None => None,
-        };
-        let hits = self
-            .retrieve(&index, &message, query_vector.as_deref())
+        let (hits, embedding_tokens) = self
+            .retrieve_passages(&index, &message, embed_query, estimated_query_tokens)
             .await;
         let chunks: Vec<&index::IndexedChunk> =
             hits.iter().map(|h| &index.index.chunks[h.chunk]).collect();
-        let sources: Vec<Source> = hits
-            .iter()
-            .zip(&chunks)
-            .map(|(hit, c)| Source {
-                url: c.url.clone(),
-                title: c.title.clone(),
-                snippet: snippet(&c.text, 200),
-                score: (hit.score as f64 * 10_000.0).round() / 10_000.0,
-            })
-            .collect();
+        let sources = sources_of(&hits, &chunks);
 
         // Generate.
         let generation = match (&self.chat, &policy) {
             (Some(client), Some(policy)) => {
-                let passages: Vec<prompt::Passage> = chunks
-                    .iter()
-                    .map(|c| prompt::Passage {
-                        title: &c.title,
-                        url: &c.url,
-                        heading_path: &c.heading_path,
-                        text: &c.text,
-                    })
-                    .collect();
-                let messages = prompt::build_messages(
-                    site.prompt.system_prompt.as_str(),
-                    &passages,
-                    &history,
-                    &message,
-                );
-                let request = ModelRequest {
-                    model: policy.name.clone(),
-                    messages,
-                    temperature: f64::from(site.prompt.temperature),
-                    max_tokens: site.prompt.max_tokens.get(),
-                };
+                let request = model_request(&site, policy, &chunks, &history, &message);
                 generate(client, &request, deltas.as_ref()).await
             }
             _ => {
@@ -664,61 +587,27 @@ impl ChatService {
                 .as_ref()
                 .map_or(MicroUsd::ZERO, |p| p.input_per_1k),
         };
-        let cost = MicroUsd::for_tokens(generation.input_tokens, prices.chat_input_per_1k)
-            .saturating_add(MicroUsd::for_tokens(
-                generation.output_tokens,
-                prices.chat_output_per_1k,
-            ))
-            .saturating_add(MicroUsd::for_tokens(
-                embedding_tokens,
-                prices.embedding_per_1k,
-            ));
-        let failed = generation.error.is_some() && generation.text.is_empty();
-        let log = UsageLog {
-            message_id: message_id.clone(),
-            tenant_id: tenant.tenant_id.clone(),
-            site_id: site.site_id.clone(),
-            session_id: session_id.to_string(),
-            channel: match caller {
-                Caller::Tenant(_) => "api".into(),
-                Caller::Visitor { .. } => "embed".into(),
-            },
-            model: model_used.clone(),
-            outcome: if failed {
-                Outcome::Failed
-            } else if generation.cancelled {
-                Outcome::Cancelled
-            } else {
-                Outcome::Answered
-            },
-            chat_input_tokens: generation.input_tokens,
-            chat_output_tokens: generation.output_tokens,
-            embedding_tokens,
-            latency_ms: started.elapsed().as_millis() as u64,
-            cost,
+        let log = UsageLogBuilder {
+            caller: &caller,
+            meta: &meta,
+            tenant: &tenant.tenant_id,
+            site: &site.site_id,
+            session: &session_id,
+            message: &message_id,
+            model: &model_used,
             prices,
-            ip_hash: match &caller {
-                Caller::Visitor { ip: Some(ip), .. } => Some(logs::hash_ip(ip)),
-                _ => None,
-            },
-            user_agent: meta.user_agent.clone(),
-            request_id: meta.request_id.clone(),
-            error: generation.error.clone(),
-            created_at: rfc3339(now),
-            feedback: None,
-        };
+        }
+        .build(
+            &generation,
+            embedding_tokens,
+            started.elapsed().as_millis() as u64,
+            now,
+        );
+        let (failed, cost) = (log.outcome == Outcome::Failed, log.cost);
 
         // Settle: the usage log, the actual spend, the session; a failed answer gives its quota back.
         let settle_log = logs::write(store, &log, now_unix);
-        let settle_usage = self.settle(
-            &tenant.tenant_id,
-            &monthly,
-            &day,
-            &log,
-            estimated_query_tokens,
-            failed,
-            &reservation,
-        );
+        let settle_usage = self.settle(&tenant.tenant_id, &reservation, &log);
         let settle_session = async {
             if failed || generation.cancelled {
                 return Ok(());
@@ -740,8 +629,8 @@ impl ChatService {
                 tracing::error!(error = %e, message_id = %message_id, "settling the {what} failed");
             }
         }
-        if failed {
-            return Err(ChatError::ModelFailed(generation.error.unwrap_or_default()));
+        if let (true, Some(error)) = (failed, generation.error) {
+            return Err(ChatError::ModelFailed(error));
         }
         tracing::info!(
             message_id = %message_id,
@@ -766,20 +655,23 @@ impl ChatService {
         })
     }
 
-    /// Records actual spend; on failure, gives back the reserved chat (and unused embedding) quota.
-    #[allow(clippy::too_many_arguments)]
+    /// Settles a reservation against what the answer actually spent (its usage log): records the
+    /// spend, corrects the embedding estimate, and for a failed answer gives the reserved chat back.
     async fn settle(
         &self,
         tenant: &TenantId,
-        monthly: &Key,
-        day: &str,
+        reservation: &Reservation,
         log: &UsageLog,
-        reserved_query_tokens: i64,
-        failed: bool,
-        reservation: &[Add],
     ) -> Result<(), StoreError> {
         let store = self.platform.store.as_ref();
         let now = self.platform.clock.now();
+        let failed = log.outcome == Outcome::Failed;
+        let (monthly, day, reserved_query_tokens) = (
+            &reservation.monthly,
+            &reservation.day,
+            reservation.query_tokens,
+        );
+        let reservation = &reservation.chats;
         if failed {
             // Only the chat counts come back: embedding tokens already spent on the query stay spent.
             let give_back: Vec<Write> = reservation
@@ -801,7 +693,7 @@ impl ChatService {
             )
             .await?;
         }
-        let tenant_day = Key::new(format!("TENANT#{tenant}"), format!("USAGE#{day}"));
+        let tenant_day = keys::tenant_day(tenant, day);
         let spend = [
             (monthly.clone(), counters::COST_MICROS, log.cost.0),
             (
@@ -832,6 +724,77 @@ impl ChatService {
             }
         }
         Ok(())
+    }
+
+    /// Reserves one chat on the tenant's month and the site's day (one transaction, all or nothing) and
+    /// the query's estimated embedding tokens on the month (a second atomic add alongside: both live on
+    /// the monthly item). Refused: whatever half succeeded is given back, and the error names the limit.
+    async fn reserve(
+        &self,
+        tenant: &Tenant,
+        site: &Site,
+        now: OffsetDateTime,
+        query_tokens: i64,
+    ) -> Result<Reservation, ChatError> {
+        let store = self.platform.store.as_ref();
+        let now_unix = now.unix_timestamp();
+        let limits = tenant.plan.limits();
+        let day = usage::day_of(now);
+        let monthly = usage::tenant_month(&tenant.tenant_id, &usage::month_of(now));
+        let daily = usage::site_day(&site.site_id, &day);
+        let chats = vec![
+            Add::new(monthly.clone(), counters::CHATS, 1)
+                .up_to(limits.monthly_chats as i64)
+                .expiring_at(now_unix + 400 * 86_400),
+            Add::new(daily.clone(), counters::CHATS, 1)
+                .up_to(limits.daily_site_chats as i64)
+                .expiring_at(now_unix + 40 * 86_400),
+        ];
+        let reserve_chats = reserve_all(store, &chats);
+        let reserve_tokens = async {
+            if query_tokens == 0 {
+                return Ok(());
+            }
+            let add = Add::new(monthly.clone(), counters::EMBEDDING_TOKENS, query_tokens)
+                .up_to(limits.monthly_embedding_tokens as i64);
+            store.add(add).await.map(|_| ())
+        };
+        let (reserved_chats, reserved_tokens) = tokio::join!(reserve_chats, reserve_tokens);
+        if reserved_chats.is_ok() && reserved_tokens.is_ok() {
+            return Ok(Reservation {
+                monthly,
+                day,
+                chats,
+                query_tokens,
+            });
+        }
+        // Give back whichever half did succeed, then say which limit stopped us.
+        if reserved_chats.is_ok() {
+            let back = chats
+                .iter()
+                .map(|a| Write::Add(Add::new(a.key.clone(), a.attribute.clone(), -a.amount)));
+            let _ = store.transact(back.collect()).await;
+        }
+        if reserved_tokens.is_ok() && query_tokens > 0 {
+            let _ = store
+                .add(Add::new(
+                    monthly.clone(),
+                    counters::EMBEDDING_TOKENS,
+                    -query_tokens,
+                ))
+                .await;
+        }
+        let error = reserved_chats
+            .err()
+            .or(reserved_tokens.err())
+            .unwrap_or(StoreError::ConditionFailed);
+        Err(match error {
+            StoreError::ConditionFailed => {
+                self.which_quota(tenant, &monthly, &daily, query_tokens)
+                    .await
+            }
+            other => other.into(),
+        })
     }
 
     /// After a refused reservation: which limit was reached (read only on this rare path).
@@ -875,12 +838,137 @@ async fn reserve_all(store: &dyn crate::store::ItemStore, adds: &[Add]) -> Resul
         .await
 }
 
+/// The quota one answer holds between [`ChatService::reserve`] and [`ChatService::settle`].
+#[derive(Debug, Clone, PartialEq)]
+struct Reservation {
+    /// The tenant's counters for the month.
+    monthly: Key,
+    /// The day (`YYYY-MM-DD`) of the site's and the tenant's daily counters.
+    day: String,
+    /// The chats reserved (month and site-day), given back if the answer fails.
+    chats: Vec<Add>,
+    /// The query's embedding tokens as estimated, corrected on settling.
+    query_tokens: i64,
+}
+
+/// The answer's sources: the passages' pages, a snippet each, scores rounded for display.
+fn sources_of(hits: &[crate::index::search::Hit], chunks: &[&index::IndexedChunk]) -> Vec<Source> {
+    hits.iter()
+        .zip(chunks)
+        .map(|(hit, c)| Source {
+            url: c.url.clone(),
+            title: c.title.clone(),
+            snippet: snippet(&c.text, 200),
+            score: (hit.score as f64 * 10_000.0).round() / 10_000.0,
+        })
+        .collect()
+}
+
+/// The model request: the site's prompt profile, the passages, the session's history, the question.
+fn model_request(
+    site: &Site,
+    policy: &ModelPolicy,
+    chunks: &[&index::IndexedChunk],
+    history: &[Message],
+    message: &str,
+) -> ModelRequest {
+    let passages: Vec<prompt::Passage> = chunks
+        .iter()
+        .map(|c| prompt::Passage {
+            title: &c.title,
+            url: &c.url,
+            heading_path: &c.heading_path,
+            text: &c.text,
+        })
+        .collect();
+    ModelRequest {
+        model: policy.name.clone(),
+        messages: prompt::build_messages(
+            site.prompt.system_prompt.as_str(),
+            &passages,
+            history,
+            message,
+        ),
+        temperature: f64::from(site.prompt.temperature),
+        max_tokens: site.prompt.max_tokens.get(),
+    }
+}
+
+/// What one answer's usage log says about who asked, fixed before the answer is generated.
+struct UsageLogBuilder<'a> {
+    caller: &'a Caller,
+    meta: &'a RequestMeta,
+    tenant: &'a TenantId,
+    site: &'a SiteId,
+    session: &'a SessionId,
+    message: &'a MessageId,
+    model: &'a str,
+    prices: PriceSnapshot,
+}
+
+impl UsageLogBuilder<'_> {
+    /// The log entry for what was generated: outcome, tokens, cost at the snapshot's prices.
+    fn build(
+        self,
+        generation: &Generation,
+        embedding_tokens: u64,
+        latency_ms: u64,
+        now: OffsetDateTime,
+    ) -> UsageLog {
+        let prices = self.prices;
+        let cost = MicroUsd::for_tokens(generation.input_tokens, prices.chat_input_per_1k)
+            .saturating_add(MicroUsd::for_tokens(
+                generation.output_tokens,
+                prices.chat_output_per_1k,
+            ))
+            .saturating_add(MicroUsd::for_tokens(
+                embedding_tokens,
+                prices.embedding_per_1k,
+            ));
+        // Failed means nothing was said: text that got out before an error is a (cut) answer.
+        let failed = generation.error.is_some() && generation.text.is_empty();
+        UsageLog {
+            message_id: self.message.clone(),
+            tenant_id: self.tenant.clone(),
+            site_id: self.site.clone(),
+            session_id: self.session.to_string(),
+            channel: match self.caller {
+                Caller::Tenant(_) => Channel::Api,
+                Caller::Visitor { .. } => Channel::Embed,
+            },
+            model: self.model.to_string(),
+            outcome: if failed {
+                Outcome::Failed
+            } else if generation.cancelled {
+                Outcome::Cancelled
+            } else {
+                Outcome::Answered
+            },
+            chat_input_tokens: generation.input_tokens,
+            chat_output_tokens: generation.output_tokens,
+            embedding_tokens,
+            latency_ms,
+            cost,
+            prices,
+            ip_hash: match self.caller {
+                Caller::Visitor { ip: Some(ip), .. } => Some(logs::hash_ip(ip)),
+                _ => None,
+            },
+            user_agent: self.meta.user_agent.clone(),
+            request_id: self.meta.request_id.clone(),
+            error: generation.error.as_ref().map(ToString::to_string),
+            created_at: rfc3339(now),
+            feedback: None,
+        }
+    }
+}
+
 struct Generation {
     text: String,
     input_tokens: u64,
     output_tokens: u64,
     cancelled: bool,
-    error: Option<String>,
+    error: Option<crate::models::chat::ProviderError>,
 }
 
 /// Streams a completion, forwarding text; stops (dropping the connection) when the receiver is gone.
@@ -904,7 +992,7 @@ async fn generate(
     };
     let mut usage = None;
     match client.stream(request).await {
-        Err(e) => out.error = Some(e.to_string()),
+        Err(e) => out.error = Some(e),
         Ok(mut stream) => {
             while let Some(event) = stream.next().await {
                 match event {
@@ -919,7 +1007,7 @@ async fn generate(
                     }
                     Ok(ChatEvent::Usage(u)) => usage = Some(u),
                     Err(e) => {
-                        out.error = Some(e.to_string());
+                        out.error = Some(e);
                         break;
                     }
                 }
@@ -1110,7 +1198,7 @@ mod tests {
                 },
                 Question {
                     site_id: site.site_id.clone(),
-                    message: "When do you open?".into(),
+                    message: ChatMessage::parse("When do you open?").unwrap(),
                     session_id: None,
                     model: None,
                 },
@@ -1123,6 +1211,280 @@ mod tests {
             matches!(err, ChatError::NotAvailable(_)),
             "a visitor without an address got past admission: {err:?}"
         );
+    }
+
+    fn policy(name: &str, input: i64, output: i64) -> ModelPolicy {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "kind": "chat", "input_per_1k": input, "output_per_1k": output,
+            "effective_from": "2026-01-01T00:00:00Z", "effective_until": null, "default_for": [],
+            "plans_allowed": ["starter"]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_model_request_carries_the_sites_prompt_passages_history_and_question() {
+        let mut site = site_allowing(&["example.com"]);
+        site.prompt = site.prompt.next(
+            serde_json::from_str(r#"{"system_prompt": "You serve Hotel Kotoba.", "temperature": 0.3, "max_tokens": 321}"#)
+                .unwrap(),
+        );
+        let chunk = index::IndexedChunk {
+            url: "https://example.com/access".into(),
+            title: "Access".into(),
+            heading_path: vec!["Access".into(), "By train".into()],
+            text: "Five minutes from the station.".into(),
+            content_hash: "h".into(),
+            token_count: 6,
+        };
+        let history = vec![Message::user("Hello"), Message::assistant("Welcome!")];
+        let request = model_request(
+            &site,
+            &policy("gpt-4o-mini", 150, 600),
+            &[&chunk],
+            &history,
+            "How do I get there?",
+        );
+        assert_eq!(request.model, "gpt-4o-mini");
+        assert_eq!((request.temperature, request.max_tokens), (0.3, 321));
+        let system = &request.messages[0].content;
+        assert!(system.starts_with("You serve Hotel Kotoba."), "{system}");
+        let all: Vec<&str> = request
+            .messages
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect();
+        let text = all.join("\n");
+        assert!(text.contains("Five minutes from the station."), "{text}");
+        assert!(
+            text.contains("Welcome!") && text.ends_with("How do I get there?"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_usage_log_says_who_asked_what_it_cost_and_how_it_ended() {
+        let (tenant, site) = (
+            TenantId::parse("ten_1").unwrap(),
+            SiteId::parse("site_1").unwrap(),
+        );
+        let session = SessionId::parse("sess_1").unwrap();
+        let message = MessageId::parse("msg_1").unwrap();
+        let meta = RequestMeta {
+            request_id: Some("req-1".into()),
+            user_agent: Some("test".into()),
+        };
+        let visitor = Caller::Visitor {
+            origin: Some("https://example.com".into()),
+            ip: Some("203.0.113.9".into()),
+        };
+        let builder = |caller| UsageLogBuilder {
+            caller,
+            meta: &meta,
+            tenant: &tenant,
+            site: &site,
+            session: &session,
+            message: &message,
+            model: "gpt-4o-mini",
+            prices: PriceSnapshot {
+                chat_input_per_1k: MicroUsd(150),
+                chat_output_per_1k: MicroUsd(600),
+                embedding_per_1k: MicroUsd(20),
+            },
+        };
+        let now = time::macros::datetime!(2026-05-01 09:00 UTC);
+        let answered = Generation {
+            text: "Five minutes.".into(),
+            input_tokens: 2_000,
+            output_tokens: 1_000,
+            cancelled: false,
+            error: None,
+        };
+        let log = builder(&visitor).build(&answered, 500, 42, now);
+        assert_eq!(
+            (log.channel, log.outcome),
+            (Channel::Embed, Outcome::Answered)
+        );
+        // 2k in at 150, 1k out at 600, 500 embedding tokens at 20 per 1k.
+        assert_eq!(log.cost, MicroUsd(300 + 600 + 10));
+        assert_eq!(log.ip_hash, Some(logs::hash_ip("203.0.113.9")));
+        assert_eq!(
+            (
+                log.request_id.as_deref(),
+                log.latency_ms,
+                log.created_at.as_str()
+            ),
+            (Some("req-1"), 42, "2026-05-01T09:00:00Z")
+        );
+        let tenant_caller = Caller::Tenant(tenant.clone());
+        let cancelled = Generation {
+            cancelled: true,
+            ..answered
+        };
+        let log = builder(&tenant_caller).build(&cancelled, 0, 1, now);
+        assert_eq!(
+            (log.channel, log.outcome, log.ip_hash),
+            (Channel::Api, Outcome::Cancelled, None)
+        );
+        let failed = Generation {
+            text: String::new(),
+            input_tokens: 0,
+            output_tokens: 0,
+            cancelled: false,
+            error: Some(crate::models::chat::ProviderError::Malformed(
+                "no choices".into(),
+            )),
+        };
+        let log = builder(&tenant_caller).build(&failed, 0, 1, now);
+        assert_eq!(log.outcome, Outcome::Failed);
+        assert!(log.error.unwrap().contains("no choices"));
+    }
+
+    async fn reserving_service() -> (tempfile::TempDir, ChatService, Tenant, Site) {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = crate::fixtures::embedded_platform(&dir);
+        let (tenant, site) = crate::fixtures::tenant_with_site(
+            platform.store.as_ref(),
+            platform.ids.as_ref(),
+            platform.clock.as_ref(),
+            Plan::Starter,
+            &[],
+        )
+        .await;
+        let service = ChatService::new(platform, reqwest::Client::new()).unwrap();
+        (dir, service, tenant, site)
+    }
+
+    #[tokio::test]
+    async fn retrieval_finds_the_passage_and_lists_its_page_as_a_source() {
+        let (_dir, service, _, site) = reserving_service().await;
+        let mut builder = crate::index::IndexBuilder::new(None);
+        for (page, text) in [
+            (
+                "access",
+                "The hotel is five minutes on foot from Kyoto station.",
+            ),
+            (
+                "onsen",
+                "The hot spring bath is open from 6 am to midnight.",
+            ),
+            (
+                "rooms",
+                "Every room has a view of the garden and free wifi.",
+            ),
+        ] {
+            let chunk = index::IndexedChunk {
+                url: format!("https://hotel.test/{page}"),
+                title: page.into(),
+                heading_path: vec![page.into()],
+                text: text.into(),
+                content_hash: page.into(),
+                token_count: 12,
+            };
+            builder.add(chunk, None).unwrap();
+        }
+        let index =
+            LoadedIndex::new(builder.finish(&site.site_id, 1, "2026-05-01T09:00:00Z".into()));
+        let (hits, embedding_tokens) = service
+            .retrieve_passages(&index, "When is the hot spring bath open?", None, 0)
+            .await;
+        assert_eq!(embedding_tokens, 0, "lexical retrieval spends no tokens");
+        let chunks: Vec<&index::IndexedChunk> =
+            hits.iter().map(|h| &index.index.chunks[h.chunk]).collect();
+        let sources = sources_of(&hits, &chunks);
+        assert_eq!(sources[0].url, "https://hotel.test/onsen", "{sources:?}");
+        assert!(sources[0].snippet.starts_with("The hot spring bath"));
+    }
+
+    #[tokio::test]
+    async fn reserving_counts_a_chat_and_refusing_names_the_limit_and_keeps_nothing() {
+        let (_dir, service, tenant, site) = reserving_service().await;
+        let store = service.platform.store.as_ref();
+        let now = service.platform.clock.now();
+        let reservation = service.reserve(&tenant, &site, now, 40).await.unwrap();
+        assert_eq!(reservation.day, "2026-05-01");
+        let month = store.get(&reservation.monthly).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                month.count(counters::CHATS),
+                month.count(counters::EMBEDDING_TOKENS)
+            ),
+            (1, 40)
+        );
+        // The site's day is full: nothing more is reserved, on either counter.
+        let daily = usage::site_day(&site.site_id, &reservation.day);
+        let limit = tenant.plan.limits().daily_site_chats as i64;
+        store
+            .add(Add::new(daily.clone(), counters::CHATS, limit - 1))
+            .await
+            .unwrap();
+        let err = service.reserve(&tenant, &site, now, 40).await.unwrap_err();
+        assert!(
+            matches!(&err, ChatError::QuotaExhausted { what, .. } if what.contains("daily")),
+            "{err:?}"
+        );
+        let month = store.get(&reservation.monthly).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                month.count(counters::CHATS),
+                month.count(counters::EMBEDDING_TOKENS)
+            ),
+            (1, 40)
+        );
+    }
+
+    #[tokio::test]
+    async fn settling_records_the_spend_and_a_failure_gives_the_chat_back() {
+        let (_dir, service, tenant, site) = reserving_service().await;
+        let store = service.platform.store.as_ref();
+        let now = service.platform.clock.now();
+        let log = |outcome, embedding_tokens, cost| -> UsageLog {
+            serde_json::from_value(serde_json::json!({
+                "message_id": "msg_1", "tenant_id": tenant.tenant_id, "site_id": site.site_id,
+                "session_id": "sess_1", "channel": "api", "model": "m", "outcome": outcome,
+                "chat_input_tokens": 100, "chat_output_tokens": 50, "embedding_tokens": embedding_tokens,
+                "latency_ms": 1, "cost": cost,
+                "prices": {"chat_input_per_1k": 0, "chat_output_per_1k": 0, "embedding_per_1k": 0},
+                "ip_hash": null, "user_agent": null, "request_id": null, "error": null,
+                "created_at": "2026-05-01T09:00:00Z"
+            }))
+            .unwrap()
+        };
+        let reservation = service.reserve(&tenant, &site, now, 40).await.unwrap();
+        service
+            .settle(&tenant.tenant_id, &reservation, &log("answered", 30, 7))
+            .await
+            .unwrap();
+        let month = store.get(&reservation.monthly).await.unwrap().unwrap();
+        // The estimate (40) is corrected to what was counted (30); the spend lands on the month.
+        assert_eq!(month.count(counters::CHATS), 1);
+        assert_eq!(month.count(counters::EMBEDDING_TOKENS), 30);
+        assert_eq!(month.count(counters::COST_MICROS), 7);
+        assert_eq!(month.count(counters::CHAT_INPUT_TOKENS), 100);
+        let tenant_day = keys::tenant_day(&tenant.tenant_id, &reservation.day);
+        let day = store.get(&tenant_day).await.unwrap().unwrap();
+        assert_eq!(
+            (day.count(counters::CHATS), day.count(counters::COST_MICROS)),
+            (1, 7)
+        );
+
+        let failed = service.reserve(&tenant, &site, now, 0).await.unwrap();
+        service
+            .settle(&tenant.tenant_id, &failed, &log("failed", 0, 0))
+            .await
+            .unwrap();
+        let month = store.get(&reservation.monthly).await.unwrap().unwrap();
+        let site_day = store
+            .get(&usage::site_day(&site.site_id, &reservation.day))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            month.count(counters::CHATS),
+            1,
+            "the failed answer's chat came back"
+        );
+        assert_eq!(site_day.count(counters::CHATS), 1);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::SiteId;
 use crate::models::chat::{Message, Role};
-use crate::store::{Condition, Item, ItemStore, Key, StoreError};
+use crate::store::{Condition, Item, ItemStore, Key, StoreError, keys};
 
 /// Turns (user + assistant messages) kept per session.
 pub const MAX_TURNS: usize = 6;
@@ -22,7 +22,7 @@ pub struct Session {
 /// Sessions are keyed by site and id: a visitor of one site who presents another site's session id
 /// reaches nothing of it (neither its history nor, see `ChatService`, its rate limit).
 fn key(site: &SiteId, session: &SessionId) -> Key {
-    Key::new(format!("SESSION#{site}#{session}"), "SESSION")
+    keys::session(site, session)
 }
 
 /// The session's history, or `None` when the site has no such session (never had, expired, or it is

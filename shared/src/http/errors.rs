@@ -6,10 +6,14 @@ use serde_json::{Value, json};
 
 use super::request_id::current_request_id;
 use crate::billing::{BillingError, StripeError, WebhookError};
+use crate::chat::ChatError;
+use crate::chat::logs::FeedbackError;
 use crate::sites::SiteError;
 use crate::store::StoreError;
 use crate::tenants::api_keys::KeyError;
-use crate::tenants::{Inactive, TenantError};
+use crate::tenants::{Inactive, Plan, TenantError};
+use crate::training::jobs::JobError;
+use crate::training::submit::SubmitError;
 use crate::voice::VoiceError;
 
 /// Every way a request can fail, as a client sees it.
@@ -354,6 +358,107 @@ impl From<KeyError> for ApiError {
     }
 }
 
+/// "Upgrade to …" for a plan that has a bigger one, else an offer to raise the limits by hand.
+fn upgrade_hint(plan: Plan, what: &str) -> String {
+    match plan.upgrade() {
+        Some(next) => format!("upgrade to the {} plan{what}", next.as_str()),
+        None => "contact us to raise your limits".into(),
+    }
+}
+
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> Self {
+        match e {
+            ChatError::InvalidMessage(m) => Self::invalid("message", m),
+            ChatError::MessageTooLong => Self::TooLarge(e.to_string()),
+            ChatError::SiteNotFound => Self::NotFound("site not found".into()),
+            ChatError::NotAvailable(m) => Self::Forbidden(m),
+            ChatError::OriginNotAllowed => Self::Forbidden(e.to_string()),
+            ChatError::NotTrained => Self::NotReady(e.to_string()),
+            ChatError::ModelNotAllowed(m) => Self::Forbidden(m),
+            ChatError::UnknownModel(m) => Self::invalid("model", m),
+            ChatError::Subscription(status) => Self::SubscriptionInactive {
+                status: status.as_str(),
+            },
+            ChatError::QuotaExhausted { plan, ref what } => Self::PaymentRequired {
+                message: format!("{what} exhausted"),
+                plan: plan.as_str().into(),
+                upgrade_hint: upgrade_hint(plan, " for more"),
+            },
+            ChatError::RateLimited(secs) => Self::RateLimited {
+                retry_after_secs: secs,
+            },
+            // The provider's message may name its endpoint or echo the request: logged, not answered.
+            ChatError::ModelFailed(_) => {
+                tracing::warn!(
+                    request_id = current_request_id().unwrap_or_default(),
+                    error = format!("{:#}", anyhow::Error::new(e)),
+                    "the chat model failed"
+                );
+                Self::Unavailable("the assistant cannot answer right now; try again".into())
+            }
+            ChatError::Store(e) => e.into(),
+            ChatError::Index(_) => Self::Internal(e.into()),
+        }
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::AlreadyTraining(job) => Self::Conflict {
+                message: format!("the site is already training (job {job})"),
+                details: Some(json!({ "job_id": job })),
+            },
+            JobError::TooManyJobs { max, plan } => Self::Conflict {
+                message: format!(
+                    "the {} plan trains {max} site(s) at a time; wait for a running job to finish{}",
+                    plan.as_str(),
+                    match plan.upgrade() {
+                        Some(next) => format!(" or upgrade to the {} plan", next.as_str()),
+                        None => String::new(),
+                    }
+                ),
+                details: Some(json!({ "max_concurrent_jobs": max })),
+            },
+            JobError::NotFound => Self::NotFound("training job not found".into()),
+            JobError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Site(e) => e.into(),
+            SubmitError::Tenant(e) => e.into(),
+            SubmitError::Inactive(e) => e.into(),
+            // The refusal's detail is logged where it was found; the tenant hears only this.
+            SubmitError::Unfetchable(_) => Self::invalid(
+                "url",
+                "this URL cannot be fetched: give a public http(s) address of the website",
+            ),
+            SubmitError::Job(e) => e.into(),
+            SubmitError::Queue(_) => {
+                Self::Unavailable("the training queue is unavailable; try again".into())
+            }
+            SubmitError::Encode(_) => Self::Internal(e.into()),
+        }
+    }
+}
+
+impl From<FeedbackError> for ApiError {
+    fn from(e: FeedbackError) -> Self {
+        match e {
+            FeedbackError::NotFound => Self::NotFound("message not found in this session".into()),
+            FeedbackError::SiteNotFound => Self::NotFound("site not found".into()),
+            FeedbackError::OriginNotAllowed => Self::Forbidden(e.to_string()),
+            FeedbackError::InvalidMessageId(message) => Self::invalid("message_id", message),
+            FeedbackError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<VoiceError> for ApiError {
     fn from(e: VoiceError) -> Self {
         match e {
@@ -417,6 +522,75 @@ mod tests {
         for detail in ["10.1.2.3", "kotoba-prod", "SITE#", "dispatch"] {
             assert!(!body.contains(detail), "{detail:?} leaked: {body}");
         }
+    }
+
+    #[test]
+    fn chat_failures_keep_their_cause_for_the_log_only() {
+        let e: ApiError = ChatError::Index(
+            anyhow::anyhow!("blob store down at 10.0.0.9").context("reading sites/s/index"),
+        )
+        .into();
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let ApiError::Internal(cause) = &e else {
+            panic!("{e:?}")
+        };
+        // The whole chain reaches the log line; none of it reaches the client.
+        let chain = format!("{cause:#}");
+        assert!(
+            chain.contains("index could not be loaded") && chain.contains("10.0.0.9"),
+            "{chain}"
+        );
+        assert!(!e.body().to_string().contains("10.0.0.9"));
+
+        let provider = crate::models::chat::ProviderError::Rejected {
+            status: 400,
+            message: "key sk-secret at https://llm.internal".into(),
+        };
+        let failed = ChatError::ModelFailed(provider);
+        assert!(std::error::Error::source(&failed).is_some());
+        let e: ApiError = failed.into();
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!e.body().to_string().contains("sk-secret"));
+
+        let e: ApiError = ChatError::QuotaExhausted {
+            plan: Plan::Starter,
+            what: "monthly chats".into(),
+        }
+        .into();
+        assert_eq!(e.status(), StatusCode::PAYMENT_REQUIRED);
+        assert_eq!(e.body()["error"]["plan"], "starter");
+        assert_eq!(
+            e.body()["error"]["upgrade_hint"],
+            "upgrade to the pro plan for more"
+        );
+    }
+
+    #[test]
+    fn training_and_feedback_failures_map_once() {
+        let e: ApiError = JobError::TooManyJobs {
+            max: 1,
+            plan: Plan::Starter,
+        }
+        .into();
+        assert_eq!(e.status(), StatusCode::CONFLICT);
+        let body = e.body();
+        assert_eq!(body["error"]["details"]["max_concurrent_jobs"], 1);
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("the starter plan trains 1 site(s)")
+                && message.contains("upgrade to the pro plan"),
+            "{message}"
+        );
+        let e: ApiError = JobError::NotFound.into();
+        assert_eq!(e.status(), StatusCode::NOT_FOUND);
+        let e: ApiError = FeedbackError::NotFound.into();
+        assert_eq!(e.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            e.body()["error"]["message"],
+            "message not found in this session"
+        );
+        let e: ApiError = FeedbackError::Store(StoreError::Backend(anyhow::anyhow!("down"))).into();
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]

@@ -29,6 +29,26 @@ pub async fn in_request<F: std::future::Future>(id: Option<String>, work: F) -> 
     }
 }
 
+/// `work`, bound to the current request's context: its tracing span and its request id. For work that
+/// runs after the handler has returned (the tail of a streamed response), so its log lines and error
+/// bodies still name the request.
+pub fn within_request<F: std::future::Future>(
+    work: F,
+) -> impl std::future::Future<Output = F::Output> {
+    let id = current_request_id();
+    in_request(id, work).instrument(tracing::Span::current())
+}
+
+/// Spawns `work` on its own task within the current request's context (span and request id): a plain
+/// `tokio::spawn` starts the task with neither, so its logs and errors would lose the request.
+pub fn spawn_in_request<F>(work: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(within_request(work))
+}
+
 fn well_formed(id: &str) -> bool {
     (1..=128).contains(&id.len())
         && id
@@ -82,4 +102,31 @@ pub async fn request_context(request: Request, next: Next) -> Response {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn spawned_work_keeps_the_request_id_and_span() {
+        // A registry assigns span ids, so "the same span" can be checked; the test runtime runs the
+        // spawned task on this thread, where the subscriber is the default.
+        let _guard = tracing::subscriber::set_default(tracing_subscriber::registry());
+        let span = tracing::info_span!("request", request_id = "req-7");
+        let seen = REQUEST_ID
+            .scope("req-7".to_string(), async {
+                let inside = spawn_in_request(async {
+                    (current_request_id(), tracing::Span::current().id())
+                });
+                let outside =
+                    tokio::spawn(async { (current_request_id(), tracing::Span::current().id()) });
+                (inside.await.unwrap(), outside.await.unwrap())
+            })
+            .instrument(span.clone())
+            .await;
+        assert_eq!(seen.0, (Some("req-7".to_string()), span.id()));
+        // What a plain spawn loses, and the helper keeps.
+        assert_eq!(seen.1, (None, None));
+    }
 }

@@ -88,8 +88,9 @@ pub enum ChatEvent {
     Usage(Usage),
 }
 
+/// How a call to the chat provider failed (`chat::ChatError` is the chat service's own).
 #[derive(Debug, thiserror::Error)]
-pub enum ChatError {
+pub enum ProviderError {
     #[error("the chat provider refused the request ({status}): {message}")]
     Rejected { status: u16, message: String },
     #[error("the chat provider is unavailable after {attempts} attempts: {last}")]
@@ -116,11 +117,11 @@ pub struct ChatClient {
 
 /// An answer arriving. Drop it to stop generation.
 pub struct ChatStream {
-    events: BoxStream<'static, Result<ChatEvent, ChatError>>,
+    events: BoxStream<'static, Result<ChatEvent, ProviderError>>,
 }
 
 impl ChatStream {
-    pub async fn next(&mut self) -> Option<Result<ChatEvent, ChatError>> {
+    pub async fn next(&mut self) -> Option<Result<ChatEvent, ProviderError>> {
         self.events.next().await
     }
 }
@@ -149,7 +150,7 @@ impl ChatClient {
     }
 
     /// Starts a streamed completion; returns once the provider has accepted the request.
-    pub async fn stream(&self, request: &ChatRequest) -> Result<ChatStream, ChatError> {
+    pub async fn stream(&self, request: &ChatRequest) -> Result<ChatStream, ProviderError> {
         let body = WireRequest {
             model: &request.model,
             messages: &request.messages,
@@ -177,7 +178,7 @@ impl ChatClient {
                     let text = response.text().await.unwrap_or_default();
                     let message = provider_message(&text);
                     if status.as_u16() != 429 && !status.is_server_error() {
-                        return Err(ChatError::Rejected {
+                        return Err(ProviderError::Rejected {
                             status: status.as_u16(),
                             message,
                         });
@@ -192,7 +193,7 @@ impl ChatClient {
                 tokio::time::sleep(self.backoff * 2u32.saturating_pow(attempt - 1)).await;
             }
         }
-        Err(ChatError::Unavailable {
+        Err(ProviderError::Unavailable {
             attempts: self.max_attempts,
             last,
         })
@@ -236,12 +237,12 @@ struct WireUsage {
 fn sse_events(
     response: reqwest::Response,
     idle: Duration,
-) -> BoxStream<'static, Result<ChatEvent, ChatError>> {
+) -> BoxStream<'static, Result<ChatEvent, ProviderError>> {
     let bytes = response.bytes_stream();
     let state = (
         bytes,
         Vec::<u8>::new(),
-        std::collections::VecDeque::<Result<ChatEvent, ChatError>>::new(),
+        std::collections::VecDeque::<Result<ChatEvent, ProviderError>>::new(),
         false,
     );
     futures::stream::unfold(
@@ -275,13 +276,13 @@ fn sse_events(
                 match tokio::time::timeout(idle, bytes.next()).await {
                     Ok(Some(Ok(chunk))) => buffer.extend_from_slice(&chunk),
                     Ok(Some(Err(e))) => {
-                        pending.push_back(Err(ChatError::Interrupted(e.to_string())));
+                        pending.push_back(Err(ProviderError::Interrupted(e.to_string())));
                         done = true;
                     }
                     // The body ended without [DONE]: treat what we have as the answer.
                     Ok(None) => done = true,
                     Err(_) => {
-                        pending.push_back(Err(ChatError::Interrupted(format!(
+                        pending.push_back(Err(ProviderError::Interrupted(format!(
                             "no data for {idle:?}"
                         ))));
                         done = true;
@@ -309,7 +310,7 @@ fn find_event_end(buffer: &[u8]) -> Option<(usize, usize)> {
 enum Parsed {
     Events(Vec<ChatEvent>),
     Done,
-    Error(ChatError),
+    Error(ProviderError),
 }
 
 fn parse_event(raw: &[u8]) -> Parsed {
@@ -329,18 +330,18 @@ fn parse_event(raw: &[u8]) -> Parsed {
     let value: serde_json::Value = match serde_json::from_str(&data) {
         Ok(v) => v,
         Err(e) => {
-            return Parsed::Error(ChatError::Malformed(format!(
+            return Parsed::Error(ProviderError::Malformed(format!(
                 "{e}: {}",
                 data.chars().take(200).collect::<String>()
             )));
         }
     };
     if let Some(message) = value["error"]["message"].as_str() {
-        return Parsed::Error(ChatError::Interrupted(message.to_string()));
+        return Parsed::Error(ProviderError::Interrupted(message.to_string()));
     }
     let chunk: Chunk = match serde_json::from_value(value) {
         Ok(c) => c,
-        Err(e) => return Parsed::Error(ChatError::Malformed(e.to_string())),
+        Err(e) => return Parsed::Error(ProviderError::Malformed(e.to_string())),
     };
     let mut events = Vec::new();
     for choice in chunk.choices {
@@ -427,7 +428,7 @@ mod tests {
         }
     }
 
-    async fn collect(client: &ChatClient) -> Result<(String, Option<Usage>), ChatError> {
+    async fn collect(client: &ChatClient) -> Result<(String, Option<Usage>), ProviderError> {
         let mut stream = client.stream(&request()).await?;
         let (mut text, mut usage) = (String::new(), None);
         while let Some(event) = stream.next().await {
@@ -468,7 +469,7 @@ mod tests {
             .with_retries(3, Duration::from_millis(1));
         assert!(matches!(
             collect(&client).await,
-            Err(ChatError::Rejected { status: 401, .. })
+            Err(ProviderError::Rejected { status: 401, .. })
         ));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
@@ -480,7 +481,7 @@ mod tests {
         let client = ChatClient::new(reqwest::Client::new(), &base, None).unwrap();
         let err = collect(&client).await.unwrap_err();
         assert!(
-            matches!(err, ChatError::Interrupted(ref m) if m == "overloaded"),
+            matches!(err, ProviderError::Interrupted(ref m) if m == "overloaded"),
             "{err}"
         );
     }

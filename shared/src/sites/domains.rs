@@ -126,6 +126,12 @@ impl TryFrom<String> for AllowedDomain {
     }
 }
 
+impl crate::store::stored::FromStored for AllowedDomain {
+    fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+}
+
 impl From<AllowedDomain> for String {
     fn from(d: AllowedDomain) -> String {
         d.0

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, rfc3339};
 use crate::ids::{IdGenerator, SiteId, TenantId};
-use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError, Write};
+use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError, Write, keys};
 use domains::AllowedDomain;
 use prompt::{PromptPatch, PromptProfile, PromptVersion};
 use widget::{WidgetConfig, WidgetPatch};
@@ -57,18 +57,27 @@ impl TryFrom<String> for SiteName {
     }
 }
 
+impl crate::store::stored::FromStored for SiteName {
+    fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+}
+
 impl From<SiteName> for String {
     fn from(n: SiteName) -> String {
         n.0
     }
 }
 
-/// A site as stored and shown (the contract's site object).
+/// A site as stored and shown (the contract's site object). Read back leniently (`store::stored`):
+/// its fields were validated when written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Site {
     pub site_id: SiteId,
     pub tenant_id: TenantId,
+    #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub name: SiteName,
+    #[serde(deserialize_with = "crate::store::stored::lenient_vec")]
     pub allowed_domains: Vec<AllowedDomain>,
     pub is_embed_enabled: bool,
     /// The public id of the site's embed snippet (safe to publish; it grants nothing by itself).
@@ -130,22 +139,19 @@ pub enum SiteError {
 }
 
 pub fn site_key(site: &SiteId) -> Key {
-    Key::new(format!("SITE#{site}"), "SITE")
+    keys::site(site)
 }
 
 fn prompt_version_key(site: &SiteId, version: u32) -> Key {
-    Key::new(format!("SITE#{site}"), format!("PROMPT#{version:010}"))
+    keys::prompt_version(site, version)
 }
 
 /// The stored item: the site's fields, its revision, and its place in the by-tenant index.
 fn site_item(site: &Site, rev: u64) -> Result<Item, StoreError> {
+    let (pk, sk) = keys::site_listing(&site.tenant_id, &site.site_id);
     Ok(Item::from_record(site_key(&site.site_id), site)?
         .with("rev", rev)
-        .with_index(
-            Index::ByTenant,
-            format!("TENANT#{}", site.tenant_id),
-            format!("SITE#{}", site.site_id),
-        ))
+        .with_index(Index::ByTenant, pk, sk))
 }
 
 fn version_item(site: &SiteId, version: &PromptVersion) -> Result<Item, StoreError> {
@@ -154,7 +160,7 @@ fn version_item(site: &SiteId, version: &PromptVersion) -> Result<Item, StoreErr
 
 /// The tenant's count of sites created, the counter the plan's site limit is enforced on.
 fn site_count_key(tenant: &TenantId) -> Key {
-    Key::new(format!("TENANT#{tenant}"), "SITE_COUNT")
+    keys::site_count(tenant)
 }
 
 /// Creates a site with the default widget and prompt version 1.
@@ -269,17 +275,13 @@ pub async fn list_sites(
 ) -> Result<(Vec<Site>, Option<String>), SiteError> {
     let page = store
         .query(
-            Query::on(Index::ByTenant, format!("TENANT#{tenant}"))
-                .prefix("SITE#")
+            Query::on(Index::ByTenant, keys::tenant_partition(tenant))
+                .prefix(keys::prefix::SITE)
                 .limit(100)
                 .after(cursor),
         )
         .await?;
-    let sites = page
-        .items
-        .iter()
-        .map(Item::to_record)
-        .collect::<Result<Vec<Site>, _>>()?;
+    let sites = crate::store::stored::readable::<Site>(&page.items);
     Ok((sites, page.next))
 }
 
@@ -397,17 +399,13 @@ pub async fn prompt_versions(
     owned_site(store, tenant, site_id).await?;
     let page = store
         .query(
-            Query::partition(format!("SITE#{site_id}"))
-                .prefix("PROMPT#")
+            Query::partition(keys::site_partition(site_id))
+                .prefix(keys::prefix::PROMPT)
                 .descending()
                 .after(cursor),
         )
         .await?;
-    let versions = page
-        .items
-        .iter()
-        .map(Item::to_record)
-        .collect::<Result<Vec<PromptVersion>, _>>()?;
+    let versions = crate::store::stored::readable::<PromptVersion>(&page.items);
     Ok((versions, page.next))
 }
 
@@ -463,4 +461,79 @@ pub async fn update_site_internal(
         extra,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::embedded_db::EmbeddedDb;
+    use crate::ids::SequentialIds;
+    use crate::store::{EmbeddedStore, Update};
+    use crate::tenants::Plan;
+
+    /// A row written under an older, looser rule still reads and lists; a row that does not read at all
+    /// is left out of the listing instead of failing it.
+    #[tokio::test]
+    async fn rows_violating_todays_rules_still_read_and_list() {
+        let clock = ManualClock::at(crate::fixtures::START);
+        let store =
+            EmbeddedStore::new(EmbeddedDb::in_memory().unwrap(), Arc::new(clock.clone())).unwrap();
+        let ids = SequentialIds::default();
+        let (tenant, old) =
+            crate::fixtures::tenant_with_site(&store, &ids, &clock, Plan::Pro, &["hotel.test"])
+                .await;
+        let broken = create_site(
+            &store,
+            &ids,
+            &clock,
+            &tenant.tenant_id,
+            NewSite {
+                name: SiteName::parse("Broken").unwrap(),
+                allowed_domains: vec!["hotel.test".into()],
+            },
+        )
+        .await
+        .unwrap();
+        // Values no rule of today accepts: a 150-character name, a domain with a path, a colour name.
+        let long_name = "長".repeat(150);
+        let mut widget = serde_json::to_value(&old.widget).unwrap();
+        widget["color_primary"] = json!("red");
+        store
+            .update(
+                Update::new(site_key(&old.site_id))
+                    .set("name", long_name.clone())
+                    .set("allowed_domains", json!(["hotel.test/path"]))
+                    .set("widget", widget),
+            )
+            .await
+            .unwrap();
+        assert!(SiteName::parse(&long_name).is_err());
+        // And a row that does not read as a site at all.
+        store
+            .update(Update::new(site_key(&broken.site_id)).set("name", 42))
+            .await
+            .unwrap();
+
+        let (listed, _) = list_sites(&store, &tenant.tenant_id, None).await.unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0].site_id, old.site_id);
+        assert_eq!(String::from(listed[0].name.clone()), long_name);
+        assert_eq!(
+            serde_json::to_value(&listed[0].allowed_domains).unwrap(),
+            json!(["hotel.test/path"])
+        );
+        let read = get_site(&store, &tenant.tenant_id, &old.site_id)
+            .await
+            .unwrap();
+        assert_eq!(read, listed[0]);
+        assert_eq!(
+            serde_json::to_value(&read.widget).unwrap()["color_primary"],
+            "red"
+        );
+    }
 }

@@ -35,6 +35,12 @@ impl TryFrom<String> for SystemPrompt {
     }
 }
 
+impl crate::store::stored::FromStored for SystemPrompt {
+    fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+}
+
 impl From<SystemPrompt> for String {
     fn from(p: SystemPrompt) -> String {
         p.0
@@ -94,6 +100,7 @@ impl From<MaxTokens> for i64 {
 /// The prompt profile in force (`prompt` in the site contract).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromptProfile {
+    #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub system_prompt: SystemPrompt,
     pub temperature: Temperature,
     pub max_tokens: MaxTokens,

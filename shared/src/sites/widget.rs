@@ -41,6 +41,12 @@ impl TryFrom<String> for HexColor {
     }
 }
 
+impl crate::store::stored::FromStored for HexColor {
+    fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+}
+
 impl From<HexColor> for String {
     fn from(c: HexColor) -> String {
         c.0
@@ -97,6 +103,12 @@ impl TryFrom<String> for FontFamily {
     }
 }
 
+impl crate::store::stored::FromStored for FontFamily {
+    fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+}
+
 impl From<FontFamily> for String {
     fn from(f: FontFamily) -> String {
         f.0
@@ -125,6 +137,12 @@ impl TryFrom<String> for WelcomeMessage {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         Self::parse(&s)
+    }
+}
+
+impl crate::store::stored::FromStored for WelcomeMessage {
+    fn from_stored(raw: String) -> Self {
+        Self(raw)
     }
 }
 
@@ -165,21 +183,32 @@ impl TryFrom<String> for HttpsUrl {
     }
 }
 
+impl crate::store::stored::FromStored for HttpsUrl {
+    fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+}
+
 impl From<HttpsUrl> for String {
     fn from(u: HttpsUrl) -> String {
         u.0
     }
 }
 
-/// The widget's look, as stored and shown (`widget` in the site contract).
+/// The widget's look, as stored and shown (`widget` in the site contract). Read back leniently
+/// (`store::stored`): changes arrive as a validated [`WidgetPatch`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WidgetConfig {
     pub theme: Theme,
+    #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub color_primary: HexColor,
     pub position: Position,
     pub radius: Radius,
+    #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub font: FontFamily,
+    #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub welcome_message: WelcomeMessage,
+    #[serde(default, deserialize_with = "crate::store::stored::lenient_option")]
     pub bubble_icon_url: Option<HttpsUrl>,
 }
 

@@ -6,6 +6,9 @@
 
 pub mod dynamo;
 pub mod embedded;
+pub mod keys;
+pub mod retry;
+pub mod stored;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

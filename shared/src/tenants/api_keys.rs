@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::{Clock, rfc3339};
 use crate::ids::{IdGenerator, KeyId, TenantId};
-use crate::store::{Condition, Item, ItemStore, Key, Query, StoreError, Write};
+use crate::store::{Condition, Item, ItemStore, Key, Query, StoreError, Write, keys};
 
 /// What every key starts with, so a leaked key is recognisable (secret scanners, logs).
 pub const KEY_PREFIX: &str = "kt_";
@@ -82,11 +82,11 @@ pub struct IssuedKey {
 }
 
 fn lookup_key(hash: &str) -> Key {
-    Key::new(format!("APIKEY#{hash}"), "APIKEY")
+    keys::api_key_lookup(hash)
 }
 
 fn record_key(tenant: &TenantId, key_id: &KeyId) -> Key {
-    Key::new(format!("TENANT#{tenant}"), format!("KEY#{key_id}"))
+    keys::api_key_record(tenant, key_id)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,14 +154,12 @@ pub async fn list(store: &dyn ItemStore, tenant: &TenantId) -> Result<Vec<KeyRec
     loop {
         let page = store
             .query(
-                Query::partition(format!("TENANT#{tenant}"))
-                    .prefix("KEY#")
+                Query::partition(keys::tenant_partition(tenant))
+                    .prefix(keys::prefix::KEY)
                     .after(cursor),
             )
             .await?;
-        for item in &page.items {
-            keys.push(item.to_record()?);
-        }
+        keys.extend(crate::store::stored::readable::<KeyRecord>(&page.items));
         match page.next {
             Some(next) => cursor = Some(next),
             None => return Ok(keys),

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, rfc3339};
 use crate::ids::{IdGenerator, TenantId};
-use crate::store::{Condition, Index, ItemStore, Key, Query, StoreError, Update};
+use crate::store::{Condition, Index, ItemStore, Key, Query, StoreError, Update, keys};
 
 /// A plan and what it allows each month.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -216,6 +216,12 @@ impl TryFrom<String> for TenantName {
     }
 }
 
+impl crate::store::stored::FromStored for TenantName {
+    fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+}
+
 impl From<TenantName> for String {
     fn from(n: TenantName) -> String {
         n.0
@@ -228,6 +234,8 @@ impl From<TenantName> for String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tenant {
     pub tenant_id: TenantId,
+    /// Read back leniently (`store::stored`): validated when written.
+    #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub name: TenantName,
     pub plan: Plan,
     pub subscription_status: SubscriptionStatus,
@@ -296,7 +304,7 @@ impl Tenant {
 }
 
 pub fn tenant_key(tenant: &TenantId) -> Key {
-    Key::new(format!("TENANT#{tenant}"), "PROFILE")
+    keys::tenant(tenant)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -331,17 +339,15 @@ pub async fn create_tenant(
         language: Language::default(),
         timezone: default_timezone(),
     };
+    let (pk, sk) = keys::tenant_listing(&tenant.tenant_id);
     let item = crate::store::Item::from_record(tenant_key(&tenant.tenant_id), &tenant)?.with_index(
         Index::ByTenant,
-        ALL_TENANTS,
-        format!("TENANT#{}", tenant.tenant_id),
+        pk,
+        sk,
     );
     store.put(item, Condition::IfAbsent).await?;
     Ok(tenant)
 }
-
-/// The by-tenant index partition listing every tenant (operator views only).
-const ALL_TENANTS: &str = "TENANTS";
 
 /// A page of all tenants, oldest first (operator views).
 pub async fn list_tenants(
@@ -350,17 +356,13 @@ pub async fn list_tenants(
 ) -> Result<(Vec<Tenant>, Option<String>), StoreError> {
     let page = store
         .query(
-            Query::on(Index::ByTenant, ALL_TENANTS)
-                .prefix("TENANT#")
+            Query::on(Index::ByTenant, keys::ALL_TENANTS)
+                .prefix(keys::prefix::TENANT)
                 .limit(100)
                 .after(cursor),
         )
         .await?;
-    let tenants = page
-        .items
-        .iter()
-        .map(crate::store::Item::to_record)
-        .collect::<Result<Vec<Tenant>, _>>()?;
+    let tenants = crate::store::stored::readable::<Tenant>(&page.items);
     Ok((tenants, page.next))
 }
 

@@ -7,9 +7,12 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use time::OffsetDateTime;
+
+use crate::clock::rfc3339;
 use crate::ids::{JobId, SiteId};
 use crate::index::IndexedChunk;
-use crate::store::{Index, Item, ItemStore, Key, Query, StoreError};
+use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError, keys};
 
 /// Most links kept per document (a link farm must not bloat the record).
 pub const MAX_LINKS: usize = 500;
@@ -62,10 +65,7 @@ pub fn doc_id(canonical_url: &str) -> String {
 }
 
 pub fn doc_key(site: &SiteId, canonical_url: &str) -> Key {
-    Key::new(
-        format!("SITE#{site}"),
-        format!("DOC#{}", doc_id(canonical_url)),
-    )
+    keys::document(site, doc_id(canonical_url))
 }
 
 /// The stored item, with its place in the by-due index (the deadline job finds expired documents by day).
@@ -74,11 +74,8 @@ pub fn doc_item(site: &SiteId, doc: &DocumentRecord) -> Result<Item, StoreError>
     Ok(match doc.status {
         DocumentStatus::Active => {
             let day = doc.valid_until.get(..10).unwrap_or(&doc.valid_until);
-            item.with_index(
-                Index::ByDue,
-                format!("DUE#{day}"),
-                format!("DOC#{site}#{}", doc_id(&doc.canonical_url)),
-            )
+            let (pk, sk) = keys::document_due(day, site, doc_id(&doc.canonical_url));
+            item.with_index(Index::ByDue, pk, sk)
         }
         DocumentStatus::Removed => item,
     })
@@ -94,8 +91,8 @@ pub async fn load_all(
     loop {
         let page = store
             .query(
-                Query::partition(format!("SITE#{site}"))
-                    .prefix("DOC#")
+                Query::partition(keys::site_partition(site))
+                    .prefix(keys::prefix::DOC)
                     .limit(500)
                     .after(cursor),
             )
@@ -107,6 +104,37 @@ pub async fn load_all(
             Some(next) => cursor = Some(next),
             None => return Ok(docs),
         }
+    }
+}
+
+/// Writes a document record as it is (one job at a time holds the site, so the last write wins).
+pub async fn save(
+    store: &dyn ItemStore,
+    site: &SiteId,
+    doc: &DocumentRecord,
+) -> Result<(), StoreError> {
+    store.put(doc_item(site, doc)?, Condition::None).await
+}
+
+impl DocumentRecord {
+    /// The record as `job` found it unchanged: seen now, valid for another [`VALIDITY_DAYS`].
+    pub fn seen_by(mut self, job: &JobId, now: OffsetDateTime) -> Self {
+        self.seen_job = Some(job.clone());
+        self.valid_until = rfc3339(now + time::Duration::days(VALIDITY_DAYS));
+        self.updated_at = rfc3339(now);
+        self
+    }
+
+    /// The record as `job` removed it (a tombstone the job counts), or `None` when it already was one.
+    pub fn removed_by(mut self, job: &JobId, now: OffsetDateTime) -> Option<Self> {
+        if self.status == DocumentStatus::Removed {
+            return None;
+        }
+        self.status = DocumentStatus::Removed;
+        self.removed_job = Some(job.clone());
+        self.seen_job = Some(job.clone());
+        self.updated_at = rfc3339(now);
+        Some(self)
     }
 }
 
@@ -166,5 +194,74 @@ mod tests {
             "{blob}"
         );
         assert!(crate::blobs::check_key(&blob).is_ok());
+    }
+
+    fn record(url: &str) -> DocumentRecord {
+        DocumentRecord {
+            url: url.into(),
+            canonical_url: url.into(),
+            title: "Access".into(),
+            content_hash: "abcd".into(),
+            etag: None,
+            last_modified: None,
+            version: 1,
+            valid_until: "2026-05-01T00:00:00Z".into(),
+            chunk_count: 2,
+            depth: 1,
+            links: Vec::new(),
+            embedding_tokens: 0,
+            embedding_model: None,
+            status: DocumentStatus::Active,
+            seen_job: None,
+            changed_job: None,
+            removed_job: None,
+            updated_at: "2026-04-01T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn seen_and_removed_records_name_their_job() {
+        let job = JobId::parse("job_2").unwrap();
+        let now = time::macros::datetime!(2026-05-01 09:00 UTC);
+        let seen = record("https://example.jp/").seen_by(&job, now);
+        assert_eq!(seen.seen_job.as_ref(), Some(&job));
+        assert_eq!(seen.valid_until, "2026-05-31T09:00:00Z");
+        assert_eq!(seen.updated_at, "2026-05-01T09:00:00Z");
+        let removed = seen.clone().removed_by(&job, now).unwrap();
+        assert_eq!(removed.status, DocumentStatus::Removed);
+        assert_eq!(removed.removed_job.as_ref(), Some(&job));
+        // A tombstone is not removed twice (the job would count it twice).
+        assert_eq!(removed.removed_by(&job, now), None);
+    }
+
+    #[tokio::test]
+    async fn saved_records_load_back_and_only_active_ones_fall_due() {
+        let clock = crate::clock::ManualClock::at(time::macros::datetime!(2026-05-01 09:00 UTC));
+        let store = crate::store::EmbeddedStore::new(
+            crate::embedded_db::EmbeddedDb::in_memory().unwrap(),
+            std::sync::Arc::new(clock),
+        )
+        .unwrap();
+        let site = SiteId::parse("site_abc").unwrap();
+        let job = JobId::parse("job_1").unwrap();
+        let now = time::macros::datetime!(2026-05-01 09:00 UTC);
+        let active = record("https://example.jp/a").seen_by(&job, now);
+        let gone = record("https://example.jp/b")
+            .removed_by(&job, now)
+            .unwrap();
+        save(&store, &site, &active).await.unwrap();
+        save(&store, &site, &gone).await.unwrap();
+        let mut loaded = load_all(&store, &site).await.unwrap();
+        loaded.sort_by(|a, b| a.url.cmp(&b.url));
+        assert_eq!(loaded, [active.clone(), gone.clone()]);
+        let due = store
+            .query(Query::on(
+                Index::ByDue,
+                keys::document_due("2026-05-31", &site, "").0,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(due.items.len(), 1);
+        assert_eq!(due.items[0].key, doc_key(&site, &active.canonical_url));
     }
 }

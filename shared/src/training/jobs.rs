@@ -11,7 +11,8 @@ use crate::clock::{Clock, rfc3339};
 use crate::crawl::ScopeMode;
 use crate::ids::{IdGenerator, JobId, SiteId, TenantId};
 use crate::money::MicroUsd;
-use crate::store::{Condition, Index, Item, ItemStore, Key, StoreError, Update, Write};
+use crate::store::{Condition, Index, Item, ItemStore, Key, StoreError, Update, Write, keys};
+use crate::tenants::Plan;
 
 /// A training lock outlives any sane job (the worker's timeout × its receives) and then frees itself.
 pub const LOCK_TTL_SECS: i64 = 6 * 3600;
@@ -129,17 +130,17 @@ pub struct JobMessage {
 }
 
 pub fn job_key(job: &JobId) -> Key {
-    Key::new(format!("JOB#{job}"), "JOB")
+    keys::job(job)
 }
 
 pub fn lock_key(site: &SiteId) -> Key {
-    Key::new(format!("SITE#{site}"), "TRAINING")
+    keys::training_lock(site)
 }
 
 /// One of the tenant's training slots: a plan allowing N concurrent jobs has slots 0..N, each held by
 /// at most one job (and expiring like the site lock, so a lost job frees its slot eventually).
 pub fn slot_key(tenant: &TenantId, slot: u32) -> Key {
-    Key::new(format!("TENANT#{tenant}"), format!("TRAINING_SLOT#{slot}"))
+    keys::training_slot(tenant, slot)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,22 +151,19 @@ pub enum JobError {
     #[error("training job not found")]
     NotFound,
     /// Every one of the tenant's training slots is taken.
-    #[error("{0} training job(s) already running, the plan's maximum")]
-    TooManyJobs(u32),
+    #[error("{max} training job(s) already running, the {} plan's maximum", plan.as_str())]
+    TooManyJobs { max: u32, plan: Plan },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 fn job_item(job: &TrainingJob) -> Result<Item, StoreError> {
-    Ok(Item::from_record(job_key(&job.job_id), job)?.with_index(
-        Index::BySite,
-        format!("SITE#{}", job.site_id),
-        format!("JOB#{}", job.job_id),
-    ))
+    let (pk, sk) = keys::job_listing(&job.site_id, &job.job_id);
+    Ok(Item::from_record(job_key(&job.job_id), job)?.with_index(Index::BySite, pk, sk))
 }
 
-/// Records a queued job and takes the site's training lock and one of the tenant's `max_jobs` training
-/// slots, atomically. A site already training is [`JobError::AlreadyTraining`]; no free slot is
+/// Records a queued job and takes the site's training lock and one of the training slots the tenant's
+/// plan allows, atomically. A site already training is [`JobError::AlreadyTraining`]; no free slot is
 /// [`JobError::TooManyJobs`].
 pub async fn create_job(
     store: &dyn ItemStore,
@@ -174,8 +172,9 @@ pub async fn create_job(
     tenant: &TenantId,
     site: &SiteId,
     request: JobRequest,
-    max_jobs: u32,
+    plan: Plan,
 ) -> Result<TrainingJob, JobError> {
+    let max_jobs = plan.limits().concurrent_training_jobs;
     let now = clock.now();
     let mut job = TrainingJob {
         job_id: JobId::generate(ids),
@@ -226,7 +225,10 @@ pub async fn create_job(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(JobError::TooManyJobs(max_jobs))
+    Err(JobError::TooManyJobs {
+        max: max_jobs,
+        plan,
+    })
 }
 
 /// Frees the tenant's training slot a finished job held (if it still holds it). Best effort: a slot

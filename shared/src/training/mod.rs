@@ -6,3 +6,4 @@ pub mod checkpoint;
 pub mod documents;
 pub mod jobs;
 pub mod pipeline;
+pub mod submit;

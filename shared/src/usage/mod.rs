@@ -8,7 +8,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::ids::{SiteId, TenantId};
-use crate::store::{Add, ItemStore, Key, StoreError};
+use crate::store::{Add, ItemStore, Key, StoreError, keys};
 
 /// Monthly counters outlive their month by a year (billing disputes, the usage API).
 const MONTHLY_RETENTION_SECS: i64 = 400 * 24 * 3600;
@@ -37,12 +37,12 @@ pub fn day_of(t: OffsetDateTime) -> String {
 
 /// The tenant's counters for a month.
 pub fn tenant_month(tenant: &TenantId, month: &str) -> Key {
-    Key::new(format!("TENANT#{tenant}"), format!("USAGE#{month}"))
+    keys::tenant_month(tenant, month)
 }
 
 /// A site's counters for a day.
 pub fn site_day(site: &SiteId, day: &str) -> Key {
-    Key::new(format!("SITE#{site}"), format!("USAGE#{day}"))
+    keys::site_day(site, day)
 }
 
 /// A reservation that can be given back (a failed model call must not use up quota).
@@ -71,7 +71,7 @@ pub enum UsageError {
 }
 
 fn expiry(key: &Key, now: OffsetDateTime) -> i64 {
-    let keep = if key.sk.len() > "USAGE#YYYY-MM".len() {
+    let keep = if key.sk.len() > keys::prefix::USAGE.len() + "YYYY-MM".len() {
         DAILY_RETENTION_SECS
     } else {
         MONTHLY_RETENTION_SECS
@@ -224,8 +224,8 @@ pub async fn monthly_report(
 ) -> Result<MonthlyReport, StoreError> {
     let monthly = store.get(&tenant_month(&tenant.tenant_id, month));
     let days = store.query(
-        crate::store::Query::partition(format!("TENANT#{}", tenant.tenant_id))
-            .prefix(format!("USAGE#{month}-"))
+        crate::store::Query::partition(keys::tenant_partition(&tenant.tenant_id))
+            .prefix(keys::days_of_month(month))
             .limit(31),
     );
     let (monthly, days) = tokio::join!(monthly, days);
@@ -255,7 +255,11 @@ pub async fn monthly_report(
         .map(|item| {
             let t = totals_of(Some(item));
             DayRow {
-                date: item.key.sk.trim_start_matches("USAGE#").to_string(),
+                date: item
+                    .key
+                    .sk
+                    .trim_start_matches(keys::prefix::USAGE)
+                    .to_string(),
                 chats: t.chats,
                 embedding_tokens: t.embedding_tokens,
                 cost_usd: t.cost_usd,

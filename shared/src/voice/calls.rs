@@ -13,7 +13,7 @@ use super::pricing::RealtimeUsage;
 use super::transcript::TranscriptEntry;
 use crate::ids::TenantId;
 use crate::money::MicroUsd;
-use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError};
+use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError, keys};
 
 /// How long call logs are kept.
 const CALL_LOG_RETENTION_SECS: i64 = 400 * 24 * 3600;
@@ -113,6 +113,7 @@ pub struct CallLog {
     pub call_sid: CallSid,
     pub tenant_id: TenantId,
     pub from: String,
+    #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub to: PhoneNumber,
     pub started_at: String,
     pub ended_at: String,
@@ -140,7 +141,7 @@ impl CallLog {
 }
 
 fn call_key(call: &CallSid) -> Key {
-    Key::new(format!("CALL#{call}"), "CALL")
+    keys::call(call)
 }
 
 /// Claims the one media stream a call may have (its token is single-use): `Ok(false)` when a stream
@@ -151,7 +152,7 @@ pub async fn claim_stream(
     now_unix: i64,
 ) -> Result<bool, StoreError> {
     // The claim only needs to outlive the token (minutes); a day is generous.
-    let item = Item::new(Key::new(format!("CALL#{call}"), "STREAM"))
+    let item = Item::new(keys::call_stream(call))
         .with("claimed_at", now_unix)
         .expiring_at(now_unix + 24 * 3600);
     match store.put(item, Condition::IfAbsent).await {
@@ -163,12 +164,9 @@ pub async fn claim_stream(
 
 /// Writes a call's log once. `Ok(false)` when it was already written (a retry): nothing changes.
 pub async fn save(store: &dyn ItemStore, log: &CallLog, now_unix: i64) -> Result<bool, StoreError> {
+    let (pk, sk) = keys::call_listing(&log.tenant_id, &log.started_at, &log.call_sid);
     let item = Item::from_record(call_key(&log.call_sid), log)?
-        .with_index(
-            Index::ByTenant,
-            format!("TENANT#{}", log.tenant_id),
-            format!("CALL#{}#{}", log.started_at, log.call_sid),
-        )
+        .with_index(Index::ByTenant, pk, sk)
         .expiring_at(now_unix + CALL_LOG_RETENTION_SECS);
     match store.put(item, Condition::IfAbsent).await {
         Ok(()) => Ok(true),
@@ -205,18 +203,14 @@ pub async fn list(
 ) -> Result<(Vec<CallLog>, Option<String>), StoreError> {
     let page = store
         .query(
-            Query::on(Index::ByTenant, format!("TENANT#{tenant}"))
-                .prefix("CALL#")
+            Query::on(Index::ByTenant, keys::tenant_partition(tenant))
+                .prefix(keys::prefix::CALL)
                 .descending()
                 .limit(limit.clamp(1, 100))
                 .after(cursor),
         )
         .await?;
-    let calls = page
-        .items
-        .iter()
-        .map(Item::to_record)
-        .collect::<Result<Vec<CallLog>, _>>()?;
+    let calls = crate::store::stored::readable::<CallLog>(&page.items);
     Ok((calls, page.next))
 }
 

@@ -13,6 +13,7 @@ pub mod playback;
 pub mod pricing;
 pub mod realtime;
 pub mod receptionist;
+pub mod settlement;
 pub mod signature;
 pub mod summary;
 pub mod token;

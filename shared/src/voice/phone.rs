@@ -11,7 +11,7 @@ use super::VoiceError;
 use super::receptionist::Language;
 use crate::clock::{Clock, rfc3339};
 use crate::ids::TenantId;
-use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError};
+use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError, keys};
 
 /// A phone number in E.164: `+`, then 7 to 15 digits, the first not zero.
 ///
@@ -76,6 +76,12 @@ impl TryFrom<String> for PhoneNumber {
     }
 }
 
+impl crate::store::stored::FromStored for PhoneNumber {
+    fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+}
+
 impl From<PhoneNumber> for String {
     fn from(n: PhoneNumber) -> String {
         n.0
@@ -101,6 +107,7 @@ pub enum PhoneStatus {
 /// never take over a number bought for someone else and receive its callers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhoneAssignment {
+    #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub number: PhoneNumber,
     pub status: PhoneStatus,
     pub tenant_id: Option<TenantId>,
@@ -109,20 +116,18 @@ pub struct PhoneAssignment {
 }
 
 fn number_key(number: &PhoneNumber) -> Key {
-    Key::new(format!("PHONE#{number}"), "PHONE")
+    keys::phone_number(number)
 }
 
-/// The by-tenant partition of numbers nobody holds yet.
-const POOL: &str = "PHONE_POOL";
-/// The partition listing every provisioned number, for the operator.
-const CATALOGUE: &str = "PHONES";
+const POOL: &str = keys::PHONE_POOL;
+const CATALOGUE: &str = keys::PHONE_CATALOGUE;
 
 fn item(record: &PhoneAssignment) -> Result<Item, StoreError> {
     let owner = match &record.tenant_id {
-        Some(tenant) => format!("TENANT#{tenant}"),
+        Some(tenant) => keys::tenant_partition(tenant),
         None => POOL.to_string(),
     };
-    let sort = format!("PHONE#{}", record.number);
+    let sort = keys::phone_listing_sort(&record.number);
     Ok(Item::from_record(number_key(&record.number), record)?
         .with_index(Index::ByTenant, owner, sort.clone())
         .with_index(Index::BySite, CATALOGUE, sort))
@@ -252,13 +257,13 @@ async fn list_partition(
         let page = store
             .query(
                 Query::on(index, partition.clone())
-                    .prefix("PHONE#")
+                    .prefix(keys::prefix::PHONE)
                     .after(cursor),
             )
             .await?;
-        for item in &page.items {
-            out.push(item.to_record()?);
-        }
+        out.extend(crate::store::stored::readable::<PhoneAssignment>(
+            &page.items,
+        ));
         match page.next {
             Some(next) => cursor = Some(next),
             None => return Ok(out),
@@ -271,7 +276,7 @@ pub async fn list(
     store: &dyn ItemStore,
     tenant: &TenantId,
 ) -> Result<Vec<PhoneAssignment>, StoreError> {
-    list_partition(store, Index::ByTenant, format!("TENANT#{tenant}")).await
+    list_partition(store, Index::ByTenant, keys::tenant_partition(tenant)).await
 }
 
 /// The numbers in the pool, in number order.

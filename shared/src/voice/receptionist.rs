@@ -11,7 +11,7 @@ use super::VoiceError;
 use crate::clock::{Clock, rfc3339};
 use crate::ids::TenantId;
 use crate::sites::prompt::SystemPrompt;
-use crate::store::{Condition, Item, ItemStore, Key, Query, StoreError, Write};
+use crate::store::{Condition, Item, ItemStore, Key, Query, StoreError, Write, keys};
 
 /// The language the receptionist speaks and transcribes (and refusals are said in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -107,6 +107,12 @@ impl TryFrom<String> for Greeting {
     }
 }
 
+impl crate::store::stored::FromStored for Greeting {
+    fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+}
+
 impl From<Greeting> for String {
     fn from(g: Greeting) -> String {
         g.0
@@ -116,7 +122,9 @@ impl From<Greeting> for String {
 /// The settings in force (`GET /api/voice`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReceptionistSettings {
+    #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub system_prompt: SystemPrompt,
+    #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub greeting: Greeting,
     pub voice: Voice,
     pub language: Language,
@@ -189,14 +197,11 @@ pub struct ReceptionistVersion {
 }
 
 fn current_key(tenant: &TenantId) -> Key {
-    Key::new(format!("TENANT#{tenant}"), "VOICE")
+    keys::receptionist(tenant)
 }
 
 fn version_key(tenant: &TenantId, version: u32) -> Key {
-    Key::new(
-        format!("TENANT#{tenant}"),
-        format!("VOICEVER#{version:010}"),
-    )
+    keys::receptionist_version(tenant, version)
 }
 
 async fn read_current(
@@ -291,17 +296,13 @@ pub async fn versions(
 ) -> Result<(Vec<ReceptionistVersion>, Option<String>), StoreError> {
     let page = store
         .query(
-            Query::partition(format!("TENANT#{tenant}"))
-                .prefix("VOICEVER#")
+            Query::partition(keys::tenant_partition(tenant))
+                .prefix(keys::prefix::VOICE_VERSION)
                 .descending()
                 .after(cursor.clone()),
         )
         .await?;
-    let mut versions = page
-        .items
-        .iter()
-        .map(Item::to_record)
-        .collect::<Result<Vec<ReceptionistVersion>, _>>()?;
+    let mut versions = crate::store::stored::readable::<ReceptionistVersion>(&page.items);
     if versions.is_empty() && cursor.is_none() {
         versions.push(ReceptionistVersion {
             settings: ReceptionistSettings::initial(),

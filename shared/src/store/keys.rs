@@ -1,0 +1,594 @@
+//! The table's key layout, in one place: every key, index key and listing prefix a service uses is built
+//! here, so two subjects can never pick overlapping shapes by accident (the test below proves the shapes
+//! in [`LAYOUT`] disjoint, and that each builder produces the shape the table names).
+//!
+//! `{}` is a value without `#` (ids, hashes, timestamps); `{n}` is digits only.
+//!
+//! | item | pk | sk | index (pk / sk) |
+//! | --- | --- | --- | --- |
+//! | tenant | `TENANT#{}` | `PROFILE` | by_tenant `TENANTS` / `TENANT#{}` |
+//! | tenant's site count | `TENANT#{}` | `SITE_COUNT` | |
+//! | training slot | `TENANT#{}` | `TRAINING_SLOT#{n}` | |
+//! | tenant usage, month | `TENANT#{}` | `USAGE#{n}-{n}` | |
+//! | tenant usage, day | `TENANT#{}` | `USAGE#{n}-{n}-{n}` | |
+//! | API key record | `TENANT#{}` | `KEY#{}` | |
+//! | receptionist | `TENANT#{}` | `VOICE` | |
+//! | receptionist version | `TENANT#{}` | `VOICEVER#{n}` | |
+//! | billing watermark | `TENANT#{}` | `BILLING_STATE` | |
+//! | API key lookup | `APIKEY#{}` | `APIKEY` | |
+//! | site | `SITE#{}` | `SITE` | by_tenant `TENANT#{}` / `SITE#{}` |
+//! | prompt version | `SITE#{}` | `PROMPT#{n}` | |
+//! | training lock | `SITE#{}` | `TRAINING` | |
+//! | site usage, day | `SITE#{}` | `USAGE#{n}-{n}-{n}` | |
+//! | document | `SITE#{}` | `DOC#{}` | by_due `DUE#{}` / `DOC#{}#{}` |
+//! | training job | `JOB#{}` | `JOB` | by_site `SITE#{}` / `JOB#{}` |
+//! | chat session | `SESSION#{}#{}` | `SESSION` | |
+//! | rate window | `RATE#{}` | `W#{}` | |
+//! | usage log | `MSG#{}` | `MSG` | by_tenant `TENANT#{}` / `LOG#{}#{}` |
+//! | call log | `CALL#{}` | `CALL` | by_tenant `TENANT#{}` / `CALL#{}#{}` |
+//! | call stream claim | `CALL#{}` | `STREAM` | |
+//! | phone number | `PHONE#{}` | `PHONE` | by_tenant `TENANT#{}` or `PHONE_POOL` / `PHONE#{}`; by_site `PHONES` / `PHONE#{}` |
+//! | Stripe customer | `STRIPE_CUSTOMER#{}` | `TENANT` | |
+//! | Stripe event | `STRIPE_EVENT#{}` | `EVENT` | |
+//! | Stripe payment | `STRIPE_PAYMENT#{}` | `PAYMENT` | |
+//! | demo seed marker | `SEED#DEMO` | `SEED` | |
+
+use std::fmt::Display;
+
+use super::{Index, Key};
+
+/// Sort-key prefixes the listings query by.
+pub mod prefix {
+    pub const TENANT: &str = "TENANT#";
+    pub const SITE: &str = "SITE#";
+    pub const PROMPT: &str = "PROMPT#";
+    pub const DOC: &str = "DOC#";
+    pub const KEY: &str = "KEY#";
+    pub const VOICE_VERSION: &str = "VOICEVER#";
+    pub const CALL: &str = "CALL#";
+    pub const PHONE: &str = "PHONE#";
+    pub const USAGE: &str = "USAGE#";
+}
+
+/// The by-tenant partition listing every tenant (operator views only).
+pub const ALL_TENANTS: &str = "TENANTS";
+/// The by-tenant partition of phone numbers nobody holds yet.
+pub const PHONE_POOL: &str = "PHONE_POOL";
+/// The by-site partition listing every provisioned number, for the operator.
+pub const PHONE_CATALOGUE: &str = "PHONES";
+
+/// A tenant's partition (its profile, counters, keys, receptionist; in the by-tenant index, what it owns).
+pub fn tenant_partition(tenant: impl Display) -> String {
+    format!("{}{tenant}", prefix::TENANT)
+}
+
+/// A site's partition (the site, its prompt versions, documents, counters; in the by-site index, its jobs).
+pub fn site_partition(site: impl Display) -> String {
+    format!("{}{site}", prefix::SITE)
+}
+
+// Tenants.
+
+pub fn tenant(tenant: impl Display) -> Key {
+    Key::new(tenant_partition(tenant), "PROFILE")
+}
+
+/// The tenant's place in the all-tenants listing.
+pub fn tenant_listing(tenant: impl Display) -> (&'static str, String) {
+    (ALL_TENANTS, tenant_partition(tenant))
+}
+
+/// The tenant's count of sites created, the counter the plan's site limit is enforced on.
+pub fn site_count(tenant: impl Display) -> Key {
+    Key::new(tenant_partition(tenant), "SITE_COUNT")
+}
+
+/// One of the tenant's concurrent training slots.
+pub fn training_slot(tenant: impl Display, slot: u32) -> Key {
+    Key::new(tenant_partition(tenant), format!("TRAINING_SLOT#{slot}"))
+}
+
+/// The tenant's usage counters for a month (`YYYY-MM`).
+pub fn tenant_month(tenant: impl Display, month: &str) -> Key {
+    Key::new(
+        tenant_partition(tenant),
+        format!("{}{month}", prefix::USAGE),
+    )
+}
+
+/// The tenant's usage counters for a day (`YYYY-MM-DD`).
+pub fn tenant_day(tenant: impl Display, day: &str) -> Key {
+    Key::new(tenant_partition(tenant), format!("{}{day}", prefix::USAGE))
+}
+
+/// The sort-key prefix of a tenant's daily counters within a month.
+pub fn days_of_month(month: &str) -> String {
+    format!("{}{month}-", prefix::USAGE)
+}
+
+/// The tenant's record of one API key.
+pub fn api_key_record(tenant: impl Display, key_id: impl Display) -> Key {
+    Key::new(tenant_partition(tenant), format!("{}{key_id}", prefix::KEY))
+}
+
+/// Where a presented API key's hash leads.
+pub fn api_key_lookup(hash: impl Display) -> Key {
+    Key::new(format!("APIKEY#{hash}"), "APIKEY")
+}
+
+/// The tenant's current receptionist settings.
+pub fn receptionist(tenant: impl Display) -> Key {
+    Key::new(tenant_partition(tenant), "VOICE")
+}
+
+/// One saved version of the receptionist settings (zero-padded: versions sort by number).
+pub fn receptionist_version(tenant: impl Display, version: u32) -> Key {
+    Key::new(
+        tenant_partition(tenant),
+        format!("{}{version:010}", prefix::VOICE_VERSION),
+    )
+}
+
+/// The tenant's billing watermark (the last Stripe change applied).
+pub fn billing_state(tenant: impl Display) -> Key {
+    Key::new(tenant_partition(tenant), "BILLING_STATE")
+}
+
+// Sites.
+
+pub fn site(site: impl Display) -> Key {
+    Key::new(site_partition(site), "SITE")
+}
+
+/// The site's place in its tenant's listing.
+pub fn site_listing(tenant: impl Display, site: impl Display) -> (String, String) {
+    (tenant_partition(tenant), site_partition(site))
+}
+
+/// One saved prompt version (zero-padded: versions sort by number).
+pub fn prompt_version(site: impl Display, version: u32) -> Key {
+    Key::new(
+        site_partition(site),
+        format!("{}{version:010}", prefix::PROMPT),
+    )
+}
+
+/// The site's training lock (one job at a time).
+pub fn training_lock(site: impl Display) -> Key {
+    Key::new(site_partition(site), "TRAINING")
+}
+
+/// A site's usage counters for a day (`YYYY-MM-DD`).
+pub fn site_day(site: impl Display, day: &str) -> Key {
+    Key::new(site_partition(site), format!("{}{day}", prefix::USAGE))
+}
+
+/// A document of a site, by its document id (a hash of the canonical URL).
+pub fn document(site: impl Display, doc_id: impl Display) -> Key {
+    Key::new(site_partition(site), format!("{}{doc_id}", prefix::DOC))
+}
+
+/// A document's place in the by-due index: the day it falls due.
+pub fn document_due(day: &str, site: impl Display, doc_id: impl Display) -> (String, String) {
+    (
+        format!("DUE#{day}"),
+        format!("{}{site}#{doc_id}", prefix::DOC),
+    )
+}
+
+// Training jobs.
+
+pub fn job(job: impl Display) -> Key {
+    Key::new(format!("JOB#{job}"), "JOB")
+}
+
+/// A job's place in its site's listing.
+pub fn job_listing(site: impl Display, job: impl Display) -> (String, String) {
+    (site_partition(site), format!("JOB#{job}"))
+}
+
+// Chat.
+
+/// Sessions are keyed by site and id, so a session id presented to another site reaches nothing.
+pub fn session(site: impl Display, session: impl Display) -> Key {
+    Key::new(format!("SESSION#{site}#{session}"), "SESSION")
+}
+
+/// One rate-limit window of a scope (`ip:<hash>`, …) starting at `window` (unix seconds).
+pub fn rate_window(scope: impl Display, window: i64) -> Key {
+    Key::new(format!("RATE#{scope}"), format!("W#{window}"))
+}
+
+/// A usage log entry, by message id.
+pub fn usage_log(message: impl Display) -> Key {
+    Key::new(format!("MSG#{message}"), "MSG")
+}
+
+/// A usage log entry's place in its tenant's listing: the time in front keeps it chronological.
+pub fn usage_log_listing(
+    tenant: impl Display,
+    created_at: impl Display,
+    message: impl Display,
+) -> (String, String) {
+    (
+        tenant_partition(tenant),
+        format!("LOG#{created_at}#{message}"),
+    )
+}
+
+// Voice.
+
+pub fn call(call: impl Display) -> Key {
+    Key::new(format!("{}{call}", prefix::CALL), "CALL")
+}
+
+/// The single-use claim on a call's media stream.
+pub fn call_stream(call: impl Display) -> Key {
+    Key::new(format!("{}{call}", prefix::CALL), "STREAM")
+}
+
+/// A call log's place in its tenant's listing (by start time).
+pub fn call_listing(
+    tenant: impl Display,
+    started_at: impl Display,
+    call: impl Display,
+) -> (String, String) {
+    (
+        tenant_partition(tenant),
+        format!("{}{started_at}#{call}", prefix::CALL),
+    )
+}
+
+pub fn phone_number(number: impl Display) -> Key {
+    Key::new(format!("{}{number}", prefix::PHONE), "PHONE")
+}
+
+/// A number's sort key in the by-tenant (holder or pool) and by-site (catalogue) listings.
+pub fn phone_listing_sort(number: impl Display) -> String {
+    format!("{}{number}", prefix::PHONE)
+}
+
+// Billing.
+
+/// Where a Stripe customer id leads.
+pub fn stripe_customer(customer: impl Display) -> Key {
+    Key::new(format!("STRIPE_CUSTOMER#{customer}"), "TENANT")
+}
+
+/// A Stripe event seen (deliveries are deduplicated on it).
+pub fn stripe_event(id: impl Display) -> Key {
+    Key::new(format!("STRIPE_EVENT#{id}"), "EVENT")
+}
+
+/// A Stripe payment intent seen.
+pub fn stripe_payment(payment_intent: impl Display) -> Key {
+    Key::new(format!("STRIPE_PAYMENT#{payment_intent}"), "PAYMENT")
+}
+
+// Local mode.
+
+/// The marker the local runner leaves once it has seeded its demo tenant.
+pub fn demo_seed() -> Key {
+    Key::new("SEED#DEMO", "SEED")
+}
+
+/// Where a key shape lives: the table itself or one of its indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Space {
+    Table,
+    Index(Index),
+}
+
+/// One key shape of [`LAYOUT`]: `{}` a value without `#`, `{n}` digits.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub item: &'static str,
+    pub space: Space,
+    pub pk: &'static str,
+    pub sk: &'static str,
+}
+
+const fn table(item: &'static str, pk: &'static str, sk: &'static str) -> Shape {
+    Shape {
+        item,
+        space: Space::Table,
+        pk,
+        sk,
+    }
+}
+
+const fn index(item: &'static str, index: Index, pk: &'static str, sk: &'static str) -> Shape {
+    Shape {
+        item,
+        space: Space::Index(index),
+        pk,
+        sk,
+    }
+}
+
+/// Every key shape the table holds (the module documentation's table, checked by the tests).
+pub const LAYOUT: &[Shape] = &[
+    table("tenant", "TENANT#{}", "PROFILE"),
+    table("site count", "TENANT#{}", "SITE_COUNT"),
+    table("training slot", "TENANT#{}", "TRAINING_SLOT#{n}"),
+    table("tenant usage month", "TENANT#{}", "USAGE#{n}-{n}"),
+    table("tenant usage day", "TENANT#{}", "USAGE#{n}-{n}-{n}"),
+    table("api key record", "TENANT#{}", "KEY#{}"),
+    table("receptionist", "TENANT#{}", "VOICE"),
+    table("receptionist version", "TENANT#{}", "VOICEVER#{n}"),
+    table("billing state", "TENANT#{}", "BILLING_STATE"),
+    table("api key lookup", "APIKEY#{}", "APIKEY"),
+    table("site", "SITE#{}", "SITE"),
+    table("prompt version", "SITE#{}", "PROMPT#{n}"),
+    table("training lock", "SITE#{}", "TRAINING"),
+    table("site usage day", "SITE#{}", "USAGE#{n}-{n}-{n}"),
+    table("document", "SITE#{}", "DOC#{}"),
+    table("job", "JOB#{}", "JOB"),
+    table("session", "SESSION#{}#{}", "SESSION"),
+    table("rate window", "RATE#{}", "W#{}"),
+    table("usage log", "MSG#{}", "MSG"),
+    table("call", "CALL#{}", "CALL"),
+    table("call stream", "CALL#{}", "STREAM"),
+    table("phone number", "PHONE#{}", "PHONE"),
+    table("stripe customer", "STRIPE_CUSTOMER#{}", "TENANT"),
+    table("stripe event", "STRIPE_EVENT#{}", "EVENT"),
+    table("stripe payment", "STRIPE_PAYMENT#{}", "PAYMENT"),
+    table("demo seed", "SEED#DEMO", "SEED"),
+    index("tenant listing", Index::ByTenant, "TENANTS", "TENANT#{}"),
+    index("site listing", Index::ByTenant, "TENANT#{}", "SITE#{}"),
+    index(
+        "usage log listing",
+        Index::ByTenant,
+        "TENANT#{}",
+        "LOG#{}#{}",
+    ),
+    index("call listing", Index::ByTenant, "TENANT#{}", "CALL#{}#{}"),
+    index("phone listing", Index::ByTenant, "TENANT#{}", "PHONE#{}"),
+    index("phone pool", Index::ByTenant, "PHONE_POOL", "PHONE#{}"),
+    index("phone catalogue", Index::BySite, "PHONES", "PHONE#{}"),
+    index("job listing", Index::BySite, "SITE#{}", "JOB#{}"),
+    index("document due", Index::ByDue, "DUE#{}", "DOC#{}#{}"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One position of a key template.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Token {
+        Char(char),
+        /// One character of a value (not `#`); `many` when more may follow.
+        Value {
+            digits: bool,
+            many: bool,
+        },
+    }
+
+    fn tokens(template: &str) -> Vec<Token> {
+        let mut out = Vec::new();
+        let mut rest = template;
+        while !rest.is_empty() {
+            for (marker, digits) in [("{}", false), ("{n}", true)] {
+                if let Some(after) = rest.strip_prefix(marker) {
+                    // A value is one character or more: one, then any number.
+                    out.push(Token::Value {
+                        digits,
+                        many: false,
+                    });
+                    out.push(Token::Value { digits, many: true });
+                    rest = after;
+                }
+            }
+            if let Some(c) = rest.chars().next().filter(|c| *c != '{') {
+                out.push(Token::Char(c));
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+        out
+    }
+
+    fn accepts(token: Token, c: char) -> bool {
+        match token {
+            Token::Char(t) => t == c,
+            Token::Value { digits, .. } => c != '#' && (!digits || c.is_ascii_digit()),
+        }
+    }
+
+    /// Whether some string matches both templates: a walk over the pairs of positions (the product of
+    /// the two patterns), trying every character either template names and one of each value class.
+    fn overlap(a: &str, b: &str) -> bool {
+        let (a, b) = (tokens(a), tokens(b));
+        let mut alphabet: Vec<char> = a
+            .iter()
+            .chain(&b)
+            .filter_map(|t| match t {
+                Token::Char(c) => Some(*c),
+                Token::Value { .. } => None,
+            })
+            .collect();
+        alphabet.extend(['0', 'x']);
+        let skip = |t: &[Token], i: usize| {
+            let mut i = i;
+            while matches!(t.get(i), Some(Token::Value { many: true, .. })) {
+                i += 1;
+            }
+            i
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut todo = vec![(0, 0)];
+        while let Some((i, j)) = todo.pop() {
+            // Optional repeats can be left behind without reading anything.
+            for (i, j) in [
+                (i, j),
+                (skip(&a, i), j),
+                (i, skip(&b, j)),
+                (skip(&a, i), skip(&b, j)),
+            ] {
+                if !seen.insert((i, j)) {
+                    continue;
+                }
+                if i == a.len() && j == b.len() {
+                    return true;
+                }
+                let (Some(&ta), Some(&tb)) = (a.get(i), b.get(j)) else {
+                    continue;
+                };
+                for &c in &alphabet {
+                    if accepts(ta, c) && accepts(tb, c) {
+                        let next = |t: Token, k: usize| match t {
+                            Token::Value { many: true, .. } => k,
+                            _ => k + 1,
+                        };
+                        todo.push((next(ta, i), next(tb, j)));
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    fn matches(template: &str, value: &str) -> bool {
+        overlap(template, &value.replace('{', "("))
+    }
+
+    #[test]
+    fn the_overlap_check_sees_shared_and_distinct_shapes() {
+        assert!(overlap("TENANT#{}", "TENANT#{}"));
+        assert!(overlap("USAGE#{}", "USAGE#{n}-{n}"));
+        assert!(overlap("{}", "SITE"));
+        assert!(!overlap("TENANT#{}", "TENANTS"));
+        assert!(!overlap("VOICE", "VOICEVER#{n}"));
+        assert!(!overlap("USAGE#{n}-{n}", "USAGE#{n}-{n}-{n}"));
+        assert!(!overlap("SITE#{}", "SESSION#{}#{}"));
+        assert!(!overlap("DOC#{}", "DOC#{}#{}"));
+        assert!(matches("CALL#{}#{}", "CALL#2026-03-09T10:00:00Z#CA1"));
+        assert!(!matches("CALL#{}", "CALL#2026#CA1"));
+    }
+
+    #[test]
+    fn no_two_key_shapes_collide() {
+        for (n, a) in LAYOUT.iter().enumerate() {
+            for b in &LAYOUT[n + 1..] {
+                let same_space = a.space == b.space;
+                assert!(
+                    !(same_space && overlap(a.pk, b.pk) && overlap(a.sk, b.sk)),
+                    "{} ({}/{}) and {} ({}/{}) can name the same item",
+                    a.item,
+                    a.pk,
+                    a.sk,
+                    b.item,
+                    b.pk,
+                    b.sk
+                );
+            }
+        }
+    }
+
+    /// The shapes in [`LAYOUT`] a key matches, by item name.
+    fn shapes_of(space: Space, pk: &str, sk: &str) -> Vec<&'static str> {
+        LAYOUT
+            .iter()
+            .filter(|s| s.space == space && matches(s.pk, pk) && matches(s.sk, sk))
+            .map(|s| s.item)
+            .collect()
+    }
+
+    #[test]
+    fn every_builder_makes_the_shape_the_layout_names() {
+        let (t, s) = ("ten_1", "site_1");
+        let keys = [
+            ("tenant", tenant(t)),
+            ("site count", site_count(t)),
+            ("training slot", training_slot(t, 3)),
+            ("tenant usage month", tenant_month(t, "2026-03")),
+            ("tenant usage day", tenant_day(t, "2026-03-09")),
+            ("api key record", api_key_record(t, "key_1")),
+            ("receptionist", receptionist(t)),
+            ("receptionist version", receptionist_version(t, 12)),
+            ("billing state", billing_state(t)),
+            ("api key lookup", api_key_lookup("ab12")),
+            ("site", site(s)),
+            ("prompt version", prompt_version(s, 2)),
+            ("training lock", training_lock(s)),
+            ("site usage day", site_day(s, "2026-03-09")),
+            ("document", document(s, "0f0f")),
+            ("job", job("job_1")),
+            ("session", session(s, "ses_1")),
+            ("rate window", rate_window("ip:ab", 1_700_000_000)),
+            ("usage log", usage_log("msg_1")),
+            ("call", call("CA1")),
+            ("call stream", call_stream("CA1")),
+            ("phone number", phone_number("+81312345678")),
+            ("stripe customer", stripe_customer("cus_1")),
+            ("stripe event", stripe_event("evt_1")),
+            ("stripe payment", stripe_payment("pi_1")),
+            ("demo seed", demo_seed()),
+        ];
+        for (item, key) in keys {
+            assert_eq!(shapes_of(Space::Table, &key.pk, &key.sk), [item], "{key:?}");
+        }
+        let (all, listed) = tenant_listing(t);
+        let phone = phone_listing_sort("+81312345678");
+        let indexed = [
+            ("tenant listing", Index::ByTenant, (all.to_owned(), listed)),
+            ("site listing", Index::ByTenant, site_listing(t, s)),
+            (
+                "usage log listing",
+                Index::ByTenant,
+                usage_log_listing(t, "2026-03-09T10:00:00Z", "msg_1"),
+            ),
+            (
+                "call listing",
+                Index::ByTenant,
+                call_listing(t, "2026-03-09T10:00:00Z", "CA1"),
+            ),
+            (
+                "phone listing",
+                Index::ByTenant,
+                (tenant_partition(t), phone.clone()),
+            ),
+            (
+                "phone pool",
+                Index::ByTenant,
+                (PHONE_POOL.to_owned(), phone.clone()),
+            ),
+            (
+                "phone catalogue",
+                Index::BySite,
+                (PHONE_CATALOGUE.to_owned(), phone),
+            ),
+            ("job listing", Index::BySite, job_listing(s, "job_1")),
+            (
+                "document due",
+                Index::ByDue,
+                document_due("2026-03-09", s, "0f0f"),
+            ),
+        ];
+        for (item, index, (pk, sk)) in indexed {
+            assert_eq!(
+                shapes_of(Space::Index(index), &pk, &sk),
+                [item],
+                "{pk}/{sk}"
+            );
+        }
+    }
+
+    #[test]
+    fn listing_prefixes_select_only_their_items() {
+        // A prefix query over a partition must not pick up a neighbouring shape.
+        assert!(!"VOICE".starts_with(prefix::VOICE_VERSION));
+        assert!(!"SITE_COUNT".starts_with(prefix::SITE));
+        assert!(days_of_month("2026-03").starts_with(prefix::USAGE));
+        assert!(
+            !tenant_month("t", "2026-03")
+                .sk
+                .starts_with(&days_of_month("2026-03"))
+        );
+        assert!(
+            tenant_day("t", "2026-03-09")
+                .sk
+                .starts_with(&days_of_month("2026-03"))
+        );
+    }
+}
