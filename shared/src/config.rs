@@ -92,9 +92,10 @@ pub struct ModelSettings {
     pub realtime_url: Url,
 }
 
-/// Settings of the call bridge (`functions/call-bridge`).
+/// The call bridge's part of the configuration, as read from the environment; the bridge derives its
+/// runtime settings (`call_bridge::BridgeSettings`: URLs, validators, durations) from it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BridgeSettings {
+pub struct BridgeConfig {
     /// The bridge's public base URL, for Twilio signatures and the stream URL (`KOTOBA_BRIDGE_PUBLIC_URL`,
     /// default `KOTOBA_PUBLIC_URL`: in a deployment the bridge has its own).
     pub public_url: Option<Url>,
@@ -124,7 +125,7 @@ pub struct Config {
     pub models: ModelSettings,
     pub twilio_auth_token: Option<Secret>,
     /// The call bridge's own settings.
-    pub bridge: BridgeSettings,
+    pub bridge: BridgeConfig,
     /// Where the chat widget streams answers when it is not the API itself (`KOTOBA_CHAT_STREAM_URL`:
     /// deployed, the CloudFront distribution in front of the streaming function URL).
     pub chat_stream_url: Option<Url>,
@@ -256,7 +257,7 @@ impl Config {
             public_url,
             models,
             twilio_auth_token: env.get("TWILIO_AUTH_TOKEN").map(Secret::from),
-            bridge: BridgeSettings {
+            bridge: BridgeConfig {
                 public_url: match env.get("KOTOBA_BRIDGE_PUBLIC_URL") {
                     Some(_) => Some(env.url_or("KOTOBA_BRIDGE_PUBLIC_URL", "")?),
                     None => None,

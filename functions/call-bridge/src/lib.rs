@@ -64,7 +64,8 @@ pub const FINISH_GRACE: Duration = Duration::from_secs(20);
 /// The webhook's form body is small; anything bigger is not Twilio.
 const MAX_WEBHOOK_BODY: usize = 64 * 1024;
 
-/// What the bridge runs with, derived once from the configuration.
+/// What the bridge runs with, derived once from the configuration (`shared::config::BridgeConfig`
+/// holds only what the environment says).
 #[derive(Debug, Clone)]
 pub struct BridgeSettings {
     /// The exact URL Twilio is configured to call (signatures are over it).
