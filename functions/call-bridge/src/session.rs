@@ -261,7 +261,7 @@ async fn connect_model(bridge: &Bridge) -> anyhow::Result<ModelSocket> {
 }
 
 /// What the relay leaves for the call log.
-struct Outcome {
+struct RelayOutcome {
     reason: EndReason,
     transcript: TranscriptBuilder,
     usage: RealtimeUsage,
@@ -488,7 +488,7 @@ impl Relay<'_> {
 }
 
 /// Connects the model and relays until the call ends.
-async fn relay(bridge: &Bridge, setup: &CallSetup, twilio: &mut WebSocket) -> Outcome {
+async fn relay(bridge: &Bridge, setup: &CallSetup, twilio: &mut WebSocket) -> RelayOutcome {
     let mut relay = Relay {
         setup,
         transcription_model: &bridge.settings.transcription_model,
@@ -522,7 +522,7 @@ async fn relay(bridge: &Bridge, setup: &CallSetup, twilio: &mut WebSocket) -> Ou
             reason
         }
     };
-    Outcome {
+    RelayOutcome {
         reason,
         transcript: relay.transcript,
         usage: relay.usage,
@@ -583,7 +583,7 @@ async fn close_model(model: &mut ModelSocket, code: u16) {
 }
 
 /// Settles the call (`shared::voice::settlement`) and emits the metrics line. Runs whatever ended the call.
-async fn finish(bridge: &Bridge, setup: CallSetup, mut outcome: Outcome) {
+async fn finish(bridge: &Bridge, setup: CallSetup, mut outcome: RelayOutcome) {
     let p = &bridge.platform;
     let m = &mut outcome.metrics;
     m.inbound_p50_us = outcome.inbound.quantile(0.5);

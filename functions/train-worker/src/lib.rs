@@ -12,7 +12,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 
 use shared::Platform;
-use shared::training::pipeline::{Delivery, Outcome, Trainer};
+use shared::training::pipeline::{Delivery, MessageDisposition, Trainer};
 
 pub struct Worker {
     trainer: Trainer,
@@ -66,8 +66,8 @@ impl Worker {
             deadline,
         };
         match self.trainer.run(delivery).await {
-            Outcome::Done => true,
-            Outcome::Retry(reason) => {
+            MessageDisposition::Done => true,
+            MessageDisposition::Retry(reason) => {
                 tracing::warn!(message_id = record.message_id.as_deref().unwrap_or(""), %reason, "training attempt failed; will be redelivered");
                 false
             }

@@ -22,7 +22,7 @@ use crate::tenants::{self, Plan, Tenant, TenantError};
 pub use accounts::BillingView;
 pub use settings::{BillingSettings, PlanPrices, Secret};
 pub use stripe::{StripeClient, StripeError};
-pub use webhook::{Outcome, WebhookError};
+pub use webhook::{WebhookError, WebhookOutcome};
 
 /// How a billing request failed.
 #[derive(Debug, thiserror::Error)]

@@ -42,7 +42,7 @@ pub enum WebhookError {
 /// What a delivery did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum WebhookOutcome {
     Applied,
     /// Seen before and finished: nothing done.
     Duplicate,
@@ -90,7 +90,7 @@ impl Billing {
         &self,
         signature_header: Option<&str>,
         body: &[u8],
-    ) -> Result<Outcome, WebhookError> {
+    ) -> Result<WebhookOutcome, WebhookError> {
         let secret = self
             .settings()
             .webhook_secret
@@ -107,7 +107,7 @@ impl Billing {
         {
             Claim::Done => {
                 tracing::info!(event_id = event.id, "duplicate Stripe event ignored");
-                return Ok(Outcome::Duplicate);
+                return Ok(WebhookOutcome::Duplicate);
             }
             Claim::Busy => return Err(WebhookError::InProgress(event.id)),
             Claim::Mine => {}
@@ -198,7 +198,7 @@ impl Billing {
     async fn apply(
         &self,
         event: &StripeEvent,
-    ) -> Result<(Outcome, Option<TenantId>), BillingError> {
+    ) -> Result<(WebhookOutcome, Option<TenantId>), BillingError> {
         let handled = matches!(
             event.kind.as_str(),
             "checkout.session.completed"
@@ -212,11 +212,11 @@ impl Billing {
                 | "payment_intent.payment_failed"
         );
         if !handled {
-            return Ok((Outcome::Ignored, None));
+            return Ok((WebhookOutcome::Ignored, None));
         }
         let Some(tenant) = self.resolve_tenant(event).await? else {
             tracing::warn!(event_id = event.id, event_type = event.kind, customer = ?event.customer(), "Stripe event for no known tenant; recorded");
-            return Ok((Outcome::NoTenant, None));
+            return Ok((WebhookOutcome::NoTenant, None));
         };
         let store = self.platform.store.as_ref();
         let outcome = match event.kind.as_str() {
@@ -230,7 +230,7 @@ impl Billing {
                         self.apply_snapshot(&tenant, snapshot, event.created, true)
                             .await?
                     }
-                    _ => Outcome::Ignored,
+                    _ => WebhookOutcome::Ignored,
                 }
             }
             "customer.subscription.created"
@@ -246,7 +246,7 @@ impl Billing {
             "invoice.paid" | "invoice.payment_succeeded" | "invoice.payment_failed" => match event
                 .subscription()
             {
-                None => Outcome::Ignored, // a one-off invoice
+                None => WebhookOutcome::Ignored, // a one-off invoice
                 Some(sub) => {
                     let paid = event.kind != "invoice.payment_failed";
                     match accounts::apply_invoice(store, &tenant, sub, paid, event.created).await? {
@@ -262,7 +262,7 @@ impl Billing {
             "payment_intent.succeeded" | "payment_intent.payment_failed" => {
                 self.record_payment(&tenant, event).await?
             }
-            _ => Outcome::Ignored,
+            _ => WebhookOutcome::Ignored,
         };
         Ok((outcome, Some(tenant)))
     }
@@ -275,7 +275,7 @@ impl Billing {
         first: SubscriptionSnapshot,
         created: i64,
         fresh: bool,
-    ) -> Result<Outcome, BillingError> {
+    ) -> Result<WebhookOutcome, BillingError> {
         let store = self.platform.store.as_ref();
         let prices = &self.settings().prices;
         let mut change = StateChange {
@@ -337,7 +337,7 @@ impl Billing {
         &self,
         tenant: &TenantId,
         event: &StripeEvent,
-    ) -> Result<Outcome, BillingError> {
+    ) -> Result<WebhookOutcome, BillingError> {
         let store = self.platform.store.as_ref();
         let Some(intent) = event.object_id() else {
             return Err(BillingError::Invalid("the payment intent has no id".into()));
@@ -378,7 +378,7 @@ impl Billing {
                     Err(e) => return Err(e.into()),
                 }
             }
-            Err(StoreError::ConditionFailed) => return Ok(Outcome::Duplicate),
+            Err(StoreError::ConditionFailed) => return Ok(WebhookOutcome::Duplicate),
             Err(e) => return Err(e.into()),
         }
         if status == "failed" {
@@ -389,7 +389,7 @@ impl Billing {
                 .unwrap_or("unknown");
             tracing::warn!(%tenant, payment_intent = intent, reason, alert = true, "payment failed");
         }
-        Ok(Outcome::Applied)
+        Ok(WebhookOutcome::Applied)
     }
 }
 
@@ -397,20 +397,20 @@ fn snapshot(object: &Value) -> Result<SubscriptionSnapshot, BillingError> {
     SubscriptionSnapshot::from_object(object).map_err(BillingError::Invalid)
 }
 
-fn outcome_of(applied: Applied) -> Outcome {
+fn outcome_of(applied: Applied) -> WebhookOutcome {
     match applied {
-        Applied::Changed => Outcome::Applied,
-        Applied::Stale => Outcome::Stale,
-        Applied::Tie | Applied::Ignored => Outcome::Ignored,
+        Applied::Changed => WebhookOutcome::Applied,
+        Applied::Stale => WebhookOutcome::Stale,
+        Applied::Tie | Applied::Ignored => WebhookOutcome::Ignored,
     }
 }
 
-fn outcome_name(outcome: &Outcome) -> &'static str {
+fn outcome_name(outcome: &WebhookOutcome) -> &'static str {
     match outcome {
-        Outcome::Applied => "applied",
-        Outcome::Duplicate => "duplicate",
-        Outcome::Stale => "stale",
-        Outcome::Ignored => "ignored",
-        Outcome::NoTenant => "no_tenant",
+        WebhookOutcome::Applied => "applied",
+        WebhookOutcome::Duplicate => "duplicate",
+        WebhookOutcome::Stale => "stale",
+        WebhookOutcome::Ignored => "ignored",
+        WebhookOutcome::NoTenant => "no_tenant",
     }
 }

@@ -15,7 +15,7 @@ pub use crate::ids::MessageId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum AnswerOutcome {
     Answered,
     /// The client went away mid-answer; charged for what was generated.
     Cancelled,
@@ -62,7 +62,7 @@ pub struct UsageLog {
     pub session_id: String,
     pub channel: Channel,
     pub model: String,
-    pub outcome: Outcome,
+    pub outcome: AnswerOutcome,
     pub chat_input_tokens: u64,
     pub chat_output_tokens: u64,
     pub embedding_tokens: u64,

@@ -39,7 +39,7 @@ use crate::store::{Add, Key, StoreError, Write, keys};
 use crate::tenants::{Inactive, Plan, SubscriptionStatus, Tenant};
 use crate::usage::{self, counters};
 use cache::{IndexCache, TtlCache, Weighed};
-use logs::{Channel, MessageId, Outcome, PriceSnapshot, UsageLog};
+use logs::{AnswerOutcome, Channel, MessageId, PriceSnapshot, UsageLog};
 pub use message::ChatMessage;
 use sessions::SessionId;
 
@@ -603,7 +603,7 @@ impl ChatService {
             started.elapsed().as_millis() as u64,
             now,
         );
-        let (failed, cost) = (log.outcome == Outcome::Failed, log.cost);
+        let (failed, cost) = (log.outcome == AnswerOutcome::Failed, log.cost);
 
         // Settle: the usage log, the actual spend, the session; a failed answer gives its quota back.
         let settle_log = logs::write(store, &log, now_unix);
@@ -665,7 +665,7 @@ impl ChatService {
     ) -> Result<(), StoreError> {
         let store = self.platform.store.as_ref();
         let now = self.platform.clock.now();
-        let failed = log.outcome == Outcome::Failed;
+        let failed = log.outcome == AnswerOutcome::Failed;
         let (monthly, day, reserved_query_tokens) = (
             &reservation.monthly,
             &reservation.day,
@@ -938,11 +938,11 @@ impl UsageLogBuilder<'_> {
             },
             model: self.model.to_string(),
             outcome: if failed {
-                Outcome::Failed
+                AnswerOutcome::Failed
             } else if generation.cancelled {
-                Outcome::Cancelled
+                AnswerOutcome::Cancelled
             } else {
-                Outcome::Answered
+                AnswerOutcome::Answered
             },
             chat_input_tokens: generation.input_tokens,
             chat_output_tokens: generation.output_tokens,
@@ -1303,7 +1303,7 @@ mod tests {
         let log = builder(&visitor).build(&answered, 500, 42, now);
         assert_eq!(
             (log.channel, log.outcome),
-            (Channel::Embed, Outcome::Answered)
+            (Channel::Embed, AnswerOutcome::Answered)
         );
         // 2k in at 150, 1k out at 600, 500 embedding tokens at 20 per 1k.
         assert_eq!(log.cost, MicroUsd(300 + 600 + 10));
@@ -1324,7 +1324,7 @@ mod tests {
         let log = builder(&tenant_caller).build(&cancelled, 0, 1, now);
         assert_eq!(
             (log.channel, log.outcome, log.ip_hash),
-            (Channel::Api, Outcome::Cancelled, None)
+            (Channel::Api, AnswerOutcome::Cancelled, None)
         );
         let failed = Generation {
             text: String::new(),
@@ -1336,7 +1336,7 @@ mod tests {
             )),
         };
         let log = builder(&tenant_caller).build(&failed, 0, 1, now);
-        assert_eq!(log.outcome, Outcome::Failed);
+        assert_eq!(log.outcome, AnswerOutcome::Failed);
         assert!(log.error.unwrap().contains("no choices"));
     }
 

@@ -52,7 +52,7 @@ pub struct Delivery {
 
 /// What to do with the message.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum MessageDisposition {
     /// Delete it: the job is finished (or there is nothing to do).
     Done,
     /// Leave it: the queue redelivers it, and dead-letters it after its maximum receives.
@@ -169,13 +169,13 @@ impl Trainer {
     }
 
     /// Handles one delivery of a job message.
-    pub async fn run(&self, delivery: Delivery) -> Outcome {
+    pub async fn run(&self, delivery: Delivery) -> MessageDisposition {
         let message: JobMessage = match serde_json::from_str(&delivery.body) {
             Ok(m) => m,
             Err(e) => {
                 // It can never succeed; leaving it lets the queue dead-letter it for inspection.
                 tracing::error!(error = %e, "malformed training message");
-                return Outcome::Retry(format!("malformed message: {e}"));
+                return MessageDisposition::Retry(format!("malformed message: {e}"));
             }
         };
         let span = tracing::info_span!("train", job_id = %message.job_id, site_id = %message.site_id, attempt = delivery.receive_count);
@@ -185,13 +185,13 @@ impl Trainer {
             Ok(Some(job)) => job,
             Ok(None) => {
                 tracing::warn!("training job not found; nothing to do");
-                return Outcome::Done;
+                return MessageDisposition::Done;
             }
-            Err(e) => return Outcome::Retry(format!("reading the job: {e}")),
+            Err(e) => return MessageDisposition::Retry(format!("reading the job: {e}")),
         };
         if job.status.is_finished() {
             tracing::info!(status = ?job.status, "job already finished; redelivery ignored");
-            return Outcome::Done;
+            return MessageDisposition::Done;
         }
         if message.slice != job.slice {
             if message.slice + 1 == job.slice && job.handoff_pending {
@@ -203,20 +203,20 @@ impl Trainer {
                 job_slice = job.slice,
                 "stale message for another slice of the job; ignored"
             );
-            return Outcome::Done;
+            return MessageDisposition::Done;
         }
         if let Err(e) = self.mark_running(&job, delivery.receive_count).await {
-            return Outcome::Retry(format!("starting the job: {e}"));
+            return MessageDisposition::Retry(format!("starting the job: {e}"));
         }
         let max = self.platform.train_queue.max_receives();
         match self.train(&job, self.stop_at(delivery.deadline)).await {
-            Ok(Slice::Finished) => Outcome::Done,
+            Ok(Slice::Finished) => MessageDisposition::Done,
             Ok(Slice::Suspended(state, progress)) => self.suspend(&job, *state, progress).await,
             Err(TrainError::Fatal(reason)) => {
                 tracing::error!(%reason, "training failed for good");
                 match self.fail(&job, &reason).await {
-                    Ok(()) => Outcome::Done,
-                    Err(e) => Outcome::Retry(format!("recording the failure: {e}")),
+                    Ok(()) => MessageDisposition::Done,
+                    Err(e) => MessageDisposition::Retry(format!("recording the failure: {e}")),
                 }
             }
             Err(TrainError::Retryable(reason)) if delivery.receive_count >= max => {
@@ -231,7 +231,7 @@ impl Trainer {
                     tracing::error!(error = %e, "recording the failure failed");
                 }
                 // Not deleted: the queue moves it to the dead-letter queue.
-                Outcome::Retry(reason)
+                MessageDisposition::Retry(reason)
             }
             Err(TrainError::Retryable(reason)) => {
                 tracing::warn!(%reason, "training attempt failed; it will be retried");
@@ -247,7 +247,7 @@ impl Trainer {
                 if let Err(e) = store.update(jobs::job_update(&job.job_id, fields)).await {
                     tracing::error!(error = %e, "recording the retry failed");
                 }
-                Outcome::Retry(reason)
+                MessageDisposition::Retry(reason)
             }
         }
     }
@@ -263,7 +263,12 @@ impl Trainer {
     }
 
     /// Saves where the job stopped, moves it to its next slice, and sends the follow-up message.
-    async fn suspend(&self, job: &TrainingJob, state: CrawlState, progress: Progress) -> Outcome {
+    async fn suspend(
+        &self,
+        job: &TrainingJob,
+        state: CrawlState,
+        progress: Progress,
+    ) -> MessageDisposition {
         let next = job.slice + 1;
         let saved = Checkpoint {
             slice: next,
@@ -279,7 +284,7 @@ impl Trainer {
         )
         .await
         {
-            return Outcome::Retry(format!("saving the checkpoint: {e}"));
+            return MessageDisposition::Retry(format!("saving the checkpoint: {e}"));
         }
         let mut update = jobs::job_update(&job.job_id, Map::new())
             .when(Condition::AttributeEquals("slice".into(), json!(job.slice)));
@@ -294,17 +299,17 @@ impl Trainer {
                 );
                 match updated.to_record::<TrainingJob>() {
                     Ok(moved) => self.hand_off(&moved).await,
-                    Err(e) => Outcome::Retry(format!("reading the moved job: {e}")),
+                    Err(e) => MessageDisposition::Retry(format!("reading the moved job: {e}")),
                 }
             }
             // Someone else moved the job on (a duplicate delivery of this slice): theirs wins.
-            Err(StoreError::ConditionFailed) => Outcome::Done,
-            Err(e) => Outcome::Retry(format!("moving the job to its next slice: {e}")),
+            Err(StoreError::ConditionFailed) => MessageDisposition::Done,
+            Err(e) => MessageDisposition::Retry(format!("moving the job to its next slice: {e}")),
         }
     }
 
     /// Sends the message for the job's current slice and records that it went.
-    async fn hand_off(&self, job: &TrainingJob) -> Outcome {
+    async fn hand_off(&self, job: &TrainingJob) -> MessageDisposition {
         let message = JobMessage {
             job_id: job.job_id.clone(),
             site_id: job.site_id.clone(),
@@ -312,11 +317,11 @@ impl Trainer {
         };
         let body = match serde_json::to_string(&message) {
             Ok(body) => body,
-            Err(e) => return Outcome::Retry(format!("encoding the follow-up: {e}")),
+            Err(e) => return MessageDisposition::Retry(format!("encoding the follow-up: {e}")),
         };
         if let Err(e) = self.platform.train_queue.send(&body).await {
             // This message comes back, and its redelivery sends the follow-up.
-            return Outcome::Retry(format!("sending the follow-up message: {e}"));
+            return MessageDisposition::Retry(format!("sending the follow-up message: {e}"));
         }
         let mut done = Map::new();
         done.insert("handoff_pending".into(), json!(false));
@@ -326,7 +331,7 @@ impl Trainer {
             // Harmless: at worst a redelivery sends the same slice again, which runs once.
             tracing::warn!(error = %e, "recording the hand-off failed");
         }
-        Outcome::Done
+        MessageDisposition::Done
     }
 
     async fn mark_running(&self, job: &TrainingJob, attempt: u32) -> Result<(), StoreError> {
