@@ -79,16 +79,66 @@ fn unguessable(ids: &dyn IdGenerator) -> String {
     encode_base32(&bytes)
 }
 
+/// Declares a validated string newtype. The type writes its rule by hand, as
+/// `impl T { pub fn parse(raw: &str) -> Result<Self, String> }`; this adds what every such type needs
+/// and would otherwise copy: serde through `parse`, `TryFrom<String>`, `FromStr`, `From<T> for String`,
+/// `Display`, `as_str`, and reading stored rows as they are (`store::stored::FromStored`: a rule may
+/// tighten after a row was written).
+macro_rules! string_newtype {
+    ($(#[$doc:meta])* $vis:vis $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        $vis struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                Self::parse(&s)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                Self::parse(s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl $crate::store::stored::FromStored for $name {
+            fn from_stored(raw: String) -> Self {
+                Self(raw)
+            }
+        }
+    };
+}
+pub(crate) use string_newtype;
+
 /// Declares an id newtype that only parsing can build: a fixed prefix and a body of id characters.
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         id_type!($(#[$doc])* $name, $prefix, time_ordered);
     };
     ($(#[$doc:meta])* $name:ident, $prefix:literal, $body:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        string_newtype!($(#[$doc])* pub $name);
 
         impl $name {
             pub const PREFIX: &'static str = $prefix;
@@ -105,36 +155,6 @@ macro_rules! id_type {
                 let ok = (1..=64).contains(&body.len())
                     && body.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
                 if ok { Ok(Self(raw.to_string())) } else { Err(format!("{raw:?} is not a valid {}", stringify!($name))) }
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = String;
-            fn try_from(s: String) -> Result<Self, String> {
-                Self::parse(&s)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(id: $name) -> String {
-                id.0
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                Self::parse(s)
             }
         }
     };
@@ -232,5 +252,43 @@ mod tests {
         let ids = SequentialIds::default();
         assert_eq!(ids.new_id(), "00000000000000000000000001");
         assert_eq!(ids.new_id(), "00000000000000000000000002");
+    }
+
+    string_newtype!(
+        /// A lowercase word, for the macro's test: `parse` normalises and refuses.
+        Word
+    );
+
+    impl Word {
+        fn parse(raw: &str) -> Result<Self, String> {
+            let s = raw.trim().to_lowercase();
+            if !s.is_empty() && s.chars().all(char::is_alphabetic) {
+                Ok(Self(s))
+            } else {
+                Err(format!("{raw:?} is not a word"))
+            }
+        }
+    }
+
+    #[test]
+    fn string_newtypes_go_through_parse_everywhere_but_stored_rows() {
+        use crate::store::stored::FromStored;
+
+        let word: Word = " Kotoba ".parse().unwrap();
+        assert_eq!(word.as_str(), "kotoba");
+        assert_eq!(word.to_string(), "kotoba");
+        assert_eq!(String::from(word.clone()), "kotoba");
+        assert_eq!(Word::try_from("KOTOBA".to_string()).unwrap(), word);
+        assert!("two words".parse::<Word>().is_err());
+        assert!(Word::try_from(String::new()).is_err());
+
+        // serde: in through `parse`, out as the plain string.
+        assert_eq!(serde_json::to_string(&word).unwrap(), r#""kotoba""#);
+        assert_eq!(serde_json::from_str::<Word>(r#""Kotoba""#).unwrap(), word);
+        let refused = serde_json::from_str::<Word>(r#""k2""#).unwrap_err();
+        assert!(refused.to_string().contains("is not a word"), "{refused}");
+
+        // A stored row written under an older rule reads back as it is.
+        assert_eq!(Word::from_stored("k2".into()).as_str(), "k2");
     }
 }

@@ -11,6 +11,8 @@ pub mod conformance;
 
 use futures::future::BoxFuture;
 
+use crate::ids::string_newtype;
+
 pub use outbox::Outbox;
 pub use ses::SesMailer;
 
@@ -52,10 +54,10 @@ pub struct Mail {
     pub html: Option<String>,
 }
 
-/// An email address that has been checked for shape (one `@`, a dotted domain, no spaces or angle brackets).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct EmailAddress(String);
+string_newtype!(
+    /// An email address that has been checked for shape (one `@`, a dotted domain, no spaces or angle brackets).
+    pub EmailAddress
+);
 
 impl EmailAddress {
     pub fn parse(raw: &str) -> Result<Self, String> {
@@ -76,29 +78,6 @@ impl EmailAddress {
             return Err(format!("{raw:?} is not an email address"));
         }
         Ok(Self(s.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for EmailAddress {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::parse(&s)
-    }
-}
-
-impl From<EmailAddress> for String {
-    fn from(e: EmailAddress) -> String {
-        e.0
-    }
-}
-
-impl std::fmt::Display for EmailAddress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

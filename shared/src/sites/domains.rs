@@ -1,13 +1,13 @@
 //! Host names a site's widget may be embedded on (and that its crawler may follow).
 
-use serde::{Deserialize, Serialize};
+use crate::ids::string_newtype;
 
-/// A normalised host name (`www.example.co.jp`, punycode for international names), or a wildcard for
-/// every subdomain (`*.example.com`, which does not match `example.com` itself), optionally with a port
-/// (`shop.example.com:8443`): a page on a non-default port must be listed with it to embed the widget.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct AllowedDomain(String);
+string_newtype!(
+    /// A normalised host name (`www.example.co.jp`, punycode for international names), or a wildcard for
+    /// every subdomain (`*.example.com`, which does not match `example.com` itself), optionally with a port
+    /// (`shop.example.com:8443`): a page on a non-default port must be listed with it to embed the widget.
+    pub AllowedDomain
+);
 
 impl AllowedDomain {
     /// Accepts a host name, a wildcard, or a bare origin (`https://Example.com/`), each optionally with a
@@ -55,10 +55,6 @@ impl AllowedDomain {
             Some(port) => format!("{name}:{port}"),
             None => name,
         }))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 
     pub fn is_wildcard(&self) -> bool {
@@ -117,25 +113,6 @@ fn normalise_host(name: &str) -> Option<String> {
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         });
     labels_ok.then_some(ascii)
-}
-
-impl TryFrom<String> for AllowedDomain {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::parse(&s)
-    }
-}
-
-impl crate::store::stored::FromStored for AllowedDomain {
-    fn from_stored(raw: String) -> Self {
-        Self(raw)
-    }
-}
-
-impl From<AllowedDomain> for String {
-    fn from(d: AllowedDomain) -> String {
-        d.0
-    }
 }
 
 /// The most domains one site may list.

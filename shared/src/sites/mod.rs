@@ -12,7 +12,7 @@ pub mod widget;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, rfc3339};
-use crate::ids::{IdGenerator, SiteId, TenantId};
+use crate::ids::{IdGenerator, SiteId, TenantId, string_newtype};
 use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError, Write, keys};
 use domains::AllowedDomain;
 use prompt::{PromptPatch, PromptProfile, PromptVersion};
@@ -31,10 +31,10 @@ pub enum SiteStatus {
     Failed,
 }
 
-/// A site's display name: 1 to 100 characters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct SiteName(String);
+string_newtype!(
+    /// A site's display name: 1 to 100 characters.
+    pub SiteName
+);
 
 impl SiteName {
     pub fn parse(raw: &str) -> Result<Self, String> {
@@ -47,25 +47,6 @@ impl SiteName {
             return Err("must not contain control characters".into());
         }
         Ok(Self(s.to_string()))
-    }
-}
-
-impl TryFrom<String> for SiteName {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::parse(&s)
-    }
-}
-
-impl crate::store::stored::FromStored for SiteName {
-    fn from_stored(raw: String) -> Self {
-        Self(raw)
-    }
-}
-
-impl From<SiteName> for String {
-    fn from(n: SiteName) -> String {
-        n.0
     }
 }
 

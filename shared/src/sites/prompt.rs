@@ -2,10 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The system prompt: up to 8,000 characters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct SystemPrompt(String);
+use crate::ids::string_newtype;
+
+string_newtype!(
+    /// The system prompt: up to 8,000 characters.
+    pub SystemPrompt
+);
 
 impl SystemPrompt {
     pub const MAX_CHARS: usize = 8_000;
@@ -21,29 +23,6 @@ impl SystemPrompt {
             return Err("must not contain control characters".into());
         }
         Ok(Self(s.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for SystemPrompt {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::parse(&s)
-    }
-}
-
-impl crate::store::stored::FromStored for SystemPrompt {
-    fn from_stored(raw: String) -> Self {
-        Self(raw)
-    }
-}
-
-impl From<SystemPrompt> for String {
-    fn from(p: SystemPrompt) -> String {
-        p.0
     }
 }
 

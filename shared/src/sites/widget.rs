@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::string_newtype;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Theme {
@@ -16,10 +18,10 @@ pub enum Position {
     BottomLeft,
 }
 
-/// A colour as `#rrggbb` (stored lowercase).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct HexColor(String);
+string_newtype!(
+    /// A colour as `#rrggbb` (stored lowercase).
+    pub HexColor
+);
 
 impl HexColor {
     pub fn parse(raw: &str) -> Result<Self, String> {
@@ -31,25 +33,6 @@ impl HexColor {
         } else {
             Err(format!("{raw:?} is not a colour of the form #rrggbb"))
         }
-    }
-}
-
-impl TryFrom<String> for HexColor {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::parse(&s)
-    }
-}
-
-impl crate::store::stored::FromStored for HexColor {
-    fn from_stored(raw: String) -> Self {
-        Self(raw)
-    }
-}
-
-impl From<HexColor> for String {
-    fn from(c: HexColor) -> String {
-        c.0
     }
 }
 
@@ -75,11 +58,11 @@ impl From<Radius> for i64 {
     }
 }
 
-/// A CSS font-family list of plain names (`"Noto Sans JP", sans-serif`): letters, digits, spaces,
-/// hyphens, commas and quotes only, so it can never close the declaration it sits in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct FontFamily(String);
+string_newtype!(
+    /// A CSS font-family list of plain names (`"Noto Sans JP", sans-serif`): letters, digits, spaces,
+    /// hyphens, commas and quotes only, so it can never close the declaration it sits in.
+    pub FontFamily
+);
 
 impl FontFamily {
     pub fn parse(raw: &str) -> Result<Self, String> {
@@ -96,29 +79,10 @@ impl FontFamily {
     }
 }
 
-impl TryFrom<String> for FontFamily {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::parse(&s)
-    }
-}
-
-impl crate::store::stored::FromStored for FontFamily {
-    fn from_stored(raw: String) -> Self {
-        Self(raw)
-    }
-}
-
-impl From<FontFamily> for String {
-    fn from(f: FontFamily) -> String {
-        f.0
-    }
-}
-
-/// The greeting shown when the panel opens: up to 500 characters of plain text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct WelcomeMessage(String);
+string_newtype!(
+    /// The greeting shown when the panel opens: up to 500 characters of plain text.
+    pub WelcomeMessage
+);
 
 impl WelcomeMessage {
     pub fn parse(raw: &str) -> Result<Self, String> {
@@ -133,29 +97,10 @@ impl WelcomeMessage {
     }
 }
 
-impl TryFrom<String> for WelcomeMessage {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::parse(&s)
-    }
-}
-
-impl crate::store::stored::FromStored for WelcomeMessage {
-    fn from_stored(raw: String) -> Self {
-        Self(raw)
-    }
-}
-
-impl From<WelcomeMessage> for String {
-    fn from(m: WelcomeMessage) -> String {
-        m.0
-    }
-}
-
-/// An https URL of an image (the bubble icon): never `javascript:`, `data:` or plain http.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct HttpsUrl(String);
+string_newtype!(
+    /// An https URL of an image (the bubble icon): never `javascript:`, `data:` or plain http.
+    pub HttpsUrl
+);
 
 impl HttpsUrl {
     pub fn parse(raw: &str) -> Result<Self, String> {
@@ -173,25 +118,6 @@ impl HttpsUrl {
             return Err("must be at most 2048 characters".into());
         }
         Ok(Self(url.to_string()))
-    }
-}
-
-impl TryFrom<String> for HttpsUrl {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::parse(&s)
-    }
-}
-
-impl crate::store::stored::FromStored for HttpsUrl {
-    fn from_stored(raw: String) -> Self {
-        Self(raw)
-    }
-}
-
-impl From<HttpsUrl> for String {
-    fn from(u: HttpsUrl) -> String {
-        u.0
     }
 }
 

@@ -6,7 +6,7 @@ pub mod profile;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, rfc3339};
-use crate::ids::{IdGenerator, TenantId};
+use crate::ids::{IdGenerator, TenantId, string_newtype};
 use crate::store::{Condition, Index, ItemStore, Key, Query, StoreError, Update, keys};
 
 /// A plan and what it allows each month.
@@ -190,10 +190,10 @@ impl Language {
     }
 }
 
-/// A business's display name: 1 to 200 characters, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct TenantName(String);
+string_newtype!(
+    /// A business's display name: 1 to 200 characters, no control characters.
+    pub TenantName
+);
 
 impl TenantName {
     pub fn parse(raw: &str) -> Result<Self, String> {
@@ -206,25 +206,6 @@ impl TenantName {
             return Err("must not contain control characters".into());
         }
         Ok(Self(s.to_string()))
-    }
-}
-
-impl TryFrom<String> for TenantName {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::parse(&s)
-    }
-}
-
-impl crate::store::stored::FromStored for TenantName {
-    fn from_stored(raw: String) -> Self {
-        Self(raw)
-    }
-}
-
-impl From<TenantName> for String {
-    fn from(n: TenantName) -> String {
-        n.0
     }
 }
 

@@ -11,17 +11,17 @@ use super::VoiceError;
 use super::phone::PhoneNumber;
 use super::pricing::RealtimeUsage;
 use super::transcript::TranscriptEntry;
-use crate::ids::TenantId;
+use crate::ids::{TenantId, string_newtype};
 use crate::money::MicroUsd;
 use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError, keys};
 
 /// How long call logs are kept.
 const CALL_LOG_RETENTION_SECS: i64 = 400 * 24 * 3600;
 
-/// A Twilio call sid: `CA` and 32 hex digits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct CallSid(String);
+string_newtype!(
+    /// A Twilio call sid: `CA` and 32 hex digits.
+    pub CallSid
+);
 
 impl CallSid {
     pub fn parse(raw: &str) -> Result<Self, String> {
@@ -36,36 +36,6 @@ impl CallSid {
                 raw.chars().take(64).collect::<String>()
             ))
         }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for CallSid {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::parse(s)
-    }
-}
-
-impl TryFrom<String> for CallSid {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::parse(&s)
-    }
-}
-
-impl From<CallSid> for String {
-    fn from(s: CallSid) -> String {
-        s.0
-    }
-}
-
-impl std::fmt::Display for CallSid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

@@ -10,16 +10,16 @@ use serde::{Deserialize, Serialize};
 use super::VoiceError;
 use super::receptionist::Language;
 use crate::clock::{Clock, rfc3339};
-use crate::ids::TenantId;
+use crate::ids::{TenantId, string_newtype};
 use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError, keys};
 
-/// A phone number in E.164: `+`, then 7 to 15 digits, the first not zero.
-///
-/// Parsing accepts the usual human formatting (spaces, dashes, dots, parentheses) and keeps only the
-/// canonical form, which is what Twilio sends in `To` and `From`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct PhoneNumber(String);
+string_newtype!(
+    /// A phone number in E.164: `+`, then 7 to 15 digits, the first not zero.
+    ///
+    /// Parsing accepts the usual human formatting (spaces, dashes, dots, parentheses) and keeps only the
+    /// canonical form, which is what Twilio sends in `To` and `From`.
+    pub PhoneNumber
+);
 
 impl PhoneNumber {
     pub fn parse(raw: &str) -> Result<Self, String> {
@@ -45,10 +45,6 @@ impl PhoneNumber {
         Ok(Self(format!("+{digits}")))
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The language a caller of this number most likely speaks, from its country code (used only when the
     /// number belongs to no tenant, so there is no configured language to use).
     pub fn likely_language(&self) -> Language {
@@ -59,38 +55,6 @@ impl PhoneNumber {
         } else {
             Language::En
         }
-    }
-}
-
-impl std::str::FromStr for PhoneNumber {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::parse(s)
-    }
-}
-
-impl TryFrom<String> for PhoneNumber {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::parse(&s)
-    }
-}
-
-impl crate::store::stored::FromStored for PhoneNumber {
-    fn from_stored(raw: String) -> Self {
-        Self(raw)
-    }
-}
-
-impl From<PhoneNumber> for String {
-    fn from(n: PhoneNumber) -> String {
-        n.0
-    }
-}
-
-impl std::fmt::Display for PhoneNumber {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::VoiceError;
 use crate::clock::{Clock, rfc3339};
-use crate::ids::TenantId;
+use crate::ids::{TenantId, string_newtype};
 use crate::sites::prompt::SystemPrompt;
 use crate::store::{Condition, Item, ItemStore, Key, Query, StoreError, Write, keys};
 
@@ -75,10 +75,10 @@ impl Voice {
     }
 }
 
-/// What the receptionist says first: 1 to 500 characters, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Greeting(String);
+string_newtype!(
+    /// What the receptionist says first: 1 to 500 characters, no control characters.
+    pub Greeting
+);
 
 impl Greeting {
     pub const MAX_CHARS: usize = 500;
@@ -93,29 +93,6 @@ impl Greeting {
             return Err("must not contain control characters".into());
         }
         Ok(Self(s.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for Greeting {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::parse(&s)
-    }
-}
-
-impl crate::store::stored::FromStored for Greeting {
-    fn from_stored(raw: String) -> Self {
-        Self(raw)
-    }
-}
-
-impl From<Greeting> for String {
-    fn from(g: Greeting) -> String {
-        g.0
     }
 }
 
