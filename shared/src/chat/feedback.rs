@@ -3,15 +3,15 @@
 
 use super::logs::{self, Feedback, FeedbackError, MessageId, Rating};
 use super::origin_allowed;
-use crate::clock::{Clock, rfc3339};
-use crate::ids::SiteId;
+use crate::clock::Clock;
+use crate::ids::{SessionId, SiteId};
 use crate::store::ItemStore;
 
 /// The longest comment kept, in characters (the rest is cut, not refused).
 pub const MAX_COMMENT_CHARS: usize = 2_000;
 
-/// The widget's feedback request. The message id stays raw until the origin is known to be allowed,
-/// so a refused origin learns nothing about its input.
+/// The widget's feedback request. The session and message ids stay raw until the origin is known to be
+/// allowed, so a refused origin learns nothing about its input.
 #[derive(Debug, Clone)]
 pub struct VisitorFeedback {
     pub site_id: SiteId,
@@ -35,6 +35,8 @@ pub async fn record(
         return Err(FeedbackError::OriginNotAllowed);
     }
     let message = MessageId::parse(&request.message_id).map_err(FeedbackError::InvalidMessageId)?;
+    // A malformed session answered nothing: no message is found in it.
+    let session = SessionId::parse(&request.session_id).map_err(|_| FeedbackError::NotFound)?;
     let comment = request
         .comment
         .map(|c| c.trim().chars().take(MAX_COMMENT_CHARS).collect::<String>())
@@ -42,16 +44,9 @@ pub async fn record(
     let feedback = Feedback {
         rating: request.rating,
         comment,
-        at: rfc3339(clock.now()),
+        at: clock.now(),
     };
-    logs::record_feedback(
-        store,
-        &request.site_id,
-        &request.session_id,
-        &message,
-        feedback,
-    )
-    .await?;
+    logs::record_feedback(store, &request.site_id, &session, &message, feedback).await?;
     Ok(message)
 }
 
@@ -141,7 +136,7 @@ mod tests {
         let stored = log.feedback.unwrap();
         assert_eq!(stored.rating, Rating::Down);
         assert_eq!(stored.comment.unwrap().chars().count(), MAX_COMMENT_CHARS);
-        assert_eq!(stored.at, "2026-05-01T09:00:00Z");
+        assert_eq!(stored.at, time::macros::datetime!(2026-05-01 09:00 UTC));
     }
 
     #[tokio::test]

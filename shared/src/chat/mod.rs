@@ -22,7 +22,6 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use crate::Platform;
-use crate::clock::rfc3339;
 use crate::ids::{SiteId, TenantId};
 use crate::index::search::{LoadedIndex, SearchOptions};
 use crate::index::{self, SiteIndex};
@@ -931,7 +930,7 @@ impl UsageLogBuilder<'_> {
             message_id: self.message.clone(),
             tenant_id: self.tenant.clone(),
             site_id: self.site.clone(),
-            session_id: self.session.to_string(),
+            session_id: self.session.clone(),
             channel: match self.caller {
                 Caller::Tenant(_) => Channel::Api,
                 Caller::Visitor { .. } => Channel::Embed,
@@ -957,7 +956,7 @@ impl UsageLogBuilder<'_> {
             user_agent: self.meta.user_agent.clone(),
             request_id: self.meta.request_id.clone(),
             error: generation.error.as_ref().map(ToString::to_string),
-            created_at: rfc3339(now),
+            created_at: now,
             feedback: None,
         }
     }
@@ -1312,7 +1311,7 @@ mod tests {
             (
                 log.request_id.as_deref(),
                 log.latency_ms,
-                log.created_at.as_str()
+                crate::clock::rfc3339(log.created_at).as_str()
             ),
             (Some("req-1"), 42, "2026-05-01T09:00:00Z")
         );
