@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use shared::Platform;
+use shared::clock::rfc3339;
 use shared::http::{AdminAuth, ApiError, ApiJson, TenantAuth};
 use shared::ids::{KeyId, SiteId, TenantId};
 use shared::sites::{self, NewSite, Site, SitePatch};
@@ -142,7 +143,7 @@ async fn issue_key(
             "key_id": issued.record.key_id,
             "api_key": issued.key.expose(),
             "hint": issued.record.hint,
-            "created_at": issued.record.created_at,
+            "created_at": rfc3339(issued.record.created_at),
         })),
     ))
 }
@@ -154,7 +155,7 @@ async fn list_keys(
     let keys = api_keys::list(p.store.as_ref(), &tenant).await?;
     let keys: Vec<Value> = keys
         .into_iter()
-        .map(|k| json!({ "key_id": k.key_id, "hint": k.hint, "created_at": k.created_at }))
+        .map(|k| json!({ "key_id": k.key_id, "hint": k.hint, "created_at": rfc3339(k.created_at) }))
         .collect();
     Ok(Json(json!({ "keys": keys })))
 }

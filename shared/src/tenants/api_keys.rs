@@ -7,8 +7,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 
-use crate::clock::{Clock, rfc3339};
+use crate::clock::Clock;
 use crate::ids::{IdGenerator, KeyId, TenantId};
 use crate::store::{Condition, Item, ItemStore, Key, Query, StoreError, Write, keys};
 
@@ -71,7 +72,8 @@ pub struct KeyRecord {
     pub tenant_id: TenantId,
     pub hint: String,
     pub key_hash: String,
-    pub created_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
 }
 
 /// A key just issued: the record plus the secret, which is never retrievable again.
@@ -122,7 +124,7 @@ pub async fn register(
         tenant_id: tenant.clone(),
         hint: key.hint(),
         key_hash: key.hash(),
-        created_at: rfc3339(clock.now()),
+        created_at: clock.now(),
     };
     let lookup = Item::from_record(lookup_key(&record.key_hash), &record)?;
     let listing = Item::from_record(record_key(tenant, &record.key_id), &record)?;
@@ -194,6 +196,20 @@ pub async fn revoke(
 mod tests {
     use super::*;
     use crate::ids::RandomIds;
+
+    #[test]
+    fn a_stored_key_record_reads_typed_and_writes_back_unchanged() {
+        let row = serde_json::json!({
+            "key_id": "key_1", "tenant_id": "ten_1", "hint": "kt_live_…abcd",
+            "key_hash": "00ff", "created_at": "2026-05-01T09:00:00.123456789Z"
+        });
+        let record: KeyRecord = serde_json::from_value(row.clone()).unwrap();
+        assert_eq!(
+            record.created_at,
+            time::macros::datetime!(2026-05-01 09:00:00.123456789 UTC)
+        );
+        assert_eq!(serde_json::to_value(&record).unwrap(), row);
+    }
 
     #[test]
     fn keys_have_a_prefix_and_43_url_safe_characters() {

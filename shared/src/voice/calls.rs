@@ -6,11 +6,13 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 
 use super::VoiceError;
 use super::phone::PhoneNumber;
 use super::pricing::RealtimeUsage;
 use super::transcript::TranscriptEntry;
+use crate::clock::rfc3339;
 use crate::ids::{TenantId, string_newtype};
 use crate::money::MicroUsd;
 use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError, keys};
@@ -85,8 +87,10 @@ pub struct CallLog {
     pub from: String,
     #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub to: PhoneNumber,
-    pub started_at: String,
-    pub ended_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub ended_at: OffsetDateTime,
     pub duration_seconds: u64,
     pub end_reason: EndReason,
     pub transcript: Vec<TranscriptEntry>,
@@ -134,7 +138,7 @@ pub async fn claim_stream(
 
 /// Writes a call's log once. `Ok(false)` when it was already written (a retry): nothing changes.
 pub async fn save(store: &dyn ItemStore, log: &CallLog, now_unix: i64) -> Result<bool, StoreError> {
-    let (pk, sk) = keys::call_listing(&log.tenant_id, &log.started_at, &log.call_sid);
+    let (pk, sk) = keys::call_listing(&log.tenant_id, rfc3339(log.started_at), &log.call_sid);
     let item = Item::from_record(call_key(&log.call_sid), log)?
         .with_index(Index::ByTenant, pk, sk)
         .expiring_at(now_unix + CALL_LOG_RETENTION_SECS);
@@ -187,6 +191,35 @@ pub async fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_call_log_reads_typed_and_writes_back_unchanged() {
+        let row = json!({
+            "call_sid": "CA0123456789abcdef0123456789abcdef", "tenant_id": "ten_1",
+            "from": "+14155550100", "to": "+81312345678",
+            "started_at": "2026-05-01T09:00:00.123456789Z", "ended_at": "2026-05-01T09:01:02Z",
+            "duration_seconds": 62, "end_reason": "stopped",
+            "transcript": [{"offset_ms": 0, "speaker": "assistant", "text": "お電話ありがとうございます"}],
+            "summary": "s", "summary_source": "extractive", "model": "gpt-realtime",
+            "usage": serde_json::to_value(RealtimeUsage::default()).unwrap(),
+            "cost_micros": 1234,
+            "metrics": serde_json::to_value(CallMetrics::default()).unwrap(),
+        });
+        let log: CallLog = serde_json::from_value(row.clone()).unwrap();
+        assert_eq!(
+            log.started_at,
+            time::macros::datetime!(2026-05-01 09:00:00.123456789 UTC)
+        );
+        assert_eq!(
+            log.ended_at,
+            time::macros::datetime!(2026-05-01 09:01:02 UTC)
+        );
+        assert_eq!(serde_json::to_value(&log).unwrap(), row);
+        assert_eq!(
+            log.api_view()["started_at"],
+            "2026-05-01T09:00:00.123456789Z"
+        );
+    }
 
     #[test]
     fn call_sids_are_ca_and_32_hex_digits() {

@@ -6,10 +6,11 @@
 //! concurrently cannot both win, and gives numbers back to the pool.
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 use super::VoiceError;
 use super::receptionist::Language;
-use crate::clock::{Clock, rfc3339};
+use crate::clock::Clock;
 use crate::ids::{TenantId, string_newtype};
 use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError, keys};
 
@@ -75,8 +76,10 @@ pub struct PhoneAssignment {
     pub number: PhoneNumber,
     pub status: PhoneStatus,
     pub tenant_id: Option<TenantId>,
-    pub provisioned_at: String,
-    pub claimed_at: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub provisioned_at: OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub claimed_at: Option<OffsetDateTime>,
 }
 
 fn number_key(number: &PhoneNumber) -> Key {
@@ -105,7 +108,7 @@ pub async fn provision(
     number: PhoneNumber,
     tenant: Option<&TenantId>,
 ) -> Result<PhoneAssignment, VoiceError> {
-    let now = rfc3339(clock.now());
+    let now = clock.now();
     let record = PhoneAssignment {
         number,
         status: if tenant.is_some() {
@@ -114,7 +117,7 @@ pub async fn provision(
             PhoneStatus::Available
         },
         tenant_id: tenant.cloned(),
-        provisioned_at: now.clone(),
+        provisioned_at: now,
         claimed_at: tenant.map(|_| now),
     };
     match store.put(item(&record)?, Condition::IfAbsent).await {
@@ -141,7 +144,7 @@ pub async fn claim(
     let record = PhoneAssignment {
         status: PhoneStatus::Assigned,
         tenant_id: Some(tenant.clone()),
-        claimed_at: Some(rfc3339(clock.now())),
+        claimed_at: Some(clock.now()),
         ..current
     };
     // The condition makes "still in the pool?" and the take one atomic step: two tenants picking the
@@ -256,6 +259,32 @@ pub async fn list_all(store: &dyn ItemStore) -> Result<Vec<PhoneAssignment>, Sto
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_assignments_read_typed_and_write_back_unchanged() {
+        let claimed = serde_json::json!({
+            "number": "+81312345678", "status": "assigned", "tenant_id": "ten_1",
+            "provisioned_at": "2026-05-01T09:00:00.5Z", "claimed_at": "2026-05-02T10:30:00.123456Z"
+        });
+        let record: PhoneAssignment = serde_json::from_value(claimed.clone()).unwrap();
+        assert_eq!(
+            record.claimed_at,
+            Some(time::macros::datetime!(2026-05-02 10:30:00.123456 UTC))
+        );
+        assert_eq!(serde_json::to_value(&record).unwrap(), claimed);
+
+        let pooled = serde_json::json!({
+            "number": "+81312345678", "status": "available", "tenant_id": null,
+            "provisioned_at": "2026-05-01T09:00:00Z", "claimed_at": null
+        });
+        let record: PhoneAssignment = serde_json::from_value(pooled.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&record).unwrap(), pooled);
+        // A row written without the field at all still reads.
+        let mut bare = pooled.clone();
+        bare.as_object_mut().unwrap().remove("claimed_at");
+        let record: PhoneAssignment = serde_json::from_value(bare).unwrap();
+        assert_eq!(record.claimed_at, None);
+    }
 
     #[test]
     fn numbers_parse_to_e164() {

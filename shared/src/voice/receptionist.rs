@@ -6,9 +6,10 @@
 //! that never changed anything answers with the defaults (the AiLuna receptionist), version 1.
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 use super::VoiceError;
-use crate::clock::{Clock, rfc3339};
+use crate::clock::Clock;
 use crate::ids::{TenantId, string_newtype};
 use crate::sites::prompt::SystemPrompt;
 use crate::store::{Condition, Item, ItemStore, Key, Query, StoreError, Write, keys};
@@ -168,7 +169,8 @@ pub struct ReceptionistVersion {
     #[serde(flatten)]
     pub settings: ReceptionistSettings,
     /// `None` for the built-in defaults (version 1 before any change).
-    pub created_at: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub created_at: Option<OffsetDateTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_back_from: Option<u32>,
 }
@@ -216,7 +218,7 @@ where
         let stored = read_current(store, tenant).await?;
         let current = stored.clone().unwrap_or_else(ReceptionistSettings::initial);
         let (settings, rolled_back_from) = next(&current);
-        let now = rfc3339(clock.now());
+        let now = clock.now();
         let condition = match &stored {
             Some(s) => Condition::AttributeEquals("version".into(), s.version.into()),
             None => Condition::IfAbsent,
@@ -228,7 +230,7 @@ where
         if stored.is_none() {
             let first = ReceptionistVersion {
                 settings: current.clone(),
-                created_at: Some(now.clone()),
+                created_at: Some(now),
                 rolled_back_from: None,
             };
             writes.push(Write::Put(
@@ -318,6 +320,22 @@ pub async fn rollback(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_versions_read_typed_and_write_back_unchanged() {
+        let settings = serde_json::to_value(ReceptionistSettings::initial()).unwrap();
+        for created_at in [
+            serde_json::json!("2026-05-01T09:00:00.25Z"),
+            serde_json::Value::Null,
+        ] {
+            let mut row = settings.clone();
+            row["created_at"] = created_at;
+            let version: ReceptionistVersion = serde_json::from_value(row.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&version).unwrap(), row);
+        }
+        let version: ReceptionistVersion = serde_json::from_value(settings).unwrap();
+        assert_eq!(version.created_at, None);
+    }
 
     #[test]
     fn patches_make_the_next_version() {

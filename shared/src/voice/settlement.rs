@@ -11,7 +11,7 @@ use super::summary::ChatSummarizer;
 use super::token::StreamClaims;
 use super::transcript::{self, TranscriptEntry};
 use super::{CallLog, EndReason};
-use crate::clock::{Clock, rfc3339};
+use crate::clock::Clock;
 use crate::models::ModelPolicy;
 use crate::store::ItemStore;
 use crate::store::retry::with_retries;
@@ -81,8 +81,8 @@ pub async fn settle(
         tenant_id: tenant.clone(),
         from: call.claims.from.clone(),
         to: call.claims.to.clone(),
-        started_at: rfc3339(call.started_at),
-        ended_at: rfc3339(ended_at),
+        started_at: call.started_at,
+        ended_at,
         duration_seconds: seconds,
         end_reason: call.reason,
         transcript: lines,
@@ -169,7 +169,10 @@ mod tests {
         };
         let log = settle(&store, &clock, None, call.clone()).await;
         assert_eq!(log.duration_seconds, 62, "billed by the started second");
-        assert_eq!(log.ended_at, "2026-05-01T09:01:02Z");
+        assert_eq!(
+            log.ended_at,
+            time::macros::datetime!(2026-05-01 09:01:02 UTC)
+        );
         assert_eq!(log.summary_source, "extractive");
         assert_eq!(log.cost_micros.0, 3_000);
         let month = usage::tenant_month(&tenant.tenant_id, "2026-05");
