@@ -1095,8 +1095,8 @@ mod tests {
             last_training_error: None,
             widget: Default::default(),
             prompt: PromptProfile::initial(),
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::fixtures::START,
+            updated_at: crate::fixtures::START,
         }
     }
 

@@ -10,8 +10,9 @@ pub mod prompt;
 pub mod widget;
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
-use crate::clock::{Clock, rfc3339};
+use crate::clock::Clock;
 use crate::ids::{IdGenerator, SiteId, TenantId, string_newtype};
 use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError, Write, keys};
 use domains::AllowedDomain;
@@ -66,15 +67,18 @@ pub struct Site {
     pub status: SiteStatus,
     /// The index version serving chat, once trained.
     pub index_version: Option<u64>,
-    pub last_trained_at: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_trained_at: Option<OffsetDateTime>,
     /// Why the last training failed (cleared by the next success); a failed re-train keeps the
     /// previous index serving.
     #[serde(default)]
     pub last_training_error: Option<String>,
     pub widget: WidgetConfig,
     pub prompt: PromptProfile,
-    pub created_at: String,
-    pub updated_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
 }
 
 /// What a tenant gives to create a site.
@@ -170,7 +174,7 @@ pub async fn create_site_within(
             field: "allowed_domains",
             message,
         })?;
-    let now = rfc3339(clock.now());
+    let now = clock.now();
     let site = Site {
         site_id: SiteId::generate(ids),
         tenant_id: tenant.clone(),
@@ -184,8 +188,8 @@ pub async fn create_site_within(
         last_training_error: None,
         widget: WidgetConfig::default(),
         prompt: PromptProfile::initial(),
-        created_at: now.clone(),
-        updated_at: now.clone(),
+        created_at: now,
+        updated_at: now,
     };
     let first = PromptVersion {
         profile: site.prompt.clone(),
@@ -302,7 +306,7 @@ where
                 .ok_or(SiteError::NotFound)?,
         };
         let (mut next, version) = change(&current)?;
-        next.updated_at = rfc3339(clock.now());
+        next.updated_at = clock.now();
         let mut writes = vec![Write::Put(
             site_item(&next, rev + 1)?,
             Condition::AttributeEquals("rev".into(), rev.into()),
@@ -342,7 +346,7 @@ pub async fn patch_site(
         ),
         None => None,
     };
-    let now = rfc3339(clock.now());
+    let now = clock.now();
     change_site(store, clock, tenant, site_id, |current| {
         let mut next = current.clone();
         if let Some(name) = &patch.name {
@@ -361,7 +365,7 @@ pub async fn patch_site(
             next.prompt = current.prompt.next(p.clone());
             PromptVersion {
                 profile: next.prompt.clone(),
-                created_at: now.clone(),
+                created_at: now,
                 rolled_back_from: None,
             }
         });
@@ -403,7 +407,7 @@ pub async fn rollback_prompt(
         return Err(SiteError::VersionNotFound(to_version));
     };
     let target: PromptVersion = item.to_record()?;
-    let now = rfc3339(clock.now());
+    let now = clock.now();
     change_site(store, clock, tenant, site_id, |current| {
         let mut next = current.clone();
         next.prompt = PromptProfile {
@@ -412,7 +416,7 @@ pub async fn rollback_prompt(
         };
         let version = PromptVersion {
             profile: next.prompt.clone(),
-            created_at: now.clone(),
+            created_at: now,
             rolled_back_from: Some(to_version),
         };
         Ok((next, Some(version)))
@@ -456,6 +460,38 @@ mod tests {
     use crate::ids::SequentialIds;
     use crate::store::{EmbeddedStore, Update};
     use crate::tenants::Plan;
+
+    /// Site and prompt-version rows as written before their times were typed (nanosecond, millisecond
+    /// and whole-second text, as `clock::rfc3339` writes them) read typed and write back unchanged.
+    #[tokio::test]
+    async fn stored_site_rows_read_typed_and_write_back_unchanged() {
+        let clock = ManualClock::at(crate::fixtures::START);
+        let store =
+            EmbeddedStore::new(EmbeddedDb::in_memory().unwrap(), Arc::new(clock.clone())).unwrap();
+        let ids = SequentialIds::default();
+        let (_, site) =
+            crate::fixtures::tenant_with_site(&store, &ids, &clock, Plan::Pro, &["hotel.test"])
+                .await;
+        let mut row = serde_json::to_value(&site).unwrap();
+        row["created_at"] = json!("2026-05-01T09:00:00.123456789Z");
+        row["updated_at"] = json!("2026-05-02T10:00:00.5Z");
+        row["last_trained_at"] = json!("2026-05-02T09:59:59Z");
+        let read: Site = serde_json::from_value(row.clone()).unwrap();
+        assert_eq!(
+            read.created_at,
+            time::macros::datetime!(2026-05-01 09:00:00.123456789 UTC)
+        );
+        assert_eq!(
+            read.last_trained_at,
+            Some(time::macros::datetime!(2026-05-02 09:59:59 UTC))
+        );
+        assert_eq!(serde_json::to_value(&read).unwrap(), row);
+
+        let mut version = serde_json::to_value(&site.prompt).unwrap();
+        version["created_at"] = json!("2026-05-01T09:00:00.25Z");
+        let read: PromptVersion = serde_json::from_value(version.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&read).unwrap(), version);
+    }
 
     /// A row written under an older, looser rule still reads and lists; a row that does not read at all
     /// is left out of the listing instead of failing it.

@@ -1,6 +1,7 @@
 //! Prompt profiles: what the assistant is told, versioned so every change can be rolled back.
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 use crate::ids::string_newtype;
 
@@ -127,7 +128,8 @@ pub struct PromptPatch {
 pub struct PromptVersion {
     #[serde(flatten)]
     pub profile: PromptProfile,
-    pub created_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
     /// Set when this version was made by rolling back to an earlier one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_back_from: Option<u32>,

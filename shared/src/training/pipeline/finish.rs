@@ -83,7 +83,8 @@ impl Trainer {
             .embedding
             .as_ref()
             .map_or(MicroUsd::ZERO, |(_, p)| p.cost(tokens, 0));
-        let now = rfc3339(platform.clock.now());
+        let finished = platform.clock.now();
+        let now = rfc3339(finished);
         let mut fields = Map::new();
         for (name, value) in [
             ("status", json!(JobStatus::Succeeded)),
@@ -106,7 +107,7 @@ impl Trainer {
         let switch = |s: &mut Site| {
             s.index_version = Some(version);
             s.status = SiteStatus::Ready;
-            s.last_trained_at = Some(now.clone());
+            s.last_trained_at = Some(finished);
             s.last_training_error = None;
         };
         self.commit(run, switch, job_write).await?;
