@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use time::OffsetDateTime;
 
 use crate::clock::{Clock, rfc3339};
 use crate::crawl::ScopeMode;
@@ -74,9 +75,13 @@ pub struct TrainingJob {
     #[serde(default)]
     pub slot: Option<u32>,
     pub error: Option<String>,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Set by a store update as `clock::rfc3339` text, which these read.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
     /// The slice of the job that may run now (0 first). A job that outlives one invocation continues
     /// in a follow-up message carrying the next slice; a message for an earlier slice is stale.
     #[serde(default)]
@@ -111,9 +116,9 @@ impl TrainingJob {
             "estimated_cost_usd": self.estimated_cost_micros.as_dollars(),
             "index_version": self.index_version,
             "error": self.error,
-            "created_at": self.created_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
+            "created_at": rfc3339(self.created_at),
+            "started_at": self.started_at.map(rfc3339),
+            "finished_at": self.finished_at.map(rfc3339),
             "slices": self.slice + 1,
         })
     }
@@ -195,7 +200,7 @@ pub async fn create_job(
         index_version: None,
         slot: None,
         error: None,
-        created_at: rfc3339(now),
+        created_at: now,
         started_at: None,
         finished_at: None,
         slice: 0,
@@ -361,6 +366,39 @@ pub async fn check_fetchable(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_job_reads_typed_and_shows_and_writes_back_the_same_times() {
+        let row = json!({
+            "job_id": "job_1", "site_id": "site_1", "tenant_id": "ten_1",
+            "url": "https://example.co.jp/", "force_retrain": false, "max_pages": 50, "max_depth": 3,
+            "scope": "prefix", "status": "succeeded", "attempt": 1,
+            "pages_crawled": 3, "pages_changed": 3, "pages_removed": 0, "pages_skipped": 0,
+            "urls_out_of_scope": 0, "chunks": 12, "embedding_tokens": 900,
+            "estimated_cost_micros": 18, "embedding_model": null, "index_version": 1, "slot": null,
+            "error": null, "created_at": "2026-05-01T09:00:00.123456789Z",
+            "started_at": "2026-05-01T09:00:01.5Z", "finished_at": "2026-05-01T09:02:00Z",
+            "slice": 0, "handoff_pending": false
+        });
+        let job: TrainingJob = serde_json::from_value(row.clone()).unwrap();
+        assert_eq!(
+            job.finished_at,
+            Some(time::macros::datetime!(2026-05-01 09:02 UTC))
+        );
+        assert_eq!(serde_json::to_value(&job).unwrap(), row);
+        let api = job.to_api();
+        for field in ["created_at", "started_at", "finished_at"] {
+            assert_eq!(api[field], row[field], "{field}");
+        }
+
+        // A queued job, as first written: no start or finish yet.
+        let mut queued = row.clone();
+        queued["started_at"] = serde_json::Value::Null;
+        queued["finished_at"] = serde_json::Value::Null;
+        let job: TrainingJob = serde_json::from_value(queued.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&job).unwrap(), queued);
+        assert_eq!(job.to_api()["started_at"], serde_json::Value::Null);
+    }
 
     #[test]
     fn start_urls_are_checked() {
