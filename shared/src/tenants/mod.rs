@@ -5,7 +5,7 @@ pub mod profile;
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::{Clock, rfc3339};
+use crate::clock::Clock;
 use crate::ids::{IdGenerator, TenantId, string_newtype};
 use crate::store::{Condition, Index, ItemStore, Key, Query, StoreError, Update, keys};
 
@@ -220,7 +220,8 @@ pub struct Tenant {
     pub name: TenantName,
     pub plan: Plan,
     pub subscription_status: SubscriptionStatus,
-    pub created_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: time::OffsetDateTime,
     /// Set once the tenant has a Stripe customer; from then on Stripe's webhook owns the status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stripe_customer_id: Option<String>,
@@ -309,7 +310,7 @@ pub async fn create_tenant(
         name,
         plan,
         subscription_status: SubscriptionStatus::Trialing,
-        created_at: rfc3339(clock.now()),
+        created_at: clock.now(),
         stripe_customer_id: None,
         stripe_subscription_id: None,
         current_period_end: None,
@@ -431,7 +432,7 @@ mod standing_tests {
             name: TenantName::parse("x").unwrap(),
             plan: Plan::Starter,
             subscription_status: status,
-            created_at: "2026-01-01T00:00:00Z".into(),
+            created_at: time::macros::datetime!(2026-01-01 00:00 UTC),
             stripe_customer_id: None,
             stripe_subscription_id: None,
             current_period_end: None,
@@ -480,10 +481,16 @@ mod standing_tests {
     fn older_rows_read_with_defaults() {
         let old = serde_json::json!({"tenant_id": "ten_00000000000000000000000001", "name": "x",
             "plan": "pro", "subscription_status": "active", "created_at": "2026-01-01T00:00:00Z"});
-        let t: Tenant = serde_json::from_value(old).unwrap();
+        let t: Tenant = serde_json::from_value(old.clone()).unwrap();
         assert_eq!(
             (t.language, t.timezone.as_str(), t.cancel_at_period_end),
             (Language::En, "UTC", false)
+        );
+        // The creation time reads typed and writes back as the same text.
+        assert_eq!(t.created_at, time::macros::datetime!(2026-01-01 00:00 UTC));
+        assert_eq!(
+            serde_json::to_value(&t).unwrap()["created_at"],
+            old["created_at"]
         );
         assert_eq!(
             SubscriptionStatus::from_stripe("incomplete_expired"),
