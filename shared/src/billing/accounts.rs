@@ -294,7 +294,7 @@ fn unix_rfc3339(unix: i64) -> String {
 }
 
 /// What `GET /api/billing` shows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BillingView {
     pub plan: tenants::Plan,
     pub subscription_status: SubscriptionStatus,

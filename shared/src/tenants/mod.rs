@@ -10,7 +10,7 @@ use crate::ids::{IdGenerator, TenantId};
 use crate::store::{Condition, Index, ItemStore, Key, Query, StoreError, Update};
 
 /// A plan and what it allows each month.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Plan {
     Starter,
@@ -19,7 +19,7 @@ pub enum Plan {
 }
 
 /// The limits that come with a plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PlanLimits {
     /// Chat answers per calendar month, across the tenant's sites.
     pub monthly_chats: u64,
@@ -101,7 +101,7 @@ impl Plan {
 
 /// Where the tenant's subscription stands: Stripe's subscription statuses. The operator may set the
 /// first four by hand (`PUT /api/admin/tenants/{id}/subscription`); Stripe's webhook sets any of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SubscriptionStatus {
     Active,
@@ -170,8 +170,9 @@ impl SubscriptionStatus {
 }
 
 /// The languages Kotoba mails and speaks to a tenant in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = TenantLanguage)]
 pub enum Language {
     Ja,
     #[default]
@@ -191,7 +192,7 @@ impl Language {
 }
 
 /// A business's display name: 1 to 200 characters, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct TenantName(String);
 
@@ -225,7 +226,7 @@ impl From<TenantName> for String {
 /// A tenant as stored and shown.
 ///
 /// Fields added after the first release carry `serde(default)` so older rows still read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tenant {
     pub tenant_id: TenantId,
     pub name: TenantName,
