@@ -4,6 +4,7 @@
 //! - every `.route("…")` in the functions' sources is documented and every documented path is routed;
 //! - every template path, sent through its owning function's `app()`, reaches a handler (not the JSON
 //!   404 of an unknown route, not a 405), and every method the document does not list answers 405.
+//! - every documented operation reaches a handler of the local runner (which schemathesis drives).
 //!
 //! The call bridge (its own Fargate service, Twilio's webhook and media socket) is not behind the HTTP
 //! API and is not part of this document.
@@ -250,6 +251,11 @@ async fn routers_document_and_template_agree() {
         let router = function_app(&function, &app.platform);
         let unrouted = send(&router, &Method::GET, "/api/__no_such_route__").await;
         assert_eq!(unrouted.0, StatusCode::NOT_FOUND, "{function}'s fallback");
+        assert!(
+            unrouted.1["error"]["message"].is_string(),
+            "{function}'s fallback answers the error shape: {}",
+            unrouted.1
+        );
         for route in template.iter().filter(|r| r.function == function) {
             let uri = concrete(&route.path);
             let Some(methods) = documented.get(&route.path) else {
@@ -264,7 +270,8 @@ async fn routers_document_and_template_agree() {
                 let method = Method::from_bytes(method.as_bytes()).expect("method");
                 let (status, body) = send(&router, &method, &uri).await;
                 if status == StatusCode::METHOD_NOT_ALLOWED
-                    || (status == unrouted.0 && body == unrouted.1)
+                    || (status == unrouted.0
+                        && body["error"]["message"] == unrouted.1["error"]["message"])
                 {
                     problems.push(format!(
                         "{function}'s app() does not route {method} {} ({status})",
@@ -286,6 +293,39 @@ async fn routers_document_and_template_agree() {
                         route.path
                     ));
                 }
+            }
+        }
+    }
+
+    // The local runner (what `make dev` serves and schemathesis drives) mounts every documented
+    // operation: none of them is its unknown-route 404 or a 405.
+    let unrouted = app
+        .call(
+            reqwest::Method::GET,
+            "/api/__no_such_route__",
+            Some(&app.admin_key),
+            None,
+        )
+        .await;
+    assert!(unrouted.body["error"]["message"].is_string(), "{:?}", unrouted.body);
+    for (path, methods) in &documented {
+        for method in methods {
+            let reply = app
+                .call(
+                    reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+                    &concrete(path),
+                    Some(&app.admin_key),
+                    Some(serde_json::json!({})),
+                )
+                .await;
+            if reply.status == StatusCode::METHOD_NOT_ALLOWED
+                || (reply.status == unrouted.status
+                    && reply.body["error"]["message"] == unrouted.body["error"]["message"])
+            {
+                problems.push(format!(
+                    "the local runner does not route {method} {path} ({})",
+                    reply.status
+                ));
             }
         }
     }
