@@ -143,6 +143,7 @@ struct Subscription {
     #[serde(deserialize_with = "plan")]
     plan: Plan,
     /// A Stripe payment method id (`pm_…`) collected with Stripe.js.
+    #[schema(pattern = "^pm_", max_length = 255)]
     payment_method: String,
 }
 

@@ -300,8 +300,7 @@ async fn revoke_key(
     responses((status = 201, description = "The new site", body = Site, links(
         ("read" = (operation_id = "read_site", parameters(("site_id" = "$response.body#/site_id")))),
         ("change" = (operation_id = "patch_site", parameters(("site_id" = "$response.body#/site_id")))),
-        ("prompt_history" = (operation_id = "prompt_versions", parameters(("site_id" = "$response.body#/site_id")))),
-        ("prompt_rollback" = (operation_id = "rollback_prompt", parameters(("site_id" = "$response.body#/site_id"))))
+        ("prompt_history" = (operation_id = "prompt_versions", parameters(("site_id" = "$response.body#/site_id"))))
     )))
 )]
 async fn create_site(

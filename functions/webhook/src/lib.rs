@@ -17,6 +17,7 @@ use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
 use shared::Platform;
+use shared::billing::events::StripeEvent;
 use shared::billing::{Billing, Outcome};
 use shared::http::ApiError;
 use shared::http::openapi::{ErrorBody, SecuritySchemes};
@@ -60,9 +61,9 @@ struct Received {
     tag = "billing",
     security(("stripe_signature" = [])),
     request_body(
-        content = Object,
+        content = StripeEvent,
         content_type = "application/json",
-        description = "A Stripe event (`{id, type, created, data: {object}}`), verified on its raw bytes"
+        description = "A Stripe event, verified on its raw bytes before it is parsed"
     ),
     responses(
         (status = 200, description = "Applied, or a duplicate, stale, ignored or unmatched event: Stripe stops retrying", body = Received),

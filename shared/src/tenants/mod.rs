@@ -286,8 +286,15 @@ impl Tenant {
                     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
                         .ok()
                 });
+                // A grace period that would end past the calendar has not ended.
+                let in_grace = |since: time::OffsetDateTime| {
+                    time::Duration::try_from(grace)
+                        .ok()
+                        .and_then(|grace| since.checked_add(grace))
+                        .is_none_or(|end| now < end)
+                };
                 match since {
-                    Some(since) if now < since + grace => Ok(()),
+                    Some(since) if in_grace(since) => Ok(()),
                     _ => Err(Inactive(PastDue)),
                 }
             }
@@ -492,6 +499,19 @@ mod standing_tests {
             tenant(PastDue, None).standing(now, week).is_err(),
             "set by hand: no grace"
         );
+    }
+
+    /// Found while writing the Stripe event fuzz target: past due since the calendar's last second, the grace
+    /// period's end overflowed (a panic on every paid request). It has simply not ended.
+    #[test]
+    fn a_grace_period_past_the_calendar_has_not_ended() {
+        let now = datetime!(2026-12-10 00:00 UTC);
+        let week = Duration::from_secs(7 * 86_400);
+        let t = tenant(SubscriptionStatus::PastDue, Some("9999-12-31T23:59:59Z"));
+        assert!(t.standing(now, week).is_ok());
+        assert!(t.standing(now, Duration::MAX).is_ok());
+        let view = crate::billing::BillingView::of(&t, week);
+        assert_eq!(view.grace_period_ends_at, None);
     }
 
     #[test]
