@@ -16,7 +16,9 @@ test:
 ## The arm64 bootstrap of every Lambda function via `sam build` (tools from PyPI into .venv); see docs/deploy.md.
 package:
 	infra/dev/package
-## Fuzz the parsers of untrusted bytes (HTML, robots.txt, sitemaps, charsets, Twilio media, index blobs),
+
+## Fuzz the parsers of untrusted bytes (HTML, robots.txt, sitemaps, charsets, Twilio media, index blobs,
+## Stripe events and signatures) with cargo +nightly fuzz,
 ## KOTOBA_FUZZ_SECONDS (default 60) each. Installs cargo-fuzz; not part of `make test`.
 fuzz:
 	infra/dev/fuzz

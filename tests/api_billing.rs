@@ -950,7 +950,12 @@ async fn a_malformed_object_for_a_known_tenant_is_refused_and_changes_nothing() 
         ] {
             let body = stripe::event(&stripe::new_event_id(), kind, now_unix(), object.clone());
             let r = send(&b, &body).await;
-            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{kind} {object}: {:?}", r.body);
+            assert_eq!(
+                r.status,
+                StatusCode::BAD_REQUEST,
+                "{kind} {object}: {:?}",
+                r.body
+            );
             assert_eq!(r.body["error"]["code"], "invalid_input");
         }
     }
@@ -972,7 +977,14 @@ async fn a_past_due_date_at_the_end_of_the_calendar_does_not_break_the_tenant() 
         &stripe::new_event_id(),
         "customer.subscription.updated",
         last_second,
-        stripe::subscription(&sub, &customer, &tenant, "past_due", &b.starter, last_second),
+        stripe::subscription(
+            &sub,
+            &customer,
+            &tenant,
+            "past_due",
+            &b.starter,
+            last_second,
+        ),
     );
     let r = send(&b, &body).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);

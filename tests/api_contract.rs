@@ -307,7 +307,11 @@ async fn routers_document_and_template_agree() {
             None,
         )
         .await;
-    assert!(unrouted.body["error"]["message"].is_string(), "{:?}", unrouted.body);
+    assert!(
+        unrouted.body["error"]["message"].is_string(),
+        "{:?}",
+        unrouted.body
+    );
     for (path, methods) in &documented {
         for method in methods {
             let reply = app

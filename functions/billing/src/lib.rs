@@ -151,7 +151,9 @@ fn plan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Plan, D::Error> {
     let raw = String::deserialize(d)?;
     // Exactly as documented (the schema's enum): `Plan::parse` would also take " pro ".
     if raw.trim() != raw {
-        return Err(serde::de::Error::custom(format!("{raw:?} is not a plan (starter, pro, enterprise)")));
+        return Err(serde::de::Error::custom(format!(
+            "{raw:?} is not a plan (starter, pro, enterprise)"
+        )));
     }
     Plan::parse(&raw).map_err(serde::de::Error::custom)
 }
