@@ -21,6 +21,7 @@ use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError};
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
 )]
 #[serde(try_from = "String", into = "String")]
+#[schema(examples("+15005550006"))]
 pub struct PhoneNumber(String);
 
 impl PhoneNumber {
