@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 /// A normalised host name (`www.example.co.jp`, punycode for international names), or a wildcard for
 /// every subdomain (`*.example.com`, which does not match `example.com` itself), optionally with a port
 /// (`shop.example.com:8443`): a page on a non-default port must be listed with it to embed the widget.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct AllowedDomain(String);
 

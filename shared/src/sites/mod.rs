@@ -19,7 +19,7 @@ use prompt::{PromptPatch, PromptProfile, PromptVersion};
 use widget::{WidgetConfig, WidgetPatch};
 
 /// Where a site's training stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SiteStatus {
     /// Never trained.
@@ -32,7 +32,7 @@ pub enum SiteStatus {
 }
 
 /// A site's display name: 1 to 100 characters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct SiteName(String);
 
@@ -71,7 +71,7 @@ impl From<SiteName> for String {
 
 /// A site as stored and shown (the contract's site object). Read back leniently (`store::stored`):
 /// its fields were validated when written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Site {
     pub site_id: SiteId,
     pub tenant_id: TenantId,
@@ -97,7 +97,7 @@ pub struct Site {
 }
 
 /// What a tenant gives to create a site.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSite {
     pub name: SiteName,
@@ -106,7 +106,7 @@ pub struct NewSite {
 }
 
 /// A partial change (`PATCH /api/sites/{id}`): absent fields stay; `widget` merges; `prompt` makes a version.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SitePatch {
     pub name: Option<SiteName>,

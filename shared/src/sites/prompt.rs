@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The system prompt: up to 8,000 characters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct SystemPrompt(String);
 
@@ -48,7 +48,7 @@ impl From<SystemPrompt> for String {
 }
 
 /// Sampling temperature, 0 to 2.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "f64", into = "f64")]
 pub struct Temperature(f64);
 
@@ -70,7 +70,7 @@ impl From<Temperature> for f64 {
 }
 
 /// Most tokens an answer may have, 1 to 4,000.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "i64", into = "i64")]
 pub struct MaxTokens(u32);
 
@@ -98,7 +98,7 @@ impl From<MaxTokens> for i64 {
 }
 
 /// The prompt profile in force (`prompt` in the site contract).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PromptProfile {
     #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub system_prompt: SystemPrompt,
@@ -135,7 +135,7 @@ impl PromptProfile {
 }
 
 /// A partial change to the prompt; any change makes a new version.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromptPatch {
     pub system_prompt: Option<SystemPrompt>,
@@ -144,7 +144,7 @@ pub struct PromptPatch {
 }
 
 /// One entry of a site's prompt history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PromptVersion {
     #[serde(flatten)]
     pub profile: PromptProfile,

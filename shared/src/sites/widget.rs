@@ -2,14 +2,14 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Theme {
     Light,
     Dark,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Position {
     BottomRight,
@@ -17,7 +17,7 @@ pub enum Position {
 }
 
 /// A colour as `#rrggbb` (stored lowercase).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct HexColor(String);
 
@@ -54,7 +54,7 @@ impl From<HexColor> for String {
 }
 
 /// Corner radius in CSS pixels, 0 to 32.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "i64", into = "i64")]
 pub struct Radius(u8);
 
@@ -77,7 +77,7 @@ impl From<Radius> for i64 {
 
 /// A CSS font-family list of plain names (`"Noto Sans JP", sans-serif`): letters, digits, spaces,
 /// hyphens, commas and quotes only, so it can never close the declaration it sits in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct FontFamily(String);
 
@@ -116,7 +116,7 @@ impl From<FontFamily> for String {
 }
 
 /// The greeting shown when the panel opens: up to 500 characters of plain text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct WelcomeMessage(String);
 
@@ -153,7 +153,7 @@ impl From<WelcomeMessage> for String {
 }
 
 /// An https URL of an image (the bubble icon): never `javascript:`, `data:` or plain http.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct HttpsUrl(String);
 
@@ -197,7 +197,7 @@ impl From<HttpsUrl> for String {
 
 /// The widget's look, as stored and shown (`widget` in the site contract). Read back leniently
 /// (`store::stored`): changes arrive as a validated [`WidgetPatch`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WidgetConfig {
     pub theme: Theme,
     #[serde(deserialize_with = "crate::store::stored::lenient")]
@@ -227,7 +227,7 @@ impl Default for WidgetConfig {
 }
 
 /// A partial change to the widget: absent fields stay as they are; `bubble_icon_url: null` clears the icon.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WidgetPatch {
     pub theme: Option<Theme>,

@@ -5,7 +5,6 @@
 //! by-tenant index. Every read on behalf of a tenant checks ownership: another tenant's call is not found.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use super::VoiceError;
 use super::phone::PhoneNumber;
@@ -19,7 +18,9 @@ use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError, ke
 const CALL_LOG_RETENTION_SECS: i64 = 400 * 24 * 3600;
 
 /// A Twilio call sid: `CA` and 32 hex digits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct CallSid(String);
 
@@ -70,7 +71,7 @@ impl std::fmt::Display for CallSid {
 }
 
 /// Why a call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
     /// Twilio sent `stop` (the caller or the business hung up).
@@ -88,7 +89,7 @@ pub enum EndReason {
 }
 
 /// What the bridge measured on one call (also logged as the call's metrics line).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CallMetrics {
     /// From Twilio's `start` to the first greeting audio sent to the caller.
     pub first_audio_ms: Option<u64>,
@@ -108,7 +109,7 @@ pub struct CallMetrics {
 }
 
 /// One call, as stored and (through [`CallLog::api_view`]) shown to its tenant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CallLog {
     pub call_sid: CallSid,
     pub tenant_id: TenantId,
@@ -129,14 +130,21 @@ pub struct CallLog {
     pub metrics: CallMetrics,
 }
 
+/// The contract's call object: everything stored, with the cost in dollars.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct CallLogView {
+    #[serde(flatten)]
+    pub log: CallLog,
+    pub cost_usd: f64,
+}
+
 impl CallLog {
     /// The contract's view: everything stored, with the cost in dollars.
-    pub fn api_view(&self) -> Value {
-        let mut value = serde_json::to_value(self).unwrap_or_else(|_| json!({}));
-        if let Some(obj) = value.as_object_mut() {
-            obj.insert("cost_usd".into(), json!(self.cost_micros.as_dollars()));
+    pub fn api_view(&self) -> CallLogView {
+        CallLogView {
+            log: self.clone(),
+            cost_usd: self.cost_micros.as_dollars(),
         }
-        value
     }
 }
 
