@@ -3,7 +3,7 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/kotoba-target
 export CARGO_TARGET_DIR
 
-.PHONY: dev test lint fmt package
+.PHONY: dev test lint fmt package fuzz
 
 ## Build and start the local runner on KOTOBA_LISTEN (default 127.0.0.1:3000), data under KOTOBA_DATA_DIR.
 dev:
@@ -16,6 +16,12 @@ test:
 ## The arm64 bootstrap of every Lambda function via `sam build` (tools from PyPI into .venv); see docs/deploy.md.
 package:
 	infra/dev/package
+
+## Fuzz the parsers of untrusted bytes (HTML, robots.txt, sitemaps, charsets, Twilio media, index blobs,
+## Stripe events and signatures) with cargo +nightly fuzz,
+## KOTOBA_FUZZ_SECONDS (default 60) each. Installs cargo-fuzz; not part of `make test`.
+fuzz:
+	infra/dev/fuzz
 
 lint:
 	cargo fmt --all -- --check

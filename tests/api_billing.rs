@@ -927,3 +927,72 @@ async fn tenants_read_and_change_their_own_profile() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let _ = unique_name("x");
 }
+
+/// Found while making the contract run (schemathesis) sign webhook events: a handled event type whose object is
+/// not what Stripe sends (a subscription without an id or status) for a known tenant was a 500, so
+/// Stripe would retry a malformed event for days. It is a 400 like any malformed event, and changes
+/// nothing.
+#[tokio::test]
+async fn a_malformed_object_for_a_known_tenant_is_refused_and_changes_nothing() {
+    let b = billing_app(Backend::Embedded).await;
+    let app = &b.app;
+    let (tenant, key) = app.create_tenant("starter").await;
+    let before = billing(app, &key).await;
+    for object in [
+        json!({ "metadata": { "tenant_id": tenant } }),
+        json!({ "id": "sub_1", "metadata": { "tenant_id": tenant } }),
+        json!({ "id": 7, "status": "active", "metadata": { "tenant_id": tenant } }),
+    ] {
+        for kind in [
+            "customer.subscription.created",
+            "customer.subscription.updated",
+            "customer.subscription.deleted",
+        ] {
+            let body = stripe::event(&stripe::new_event_id(), kind, now_unix(), object.clone());
+            let r = send(&b, &body).await;
+            assert_eq!(
+                r.status,
+                StatusCode::BAD_REQUEST,
+                "{kind} {object}: {:?}",
+                r.body
+            );
+            assert_eq!(r.body["error"]["code"], "invalid_input");
+        }
+    }
+    assert_eq!(billing(app, &key).await, before);
+}
+
+/// Found while writing the Stripe event fuzz target (fuzz/fuzz_targets/stripe_event.rs): a subscription that
+/// went past due at the calendar's last second (`created` 253402300799, 9999-12-31T23:59:59Z) made the
+/// grace period's end overflow, a panic in `GET /api/billing` and in every paid request of the tenant.
+#[tokio::test]
+async fn a_past_due_date_at_the_end_of_the_calendar_does_not_break_the_tenant() {
+    let b = billing_app(Backend::Embedded).await;
+    let app = &b.app;
+    let (tenant, key) = app.create_tenant("starter").await;
+    let customer = format!("cus_{}", uuid::Uuid::new_v4().simple());
+    let sub = format!("sub_{}", uuid::Uuid::new_v4().simple());
+    let last_second = 253_402_300_799;
+    let body = stripe::event(
+        &stripe::new_event_id(),
+        "customer.subscription.updated",
+        last_second,
+        stripe::subscription(
+            &sub,
+            &customer,
+            &tenant,
+            "past_due",
+            &b.starter,
+            last_second,
+        ),
+    );
+    let r = send(&b, &body).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["outcome"], "applied");
+    let view = billing(app, &key).await;
+    assert_eq!(view["subscription_status"], "past_due", "{view}");
+    assert_eq!(view["grace_period_ends_at"], Value::Null, "{view}");
+    // Within the grace period (it ends past the calendar): paid features still work.
+    let site = app.create_site(&key, &["example.com"]).await;
+    assert!(site["site_id"].is_string(), "{site}");
+}

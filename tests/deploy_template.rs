@@ -486,3 +486,78 @@ fn the_call_bridge_drains_in_the_order_ecs_stops_it() {
         "$.active_calls"
     );
 }
+
+/// `make package` (infra/dev/package) builds what the template deploys: every function through SAM's
+/// cargo-lambda workflow from the workspace root, as a `bootstrap` for arm64 on provided.al2023, from a
+/// binary the workspace defines. The arm64 build itself is too slow for `make test`; this keeps its inputs
+/// in step.
+#[test]
+fn every_function_is_built_as_make_package_builds_it() {
+    let template = load("template.yaml");
+    let globals = get(&template, &["Globals", "Function"]).expect("Globals.Function");
+    let resources = mapping(&template, &["Resources"]);
+    for (id, binary) in functions(&template) {
+        let function = &resources[id.as_str()];
+        let property = |name: &str| {
+            function["Properties"]
+                .get(name)
+                .or_else(|| globals.get(name))
+                .cloned()
+                .unwrap_or_else(|| panic!("{id}: no {name}"))
+        };
+        assert_eq!(
+            property("Architectures"),
+            serde_norway::from_str::<Value>("[arm64]").unwrap(),
+            "{id}"
+        );
+        assert_eq!(property("Runtime"), "provided.al2023", "{id}");
+        assert_eq!(property("Handler"), "bootstrap", "{id}");
+        assert_eq!(
+            property("CodeUri"),
+            ".",
+            "{id}: cargo-lambda builds from the workspace root"
+        );
+        assert_eq!(
+            function["Metadata"]["BuildMethod"], "rust-cargolambda",
+            "{id}: sam build must run cargo-lambda"
+        );
+        let manifest = format!(
+            "{}/../functions/{binary}/Cargo.toml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let manifest = std::fs::read_to_string(&manifest)
+            .unwrap_or_else(|e| panic!("{id}: binary {binary} has no crate ({manifest}: {e})"));
+        // An explicit `[[bin]]`, or the package's own `src/main.rs` (named after the package).
+        let main_rs = format!(
+            "{}/../functions/{binary}/src/main.rs",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        assert!(
+            manifest.contains(&format!("[[bin]]\nname = \"{binary}\""))
+                || (manifest.starts_with(&format!("[package]\nname = \"{binary}\""))
+                    && std::path::Path::new(&main_rs).exists()),
+            "{id}: functions/{binary} defines no binary {binary}"
+        );
+    }
+    let root = format!("{}/..", env!("CARGO_MANIFEST_DIR"));
+    let script = std::fs::read_to_string(format!("{root}/infra/dev/package")).unwrap();
+    assert!(script.contains("sam build --beta-features --template-file template.yaml"));
+    assert!(
+        script.contains("*\"ARM aarch64\"*"),
+        "the script checks what it built"
+    );
+    // `make package` runs it; `make test` does not.
+    let makefile = std::fs::read_to_string(format!("{root}/Makefile")).unwrap();
+    let recipe = |target: &str| {
+        let start = makefile
+            .find(&format!("\n{target}:\n"))
+            .unwrap_or_else(|| panic!("Makefile has no {target} target"));
+        makefile[start + target.len() + 3..]
+            .lines()
+            .take_while(|l| l.starts_with('\t'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(recipe("package").trim(), "infra/dev/package");
+    assert!(!recipe("test").contains("package"));
+}

@@ -85,10 +85,15 @@ fn unguessable(ids: &dyn IdGenerator) -> String {
 /// `Display`, `as_str`, and reading stored rows as they are (`store::stored::FromStored`: a rule may
 /// tighten after a row was written).
 macro_rules! string_newtype {
+    // A plain string in the OpenAPI document (attributes such as `#[schema(examples(…))]` pass through).
     ($(#[$doc:meta])* $vis:vis $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        string_newtype!(@derive [utoipa::ToSchema] $(#[$doc])* $vis $name);
+    };
+    // The type writes its own schema (ids: a pattern with their prefix).
+    (@derive [$($derive:path),*] $(#[$doc:meta])* $vis:vis $name:ident) => {
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize $(, $derive)*)]
         #[serde(try_from = "String", into = "String")]
+        $(#[$doc])*
         $vis struct $name(String);
 
         impl $name {
@@ -138,7 +143,7 @@ macro_rules! id_type {
         id_type!($(#[$doc])* $name, $prefix, time_ordered);
     };
     ($(#[$doc:meta])* $name:ident, $prefix:literal, $body:ident) => {
-        string_newtype!($(#[$doc])* pub $name);
+        string_newtype!(@derive [] $(#[$doc])* pub $name);
 
         impl $name {
             pub const PREFIX: &'static str = $prefix;
@@ -157,6 +162,18 @@ macro_rules! id_type {
                 if ok { Ok(Self(raw.to_string())) } else { Err(format!("{raw:?} is not a valid {}", stringify!($name))) }
             }
         }
+
+        /// In the OpenAPI document: a string with the id's prefix, as `parse` accepts.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .pattern(Some(concat!("^", $prefix, "[a-z0-9]{1,64}$")))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 

@@ -4,7 +4,18 @@ use serde::{Deserialize, Serialize};
 
 /// An amount of US dollars in millionths (1 USD = 1_000_000). Signed so refunds and credits subtract.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(transparent)]
 pub struct MicroUsd(pub i64);

@@ -110,7 +110,7 @@ pub async fn create_table(client: &Client, table: &str) -> anyhow::Result<()> {
             active = true;
             break;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await; // poll: until the table is ACTIVE
     }
     anyhow::ensure!(active, "table {table} did not become active");
 

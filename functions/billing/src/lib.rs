@@ -8,14 +8,16 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 
 use shared::Platform;
 use shared::billing::{Billing, BillingView, Subscribed};
+use shared::http::openapi::{ErrorBody, SecuritySchemes};
 use shared::http::{ApiError, ApiJson, TenantAuth};
+use shared::ids::TenantId;
 use shared::tenants::profile::{self, ProfilePatch};
-use shared::tenants::{self, Plan, Tenant};
+use shared::tenants::{self, Language, Plan, SubscriptionStatus, Tenant, TenantName};
 
 /// The secrets this function's code reads (see `shared::secrets`).
 pub const SECRETS: &[&str] = &["STRIPE_SECRET_KEY"];
@@ -34,40 +36,93 @@ pub fn app(platform: Arc<Platform>) -> Router {
     shared::http::finish(routes(platform))
 }
 
-fn profile_json(tenant: &Tenant) -> Value {
-    json!({
-        "tenant_id": tenant.tenant_id,
-        "name": tenant.name,
-        "plan": tenant.plan,
-        "subscription_status": tenant.subscription_status,
-        "billing_email": tenant.billing_email,
-        "language": tenant.language,
-        "timezone": tenant.timezone,
-    })
+/// This function's part of the OpenAPI document (assembled and served by the embed-script function).
+#[derive(OpenApi)]
+#[openapi(
+    paths(read_profile, patch_profile, read_billing, checkout, portal, subscribe),
+    components(schemas(ErrorBody)),
+    modifiers(&SecuritySchemes)
+)]
+pub struct ApiDoc;
+
+/// The tenant's profile (`GET/PATCH /api/tenant`).
+#[derive(Serialize, ToSchema)]
+struct Profile {
+    tenant_id: TenantId,
+    name: TenantName,
+    plan: Plan,
+    subscription_status: SubscriptionStatus,
+    /// Where Stripe sends receipts.
+    billing_email: Option<String>,
+    /// The language Kotoba mails the tenant in.
+    language: Language,
+    /// An IANA time zone name (`Asia/Tokyo`), for dates in mail.
+    timezone: String,
 }
 
+impl Profile {
+    fn of(tenant: Tenant) -> Self {
+        Self {
+            tenant_id: tenant.tenant_id,
+            name: tenant.name,
+            plan: tenant.plan,
+            subscription_status: tenant.subscription_status,
+            billing_email: tenant.billing_email,
+            language: tenant.language,
+            timezone: tenant.timezone,
+        }
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/tenant",
+    tag = "billing",
+    security(("tenant_key" = [])),
+    responses((status = 200, description = "The tenant's profile", body = Profile))
+)]
 async fn read_profile(
     State(billing): State<Billing>,
     TenantAuth(tenant): TenantAuth,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Profile>, ApiError> {
     let tenant = tenants::get_tenant(billing.platform().store.as_ref(), &tenant).await?;
-    Ok(Json(profile_json(&tenant)))
+    Ok(Json(Profile::of(tenant)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/tenant",
+    tag = "billing",
+    security(("tenant_key" = [])),
+    request_body = ProfilePatch,
+    responses(
+        (status = 200, description = "The changed profile", body = Profile),
+        (status = 400, description = "A field that is not valid (`field` names it)", body = ErrorBody)
+    )
+)]
 async fn patch_profile(
     State(billing): State<Billing>,
     TenantAuth(tenant): TenantAuth,
     ApiJson(patch): ApiJson<ProfilePatch>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Profile>, ApiError> {
     match profile::update_profile(billing.platform().store.as_ref(), &tenant, patch).await? {
         Ok(tenant) => {
             tracing::info!(tenant_id = %tenant.tenant_id, "tenant profile changed");
-            Ok(Json(profile_json(&tenant)))
+            Ok(Json(Profile::of(tenant)))
         }
         Err(bad) => Err(ApiError::invalid(bad.field, bad.message)),
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/billing",
+    tag = "billing",
+    security(("tenant_key" = [])),
+    responses(
+        (status = 200, description = "Plan, subscription status and period, grace period", body = BillingView)
+    )
+)]
 async fn read_billing(
     State(billing): State<Billing>,
     TenantAuth(tenant): TenantAuth,
@@ -75,45 +130,106 @@ async fn read_billing(
     Ok(Json(billing.view(&tenant).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PlanChoice {
     #[serde(deserialize_with = "plan")]
     plan: Plan,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Subscription {
     #[serde(deserialize_with = "plan")]
     plan: Plan,
+    /// A Stripe payment method id (`pm_…`) collected with Stripe.js.
+    #[schema(pattern = "^pm_", max_length = 255)]
     payment_method: String,
 }
 
 fn plan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Plan, D::Error> {
     let raw = String::deserialize(d)?;
+    // Exactly as documented (the schema's enum): `Plan::parse` would also take " pro ".
+    if raw.trim() != raw {
+        return Err(serde::de::Error::custom(format!(
+            "{raw:?} is not a plan (starter, pro, enterprise)"
+        )));
+    }
     Plan::parse(&raw).map_err(serde::de::Error::custom)
 }
 
+/// A Stripe-hosted page to send the browser to.
+#[derive(Serialize, ToSchema)]
+struct HostedPage {
+    url: String,
+    /// The Checkout session's id (Checkout only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_id: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/billing/checkout",
+    tag = "billing",
+    security(("tenant_key" = [])),
+    request_body = PlanChoice,
+    responses(
+        (status = 200, description = "A Stripe Checkout session: send the browser to `url`", body = HostedPage),
+        (status = 400, description = "A plan that is not sold here, or Stripe refused (`stripe_error`)", body = ErrorBody),
+        (status = 502, description = "Stripe failed (`stripe_error`); retry", body = ErrorBody),
+        (status = 503, description = "Billing is not configured in this deployment", body = ErrorBody)
+    )
+)]
 async fn checkout(
     State(billing): State<Billing>,
     TenantAuth(tenant): TenantAuth,
     ApiJson(body): ApiJson<PlanChoice>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HostedPage>, ApiError> {
     let session = billing.checkout(&tenant, body.plan).await?;
-    Ok(Json(
-        json!({ "url": session.url, "session_id": session.id }),
-    ))
+    Ok(Json(HostedPage {
+        url: session.url,
+        session_id: Some(session.id),
+    }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/billing/portal",
+    tag = "billing",
+    security(("tenant_key" = [])),
+    responses(
+        (status = 200, description = "A Stripe Billing Portal session: send the browser to `url`", body = HostedPage),
+        (status = 400, description = "Stripe refused (`stripe_error`)", body = ErrorBody),
+        (status = 409, description = "No billing account yet: subscribe first", body = ErrorBody),
+        (status = 502, description = "Stripe failed (`stripe_error`); retry", body = ErrorBody),
+        (status = 503, description = "Billing is not configured in this deployment", body = ErrorBody)
+    )
+)]
 async fn portal(
     State(billing): State<Billing>,
     TenantAuth(tenant): TenantAuth,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HostedPage>, ApiError> {
     let session = billing.portal(&tenant).await?;
-    Ok(Json(json!({ "url": session.url })))
+    Ok(Json(HostedPage {
+        url: session.url,
+        session_id: None,
+    }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/billing/subscribe",
+    tag = "billing",
+    security(("tenant_key" = [])),
+    request_body = Subscription,
+    responses(
+        (status = 200, description = "The subscription; `client_secret` when the first payment needs 3-D Secure", body = Subscribed),
+        (status = 400, description = "A plan that is not sold here, or Stripe refused the request (`stripe_error`)", body = ErrorBody),
+        (status = 402, description = "The card was declined (`stripe_error`, `decline_code`)", body = ErrorBody),
+        (status = 502, description = "Stripe failed (`stripe_error`); retry", body = ErrorBody),
+        (status = 503, description = "Billing is not configured in this deployment", body = ErrorBody)
+    )
+)]
 async fn subscribe(
     State(billing): State<Billing>,
     TenantAuth(tenant): TenantAuth,

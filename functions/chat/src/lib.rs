@@ -20,10 +20,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use futures::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use utoipa::{OpenApi, ToSchema};
 
 use shared::Platform;
 use shared::chat::feedback::{self, VisitorFeedback};
@@ -32,8 +33,9 @@ use shared::chat::sessions::SessionId;
 use shared::chat::{
     Answer, Caller, ChatError, ChatMessage, ChatService, Question, RequestMeta, origin_allowed,
 };
+use shared::http::openapi::{ErrorBody, SecuritySchemes};
 use shared::http::{ApiError, ApiJson, TenantAuth, current_request_id, parse_json};
-use shared::ids::SiteId;
+use shared::ids::{MessageId, SiteId};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -53,34 +55,62 @@ pub fn routes(platform: Arc<Platform>) -> anyhow::Result<Router> {
     let service = Arc::new(ChatService::new(platform.clone(), http)?);
     Ok(Router::new()
         .route("/api/chat", post(tenant_chat))
-        .route("/api/embed/chat", post(embed_chat).options(preflight))
+        .route(
+            "/api/embed/chat",
+            post(embed_chat).options(embed_chat_preflight),
+        )
         .route(
             "/api/embed/feedback",
-            post(embed_feedback).options(preflight),
+            post(embed_feedback).options(embed_feedback_preflight),
         )
         .with_state(AppState { service, platform }))
 }
+
+/// This function's part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(tenant_chat, embed_chat, embed_chat_preflight, embed_feedback, embed_feedback_preflight),
+    components(schemas(ErrorBody)),
+    modifiers(&SecuritySchemes)
+)]
+pub struct ApiDoc;
 
 /// The function as deployed.
 pub fn app(platform: Arc<Platform>) -> anyhow::Result<Router> {
     Ok(shared::http::finish(routes(platform)?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChatBody {
+    /// The site whose index answers (`site_…`).
     site_id: String,
     message: String,
+    /// Continues a conversation (`sess_…`, from an earlier answer).
     session_id: Option<String>,
+    /// A model the plan allows; the plan's default when absent.
     model: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EmbedChatBody {
     site_id: String,
     message: String,
     session_id: Option<String>,
+}
+
+/// Feedback recorded.
+#[derive(Serialize, ToSchema)]
+struct FeedbackRecorded {
+    status: FeedbackStatus,
+    message_id: MessageId,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum FeedbackStatus {
+    Recorded,
 }
 
 fn parse_site(raw: &str) -> Result<SiteId, ApiError> {
@@ -113,6 +143,26 @@ fn meta(headers: &HeaderMap) -> RequestMeta {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat",
+    tag = "chat",
+    security(("tenant_key" = [])),
+    request_body = ChatBody,
+    responses(
+        (status = 200, description = "The answer as JSON, or with `Accept: text/event-stream` as Server-Sent Events: `delta` events `{\"text\"}`, then one `done` (the answer object) or `error` (the error object)", content(
+            (Answer = "application/json"),
+            (String = "text/event-stream")
+        )),
+        (status = 402, description = "Quota exhausted or subscription lapsed", body = ErrorBody),
+        (status = 403, description = "The model is not allowed on the plan, or the site cannot chat", body = ErrorBody),
+        (status = 404, description = "No such site", body = ErrorBody),
+        (status = 409, description = "The site has not been trained", body = ErrorBody),
+        (status = 413, description = "The message is too long", body = ErrorBody),
+        (status = 429, description = "Rate limited (`Retry-After`)", body = ErrorBody),
+        (status = 503, description = "The chat model failed; retry", body = ErrorBody)
+    )
+)]
 async fn tenant_chat(
     State(state): State<AppState>,
     TenantAuth(tenant): TenantAuth,
@@ -155,6 +205,25 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for EmbedRequest {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/embed/chat",
+    tag = "widget",
+    request_body(content = EmbedChatBody, description = "JSON; also accepted as `text/plain` (a CORS simple request)"),
+    responses(
+        (status = 200, description = "As `POST /api/chat`: JSON, or Server-Sent Events with `Accept: text/event-stream`", content(
+            (Answer = "application/json"),
+            (String = "text/event-stream")
+        )),
+        (status = 402, description = "The tenant's quota is exhausted", body = ErrorBody),
+        (status = 403, description = "This origin may not use the site's assistant", body = ErrorBody),
+        (status = 404, description = "No such site", body = ErrorBody),
+        (status = 409, description = "The site has not been trained", body = ErrorBody),
+        (status = 413, description = "The message is too long", body = ErrorBody),
+        (status = 429, description = "Rate limited (`Retry-After`)", body = ErrorBody),
+        (status = 503, description = "The chat model failed; retry", body = ErrorBody)
+    )
+)]
 async fn embed_chat(
     State(state): State<AppState>,
     request: EmbedRequest,
@@ -191,7 +260,7 @@ async fn embed_chat(
     Ok(with_cors(response.into_response(), origin.as_deref()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct FeedbackBody {
     site_id: String,
@@ -201,6 +270,17 @@ struct FeedbackBody {
     comment: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/embed/feedback",
+    tag = "widget",
+    request_body(content = FeedbackBody, description = "JSON; also accepted as `text/plain` (a CORS simple request)"),
+    responses(
+        (status = 200, description = "Recorded", body = FeedbackRecorded),
+        (status = 403, description = "This origin may not use the site's assistant", body = ErrorBody),
+        (status = 404, description = "No such site, or no such message in the session", body = ErrorBody)
+    )
+)]
 async fn embed_feedback(State(state): State<AppState>, request: EmbedRequest) -> Response {
     let origin = shared::http::origin(&request.parts);
     let result = async {
@@ -220,10 +300,49 @@ async fn embed_feedback(State(state): State<AppState>, request: EmbedRequest) ->
             feedback,
         )
         .await?;
-        Ok::<_, ApiError>(Json(json!({ "status": "recorded", "message_id": message })))
+        Ok::<_, ApiError>(Json(FeedbackRecorded {
+            status: FeedbackStatus::Recorded,
+            message_id: message,
+        }))
     }
     .await;
     with_cors(result.into_response(), origin.as_deref())
+}
+
+#[utoipa::path(
+    options,
+    path = "/api/embed/chat",
+    tag = "widget",
+    params(("site_id" = Option<String>, Query, description = "The site (a preflight has no body)")),
+    responses(
+        (status = 204, description = "The origin is allowed: CORS headers for POST"),
+        (status = 403, description = "The origin is not allowed", body = ErrorBody)
+    )
+)]
+async fn embed_chat_preflight(
+    state: State<AppState>,
+    query: Query<PreflightQuery>,
+    parts: Parts,
+) -> Response {
+    preflight(state, query, parts).await
+}
+
+#[utoipa::path(
+    options,
+    path = "/api/embed/feedback",
+    tag = "widget",
+    params(("site_id" = Option<String>, Query, description = "The site (a preflight has no body)")),
+    responses(
+        (status = 204, description = "The origin is allowed: CORS headers for POST"),
+        (status = 403, description = "The origin is not allowed", body = ErrorBody)
+    )
+)]
+async fn embed_feedback_preflight(
+    state: State<AppState>,
+    query: Query<PreflightQuery>,
+    parts: Parts,
+) -> Response {
+    preflight(state, query, parts).await
 }
 
 #[derive(Deserialize)]

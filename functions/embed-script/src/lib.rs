@@ -41,11 +41,76 @@ pub const CONTENT_TYPE: &str = "application/javascript; charset=utf-8";
 /// The variable that tells the embed script the widget's streaming endpoint (see `Config`).
 pub const STREAM_URL_VARIABLE: &str = "KOTOBA_CHAT_STREAM_URL";
 
-/// The route, without the shared edge layers (the local runner merges several functions' routes).
+/// The routes, without the shared edge layers (the local runner merges several functions' routes): the
+/// widget loader and the API's OpenAPI document, both public and static for a deployment.
 pub fn routes(platform: Arc<Platform>) -> Router {
+    let document: Arc<str> = openapi_json().into();
     Router::new()
         .route("/api/embed/script", get(script))
+        .route(
+            OPENAPI_PATH,
+            get(move || openapi_document(document.clone())),
+        )
         .with_state(platform)
+}
+
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/api/openapi.json";
+
+/// This function's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(script, openapi_document))]
+pub struct ApiDoc;
+
+/// The whole HTTP API as OpenAPI 3.1, assembled from every function's annotated handlers and types.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let mut doc = ApiDoc::openapi();
+    doc.info = utoipa::openapi::InfoBuilder::new()
+        .title("Kotoba API")
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some(
+            "The Kotoba platform's HTTP API: tenants and keys (admin), sites, training, chat, the \
+             embeddable widget, usage, the phone receptionist, the tenant's profile and billing, and Stripe's \
+             webhook. Every error is \
+             `{\"error\": {\"code\", \"message\", \"field\"?, \"request_id\"?}}`.",
+        ))
+        .build();
+    doc.merge(sites::ApiDoc::openapi());
+    doc.merge(train::ApiDoc::openapi());
+    doc.merge(chat::ApiDoc::openapi());
+    doc.merge(usage::ApiDoc::openapi());
+    doc.merge(billing::ApiDoc::openapi());
+    doc.merge(webhook::ApiDoc::openapi());
+    shared::http::openapi::finish_document(&mut doc);
+    doc
+}
+
+/// The document as served (pretty JSON, built once per process).
+pub fn openapi_json() -> String {
+    openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| unreachable!("the OpenAPI document always serialises: {e}"))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json", body = Object))
+)]
+async fn openapi_document(document: Arc<str>) -> Response {
+    let mut response = document.to_string().into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(CACHE_CONTROL),
+    );
+    response
 }
 
 /// The function as deployed: the route plus the shared edge (request ids, JSON 404s elsewhere).
@@ -136,6 +201,21 @@ pub fn check(site: Option<&Site>) -> Result<&Site, Refusal> {
     Ok(site)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/embed/script",
+    tag = "widget",
+    params(("site_id" = Option<String>, Query, description = "The site (`site_…`)")),
+    responses(
+        (status = 200, description = "The widget loader (ETag; 304 on `If-None-Match`)", content_type = "application/javascript", body = String),
+        (status = 304, description = "Not modified"),
+        (status = 400, description = "site_id missing or malformed (a JavaScript comment says why)", content_type = "application/javascript", body = String),
+        (status = 403, description = "The widget is not enabled for the site", content_type = "application/javascript", body = String),
+        (status = 404, description = "No such site", content_type = "application/javascript", body = String),
+        (status = 409, description = "The site has not finished training", content_type = "application/javascript", body = String),
+        (status = 503, description = "Temporarily unavailable", content_type = "application/javascript", body = String)
+    )
+)]
 #[tracing::instrument(skip_all, fields(site_id))]
 async fn script(
     State(platform): State<Arc<Platform>>,

@@ -17,15 +17,17 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 
 use shared::Platform;
 use shared::clock::rfc3339;
+use shared::http::openapi::{ErrorBody, SecuritySchemes};
 use shared::http::{AdminAuth, ApiError, ApiJson, TenantAuth};
 use shared::ids::{KeyId, SiteId, TenantId};
+use shared::sites::prompt::PromptVersion;
 use shared::sites::{self, NewSite, Site, SitePatch};
-use shared::tenants::{self, Plan, SubscriptionStatus, TenantName, api_keys};
+use shared::tenants::{self, Plan, PlanLimits, SubscriptionStatus, Tenant, TenantName, api_keys};
 
 type AppState = Arc<Platform>;
 
@@ -55,12 +57,46 @@ pub fn app(platform: Arc<Platform>) -> Router {
     shared::http::finish(routes(platform))
 }
 
+/// This function's part of the OpenAPI document (assembled and served by the embed-script function).
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        create_tenant,
+        set_subscription,
+        issue_key,
+        list_keys,
+        revoke_key,
+        create_site,
+        list_sites,
+        read_site,
+        patch_site,
+        prompt_versions,
+        rollback_prompt,
+        voice::provision_number,
+        voice::all_numbers,
+        voice::withdraw_number,
+        voice::available_numbers,
+        voice::claim_number,
+        voice::list_numbers,
+        voice::release_number,
+        voice::read_settings,
+        voice::patch_settings,
+        voice::settings_versions,
+        voice::rollback_settings,
+        voice::list_calls,
+        voice::read_call,
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&SecuritySchemes)
+)]
+pub struct ApiDoc;
+
 /// A path id that does not parse names nothing that exists.
 fn site_id(raw: &str) -> Result<SiteId, ApiError> {
     SiteId::parse(raw).map_err(|_| ApiError::NotFound("site not found".into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewTenant {
     name: TenantName,
@@ -68,11 +104,31 @@ struct NewTenant {
     plan: Plan,
 }
 
+/// A new tenant with its first API key (shown once).
+#[derive(Serialize, ToSchema)]
+struct TenantCreated {
+    tenant_id: TenantId,
+    api_key: String,
+    key_id: KeyId,
+    tenant: Tenant,
+    limits: PlanLimits,
+}
+
 fn plan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Plan, D::Error> {
     let raw = String::deserialize(d)?;
     Plan::parse(&raw).map_err(serde::de::Error::custom)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/tenants",
+    tag = "admin",
+    security(("admin_key" = [])),
+    request_body = NewTenant,
+    responses((status = 201, description = "The tenant and its first API key", body = TenantCreated, links(
+        ("subscription" = (operation_id = "set_subscription", parameters(("tenant_id" = "$response.body#/tenant_id"))))
+    )))
+)]
 async fn create_tenant(
     State(p): State<AppState>,
     _admin: AdminAuth,
@@ -96,17 +152,17 @@ async fn create_tenant(
     tracing::info!(tenant_id = %tenant.tenant_id, plan = tenant.plan.as_str(), "tenant created");
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "tenant_id": tenant.tenant_id,
-            "api_key": issued.key.expose(),
-            "key_id": issued.record.key_id,
-            "tenant": tenant,
-            "limits": tenant.plan.limits(),
-        })),
+        Json(TenantCreated {
+            tenant_id: tenant.tenant_id.clone(),
+            api_key: issued.key.expose().to_string(),
+            key_id: issued.record.key_id,
+            limits: tenant.plan.limits(),
+            tenant,
+        }),
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SubscriptionChange {
     #[serde(deserialize_with = "status")]
@@ -118,6 +174,18 @@ fn status<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SubscriptionStatus, 
     SubscriptionStatus::parse(&raw).map_err(serde::de::Error::custom)
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/admin/tenants/{tenant_id}/subscription",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("tenant_id" = String, Path, description = "The tenant (`ten_…`)")),
+    request_body = SubscriptionChange,
+    responses(
+        (status = 200, description = "The tenant with its new status", body = Tenant),
+        (status = 404, description = "No such tenant", body = ErrorBody)
+    )
+)]
 async fn set_subscription(
     State(p): State<AppState>,
     _admin: AdminAuth,
@@ -131,6 +199,37 @@ async fn set_subscription(
     ))
 }
 
+/// A key just issued: the secret appears here once and never again.
+#[derive(Serialize, ToSchema)]
+struct IssuedKey {
+    key_id: KeyId,
+    api_key: String,
+    hint: String,
+    created_at: String,
+}
+
+/// A key as listed: its id and a hint of the secret, never the secret.
+#[derive(Serialize, ToSchema)]
+struct KeySummary {
+    key_id: KeyId,
+    hint: String,
+    created_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct KeyList {
+    keys: Vec<KeySummary>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/keys",
+    tag = "keys",
+    security(("tenant_key" = [])),
+    responses((status = 201, description = "The new key (the secret is shown only now)", body = IssuedKey, links(
+        ("revoke" = (operation_id = "revoke_key", parameters(("key_id" = "$response.body#/key_id"))))
+    )))
+)]
 async fn issue_key(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
@@ -139,27 +238,49 @@ async fn issue_key(
         api_keys::issue(p.store.as_ref(), p.ids.as_ref(), p.clock.as_ref(), &tenant).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "key_id": issued.record.key_id,
-            "api_key": issued.key.expose(),
-            "hint": issued.record.hint,
-            "created_at": rfc3339(issued.record.created_at),
-        })),
+        Json(IssuedKey {
+            key_id: issued.record.key_id,
+            api_key: issued.key.expose().to_string(),
+            hint: issued.record.hint,
+            created_at: rfc3339(issued.record.created_at),
+        }),
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/keys",
+    tag = "keys",
+    security(("tenant_key" = [])),
+    responses((status = 200, description = "The tenant's keys", body = KeyList))
+)]
 async fn list_keys(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KeyList>, ApiError> {
     let keys = api_keys::list(p.store.as_ref(), &tenant).await?;
-    let keys: Vec<Value> = keys
+    let keys = keys
         .into_iter()
-        .map(|k| json!({ "key_id": k.key_id, "hint": k.hint, "created_at": rfc3339(k.created_at) }))
+        .map(|k| KeySummary {
+            key_id: k.key_id,
+            hint: k.hint,
+            created_at: rfc3339(k.created_at),
+        })
         .collect();
-    Ok(Json(json!({ "keys": keys })))
+    Ok(Json(KeyList { keys }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/keys/{key_id}",
+    tag = "keys",
+    security(("tenant_key" = [])),
+    params(("key_id" = String, Path, description = "The key's id (`key_…`)")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such key", body = ErrorBody)
+    )
+)]
 async fn revoke_key(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
@@ -171,6 +292,18 @@ async fn revoke_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/sites",
+    tag = "sites",
+    security(("tenant_key" = [])),
+    request_body = NewSite,
+    responses((status = 201, description = "The new site", body = Site, links(
+        ("read" = (operation_id = "read_site", parameters(("site_id" = "$response.body#/site_id")))),
+        ("change" = (operation_id = "patch_site", parameters(("site_id" = "$response.body#/site_id")))),
+        ("prompt_history" = (operation_id = "prompt_versions", parameters(("site_id" = "$response.body#/site_id"))))
+    )))
+)]
 async fn create_site(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
@@ -210,15 +343,47 @@ struct Page {
     cursor: Option<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+struct SiteList {
+    sites: Vec<Site>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct PromptVersionList {
+    versions: Vec<PromptVersion>,
+    next_cursor: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/sites",
+    tag = "sites",
+    security(("tenant_key" = [])),
+    params(("cursor" = Option<String>, Query, description = "From the previous page's `next_cursor`")),
+    responses((status = 200, description = "A page of the tenant's sites", body = SiteList))
+)]
 async fn list_sites(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
     Query(page): Query<Page>,
-) -> Result<Json<Value>, ApiError> {
-    let (sites, next) = sites::list_sites(p.store.as_ref(), &tenant, page.cursor).await?;
-    Ok(Json(json!({ "sites": sites, "next_cursor": next })))
+) -> Result<Json<SiteList>, ApiError> {
+    let (sites, next_cursor) = sites::list_sites(p.store.as_ref(), &tenant, page.cursor).await?;
+    Ok(Json(SiteList { sites, next_cursor }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/sites/{site_id}",
+    tag = "sites",
+    security(("tenant_key" = [])),
+    params(("site_id" = String, Path, description = "The site (`site_…`)")),
+    responses(
+        (status = 200, description = "The site", body = Site),
+        (status = 404, description = "No such site (or not the caller's)", body = ErrorBody)
+    )
+)]
 async fn read_site(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
@@ -229,6 +394,19 @@ async fn read_site(
     ))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/sites/{site_id}",
+    tag = "sites",
+    security(("tenant_key" = [])),
+    params(("site_id" = String, Path, description = "The site (`site_…`)")),
+    request_body = SitePatch,
+    responses(
+        (status = 200, description = "The changed site", body = Site),
+        (status = 404, description = "No such site", body = ErrorBody),
+        (status = 409, description = "Concurrent changes kept winning; retry", body = ErrorBody)
+    )
+)]
 async fn patch_site(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
@@ -241,24 +419,54 @@ async fn patch_site(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/sites/{site_id}/prompt/versions",
+    tag = "sites",
+    security(("tenant_key" = [])),
+    params(
+        ("site_id" = String, Path, description = "The site (`site_…`)"),
+        ("cursor" = Option<String>, Query, description = "From the previous page's `next_cursor`")
+    ),
+    responses(
+        (status = 200, description = "The prompt's history, newest first", body = PromptVersionList),
+        (status = 404, description = "No such site", body = ErrorBody)
+    )
+)]
 async fn prompt_versions(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
     Path(raw): Path<String>,
     Query(page): Query<Page>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PromptVersionList>, ApiError> {
     let site = site_id(&raw)?;
-    let (versions, next) =
+    let (versions, next_cursor) =
         sites::prompt_versions(p.store.as_ref(), &tenant, &site, page.cursor).await?;
-    Ok(Json(json!({ "versions": versions, "next_cursor": next })))
+    Ok(Json(PromptVersionList {
+        versions,
+        next_cursor,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Rollback {
+    /// The version to make current again (as a new version).
     version: u32,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/sites/{site_id}/prompt/rollback",
+    tag = "sites",
+    security(("tenant_key" = [])),
+    params(("site_id" = String, Path, description = "The site (`site_…`)")),
+    request_body = Rollback,
+    responses(
+        (status = 200, description = "The site with the restored prompt", body = Site),
+        (status = 404, description = "No such site or version", body = ErrorBody)
+    )
+)]
 async fn rollback_prompt(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,

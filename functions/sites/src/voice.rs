@@ -9,13 +9,18 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use shared::Platform;
+use shared::http::openapi::ErrorBody;
 use shared::http::{AdminAuth, ApiError, ApiJson, TenantAuth};
 use shared::ids::TenantId;
-use shared::voice::receptionist::{self, ReceptionistPatch, ReceptionistSettings};
+use shared::voice::calls::CallLogView;
+use shared::voice::phone::PhoneAssignment;
+use shared::voice::receptionist::{
+    self, ReceptionistPatch, ReceptionistSettings, ReceptionistVersion,
+};
 use shared::voice::{CallSid, PhoneNumber, calls, phone};
 
 type AppState = Arc<Platform>;
@@ -38,13 +43,44 @@ pub fn routes() -> Router<AppState> {
         .route("/api/calls/{call_sid}", get(read_call))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewNumber {
+pub(crate) struct NewNumber {
     number: PhoneNumber,
 }
 
-async fn claim_number(
+#[derive(Serialize, ToSchema)]
+pub(crate) struct NumberList {
+    phone_numbers: Vec<PhoneAssignment>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct VersionList {
+    versions: Vec<ReceptionistVersion>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CallList {
+    calls: Vec<CallLogView>,
+    next_cursor: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/phone-numbers",
+    tag = "voice",
+    security(("tenant_key" = [])),
+    request_body = NewNumber,
+    responses(
+        (status = 201, description = "The number, taken from the pool and now routed to this tenant", body = PhoneAssignment, links(
+            ("release" = (operation_id = "release_number", parameters(("number" = "$response.body#/number"))))
+        )),
+        (status = 404, description = "The operator never provisioned this number", body = ErrorBody),
+        (status = 409, description = "Another tenant holds the number", body = ErrorBody)
+    )
+)]
+pub(crate) async fn claim_number(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
     ApiJson(body): ApiJson<NewNumber>,
@@ -54,23 +90,44 @@ async fn claim_number(
     Ok((StatusCode::CREATED, Json(assignment)))
 }
 
-async fn available_numbers(
+#[utoipa::path(
+    get,
+    path = "/api/phone-numbers/available",
+    tag = "voice",
+    security(("tenant_key" = [])),
+    responses((status = 200, description = "The operator's pool: numbers any tenant may take", body = NumberList))
+)]
+pub(crate) async fn available_numbers(
     State(p): State<AppState>,
     TenantAuth(_tenant): TenantAuth,
-) -> Result<Json<Value>, ApiError> {
-    let numbers = phone::available(p.store.as_ref()).await?;
-    Ok(Json(json!({ "phone_numbers": numbers })))
+) -> Result<Json<NumberList>, ApiError> {
+    let phone_numbers = phone::available(p.store.as_ref()).await?;
+    Ok(Json(NumberList { phone_numbers }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ProvisionedNumber {
+pub(crate) struct ProvisionedNumber {
     number: PhoneNumber,
-    /// Assign straight to this tenant; without it the number goes to the pool.
+    /// Assign straight to this tenant (`tn_…`); without it the number goes to the pool.
     tenant_id: Option<String>,
 }
 
-async fn provision_number(
+#[utoipa::path(
+    post,
+    path = "/api/admin/phone-numbers",
+    tag = "admin",
+    security(("admin_key" = [])),
+    request_body = ProvisionedNumber,
+    responses(
+        (status = 201, description = "The number, in the pool or assigned to the tenant", body = PhoneAssignment, links(
+            ("withdraw" = (operation_id = "withdraw_number", parameters(("number" = "$response.body#/number"))))
+        )),
+        (status = 400, description = "A malformed number, or no such tenant (`field: tenant_id`)", body = ErrorBody),
+        (status = 409, description = "The number is provisioned already", body = ErrorBody)
+    )
+)]
+pub(crate) async fn provision_number(
     State(p): State<AppState>,
     _admin: AdminAuth,
     ApiJson(body): ApiJson<ProvisionedNumber>,
@@ -100,15 +157,33 @@ async fn provision_number(
     Ok((StatusCode::CREATED, Json(record)))
 }
 
-async fn all_numbers(
+#[utoipa::path(
+    get,
+    path = "/api/admin/phone-numbers",
+    tag = "admin",
+    security(("admin_key" = [])),
+    responses((status = 200, description = "Every provisioned number, available or assigned", body = NumberList))
+)]
+pub(crate) async fn all_numbers(
     State(p): State<AppState>,
     _admin: AdminAuth,
-) -> Result<Json<Value>, ApiError> {
-    let numbers = phone::list_all(p.store.as_ref()).await?;
-    Ok(Json(json!({ "phone_numbers": numbers })))
+) -> Result<Json<NumberList>, ApiError> {
+    let phone_numbers = phone::list_all(p.store.as_ref()).await?;
+    Ok(Json(NumberList { phone_numbers }))
 }
 
-async fn withdraw_number(
+#[utoipa::path(
+    delete,
+    path = "/api/admin/phone-numbers/{number}",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("number" = String, Path, description = "The number in E.164 (`+…`)")),
+    responses(
+        (status = 204, description = "Withdrawn: no longer routed to anyone"),
+        (status = 404, description = "No such provisioned number", body = ErrorBody)
+    )
+)]
+pub(crate) async fn withdraw_number(
     State(p): State<AppState>,
     _admin: AdminAuth,
     Path(raw): Path<String>,
@@ -120,15 +195,33 @@ async fn withdraw_number(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_numbers(
+#[utoipa::path(
+    get,
+    path = "/api/phone-numbers",
+    tag = "voice",
+    security(("tenant_key" = [])),
+    responses((status = 200, description = "The tenant's numbers", body = NumberList))
+)]
+pub(crate) async fn list_numbers(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
-) -> Result<Json<Value>, ApiError> {
-    let numbers = phone::list(p.store.as_ref(), &tenant).await?;
-    Ok(Json(json!({ "phone_numbers": numbers })))
+) -> Result<Json<NumberList>, ApiError> {
+    let phone_numbers = phone::list(p.store.as_ref(), &tenant).await?;
+    Ok(Json(NumberList { phone_numbers }))
 }
 
-async fn release_number(
+#[utoipa::path(
+    delete,
+    path = "/api/phone-numbers/{number}",
+    tag = "voice",
+    security(("tenant_key" = [])),
+    params(("number" = String, Path, description = "The number in E.164 (`+…`)")),
+    responses(
+        (status = 204, description = "Given back to the pool"),
+        (status = 404, description = "Not one of the tenant's numbers", body = ErrorBody)
+    )
+)]
+pub(crate) async fn release_number(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
     Path(raw): Path<String>,
@@ -140,14 +233,32 @@ async fn release_number(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn read_settings(
+#[utoipa::path(
+    get,
+    path = "/api/voice",
+    tag = "voice",
+    security(("tenant_key" = [])),
+    responses((status = 200, description = "The receptionist's settings in force", body = ReceptionistSettings))
+)]
+pub(crate) async fn read_settings(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
 ) -> Result<Json<ReceptionistSettings>, ApiError> {
     Ok(Json(receptionist::get(p.store.as_ref(), &tenant).await?))
 }
 
-async fn patch_settings(
+#[utoipa::path(
+    patch,
+    path = "/api/voice",
+    tag = "voice",
+    security(("tenant_key" = [])),
+    request_body = ReceptionistPatch,
+    responses(
+        (status = 200, description = "The new settings (a new version)", body = ReceptionistSettings),
+        (status = 409, description = "Concurrent changes kept winning; retry", body = ErrorBody)
+    )
+)]
+pub(crate) async fn patch_settings(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
     ApiJson(patch): ApiJson<ReceptionistPatch>,
@@ -164,27 +275,50 @@ async fn patch_settings(
 }
 
 #[derive(Deserialize)]
-struct Page {
+pub(crate) struct Page {
     cursor: Option<String>,
     limit: Option<usize>,
 }
 
-async fn settings_versions(
+#[utoipa::path(
+    get,
+    path = "/api/voice/versions",
+    tag = "voice",
+    security(("tenant_key" = [])),
+    params(("cursor" = Option<String>, Query, description = "From the previous page's `next_cursor`")),
+    responses((status = 200, description = "The settings' history, newest first", body = VersionList))
+)]
+pub(crate) async fn settings_versions(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
     Query(page): Query<Page>,
-) -> Result<Json<Value>, ApiError> {
-    let (versions, next) = receptionist::versions(p.store.as_ref(), &tenant, page.cursor).await?;
-    Ok(Json(json!({ "versions": versions, "next_cursor": next })))
+) -> Result<Json<VersionList>, ApiError> {
+    let (versions, next_cursor) =
+        receptionist::versions(p.store.as_ref(), &tenant, page.cursor).await?;
+    Ok(Json(VersionList {
+        versions,
+        next_cursor,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Rollback {
+pub(crate) struct Rollback {
     version: u32,
 }
 
-async fn rollback_settings(
+#[utoipa::path(
+    post,
+    path = "/api/voice/rollback",
+    tag = "voice",
+    security(("tenant_key" = [])),
+    request_body = Rollback,
+    responses(
+        (status = 200, description = "The restored settings (a new version)", body = ReceptionistSettings),
+        (status = 404, description = "No such version", body = ErrorBody)
+    )
+)]
+pub(crate) async fn rollback_settings(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
     ApiJson(body): ApiJson<Rollback>,
@@ -194,11 +328,27 @@ async fn rollback_settings(
     ))
 }
 
-async fn list_calls(
+#[utoipa::path(
+    get,
+    path = "/api/calls",
+    tag = "voice",
+    security(("tenant_key" = [])),
+    params(
+        ("cursor" = Option<String>, Query, description = "From the previous page's `next_cursor`"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Calls per page (default 25)")
+    ),
+    responses((status = 200, description = "A page of call logs, newest first", body = CallList))
+)]
+pub(crate) async fn list_calls(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
     Query(page): Query<Page>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CallList>, ApiError> {
+    // Found by schemathesis: `?limit=2147483648` was accepted (and quietly clamped) although the
+    // document promises 1 to 100.
+    if page.limit.is_some_and(|limit| !(1..=100).contains(&limit)) {
+        return Err(ApiError::invalid("limit", "must be 1 to 100"));
+    }
     let (calls, next) = calls::list(
         p.store.as_ref(),
         &tenant,
@@ -206,15 +356,29 @@ async fn list_calls(
         page.limit.unwrap_or(25),
     )
     .await?;
-    let calls: Vec<Value> = calls.iter().map(|c| c.api_view()).collect();
-    Ok(Json(json!({ "calls": calls, "next_cursor": next })))
+    let calls = calls.iter().map(|c| c.api_view()).collect();
+    Ok(Json(CallList {
+        calls,
+        next_cursor: next,
+    }))
 }
 
-async fn read_call(
+#[utoipa::path(
+    get,
+    path = "/api/calls/{call_sid}",
+    tag = "voice",
+    security(("tenant_key" = [])),
+    params(("call_sid" = String, Path, description = "Twilio's call sid (`CA` and 32 hex digits)")),
+    responses(
+        (status = 200, description = "The call: transcript, summary, usage, cost", body = CallLogView),
+        (status = 404, description = "No such call", body = ErrorBody)
+    )
+)]
+pub(crate) async fn read_call(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
     Path(raw): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CallLogView>, ApiError> {
     let call = CallSid::parse(&raw).map_err(|_| ApiError::NotFound("call not found".into()))?;
     let log = calls::get(p.store.as_ref(), &tenant, &call).await?;
     Ok(Json(log.api_view()))

@@ -16,14 +16,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 
 use shared::Platform;
 use shared::crawl::ScopeMode;
+use shared::http::openapi::{ErrorBody, SecuritySchemes};
 use shared::http::{ApiError, ApiJson, TenantAuth};
 use shared::ids::{JobId, SiteId};
-use shared::training::jobs;
+use shared::training::jobs::{self, JobStatus, TrainingJobView};
 use shared::training::submit::{self, TrainRequest};
 
 /// The most `max_depth` a request may name. Without one, the depth is the job's `max_pages`: a chain
@@ -39,28 +40,71 @@ pub fn routes(platform: Arc<Platform>) -> Router {
         .with_state(platform)
 }
 
+/// This function's part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(train_url, read_job),
+    components(schemas(ErrorBody)),
+    modifiers(&SecuritySchemes)
+)]
+pub struct ApiDoc;
+
 pub fn app(platform: Arc<Platform>) -> Router {
     shared::http::finish(routes(platform))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TrainBody {
+    /// The site to train (`site_…`).
     site_id: String,
+    /// Where the crawl starts (http or https).
     url: String,
+    /// Re-embed every page, changed or not.
     #[serde(default)]
     force_retrain: bool,
+    /// Pages to crawl at most (capped by the plan).
     max_pages: Option<u32>,
+    /// Links to follow from the start URL (default: `max_pages`, so the page budget is the limit; at
+    /// most 10,000).
     max_depth: Option<u32>,
     /// `prefix` (default): the start URL's section; `host`: the whole host and allowed domains.
     scope: Option<String>,
 }
 
+/// A queued job.
+#[derive(Serialize, ToSchema)]
+struct JobQueued {
+    job_id: JobId,
+    status: JobStatus,
+    /// The pages the job may crawl, after the plan's cap.
+    max_pages: u32,
+    /// The depth the crawl follows links to.
+    max_depth: u32,
+    scope: ScopeMode,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/train/url",
+    tag = "training",
+    security(("tenant_key" = [])),
+    request_body = TrainBody,
+    responses(
+        (status = 202, description = "Queued; poll the job", body = JobQueued, links(
+            ("job" = (operation_id = "read_job", parameters(("job_id" = "$response.body#/job_id"))))
+        )),
+        (status = 400, description = "A malformed URL, or one that cannot be fetched", body = ErrorBody),
+        (status = 404, description = "No such site", body = ErrorBody),
+        (status = 409, description = "The site is already training (`details.job_id`)", body = ErrorBody),
+        (status = 503, description = "The training queue is unavailable; retry", body = ErrorBody)
+    )
+)]
 async fn train_url(
     State(p): State<Arc<Platform>>,
     TenantAuth(tenant): TenantAuth,
     ApiJson(body): ApiJson<TrainBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<JobQueued>), ApiError> {
     let site_id =
         SiteId::parse(&body.site_id).map_err(|_| ApiError::NotFound("site not found".into()))?;
     let url = jobs::parse_start_url(&body.url).map_err(|e| ApiError::invalid("url", e))?;
@@ -94,21 +138,32 @@ async fn train_url(
     let job = submit::submit(&p, &tenant, request).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({
-            "job_id": job.job_id,
-            "status": job.status,
-            "max_pages": job.request.max_pages,
-            "max_depth": job.request.max_depth,
-            "scope": job.request.scope,
-        })),
+        Json(JobQueued {
+            job_id: job.job_id,
+            status: job.status,
+            max_pages: job.request.max_pages,
+            max_depth: job.request.max_depth,
+            scope: job.request.scope,
+        }),
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/train/jobs/{job_id}",
+    tag = "training",
+    security(("tenant_key" = [])),
+    params(("job_id" = String, Path, description = "The job (`job_…`)")),
+    responses(
+        (status = 200, description = "The job, its counters live while it runs", body = TrainingJobView),
+        (status = 404, description = "No such job", body = ErrorBody)
+    )
+)]
 async fn read_job(
     State(p): State<Arc<Platform>>,
     TenantAuth(tenant): TenantAuth,
     Path(raw): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TrainingJobView>, ApiError> {
     let job =
         JobId::parse(&raw).map_err(|_| ApiError::NotFound("training job not found".into()))?;
     let job = jobs::get_job(p.store.as_ref(), &tenant, &job).await?;

@@ -5,10 +5,15 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// `{id, type, created, data: {object}}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct StripeEvent {
+    #[schema(pattern = "^evt_[A-Za-z0-9_]+$", max_length = 255)]
     pub id: String,
+    /// The event type. Kotoba acts on `checkout.session.completed`, `customer.subscription.*`,
+    /// `invoice.paid`, `invoice.payment_succeeded`, `invoice.payment_failed` and
+    /// `payment_intent.*`; others are acknowledged and ignored.
     #[serde(rename = "type")]
+    #[schema(examples("customer.subscription.updated", "invoice.payment_failed"))]
     pub kind: String,
     /// Unix seconds: Stripe's clock when the event happened (events are not delivered in order).
     pub created: i64,
@@ -17,8 +22,10 @@ pub struct StripeEvent {
     pub livemode: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct EventData {
+    /// The object the event is about (a subscription, invoice, Checkout session, payment intent).
+    #[schema(value_type = Object)]
     pub object: Value,
 }
 

@@ -58,7 +58,7 @@ impl axum::extract::FromRef<Billing> for Arc<Platform> {
 }
 
 /// The result of `POST /api/billing/subscribe`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Subscribed {
     pub subscription_id: String,
     pub status: String,

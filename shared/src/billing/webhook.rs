@@ -40,7 +40,7 @@ pub enum WebhookError {
 }
 
 /// What a delivery did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookOutcome {
     Applied,
@@ -122,7 +122,12 @@ impl Billing {
                 if let Err(release_error) = store.update(release).await {
                     tracing::warn!(event_id = event.id, error = %release_error, "could not release the event's lease");
                 }
-                return Err(WebhookError::Apply(e));
+                return Err(match e {
+                    // The object is not what Stripe sends for its type: retrying cannot help, so it is
+                    // refused like a malformed envelope (400), not a failure to apply (5xx).
+                    BillingError::Invalid(why) => WebhookError::Malformed(why),
+                    e => WebhookError::Apply(e),
+                });
             }
         };
         let mut done = Update::new(event_key(&event.id))

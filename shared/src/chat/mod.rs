@@ -80,7 +80,7 @@ pub struct RequestMeta {
     pub user_agent: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Source {
     pub url: String,
     pub title: String,
@@ -88,24 +88,25 @@ pub struct Source {
     pub score: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TokensConsumed {
     pub embedding: u64,
     pub chat: u64,
 }
 
 /// Something the tenant should know about how an answer was made, which would otherwise be silent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Warning {
     /// `model_fallback`: the configured chat model is not allowed on the tenant's plan, so the plan's
     /// default answered (`model_used` names it). `retrain_needed`: an embedding model is configured but
     /// the site's index was built without it, so retrieval stays lexical until the site is re-trained.
+    #[schema(value_type = String, examples("model_fallback", "retrain_needed"))]
     pub code: &'static str,
     pub message: String,
 }
 
 /// The contract's answer object.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Answer {
     pub answer: String,
     pub sources: Vec<Source>,
@@ -114,6 +115,7 @@ pub struct Answer {
     pub warnings: Vec<Warning>,
     pub tokens_consumed: TokensConsumed,
     #[serde(serialize_with = "dollars")]
+    #[schema(value_type = f64)]
     pub cost_usd: MicroUsd,
     pub session_id: SessionId,
     pub message_id: MessageId,

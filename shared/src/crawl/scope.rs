@@ -6,7 +6,7 @@ use url::Url;
 use crate::sites::domains::AllowedDomain;
 
 /// How far a crawl may range from its start URL.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ScopeMode {
     /// The start URL's section: its path prefix (see [`Scope::prefix`]) on the site's hosts. Training

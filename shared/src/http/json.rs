@@ -54,6 +54,14 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             message: "the body is empty; JSON expected".into(),
         });
     }
+    // Every body of the API is a JSON object. serde's derived structs also read a JSON array as their
+    // fields in order, so `[null, null]` was a valid patch (found by schemathesis): refuse it here.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::InvalidInput {
+            field: None,
+            message: "the body must be a JSON object".into(),
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -105,6 +113,29 @@ mod tests {
         };
         assert_eq!(field.as_deref(), Some("widget.color_primary"));
         assert!(message.contains("#rrggbb"), "{message}");
+    }
+
+    /// Found by schemathesis: `PATCH /api/tenant` with `[null, null]` answered 200, because serde reads
+    /// an array as a struct's fields in order.
+    #[test]
+    fn only_objects_are_bodies() {
+        for body in [
+            &b"[null, null]"[..],
+            b"[]",
+            b" [\"x\"]",
+            b"null",
+            b"\"x\"",
+            b"1",
+            b"true",
+        ] {
+            let err = parse::<crate::tenants::profile::ProfilePatch>(body).unwrap_err();
+            let ApiError::InvalidInput { message, .. } = &err else {
+                panic!("wrong kind: {err:?}")
+            };
+            assert_eq!(message, "the body must be a JSON object", "{body:?}");
+            assert!(parse::<SitePatch>(body).is_err(), "{body:?}");
+        }
+        assert!(parse::<crate::tenants::profile::ProfilePatch>(b" \n{}").is_ok());
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod auth;
 mod client;
 mod errors;
 mod json;
+pub mod openapi;
 mod rejections;
 mod request_id;
 

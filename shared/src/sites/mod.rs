@@ -20,7 +20,7 @@ use prompt::{PromptPatch, PromptProfile, PromptVersion};
 use widget::{WidgetConfig, WidgetPatch};
 
 /// Where a site's training stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SiteStatus {
     /// Never trained.
@@ -53,7 +53,7 @@ impl SiteName {
 
 /// A site as stored and shown (the contract's site object). Read back leniently (`store::stored`):
 /// its fields were validated when written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Site {
     pub site_id: SiteId,
     pub tenant_id: TenantId,
@@ -82,7 +82,7 @@ pub struct Site {
 }
 
 /// What a tenant gives to create a site.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSite {
     pub name: SiteName,
@@ -91,7 +91,7 @@ pub struct NewSite {
 }
 
 /// A partial change (`PATCH /api/sites/{id}`): absent fields stay; `widget` merges; `prompt` makes a version.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SitePatch {
     pub name: Option<SiteName>,

@@ -28,7 +28,7 @@ impl SystemPrompt {
 }
 
 /// Sampling temperature, 0 to 2.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "f64", into = "f64")]
 pub struct Temperature(f64);
 
@@ -50,7 +50,7 @@ impl From<Temperature> for f64 {
 }
 
 /// Most tokens an answer may have, 1 to 4,000.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "i64", into = "i64")]
 pub struct MaxTokens(u32);
 
@@ -78,7 +78,7 @@ impl From<MaxTokens> for i64 {
 }
 
 /// The prompt profile in force (`prompt` in the site contract).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PromptProfile {
     #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub system_prompt: SystemPrompt,
@@ -115,7 +115,7 @@ impl PromptProfile {
 }
 
 /// A partial change to the prompt; any change makes a new version.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromptPatch {
     pub system_prompt: Option<SystemPrompt>,
@@ -124,7 +124,7 @@ pub struct PromptPatch {
 }
 
 /// One entry of a site's prompt history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PromptVersion {
     #[serde(flatten)]
     pub profile: PromptProfile,

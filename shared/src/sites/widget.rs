@@ -4,14 +4,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::string_newtype;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Theme {
     Light,
     Dark,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Position {
     BottomRight,
@@ -37,7 +37,7 @@ impl HexColor {
 }
 
 /// Corner radius in CSS pixels, 0 to 32.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "i64", into = "i64")]
 pub struct Radius(u8);
 
@@ -123,7 +123,7 @@ impl HttpsUrl {
 
 /// The widget's look, as stored and shown (`widget` in the site contract). Read back leniently
 /// (`store::stored`): changes arrive as a validated [`WidgetPatch`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WidgetConfig {
     pub theme: Theme,
     #[serde(deserialize_with = "crate::store::stored::lenient")]
@@ -153,7 +153,7 @@ impl Default for WidgetConfig {
 }
 
 /// A partial change to the widget: absent fields stay as they are; `bubble_icon_url: null` clears the icon.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WidgetPatch {
     pub theme: Option<Theme>,

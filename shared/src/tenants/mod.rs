@@ -10,7 +10,7 @@ use crate::ids::{IdGenerator, TenantId, string_newtype};
 use crate::store::{Condition, Index, ItemStore, Key, Query, StoreError, Update, keys};
 
 /// A plan and what it allows each month.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Plan {
     Starter,
@@ -19,7 +19,7 @@ pub enum Plan {
 }
 
 /// The limits that come with a plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PlanLimits {
     /// Chat answers per calendar month, across the tenant's sites.
     pub monthly_chats: u64,
@@ -101,7 +101,7 @@ impl Plan {
 
 /// Where the tenant's subscription stands: Stripe's subscription statuses. The operator may set the
 /// first four by hand (`PUT /api/admin/tenants/{id}/subscription`); Stripe's webhook sets any of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SubscriptionStatus {
     Active,
@@ -170,8 +170,9 @@ impl SubscriptionStatus {
 }
 
 /// The languages Kotoba mails and speaks to a tenant in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = TenantLanguage)]
 pub enum Language {
     Ja,
     #[default]
@@ -212,7 +213,7 @@ impl TenantName {
 /// A tenant as stored and shown.
 ///
 /// Fields added after the first release carry `serde(default)` so older rows still read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tenant {
     pub tenant_id: TenantId,
     /// Read back leniently (`store::stored`): validated when written.
@@ -275,8 +276,15 @@ impl Tenant {
                     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
                         .ok()
                 });
+                // A grace period that would end past the calendar has not ended.
+                let in_grace = |since: time::OffsetDateTime| {
+                    time::Duration::try_from(grace)
+                        .ok()
+                        .and_then(|grace| since.checked_add(grace))
+                        .is_none_or(|end| now < end)
+                };
                 match since {
-                    Some(since) if now < since + grace => Ok(()),
+                    Some(since) if in_grace(since) => Ok(()),
                     _ => Err(Inactive(PastDue)),
                 }
             }
@@ -475,6 +483,19 @@ mod standing_tests {
             tenant(PastDue, None).standing(now, week).is_err(),
             "set by hand: no grace"
         );
+    }
+
+    /// Found while writing the Stripe event fuzz target: past due since the calendar's last second, the grace
+    /// period's end overflowed (a panic on every paid request). It has simply not ended.
+    #[test]
+    fn a_grace_period_past_the_calendar_has_not_ended() {
+        let now = datetime!(2026-12-10 00:00 UTC);
+        let week = Duration::from_secs(7 * 86_400);
+        let t = tenant(SubscriptionStatus::PastDue, Some("9999-12-31T23:59:59Z"));
+        assert!(t.standing(now, week).is_ok());
+        assert!(t.standing(now, Duration::MAX).is_ok());
+        let view = crate::billing::BillingView::of(&t, week);
+        assert_eq!(view.grace_period_ends_at, None);
     }
 
     #[test]

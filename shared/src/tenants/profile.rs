@@ -31,15 +31,19 @@ impl TimeZoneName {
 }
 
 /// A change to the profile; absent fields stay as they are, `billing_email: null` clears it.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatch {
     #[serde(default)]
     pub name: Option<TenantName>,
+    /// Where Stripe sends receipts; `null` clears it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub billing_email: Option<Option<String>>,
+    /// `ja`, `en` or `ko`.
     #[serde(default)]
     pub language: Option<String>,
+    /// An IANA time zone name (`Asia/Tokyo`).
     #[serde(default)]
     pub timezone: Option<String>,
 }

@@ -18,7 +18,7 @@ use crate::tenants::Plan;
 /// A training lock outlives any sane job (the worker's timeout × its receives) and then frees itself.
 pub const LOCK_TTL_SECS: i64 = 6 * 3600;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
@@ -92,35 +92,66 @@ pub struct TrainingJob {
     pub handoff_pending: bool,
 }
 
+/// The contract's job object (`GET /api/train/jobs/{job_id}`): the job with its cost in dollars.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct TrainingJobView {
+    pub job_id: JobId,
+    pub site_id: SiteId,
+    pub status: JobStatus,
+    pub url: String,
+    pub force_retrain: bool,
+    pub max_pages: u32,
+    pub max_depth: u32,
+    pub scope: ScopeMode,
+    pub attempt: u32,
+    pub pages_crawled: u64,
+    pub pages_changed: u64,
+    pub pages_removed: u64,
+    pub pages_skipped: u64,
+    /// Distinct URLs found (links, sitemaps) outside the job's scope and not fetched.
+    pub urls_out_of_scope: u64,
+    pub chunks: u64,
+    pub embedding_tokens: u64,
+    pub embedding_model: Option<String>,
+    pub estimated_cost_usd: f64,
+    pub index_version: Option<u64>,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// Invocations the job has run in so far (a long crawl continues in follow-up slices).
+    pub slices: u32,
+}
+
 impl TrainingJob {
     /// The contract's view: `estimated_cost_usd` in dollars.
-    pub fn to_api(&self) -> serde_json::Value {
-        json!({
-            "job_id": self.job_id,
-            "site_id": self.site_id,
-            "status": self.status,
-            "url": self.request.url,
-            "force_retrain": self.request.force_retrain,
-            "max_pages": self.request.max_pages,
-            "max_depth": self.request.max_depth,
-            "scope": self.request.scope,
-            "attempt": self.attempt,
-            "pages_crawled": self.pages_crawled,
-            "pages_changed": self.pages_changed,
-            "pages_removed": self.pages_removed,
-            "pages_skipped": self.pages_skipped,
-            "urls_out_of_scope": self.urls_out_of_scope,
-            "chunks": self.chunks,
-            "embedding_tokens": self.embedding_tokens,
-            "embedding_model": self.embedding_model,
-            "estimated_cost_usd": self.estimated_cost_micros.as_dollars(),
-            "index_version": self.index_version,
-            "error": self.error,
-            "created_at": rfc3339(self.created_at),
-            "started_at": self.started_at.map(rfc3339),
-            "finished_at": self.finished_at.map(rfc3339),
-            "slices": self.slice + 1,
-        })
+    pub fn to_api(&self) -> TrainingJobView {
+        TrainingJobView {
+            job_id: self.job_id.clone(),
+            site_id: self.site_id.clone(),
+            status: self.status,
+            url: self.request.url.clone(),
+            force_retrain: self.request.force_retrain,
+            max_pages: self.request.max_pages,
+            max_depth: self.request.max_depth,
+            scope: self.request.scope,
+            attempt: self.attempt,
+            pages_crawled: self.pages_crawled,
+            pages_changed: self.pages_changed,
+            pages_removed: self.pages_removed,
+            pages_skipped: self.pages_skipped,
+            urls_out_of_scope: self.urls_out_of_scope,
+            chunks: self.chunks,
+            embedding_tokens: self.embedding_tokens,
+            embedding_model: self.embedding_model.clone(),
+            estimated_cost_usd: self.estimated_cost_micros.as_dollars(),
+            index_version: self.index_version,
+            error: self.error.clone(),
+            created_at: rfc3339(self.created_at),
+            started_at: self.started_at.map(rfc3339),
+            finished_at: self.finished_at.map(rfc3339),
+            slices: self.slice + 1,
+        }
     }
 }
 
@@ -386,7 +417,7 @@ mod tests {
             Some(time::macros::datetime!(2026-05-01 09:02 UTC))
         );
         assert_eq!(serde_json::to_value(&job).unwrap(), row);
-        let api = job.to_api();
+        let api = serde_json::to_value(job.to_api()).unwrap();
         for field in ["created_at", "started_at", "finished_at"] {
             assert_eq!(api[field], row[field], "{field}");
         }
@@ -397,7 +428,10 @@ mod tests {
         queued["finished_at"] = serde_json::Value::Null;
         let job: TrainingJob = serde_json::from_value(queued.clone()).unwrap();
         assert_eq!(serde_json::to_value(&job).unwrap(), queued);
-        assert_eq!(job.to_api()["started_at"], serde_json::Value::Null);
+        assert_eq!(
+            serde_json::to_value(job.to_api()).unwrap()["started_at"],
+            serde_json::Value::Null
+        );
     }
 
     #[test]

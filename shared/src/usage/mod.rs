@@ -169,7 +169,7 @@ pub fn parse_month(raw: &str) -> Result<String, String> {
 }
 
 /// One tenant's month: totals, quota use and a row per day with activity.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MonthlyReport {
     pub tenant_id: TenantId,
     pub month: String,
@@ -179,7 +179,7 @@ pub struct MonthlyReport {
     pub days: Vec<DayRow>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default, utoipa::ToSchema)]
 pub struct Totals {
     pub chats: i64,
     pub chat_input_tokens: i64,
@@ -189,14 +189,14 @@ pub struct Totals {
     pub cost_usd: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct QuotaUse {
     pub name: &'static str,
     pub used: i64,
     pub limit: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DayRow {
     pub date: String,
     pub chats: i64,

@@ -5,7 +5,6 @@
 //! by-tenant index. Every read on behalf of a tenant checks ownership: another tenant's call is not found.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::VoiceError;
@@ -42,7 +41,7 @@ impl CallSid {
 }
 
 /// Why a call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
     /// Twilio sent `stop` (the caller or the business hung up).
@@ -60,7 +59,7 @@ pub enum EndReason {
 }
 
 /// What the bridge measured on one call (also logged as the call's metrics line).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CallMetrics {
     /// From Twilio's `start` to the first greeting audio sent to the caller.
     pub first_audio_ms: Option<u64>,
@@ -80,7 +79,7 @@ pub struct CallMetrics {
 }
 
 /// One call, as stored and (through [`CallLog::api_view`]) shown to its tenant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CallLog {
     pub call_sid: CallSid,
     pub tenant_id: TenantId,
@@ -103,14 +102,21 @@ pub struct CallLog {
     pub metrics: CallMetrics,
 }
 
+/// The contract's call object: everything stored, with the cost in dollars.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct CallLogView {
+    #[serde(flatten)]
+    pub log: CallLog,
+    pub cost_usd: f64,
+}
+
 impl CallLog {
     /// The contract's view: everything stored, with the cost in dollars.
-    pub fn api_view(&self) -> Value {
-        let mut value = serde_json::to_value(self).unwrap_or_else(|_| json!({}));
-        if let Some(obj) = value.as_object_mut() {
-            obj.insert("cost_usd".into(), json!(self.cost_micros.as_dollars()));
+    pub fn api_view(&self) -> CallLogView {
+        CallLogView {
+            log: self.clone(),
+            cost_usd: self.cost_micros.as_dollars(),
         }
-        value
     }
 }
 
@@ -191,6 +197,7 @@ pub async fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_stored_call_log_reads_typed_and_writes_back_unchanged() {
@@ -216,7 +223,7 @@ mod tests {
         );
         assert_eq!(serde_json::to_value(&log).unwrap(), row);
         assert_eq!(
-            log.api_view()["started_at"],
+            serde_json::to_value(log.api_view()).unwrap()["started_at"],
             "2026-05-01T09:00:00.123456789Z"
         );
     }

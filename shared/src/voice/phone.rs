@@ -19,6 +19,7 @@ string_newtype!(
     ///
     /// Parsing accepts the usual human formatting (spaces, dashes, dots, parentheses) and keeps only the
     /// canonical form, which is what Twilio sends in `To` and `From`.
+    #[schema(examples("+15005550006"))]
     pub PhoneNumber
 );
 
@@ -60,7 +61,7 @@ impl PhoneNumber {
 }
 
 /// Where a number stands: in the operator's pool, or answering for a tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PhoneStatus {
     Available,
@@ -70,7 +71,7 @@ pub enum PhoneStatus {
 /// A number the operator provisioned (bought from the carrier and pointed at the bridge). Tenants never
 /// declare numbers: they pick one from the pool, or the operator assigns one to them, so a tenant can
 /// never take over a number bought for someone else and receive its callers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PhoneAssignment {
     #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub number: PhoneNumber,

@@ -12,7 +12,7 @@ use crate::models::ModelPolicy;
 use crate::money::MicroUsd;
 
 /// Token counts summed over a call's responses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RealtimeUsage {
     pub input_text_tokens: u64,
     pub input_audio_tokens: u64,

@@ -15,7 +15,7 @@ use crate::sites::prompt::SystemPrompt;
 use crate::store::{Condition, Item, ItemStore, Key, Query, StoreError, Write, keys};
 
 /// The language the receptionist speaks and transcribes (and refusals are said in).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Language {
     Ja,
@@ -44,7 +44,7 @@ impl Language {
 }
 
 /// The Realtime API's built-in voices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Voice {
     Alloy,
@@ -98,7 +98,7 @@ impl Greeting {
 }
 
 /// The settings in force (`GET /api/voice`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReceptionistSettings {
     #[serde(deserialize_with = "crate::store::stored::lenient")]
     pub system_prompt: SystemPrompt,
@@ -148,7 +148,7 @@ impl ReceptionistSettings {
 }
 
 /// A partial change (`PATCH /api/voice`); any change makes a new version.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReceptionistPatch {
     pub system_prompt: Option<SystemPrompt>,
@@ -164,7 +164,7 @@ impl ReceptionistPatch {
 }
 
 /// One entry of the settings history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReceptionistVersion {
     #[serde(flatten)]
     pub settings: ReceptionistSettings,
