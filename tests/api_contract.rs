@@ -460,4 +460,8 @@ async fn foreign_or_garbled_cursors_are_a_400() {
         assert_eq!(reply.status, 400, "limit={limit}: {:?}", reply.body);
         assert_eq!(reply.body["error"]["field"], "limit");
     }
+    // A query string an extractor cannot read answers in the contract's error shape, not plain text.
+    let reply = app.get("/api/calls?limit=many", &key).await;
+    assert_eq!(reply.status, 400, "{:?}", reply.body);
+    assert_eq!(reply.error_code(), "invalid_input");
 }
