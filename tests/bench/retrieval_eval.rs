@@ -352,18 +352,9 @@ async fn evaluate(
             .await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
         let job_id = r.body["job_id"].as_str().unwrap().to_string();
-        let job = loop {
-            let r = app.get(&format!("/api/train/jobs/{job_id}"), &key).await;
-            if matches!(r.body["status"].as_str(), Some("succeeded" | "failed")) {
-                break r.body;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(3600),
-                "training {lang} did not finish: {:?}",
-                r.body
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        };
+        let job = app
+            .wait_for_job_within(&key, &job_id, Duration::from_secs(3600))
+            .await;
         eprintln!(
             "{lang}: trained in {:.0}s: {job}",
             started.elapsed().as_secs_f64()

@@ -131,18 +131,9 @@ async fn run(site: &TestSite, peer: &ModelPeer, embeddings: bool, pages: usize) 
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
     let job_id = r.body["job_id"].as_str().unwrap().to_string();
-    let job = loop {
-        let r = app.get(&format!("/api/train/jobs/{job_id}"), &key).await;
-        if matches!(r.body["status"].as_str(), Some("succeeded" | "failed")) {
-            break r.body;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(900),
-            "job did not finish: {:?}",
-            r.body
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let job = app
+        .wait_for_job_within(&key, &job_id, Duration::from_secs(900))
+        .await;
     let wall = started.elapsed();
     let hwm_mb = vm_hwm_mb();
     Run {

@@ -272,7 +272,19 @@ impl TestApp {
 
     /// Polls a job until it succeeds or fails (at most two minutes).
     pub async fn wait_for_job(&self, key: &str, job: &str) -> Value {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        self.wait_for_job_within(key, job, std::time::Duration::from_secs(120))
+            .await
+    }
+
+    /// Polls a job every 100 ms until it succeeds or fails, for at most `limit` (benchmarks train
+    /// large sites).
+    pub async fn wait_for_job_within(
+        &self,
+        key: &str,
+        job: &str,
+        limit: std::time::Duration,
+    ) -> Value {
+        let deadline = std::time::Instant::now() + limit;
         loop {
             let reply = self.get(&format!("/api/train/jobs/{job}"), key).await;
             assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
