@@ -109,6 +109,7 @@ impl Expr {
     }
 }
 
+/// The expressions of one `UpdateItem` (a plain update, or an `ADD` to a counter).
 pub(super) struct UpdateParts {
     pub(super) update: String,
     pub(super) condition: String,
@@ -148,18 +149,10 @@ impl UpdateParts {
             expr,
         })
     }
-}
 
-pub(super) struct AddParts {
-    pub(super) update: String,
-    pub(super) condition: String,
-    pub(super) expr: Expr,
-}
-
-impl AddParts {
     /// `ADD` to a live or missing item, within the limit: `current + amount <= limit`, i.e.
     /// `current <= limit - amount`, where a missing attribute counts as 0.
-    pub(super) fn of(add: &Add, now: i64) -> Result<Self, StoreError> {
+    pub(super) fn of_add(add: &Add, now: i64) -> Result<Self, StoreError> {
         let mut expr = Expr::default();
         let mut condition = expr.live(now);
         if let Some(limit) = add.limit {
@@ -210,7 +203,7 @@ mod tests {
     #[test]
     fn add_conditions_count_a_missing_attribute_as_zero() {
         let add = Add::new(Key::new("p", "s"), "n", 3).up_to(2);
-        let parts = AddParts::of(&add, 100).unwrap();
+        let parts = UpdateParts::of_add(&add, 100).unwrap();
         assert!(
             parts
                 .condition
@@ -221,7 +214,7 @@ mod tests {
         let add = Add::new(Key::new("p", "s"), "n", 1)
             .up_to(2)
             .expiring_at(200);
-        let parts = AddParts::of(&add, 100).unwrap();
+        let parts = UpdateParts::of_add(&add, 100).unwrap();
         assert!(
             parts
                 .condition
@@ -238,7 +231,7 @@ mod tests {
             AttributeValue::N("1".into())
         );
         assert!(matches!(
-            AddParts::of(&Add::new(Key::new("p", "s"), "n", 5).up_to(i64::MIN), 0),
+            UpdateParts::of_add(&Add::new(Key::new("p", "s"), "n", 5).up_to(i64::MIN), 0),
             Err(StoreError::ConditionFailed)
         ));
     }

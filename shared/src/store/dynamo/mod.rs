@@ -27,7 +27,7 @@ use super::{
     check_query, check_transaction, check_write, sk_prefix, values_equal,
 };
 use crate::clock::Clock;
-use expression::{AddParts, Expr, UpdateParts};
+use expression::{Expr, UpdateParts};
 
 const PK: &str = "pk";
 const SK: &str = "sk";
@@ -63,6 +63,29 @@ impl DynamoStore {
             table: table.into(),
             clock,
         }
+    }
+
+    /// One `UpdateItem` with its expressions (updates and counter adds both go through here).
+    async fn send_update(
+        &self,
+        key: &Key,
+        parts: UpdateParts,
+        return_values: ReturnValue,
+    ) -> Result<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+        SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError>,
+    > {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_attributes(key)))
+            .update_expression(parts.update)
+            .condition_expression(parts.condition)
+            .set_expression_attribute_names(parts.expr.names())
+            .set_expression_attribute_values(parts.expr.values())
+            .return_values(return_values)
+            .send()
+            .await
     }
 
     /// The item under `key` as stored, expired or not (a strongly consistent read).
@@ -158,16 +181,7 @@ impl DynamoStore {
             };
         };
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key_attributes(&update.key)))
-            .update_expression(parts.update)
-            .condition_expression(parts.condition)
-            .set_expression_attribute_names(parts.expr.names())
-            .set_expression_attribute_values(parts.expr.values())
-            .return_values(ReturnValue::AllNew)
-            .send()
+            .send_update(&update.key, parts, ReturnValue::AllNew)
             .await;
         match result {
             Ok(output) => output
@@ -193,18 +207,9 @@ impl DynamoStore {
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.unix_seconds();
             // The common case in one call: ADD to a live (or missing) item.
-            let parts = AddParts::of(&add, now)?;
+            let parts = UpdateParts::of_add(&add, now)?;
             let result = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(key_attributes(&add.key)))
-                .update_expression(parts.update)
-                .condition_expression(parts.condition)
-                .set_expression_attribute_names(parts.expr.names())
-                .set_expression_attribute_values(parts.expr.values())
-                .return_values(ReturnValue::UpdatedNew)
-                .send()
+                .send_update(&add.key, parts, ReturnValue::UpdatedNew)
                 .await;
             match result {
                 Ok(output) => {
@@ -526,7 +531,7 @@ impl DynamoStore {
                 TransactWriteItem::builder().put(put).build()
             }
             Write::Add(add) => {
-                let parts = AddParts::of(add, now)?;
+                let parts = UpdateParts::of_add(add, now)?;
                 let update = DynamoUpdate::builder()
                     .table_name(&self.table)
                     .set_key(Some(key_attributes(&add.key)))
