@@ -52,7 +52,7 @@ fn template_routes() -> Vec<TemplateRoute> {
     let mut routes = Vec::new();
     let mut resource = String::new();
     for line in text.lines() {
-        // Resources are the two-space-indented keys (`  SitesFunction:`).
+        // Resources are the two-space-indented keys (`  ManagementFunction:`).
         if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':'))
             && !name.starts_with(' ')
             && !name.contains(' ')
@@ -157,7 +157,7 @@ fn concrete(path: &str) -> String {
 /// The owning function's router as deployed (`app()`), by template resource name.
 fn function_app(function: &str, platform: &Arc<shared::Platform>) -> Router {
     match function {
-        "SitesFunction" => sites::app(platform.clone()),
+        "ManagementFunction" => management::app(platform.clone()),
         "TrainFunction" => train::app(platform.clone()),
         "ChatFunction" => chat::app(platform.clone()).expect("chat app"),
         "UsageFunction" => usage::app(platform.clone()),

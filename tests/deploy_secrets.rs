@@ -15,7 +15,7 @@ use shared::config::{Config, Mode};
 use shared::ids::RandomIds;
 use shared::secrets::{self, SecretsError, SecretsManager};
 
-/// The admin key the `sites-create-tenant.json` fixture carries.
+/// The admin key the `management-create-tenant.json` fixture carries.
 const ADMIN_KEY: &str = "events-fixture-admin-key-0001";
 
 async fn create_secret(client: &aws_sdk_secretsmanager::Client, value: &str) -> String {
@@ -46,7 +46,7 @@ async fn the_admin_key_comes_from_secrets_manager_and_nothing_else_does() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    secrets::resolve(&mut vars, sites::SECRETS, &source)
+    secrets::resolve(&mut vars, management::SECRETS, &source)
         .await
         .unwrap();
     assert_eq!(vars["KOTOBA_ADMIN_KEY"], ADMIN_KEY);
@@ -54,12 +54,12 @@ async fn the_admin_key_comes_from_secrets_manager_and_nothing_else_does() {
     assert_eq!(config.models.api_key, None);
     let platform = Platform::embedded(config, Arc::new(SystemClock), Arc::new(RandomIds)).unwrap();
     let event = std::fs::read_to_string(format!(
-        "{}/../events/sites-create-tenant.json",
+        "{}/../events/management-create-tenant.json",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
     let request: LambdaRequest = serde_json::from_str(&event).unwrap();
-    let response = lambda_http::Adapter::from(sites::app(platform))
+    let response = lambda_http::Adapter::from(management::app(platform))
         .call(LambdaEvent::new(request, Context::default()))
         .await
         .unwrap();
@@ -74,7 +74,7 @@ async fn the_admin_key_comes_from_secrets_manager_and_nothing_else_does() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let e = secrets::resolve(&mut vars, sites::SECRETS, &source)
+    let e = secrets::resolve(&mut vars, management::SECRETS, &source)
         .await
         .unwrap_err();
     assert!(

@@ -121,7 +121,7 @@ fn functions(template: &Value) -> BTreeMap<String, String> {
 /// What each binary's code reads.
 fn reads(binary: &str) -> BTreeSet<String> {
     let list: &[&str] = match binary {
-        "sites" => sites::SECRETS,
+        "management" => management::SECRETS,
         "usage" => usage::SECRETS,
         "chat" => chat::SECRETS,
         "train" => train::SECRETS,
@@ -194,7 +194,7 @@ fn every_secret_reaches_exactly_the_lambda_functions_whose_code_reads_it() {
     }
     assert_eq!(
         readers["KOTOBA_ADMIN_KEY"],
-        BTreeSet::from(["SitesFunction".to_string(), "UsageFunction".to_string()])
+        BTreeSet::from(["ManagementFunction".to_string(), "UsageFunction".to_string()])
     );
     assert_eq!(
         readers["OPENAI_API_KEY"],

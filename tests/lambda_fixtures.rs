@@ -155,16 +155,16 @@ async fn hotel_site() -> TestSite {
 async fn every_fixture_runs_through_its_lambda_entry_point() {
     let dir = tempfile::tempdir().unwrap();
     let platform = platform(dir.path());
-    let sites = sites::app(platform.clone());
+    let management = management::app(platform.clone());
     let train = train::app(platform.clone());
     let chat = chat::app(platform.clone()).unwrap();
     let usage = usage::app(platform.clone());
     let embed = embed_script::app(platform.clone());
     let worker = train_worker::Worker::new(platform.clone()).unwrap();
 
-    // Admin: a tenant; then the fixtures' fixed key for it (what `cargo run -p sites --example
+    // Admin: a tenant; then the fixtures' fixed key for it (what `cargo run -p management --example
     // fixture-tenant` does for `cargo lambda invoke`).
-    let created = invoke(&sites, &fixture("sites-create-tenant.json")).await;
+    let created = invoke(&management, &fixture("management-create-tenant.json")).await;
     assert_eq!(created.status, 201, "{}", created.body);
     let tenant = created.json()["tenant_id"].as_str().unwrap().to_string();
     api_keys::register(
@@ -177,25 +177,25 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
     .await
     .unwrap();
     let r = invoke(
-        &sites,
-        &fixture("sites-admin-subscription.json").replace(TENANT, &tenant),
+        &management,
+        &fixture("management-admin-subscription.json").replace(TENANT, &tenant),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["subscription_status"], "active", "{}", r.body);
-    let r = invoke(&sites, &fixture("sites-no-key.json")).await;
+    let r = invoke(&management, &fixture("management-no-key.json")).await;
     assert_eq!(r.status, 401);
 
     // Keys.
-    let r = invoke(&sites, &fixture("sites-keys-create.json")).await;
+    let r = invoke(&management, &fixture("management-keys-create.json")).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let new_key_id = r.json()["key_id"].as_str().unwrap().to_string();
-    let r = invoke(&sites, &fixture("sites-keys-list.json")).await;
+    let r = invoke(&management, &fixture("management-keys-list.json")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["keys"].as_array().unwrap().len(), 3, "{}", r.body);
     let r = invoke(
-        &sites,
-        &fixture("sites-key-delete.json").replace(KEY_ID, &new_key_id),
+        &management,
+        &fixture("management-key-delete.json").replace(KEY_ID, &new_key_id),
     )
     .await;
     assert!(
@@ -206,19 +206,19 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
     );
 
     // Sites and prompts.
-    let r = invoke(&sites, &fixture("sites-create-site.json")).await;
+    let r = invoke(&management, &fixture("management-create-site.json")).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let site_id = r.json()["site_id"].as_str().unwrap().to_string();
     let with_site = |name: &str| fixture(name).replace(SITE, &site_id);
-    let r = invoke(&sites, &with_site("sites-patch-site.json")).await;
+    let r = invoke(&management, &with_site("management-patch-site.json")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["prompt"]["version"], 2);
-    let r = invoke(&sites, &with_site("sites-invalid-widget.json")).await;
+    let r = invoke(&management, &with_site("management-invalid-widget.json")).await;
     assert_eq!(r.status, 400);
-    let r = invoke(&sites, &with_site("sites-get-site.json")).await;
+    let r = invoke(&management, &with_site("management-get-site.json")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["site_id"], site_id.as_str());
-    let r = invoke(&sites, &with_site("sites-prompt-versions.json")).await;
+    let r = invoke(&management, &with_site("management-prompt-versions.json")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         r.json()["versions"].as_array().unwrap().len(),
@@ -226,47 +226,47 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
         "{}",
         r.body
     );
-    let r = invoke(&sites, &with_site("sites-prompt-rollback.json")).await;
+    let r = invoke(&management, &with_site("management-prompt-rollback.json")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         r.json()["prompt"]["version"],
         3,
         "a rollback is a new version"
     );
-    let r = invoke(&sites, &fixture("sites-list-sites.json")).await;
+    let r = invoke(&management, &fixture("management-list-sites.json")).await;
     assert_eq!(r.json()["sites"].as_array().unwrap().len(), 1);
 
     // Phone numbers (the operator provisions a number to the pool, the tenant takes it), the
     // receptionist, calls.
-    let r = invoke(&sites, &fixture("sites-admin-phone-numbers-create.json")).await;
+    let r = invoke(&management, &fixture("management-admin-phone-numbers-create.json")).await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let r = invoke(&sites, &fixture("sites-phone-numbers-create.json")).await;
+    let r = invoke(&management, &fixture("management-phone-numbers-create.json")).await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.json()["number"], "+81312345678");
-    let r = invoke(&sites, &fixture("sites-phone-numbers-list.json")).await;
+    let r = invoke(&management, &fixture("management-phone-numbers-list.json")).await;
     assert_eq!(r.json()["phone_numbers"].as_array().unwrap().len(), 1);
-    let r = invoke(&sites, &fixture("sites-phone-number-delete.json")).await;
+    let r = invoke(&management, &fixture("management-phone-number-delete.json")).await;
     assert!(
         r.status == 200 || r.status == 204,
         "{} {}",
         r.status,
         r.body
     );
-    let r = invoke(&sites, &fixture("sites-phone-numbers-list.json")).await;
+    let r = invoke(&management, &fixture("management-phone-numbers-list.json")).await;
     assert!(r.json()["phone_numbers"].as_array().unwrap().is_empty());
-    let r = invoke(&sites, &fixture("sites-voice-get.json")).await;
+    let r = invoke(&management, &fixture("management-voice-get.json")).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = invoke(&sites, &fixture("sites-voice-patch.json")).await;
+    let r = invoke(&management, &fixture("management-voice-patch.json")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["voice"], "coral", "{}", r.body);
-    let r = invoke(&sites, &fixture("sites-voice-versions.json")).await;
+    let r = invoke(&management, &fixture("management-voice-versions.json")).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = invoke(&sites, &fixture("sites-voice-rollback.json")).await;
+    let r = invoke(&management, &fixture("management-voice-rollback.json")).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = invoke(&sites, &fixture("sites-calls-list.json")).await;
+    let r = invoke(&management, &fixture("management-calls-list.json")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.json()["calls"].as_array().unwrap().is_empty());
-    let r = invoke(&sites, &fixture("sites-call-get.json")).await;
+    let r = invoke(&management, &fixture("management-call-get.json")).await;
     assert_eq!(r.status, 404, "{}", r.body);
     assert_eq!(r.json()["error"]["code"], "not_found");
 

@@ -76,7 +76,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
              `{\"error\": {\"code\", \"message\", \"field\"?, \"request_id\"?}}`.",
         ))
         .build();
-    doc.merge(sites::ApiDoc::openapi());
+    doc.merge(management::ApiDoc::openapi());
     doc.merge(train::ApiDoc::openapi());
     doc.merge(chat::ApiDoc::openapi());
     doc.merge(usage::ApiDoc::openapi());

@@ -147,7 +147,7 @@ fn app(platform: &Arc<Platform>, demo: &Demo) -> anyhow::Result<Router> {
             "/healthz",
             get(|| async { axum::Json(json!({ "status": "ok" })) }),
         )
-        .merge(sites::routes(platform.clone()))
+        .merge(management::routes(platform.clone()))
         .merge(usage::routes(platform.clone()))
         .merge(train::routes(platform.clone()))
         .merge(chat::routes(platform.clone()).context("building the chat function")?)

@@ -39,7 +39,7 @@ fn platform(dir: &std::path::Path) -> Arc<Platform> {
 async fn invoke(platform: &Arc<Platform>, event: &str) -> (u16, Value) {
     let request: LambdaRequest =
         serde_json::from_str(event).expect("fixture is an API Gateway event");
-    let mut adapter = lambda_http::Adapter::from(sites::app(platform.clone()));
+    let mut adapter = lambda_http::Adapter::from(management::app(platform.clone()));
     let response = adapter
         .call(LambdaEvent::new(request, Context::default()))
         .await
@@ -58,7 +58,7 @@ async fn sites_events_run_through_the_lambda_entry_point() {
     let dir = tempfile::tempdir().unwrap();
     let platform = platform(dir.path());
 
-    let (status, created) = invoke(&platform, &fixture("sites-create-tenant.json")).await;
+    let (status, created) = invoke(&platform, &fixture("management-create-tenant.json")).await;
     assert_eq!(status, 201, "{created}");
     assert!(created["api_key"].as_str().unwrap().starts_with("kt_"));
     assert_eq!(created["tenant"]["name"], "株式会社サンプル");
@@ -76,7 +76,7 @@ async fn sites_events_run_through_the_lambda_entry_point() {
     .await
     .unwrap();
 
-    let (status, site) = invoke(&platform, &fixture("sites-create-site.json")).await;
+    let (status, site) = invoke(&platform, &fixture("management-create-site.json")).await;
     assert_eq!(status, 201, "{site}");
     assert_eq!(
         site["allowed_domains"],
@@ -84,7 +84,7 @@ async fn sites_events_run_through_the_lambda_entry_point() {
     );
     let site_id = site["site_id"].as_str().unwrap();
 
-    let patch = fixture("sites-patch-site.json").replace(SITE_PLACEHOLDER, site_id);
+    let patch = fixture("management-patch-site.json").replace(SITE_PLACEHOLDER, site_id);
     let (status, patched) = invoke(&platform, &patch).await;
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["widget"]["theme"], "dark");
@@ -99,7 +99,7 @@ async fn sites_events_run_through_the_lambda_entry_point() {
     );
     assert_eq!(patched["is_embed_enabled"], true);
 
-    let invalid = fixture("sites-invalid-widget.json").replace(SITE_PLACEHOLDER, site_id);
+    let invalid = fixture("management-invalid-widget.json").replace(SITE_PLACEHOLDER, site_id);
     let (status, error) = invoke(&platform, &invalid).await;
     assert_eq!(status, 400, "{error}");
     assert_eq!(error["error"]["field"], "widget.color_primary");
@@ -108,11 +108,11 @@ async fn sites_events_run_through_the_lambda_entry_point() {
         "the API Gateway request id is used"
     );
 
-    let (status, listed) = invoke(&platform, &fixture("sites-list-sites.json")).await;
+    let (status, listed) = invoke(&platform, &fixture("management-list-sites.json")).await;
     assert_eq!(status, 200);
     assert_eq!(listed["sites"].as_array().unwrap().len(), 1);
 
-    let (status, error) = invoke(&platform, &fixture("sites-no-key.json")).await;
+    let (status, error) = invoke(&platform, &fixture("management-no-key.json")).await;
     assert_eq!(status, 401);
     assert_eq!(error["error"]["code"], "unauthorized");
 }

@@ -5,7 +5,7 @@
 //!
 //! ```sh
 //! export KOTOBA_DATA_DIR=$PWD/.kotoba-events KOTOBA_ADMIN_KEY=events-fixture-admin-key-0001
-//! cargo run -p sites --example fixture-tenant
+//! cargo run -p management --example fixture-tenant
 //! ```
 //!
 //! Only for a local store: it refuses to run when `KOTOBA_TABLE` points at DynamoDB, and a second run

@@ -1,7 +1,7 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    let (config, sdk) = shared::secrets::deployed_config(sites::SECRETS).await?;
+    let (config, sdk) = shared::secrets::deployed_config(management::SECRETS).await?;
     shared::telemetry::init(config.log_json);
     let platform = shared::Platform::from_config_with(config, sdk).await?;
-    lambda_http::run(sites::app(platform)).await
+    lambda_http::run(management::app(platform)).await
 }
