@@ -6,7 +6,7 @@
 //! and hands it to [`Config`] as if it were the variable. Each function names the secrets its code reads
 //! (its `SECRETS` constant); a secret outside that list is refused at start-up and dropped from the
 //! configuration, so a template that hands a function more than it needs fails loudly, and a test over
-//! template.yaml (tests/deploy_template.rs) keeps the two in step.
+//! template.yaml (tests/integration/deploy_template.rs) keeps the two in step.
 
 use std::collections::HashMap;
 

@@ -120,6 +120,7 @@ impl TestApp {
         extra: &[(&str, &str)],
         dir: tempfile::TempDir,
     ) -> (Prepared, local_runner::Runner) {
+        crate::telemetry::init();
         let admin_key = format!("test-admin-{}", uuid::Uuid::new_v4().simple());
         let mut vars: HashMap<String, String> = [
             ("KOTOBA_LISTEN", "127.0.0.1:0".to_string()),

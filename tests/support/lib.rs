@@ -3,10 +3,12 @@
 pub mod app;
 pub mod aws;
 pub mod faults;
+pub mod lambda;
 pub mod peer;
 pub mod realtime_peer;
 pub mod site;
 pub mod stripe;
+pub mod telemetry;
 pub mod twilio;
 
 pub use app::{Backend, Reply, TEST_TWILIO_AUTH_TOKEN, TestApp};

@@ -21,7 +21,6 @@ const CALLER: &str = "+819012345678";
 
 /// The runner with its bridge pointed at the peer.
 async fn voice_app(peer: &RealtimePeer, extra: &[(&str, &str)]) -> TestApp {
-    outbound_log();
     let mut vars = vec![("OPENAI_REALTIME_URL", peer.url.as_str())];
     vars.extend_from_slice(extra);
     TestApp::spawn_with(Backend::Embedded, &vars).await
@@ -706,77 +705,6 @@ async fn wait_until(mut done: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// (thread, sink, event type) of every message a bridge in this test binary sent on either socket, in
-/// the order sent, from the bridge's outbound trace. A test on a single-threaded runtime (which runs its
-/// bridge too) reads its own entries by its thread id.
-type OutboundLog = std::sync::Arc<std::sync::Mutex<Vec<(std::thread::ThreadId, String, String)>>>;
-
-/// The outbound log, recording from the first call on (every test's runner starts after it).
-fn outbound_log() -> &'static OutboundLog {
-    use tracing_subscriber::layer::SubscriberExt;
-
-    #[derive(Default)]
-    struct Fields {
-        sink: String,
-        message: String,
-    }
-    impl tracing::field::Visit for Fields {
-        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-            self.record_debug(field, &format_args!("{value}"));
-        }
-        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-            match field.name() {
-                "sink" => self.sink = format!("{value:?}"),
-                "message" => self.message = format!("{value:?}"),
-                _ => {}
-            }
-        }
-    }
-    struct Outbound(OutboundLog);
-    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Outbound {
-        fn register_callsite(
-            &self,
-            metadata: &'static tracing::Metadata<'static>,
-        ) -> tracing::subscriber::Interest {
-            if metadata.target() == call_bridge::OUTBOUND {
-                tracing::subscriber::Interest::always()
-            } else {
-                tracing::subscriber::Interest::never()
-            }
-        }
-        fn enabled(
-            &self,
-            metadata: &tracing::Metadata<'_>,
-            _: tracing_subscriber::layer::Context<'_, S>,
-        ) -> bool {
-            metadata.target() == call_bridge::OUTBOUND
-        }
-        fn on_event(
-            &self,
-            event: &tracing::Event<'_>,
-            _: tracing_subscriber::layer::Context<'_, S>,
-        ) {
-            let mut fields = Fields::default();
-            event.record(&mut fields);
-            let message: Value = serde_json::from_str(&fields.message).unwrap_or(Value::Null);
-            let kind = message["type"]
-                .as_str()
-                .or(message["event"].as_str())
-                .unwrap_or("?")
-                .to_string();
-            let thread = std::thread::current().id();
-            self.0.lock().unwrap().push((thread, fields.sink, kind));
-        }
-    }
-    static LOG: std::sync::OnceLock<OutboundLog> = std::sync::OnceLock::new();
-    LOG.get_or_init(|| {
-        let log = OutboundLog::default();
-        let subscriber = tracing_subscriber::registry().with(Outbound(log.clone()));
-        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
-        log
-    })
-}
-
 #[tokio::test]
 async fn barge_in_clears_then_truncates_at_what_the_caller_heard() {
     let this_test = std::thread::current().id();
@@ -822,7 +750,7 @@ async fn barge_in_clears_then_truncates_at_what_the_caller_heard() {
     .expect("a truncate reached the model");
     assert!(clear_at < truncate_at, "clear before truncate");
     // The order the bridge sent them in, across both sockets: the caller stops hearing first.
-    let sent: Vec<(String, String)> = outbound_log()
+    let sent: Vec<(String, String)> = kotoba_tests::telemetry::init()
         .lock()
         .unwrap()
         .iter()

@@ -5,127 +5,23 @@
 //! feedback, keys, prompts, phone numbers, the receptionist, calls and usage. A test at the end checks
 //! no fixture was left out.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use axum::Router;
-use futures::StreamExt;
-use lambda_http::request::LambdaRequest;
-use lambda_http::{Context, LambdaEvent, Service, StreamAdapter};
 use md5::{Digest, Md5};
 use serde_json::Value;
 
+use kotoba_tests::lambda::{
+    FIXTURE_KEY, JOB, KEY_ID, MESSAGE, SESSION, SITE, TENANT, fixture, invoke, invoke_streaming,
+    platform, sse_events, unused_fixtures,
+};
 use kotoba_tests::site::{Page, TestSite};
 use shared::Platform;
-use shared::clock::SystemClock;
 use shared::config::{Config, Mode};
-use shared::ids::{RandomIds, TenantId};
+use shared::ids::TenantId;
 use shared::tenants::api_keys::{self, ApiKey};
 
-const FIXTURE_KEY: &str = "kt_EventFixtureKeyForLocalInvokesOnly_00000000";
-const FIXTURE_ADMIN_KEY: &str = "events-fixture-admin-key-0001";
-const SITE: &str = "site_00000000000000000000000000";
-const TENANT: &str = "ten_00000000000000000000000000";
-const JOB: &str = "job_00000000000000000000000001";
-const KEY_ID: &str = "key_00000000000000000000000000";
-const SESSION: &str = "sess_00000000000000000000000000";
-const MESSAGE: &str = "msg_00000000000000000000000000";
 const STREAM_URL: &str = "https://d111111abcdef8.cloudfront.net";
-
-/// Fixtures used, to prove at the end that none was left out.
-static USED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
-
-fn fixture(name: &str) -> String {
-    USED.lock().unwrap().insert(name.to_string());
-    let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
-}
-
-struct Reply {
-    status: u16,
-    headers: Value,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-
-    fn header(&self, name: &str) -> &str {
-        self.headers[name].as_str().unwrap_or_default()
-    }
-}
-
-/// Invokes an app with an event exactly as the Lambda runtime would (`lambda_http::run`).
-async fn invoke(app: &Router, event: &str) -> Reply {
-    let request: LambdaRequest = serde_json::from_str(event).expect("an API Gateway v2 event");
-    let mut adapter = lambda_http::Adapter::from(app.clone());
-    let response = adapter
-        .call(LambdaEvent::new(request, Context::default()))
-        .await
-        .expect("handler ran");
-    let response = serde_json::to_value(&response).expect("response serialises");
-    Reply {
-        status: response["statusCode"].as_u64().expect("statusCode") as u16,
-        headers: response["headers"].clone(),
-        body: response["body"].as_str().unwrap_or_default().to_string(),
-    }
-}
-
-/// Invokes an app as `lambda_http::run_with_streaming_response` does (behind a RESPONSE_STREAM URL).
-async fn invoke_streaming(app: &Router, event: &str) -> Reply {
-    let request: LambdaRequest = serde_json::from_str(event).expect("a function URL event");
-    let mut adapter = StreamAdapter::from(app.clone());
-    let response = adapter
-        .call(LambdaEvent::new(request, Context::default()))
-        .await
-        .expect("handler ran");
-    let prelude = serde_json::to_value(&response.metadata_prelude).unwrap();
-    let mut body = Vec::new();
-    let mut stream = response.stream;
-    while let Some(chunk) = stream.next().await {
-        body.extend_from_slice(&chunk.expect("stream chunk"));
-    }
-    Reply {
-        status: prelude["statusCode"].as_u64().expect("statusCode") as u16,
-        headers: prelude["headers"].clone(),
-        body: String::from_utf8(body).unwrap(),
-    }
-}
-
-/// The SSE events of a body: (event name, data as JSON).
-fn sse_events(body: &str) -> Vec<(String, Value)> {
-    body.split("\n\n")
-        .filter_map(|block| {
-            let mut name = None;
-            let mut data = None;
-            for line in block.lines() {
-                if let Some(n) = line.strip_prefix("event:") {
-                    name = Some(n.trim().to_string());
-                } else if let Some(d) = line.strip_prefix("data:") {
-                    data = serde_json::from_str(d.trim()).ok();
-                }
-            }
-            Some((name?, data?))
-        })
-        .collect()
-}
-
-fn platform(dir: &std::path::Path) -> Arc<Platform> {
-    let vars = [
-        ("KOTOBA_DATA_DIR", dir.to_str().unwrap()),
-        ("KOTOBA_ADMIN_KEY", FIXTURE_ADMIN_KEY),
-        ("KOTOBA_FETCH_ALLOW_LOOPBACK", "true"),
-        ("KOTOBA_CHAT_STREAM_URL", STREAM_URL),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let config = Config::from_vars(&vars, Mode::Deployed).unwrap();
-    Platform::embedded(config, Arc::new(SystemClock), Arc::new(RandomIds)).unwrap()
-}
 
 async fn hotel_site() -> TestSite {
     let site = TestSite::start().await;
@@ -154,7 +50,13 @@ async fn hotel_site() -> TestSite {
 #[tokio::test]
 async fn every_fixture_runs_through_its_lambda_entry_point() {
     let dir = tempfile::tempdir().unwrap();
-    let platform = platform(dir.path());
+    let platform = platform(
+        dir.path(),
+        &[
+            ("KOTOBA_FETCH_ALLOW_LOOPBACK", "true"),
+            ("KOTOBA_CHAT_STREAM_URL", STREAM_URL),
+        ],
+    );
     let management = management::app(platform.clone());
     let train = train::app(platform.clone());
     let chat = chat::app(platform.clone()).unwrap();
@@ -166,6 +68,8 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
     // fixture-tenant` does for `cargo lambda invoke`).
     let created = invoke(&management, &fixture("management-create-tenant.json")).await;
     assert_eq!(created.status, 201, "{}", created.body);
+    assert!(created.json()["api_key"].as_str().unwrap().starts_with("kt_"));
+    assert_eq!(created.json()["tenant"]["name"], "株式会社サンプル");
     let tenant = created.json()["tenant_id"].as_str().unwrap().to_string();
     api_keys::register(
         platform.store.as_ref(),
@@ -185,6 +89,7 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
     assert_eq!(r.json()["subscription_status"], "active", "{}", r.body);
     let r = invoke(&management, &fixture("management-no-key.json")).await;
     assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"]["code"], "unauthorized");
 
     // Keys.
     let r = invoke(&management, &fixture("management-keys-create.json")).await;
@@ -208,13 +113,34 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
     // Sites and prompts.
     let r = invoke(&management, &fixture("management-create-site.json")).await;
     assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        r.json()["allowed_domains"],
+        serde_json::json!(["shop.example.co.jp", "*.example.com"]),
+        "domains are normalised"
+    );
     let site_id = r.json()["site_id"].as_str().unwrap().to_string();
     let with_site = |name: &str| fixture(name).replace(SITE, &site_id);
     let r = invoke(&management, &with_site("management-patch-site.json")).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.json()["prompt"]["version"], 2);
+    let patched = r.json();
+    assert_eq!(patched["prompt"]["version"], 2);
+    assert_eq!(
+        patched["prompt"]["system_prompt"],
+        "丁寧な日本語で答えてください。"
+    );
+    assert_eq!(patched["widget"]["theme"], "dark");
+    assert_eq!(
+        patched["widget"]["position"], "bottom-right",
+        "unpatched widget fields are kept"
+    );
+    assert_eq!(patched["is_embed_enabled"], true);
     let r = invoke(&management, &with_site("management-invalid-widget.json")).await;
     assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["field"], "widget.color_primary");
+    assert_eq!(
+        r.json()["error"]["request_id"], "evt-invalid-widget",
+        "the API Gateway request id is used"
+    );
     let r = invoke(&management, &with_site("management-get-site.json")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["site_id"], site_id.as_str());
@@ -447,13 +373,6 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
     );
 
     // Every fixture in events/ was used above.
-    let all: BTreeSet<String> =
-        std::fs::read_dir(format!("{}/../events", env!("CARGO_MANIFEST_DIR")))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".json"))
-            .collect();
-    let used = USED.lock().unwrap().clone();
-    let unused: Vec<&String> = all.difference(&used).collect();
+    let unused = unused_fixtures();
     assert!(unused.is_empty(), "fixtures no test feeds: {unused:?}");
 }
