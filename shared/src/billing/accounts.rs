@@ -137,12 +137,12 @@ pub async fn apply_subscription(
             }),
             None => None,
         };
-        let past_due_since = (status == SubscriptionStatus::PastDue).then(|| {
-            match (&current.subscription_status, &current.past_due_since) {
-                (SubscriptionStatus::PastDue, Some(since)) => since.clone(),
-                _ => unix_rfc3339(change.event_created),
-            }
-        });
+        let past_due_since = (status == SubscriptionStatus::PastDue)
+            .then(|| match (current.subscription_status, current.past_due_since) {
+                (SubscriptionStatus::PastDue, Some(since)) => Some(since),
+                _ => unix_time(change.event_created),
+            })
+            .flatten();
         let mut update = Update::new(tenant_key(tenant))
             .set("subscription_status", status.as_str())
             .set("stripe_subscription_id", snapshot.id.as_str())
@@ -155,12 +155,12 @@ pub async fn apply_subscription(
         update = set_or_remove(
             update,
             "current_period_end",
-            snapshot.current_period_end.map(unix_rfc3339),
+            snapshot.current_period_end.and_then(unix_time),
         );
         update = set_or_remove(
             update,
             "trial_ends_at",
-            snapshot.trial_end.map(unix_rfc3339),
+            snapshot.trial_end.and_then(unix_time),
         );
         let writes = vec![
             watermark_write(tenant, mark, change.event_created)?,
@@ -217,9 +217,9 @@ pub async fn apply_invoice(
             // payment that fails keeps the subscription `incomplete`.
             _ => return Ok(Applied::Ignored),
         };
-        let past_due_since = match (status, &current.past_due_since) {
-            (PastDue, Some(since)) if current.subscription_status == PastDue => Some(since.clone()),
-            (PastDue, _) => Some(unix_rfc3339(event_created)),
+        let past_due_since = match (status, current.past_due_since) {
+            (PastDue, Some(since)) if current.subscription_status == PastDue => Some(since),
+            (PastDue, _) => unix_time(event_created),
             _ => None,
         };
         let update = Update::new(tenant_key(tenant))
@@ -280,18 +280,18 @@ fn watermark_write(
     })
 }
 
-fn set_or_remove(update: Update, name: &str, value: Option<String>) -> Update {
+/// Sets a time attribute (stored as RFC 3339), or removes it.
+fn set_or_remove(update: Update, name: &str, value: Option<OffsetDateTime>) -> Update {
     match value {
-        Some(v) => update.set(name, v),
+        Some(v) => update.set(name, rfc3339(v)),
         None => update.remove(name),
     }
 }
 
-/// Unix seconds from Stripe as RFC 3339; a value outside the calendar stays as its number.
-pub fn unix_rfc3339(unix: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .map(rfc3339)
-        .unwrap_or_else(|_| unix.to_string())
+/// Unix seconds from Stripe as a time; a value outside the calendar (which a signed event can carry,
+/// though Stripe never sends one) is no date at all.
+pub fn unix_time(unix: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp(unix).ok()
 }
 
 /// What `GET /api/billing` shows.
@@ -299,33 +299,30 @@ pub fn unix_rfc3339(unix: i64) -> String {
 pub struct BillingView {
     pub plan: tenants::Plan,
     pub subscription_status: SubscriptionStatus,
-    pub current_period_end: Option<String>,
-    pub trial_ends_at: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub current_period_end: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub trial_ends_at: Option<OffsetDateTime>,
     pub cancel_at_period_end: bool,
     pub stripe_customer_id: Option<String>,
     pub stripe_subscription_id: Option<String>,
     /// Until when a `past_due` subscription keeps service.
-    pub grace_period_ends_at: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub grace_period_ends_at: Option<OffsetDateTime>,
 }
 
 impl BillingView {
     pub fn of(tenant: &Tenant, grace: std::time::Duration) -> Self {
         let grace_period_ends_at = tenant
             .past_due_since
-            .as_deref()
             .filter(|_| tenant.subscription_status == SubscriptionStatus::PastDue)
-            .and_then(|s| {
-                OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
-            })
-            // A grace period ending past the calendar (a date Stripe cannot really send, but a signed
-            // event can carry) shows no end rather than overflowing.
-            .and_then(|since| since.checked_add(time::Duration::try_from(grace).ok()?))
-            .map(rfc3339);
+            // A grace period ending past the calendar shows no end rather than overflowing.
+            .and_then(|since| since.checked_add(time::Duration::try_from(grace).ok()?));
         Self {
             plan: tenant.plan,
             subscription_status: tenant.subscription_status,
-            current_period_end: tenant.current_period_end.clone(),
-            trial_ends_at: tenant.trial_ends_at.clone(),
+            current_period_end: tenant.current_period_end,
+            trial_ends_at: tenant.trial_ends_at,
             cancel_at_period_end: tenant.cancel_at_period_end,
             stripe_customer_id: tenant.stripe_customer_id.clone(),
             stripe_subscription_id: tenant.stripe_subscription_id.clone(),
@@ -414,14 +411,14 @@ mod tests {
             (t.subscription_status, t.plan),
             (SubscriptionStatus::PastDue, Plan::Pro)
         );
-        assert_eq!(t.past_due_since.as_deref(), Some("1970-01-01T00:01:40Z"));
+        assert_eq!(t.past_due_since, Some(time::macros::datetime!(1970-01-01 00:01:40 UTC)));
         // Still past due later: the grace period keeps counting from the first report.
         assert_eq!(
             apply(change("past_due", "price_p", 200)).await,
             Applied::Changed
         );
         let t = tenants::get_tenant(store.as_ref(), id).await.unwrap();
-        assert_eq!(t.past_due_since.as_deref(), Some("1970-01-01T00:01:40Z"));
+        assert_eq!(t.past_due_since, Some(time::macros::datetime!(1970-01-01 00:01:40 UTC)));
         // An unknown price keeps the plan; an unknown status is ignored.
         assert_eq!(
             apply(change("active", "price_unknown", 300)).await,

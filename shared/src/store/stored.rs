@@ -8,6 +8,8 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use super::Item;
 
@@ -32,6 +34,27 @@ pub fn lenient_option<'de, D: Deserializer<'de>, T: FromStored>(
     d: D,
 ) -> Result<Option<T>, D::Error> {
     Option::<String>::deserialize(d).map(|raw| raw.map(T::from_stored))
+}
+
+/// An RFC 3339 time of a stored record (`#[serde(deserialize_with = "…")]`). Text that does not
+/// parse (written by hand, or by an older rule) reads as the Unix epoch, logged: a time long past, which
+/// every caller treats as "due", never as a 500.
+pub fn lenient_time<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+    let raw = String::deserialize(d)?;
+    Ok(parse_time(&raw).unwrap_or(OffsetDateTime::UNIX_EPOCH))
+}
+
+/// [`lenient_time`] for an optional field: text that does not parse reads as absent, logged.
+pub fn lenient_time_option<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<OffsetDateTime>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.and_then(|raw| parse_time(&raw)))
+}
+
+fn parse_time(raw: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(raw, &Rfc3339)
+        .inspect_err(|e| tracing::warn!(stored = raw, error = %e, "a stored time that does not parse"))
+        .ok()
 }
 
 /// The records of a listing's items. A row that no longer reads as a record is logged and left out:

@@ -228,17 +228,30 @@ pub struct Tenant {
     pub stripe_customer_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stripe_subscription_id: Option<String>,
-    /// RFC 3339.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current_period_end: Option<String>,
-    /// RFC 3339.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trial_ends_at: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "time::serde::rfc3339::option::serialize",
+        deserialize_with = "crate::store::stored::lenient_time_option"
+    )]
+    pub current_period_end: Option<time::OffsetDateTime>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "time::serde::rfc3339::option::serialize",
+        deserialize_with = "crate::store::stored::lenient_time_option"
+    )]
+    pub trial_ends_at: Option<time::OffsetDateTime>,
     #[serde(default)]
     pub cancel_at_period_end: bool,
-    /// When the subscription went `past_due` (RFC 3339): the grace period counts from here.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub past_due_since: Option<String>,
+    /// When the subscription went `past_due`: the grace period counts from here.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "time::serde::rfc3339::option::serialize",
+        deserialize_with = "crate::store::stored::lenient_time_option"
+    )]
+    pub past_due_since: Option<time::OffsetDateTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub billing_email: Option<String>,
     #[serde(default)]
@@ -272,10 +285,7 @@ impl Tenant {
         match self.subscription_status {
             Active | Trialing | Incomplete => Ok(()),
             PastDue => {
-                let since = self.past_due_since.as_deref().and_then(|s| {
-                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                        .ok()
-                });
+                let since = self.past_due_since;
                 // A grace period that would end past the calendar has not ended.
                 let in_grace = |since: time::OffsetDateTime| {
                     time::Duration::try_from(grace)
@@ -446,7 +456,10 @@ mod standing_tests {
             current_period_end: None,
             trial_ends_at: None,
             cancel_at_period_end: false,
-            past_due_since: past_due_since.map(str::to_string),
+            past_due_since: past_due_since.map(|s| {
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                    .unwrap()
+            }),
             billing_email: None,
             language: Language::Ja,
             timezone: "Asia/Tokyo".into(),

@@ -9,7 +9,6 @@ use sha2::{Digest, Sha256};
 
 use time::OffsetDateTime;
 
-use crate::clock::rfc3339;
 use crate::ids::{JobId, SiteId};
 use crate::index::IndexedChunk;
 use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError, keys};
@@ -40,7 +39,11 @@ pub struct DocumentRecord {
     pub last_modified: Option<String>,
     /// Increments every time the content changes.
     pub version: u32,
-    pub valid_until: String,
+    #[serde(
+        serialize_with = "time::serde::rfc3339::serialize",
+        deserialize_with = "crate::store::stored::lenient_time"
+    )]
+    pub valid_until: OffsetDateTime,
     pub chunk_count: u32,
     /// Link distance from the start URL when last crawled (known pages are re-queued at it).
     #[serde(default)]
@@ -56,7 +59,11 @@ pub struct DocumentRecord {
     pub seen_job: Option<JobId>,
     pub changed_job: Option<JobId>,
     pub removed_job: Option<JobId>,
-    pub updated_at: String,
+    #[serde(
+        serialize_with = "time::serde::rfc3339::serialize",
+        deserialize_with = "crate::store::stored::lenient_time"
+    )]
+    pub updated_at: OffsetDateTime,
 }
 
 /// A stable, store-safe key for a canonical URL.
@@ -73,7 +80,7 @@ pub fn doc_item(site: &SiteId, doc: &DocumentRecord) -> Result<Item, StoreError>
     let item = Item::from_record(doc_key(site, &doc.canonical_url), doc)?;
     Ok(match doc.status {
         DocumentStatus::Active => {
-            let day = doc.valid_until.get(..10).unwrap_or(&doc.valid_until);
+            let day = doc.valid_until.date();
             let (pk, sk) = keys::document_due(day, site, doc_id(&doc.canonical_url));
             item.with_index(Index::ByDue, pk, sk)
         }
@@ -120,8 +127,8 @@ impl DocumentRecord {
     /// The record as `job` found it unchanged: seen now, valid for another [`VALIDITY_DAYS`].
     pub fn seen_by(mut self, job: &JobId, now: OffsetDateTime) -> Self {
         self.seen_job = Some(job.clone());
-        self.valid_until = rfc3339(now + time::Duration::days(VALIDITY_DAYS));
-        self.updated_at = rfc3339(now);
+        self.valid_until = now + time::Duration::days(VALIDITY_DAYS);
+        self.updated_at = now;
         self
     }
 
@@ -133,7 +140,7 @@ impl DocumentRecord {
         self.status = DocumentStatus::Removed;
         self.removed_job = Some(job.clone());
         self.seen_job = Some(job.clone());
-        self.updated_at = rfc3339(now);
+        self.updated_at = now;
         Some(self)
     }
 }
@@ -205,7 +212,7 @@ mod tests {
             etag: None,
             last_modified: None,
             version: 1,
-            valid_until: "2026-05-01T00:00:00Z".into(),
+            valid_until: time::macros::datetime!(2026-05-01 00:00 UTC),
             chunk_count: 2,
             depth: 1,
             links: Vec::new(),
@@ -215,7 +222,7 @@ mod tests {
             seen_job: None,
             changed_job: None,
             removed_job: None,
-            updated_at: "2026-04-01T00:00:00Z".into(),
+            updated_at: time::macros::datetime!(2026-04-01 00:00 UTC),
         }
     }
 
@@ -225,8 +232,8 @@ mod tests {
         let now = time::macros::datetime!(2026-05-01 09:00 UTC);
         let seen = record("https://example.jp/").seen_by(&job, now);
         assert_eq!(seen.seen_job.as_ref(), Some(&job));
-        assert_eq!(seen.valid_until, "2026-05-31T09:00:00Z");
-        assert_eq!(seen.updated_at, "2026-05-01T09:00:00Z");
+        assert_eq!(seen.valid_until, time::macros::datetime!(2026-05-31 09:00 UTC));
+        assert_eq!(seen.updated_at, now);
         let removed = seen.clone().removed_by(&job, now).unwrap();
         assert_eq!(removed.status, DocumentStatus::Removed);
         assert_eq!(removed.removed_job.as_ref(), Some(&job));

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 use time::Duration as TimeDuration;
+use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 mod finish;
@@ -641,8 +642,8 @@ impl Trainer {
         Ok(())
     }
 
-    fn valid_until(&self) -> String {
-        rfc3339(self.platform.clock.now() + TimeDuration::days(documents::VALIDITY_DAYS))
+    fn valid_until(&self) -> OffsetDateTime {
+        self.platform.clock.now() + TimeDuration::days(documents::VALIDITY_DAYS)
     }
 
     /// Records that this job saw a document unchanged.
@@ -770,7 +771,7 @@ impl Trainer {
             .put(&blob_key, bytes, "application/octet-stream")
             .await?;
 
-        let now = rfc3339(self.platform.clock.now());
+        let now = self.platform.clock.now();
         let doc = DocumentRecord {
             url: page.requested_url.to_string(),
             canonical_url: canonical.clone(),
