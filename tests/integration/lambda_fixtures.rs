@@ -68,7 +68,12 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
     // fixture-tenant` does for `cargo lambda invoke`).
     let created = invoke(&management, &fixture("management-create-tenant.json")).await;
     assert_eq!(created.status, 201, "{}", created.body);
-    assert!(created.json()["api_key"].as_str().unwrap().starts_with("kt_"));
+    assert!(
+        created.json()["api_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("kt_")
+    );
     assert_eq!(created.json()["tenant"]["name"], "株式会社サンプル");
     let tenant = created.json()["tenant_id"].as_str().unwrap().to_string();
     api_keys::register(
@@ -77,6 +82,7 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
         platform.clock.as_ref(),
         &TenantId::parse(&tenant).unwrap(),
         &ApiKey::parse(FIXTURE_KEY).unwrap(),
+        api_keys::NewKey::default(),
     )
     .await
     .unwrap();
@@ -138,7 +144,8 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"]["field"], "widget.color_primary");
     assert_eq!(
-        r.json()["error"]["request_id"], "evt-invalid-widget",
+        r.json()["error"]["request_id"],
+        "evt-invalid-widget",
         "the API Gateway request id is used"
     );
     let r = invoke(&management, &with_site("management-get-site.json")).await;
@@ -164,9 +171,17 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
 
     // Phone numbers (the operator provisions a number to the pool, the tenant takes it), the
     // receptionist, calls.
-    let r = invoke(&management, &fixture("management-admin-phone-numbers-create.json")).await;
+    let r = invoke(
+        &management,
+        &fixture("management-admin-phone-numbers-create.json"),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let r = invoke(&management, &fixture("management-phone-numbers-create.json")).await;
+    let r = invoke(
+        &management,
+        &fixture("management-phone-numbers-create.json"),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.json()["number"], "+81312345678");
     let r = invoke(&management, &fixture("management-phone-numbers-list.json")).await;

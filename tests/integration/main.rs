@@ -7,6 +7,7 @@ mod api_chat;
 mod api_contract;
 mod api_embed_script;
 mod api_hardening;
+mod api_roles;
 mod api_sites;
 mod api_train;
 mod blobs_conformance;

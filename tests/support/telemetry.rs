@@ -34,9 +34,7 @@ pub fn init() -> &'static OutboundLog {
         // (every other trace event, when TEST_LOG is off) is never dispatched at all.
         let outbound = Outbound(log.clone())
             .with_filter(filter_fn(|meta| meta.target() == call_bridge::OUTBOUND));
-        let subscriber = tracing_subscriber::registry()
-            .with(outbound)
-            .with(readable);
+        let subscriber = tracing_subscriber::registry().with(outbound).with(readable);
         tracing::subscriber::set_global_default(subscriber)
             .expect("the test binary's only global subscriber");
         log

@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(existing) = api_keys::authenticate(platform.store.as_ref(), &key).await? {
         println!(
             "the fixture key already belongs to tenant {} in {}",
-            existing,
+            existing.tenant_id,
             data_dir.display()
         );
         return Ok(());
@@ -52,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
         platform.clock.as_ref(),
         &tenant.tenant_id,
         &key,
+        api_keys::NewKey::default(),
     )
     .await?;
     println!(

@@ -27,6 +27,7 @@ use shared::http::{AdminAuth, ApiError, ApiJson, TenantAuth};
 use shared::ids::{KeyId, SiteId, TenantId};
 use shared::sites::prompt::PromptVersion;
 use shared::sites::{self, NewSite, Site, SitePatch};
+use shared::tenants::roles::Role;
 use shared::tenants::{self, Plan, PlanLimits, SubscriptionStatus, Tenant, TenantName, api_keys};
 
 type AppState = Arc<Platform>;
@@ -147,6 +148,10 @@ async fn create_tenant(
         p.ids.as_ref(),
         p.clock.as_ref(),
         &tenant.tenant_id,
+        api_keys::NewKey {
+            role: Role::Owner,
+            name: Some("first key".into()),
+        },
     )
     .await?;
     tracing::info!(tenant_id = %tenant.tenant_id, plan = tenant.plan.as_str(), "tenant created");
@@ -199,12 +204,55 @@ async fn set_subscription(
     ))
 }
 
+/// `POST /api/keys`: what the new key may do (default `owner`) and an optional name.
+#[derive(Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct KeyRequest {
+    #[serde(default)]
+    role: Role,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// The longest key name, in characters.
+const MAX_KEY_NAME: usize = 80;
+
+impl KeyRequest {
+    fn parse(body: &[u8]) -> Result<api_keys::NewKey, ApiError> {
+        let request: KeyRequest = if body.iter().all(u8::is_ascii_whitespace) {
+            KeyRequest::default()
+        } else {
+            shared::http::parse_json(body)?
+        };
+        let name = match request.name.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(name)
+                if name.chars().count() > MAX_KEY_NAME || name.chars().any(char::is_control) =>
+            {
+                return Err(ApiError::invalid(
+                    "name",
+                    format!(
+                        "a key name is at most {MAX_KEY_NAME} characters, without control characters"
+                    ),
+                ));
+            }
+            Some(name) => Some(name.to_string()),
+        };
+        Ok(api_keys::NewKey {
+            role: request.role,
+            name,
+        })
+    }
+}
+
 /// A key just issued: the secret appears here once and never again.
 #[derive(Serialize, ToSchema)]
 struct IssuedKey {
     key_id: KeyId,
     api_key: String,
     hint: String,
+    role: Role,
+    name: Option<String>,
     created_at: String,
 }
 
@@ -213,6 +261,8 @@ struct IssuedKey {
 struct KeySummary {
     key_id: KeyId,
     hint: String,
+    role: Role,
+    name: Option<String>,
     created_at: String,
 }
 
@@ -226,6 +276,7 @@ struct KeyList {
     path = "/api/keys",
     tag = "keys",
     security(("tenant_key" = [])),
+    request_body(content = Option<KeyRequest>, description = "Optional: the key's role (default `owner`) and name"),
     responses((status = 201, description = "The new key (the secret is shown only now)", body = IssuedKey, links(
         ("revoke" = (operation_id = "revoke_key", parameters(("key_id" = "$response.body#/key_id"))))
     )))
@@ -233,15 +284,25 @@ struct KeyList {
 async fn issue_key(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
+    body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let issued =
-        api_keys::issue(p.store.as_ref(), p.ids.as_ref(), p.clock.as_ref(), &tenant).await?;
+    let new = KeyRequest::parse(&body)?;
+    let issued = api_keys::issue(
+        p.store.as_ref(),
+        p.ids.as_ref(),
+        p.clock.as_ref(),
+        &tenant,
+        new,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(IssuedKey {
             key_id: issued.record.key_id,
             api_key: issued.key.expose().to_string(),
             hint: issued.record.hint,
+            role: issued.record.role,
+            name: issued.record.name,
             created_at: rfc3339(issued.record.created_at),
         }),
     ))
@@ -264,6 +325,8 @@ async fn list_keys(
         .map(|k| KeySummary {
             key_id: k.key_id,
             hint: k.hint,
+            role: k.role,
+            name: k.name,
             created_at: rfc3339(k.created_at),
         })
         .collect();

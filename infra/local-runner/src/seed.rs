@@ -59,7 +59,14 @@ async fn load_or_create(platform: &Arc<Platform>) -> anyhow::Result<Demo> {
     let name = TenantName::parse("Kotoba Demo").map_err(anyhow::Error::msg)?;
     let tenant = tenants::create_tenant(store, ids, clock, name, Plan::Pro).await?;
     tenants::set_subscription_status(store, &tenant.tenant_id, SubscriptionStatus::Active).await?;
-    let key = api_keys::issue(store, ids, clock, &tenant.tenant_id).await?;
+    let key = api_keys::issue(
+        store,
+        ids,
+        clock,
+        &tenant.tenant_id,
+        api_keys::NewKey::default(),
+    )
+    .await?;
     let site = sites::create_site(
         store,
         ids,

@@ -138,10 +138,12 @@ pub async fn apply_subscription(
             None => None,
         };
         let past_due_since = (status == SubscriptionStatus::PastDue)
-            .then(|| match (current.subscription_status, current.past_due_since) {
-                (SubscriptionStatus::PastDue, Some(since)) => Some(since),
-                _ => unix_time(change.event_created),
-            })
+            .then(
+                || match (current.subscription_status, current.past_due_since) {
+                    (SubscriptionStatus::PastDue, Some(since)) => Some(since),
+                    _ => unix_time(change.event_created),
+                },
+            )
             .flatten();
         let mut update = Update::new(tenant_key(tenant))
             .set("subscription_status", status.as_str())
@@ -411,14 +413,20 @@ mod tests {
             (t.subscription_status, t.plan),
             (SubscriptionStatus::PastDue, Plan::Pro)
         );
-        assert_eq!(t.past_due_since, Some(time::macros::datetime!(1970-01-01 00:01:40 UTC)));
+        assert_eq!(
+            t.past_due_since,
+            Some(time::macros::datetime!(1970-01-01 00:01:40 UTC))
+        );
         // Still past due later: the grace period keeps counting from the first report.
         assert_eq!(
             apply(change("past_due", "price_p", 200)).await,
             Applied::Changed
         );
         let t = tenants::get_tenant(store.as_ref(), id).await.unwrap();
-        assert_eq!(t.past_due_since, Some(time::macros::datetime!(1970-01-01 00:01:40 UTC)));
+        assert_eq!(
+            t.past_due_since,
+            Some(time::macros::datetime!(1970-01-01 00:01:40 UTC))
+        );
         // An unknown price keeps the plan; an unknown status is ignored.
         assert_eq!(
             apply(change("active", "price_unknown", 300)).await,

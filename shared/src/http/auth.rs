@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::{FromRef, FromRequestParts, MatchedPath};
 use axum::http::header;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
@@ -12,6 +12,7 @@ use super::ApiError;
 use crate::ids::TenantId;
 use crate::platform::Platform;
 use crate::tenants::api_keys::{self, ApiKey};
+use crate::tenants::roles::{self, Role};
 
 /// The operator's key, kept only as a digest and compared in constant time.
 #[derive(Clone)]
@@ -52,7 +53,8 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
-/// A request authenticated by a tenant API key.
+/// A request authenticated by a tenant API key whose role covers the route (see
+/// [`roles::required`]); the caller's key and role ride along in the request's extensions.
 #[derive(Debug, Clone)]
 pub struct TenantAuth(pub TenantId);
 
@@ -68,13 +70,27 @@ where
         let key =
             ApiKey::parse(token).map_err(|_| ApiError::Unauthorized("invalid API key".into()))?;
         let platform = Arc::<Platform>::from_ref(state);
-        match api_keys::authenticate(platform.store.as_ref(), &key).await? {
-            Some(tenant) => {
-                tracing::Span::current().record("tenant_id", tracing::field::display(&tenant));
-                Ok(TenantAuth(tenant))
-            }
-            None => Err(ApiError::Unauthorized("invalid API key".into())),
+        let Some(caller) = api_keys::authenticate(platform.store.as_ref(), &key).await? else {
+            return Err(ApiError::Unauthorized("invalid API key".into()));
+        };
+        tracing::Span::current().record("tenant_id", tracing::field::display(&caller.tenant_id));
+        // The route's template (`/api/sites/{site_id}`), as the router matched it. Without one (a
+        // handler called outside a router) only an owner passes.
+        let required = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map_or(Role::Owner, |route| {
+                roles::required(&parts.method, route.as_str())
+            });
+        if !caller.role.allows(required) {
+            return Err(ApiError::ForbiddenRole {
+                role: caller.role.as_str(),
+                required: required.as_str(),
+            });
         }
+        let tenant = caller.tenant_id.clone();
+        parts.extensions.insert(caller);
+        Ok(TenantAuth(tenant))
     }
 }
 

@@ -31,6 +31,12 @@ pub enum ApiError {
     /// 403: known caller, not allowed (origin, plan, model).
     #[error("{0}")]
     Forbidden(String),
+    /// 403: the key's role does not cover the route (a viewer writing, a manager at billing).
+    #[error("this {role} key cannot do this: it needs the {required} role")]
+    ForbiddenRole {
+        role: &'static str,
+        required: &'static str,
+    },
     #[error("{0}")]
     NotFound(String),
     /// 402: quota or credits exhausted; says which plan and what to upgrade to.
@@ -88,7 +94,7 @@ impl ApiError {
         match self {
             Self::InvalidInput { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::ForbiddenRole { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::PaymentRequired { .. } | Self::SubscriptionInactive { .. } => {
                 StatusCode::PAYMENT_REQUIRED
@@ -108,6 +114,7 @@ impl ApiError {
             Self::InvalidInput { .. } => "invalid_input",
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
+            Self::ForbiddenRole { .. } => "forbidden_role",
             Self::NotFound(_) => "not_found",
             Self::PaymentRequired { .. } => "quota_exceeded",
             Self::SubscriptionInactive { .. } => "subscription_inactive",
@@ -130,6 +137,10 @@ impl ApiError {
                 field: Some(field), ..
             } => {
                 obj.insert("field".into(), field.clone().into());
+            }
+            Self::ForbiddenRole { role, required } => {
+                obj.insert("role".into(), (*role).into());
+                obj.insert("required_role".into(), (*required).into());
             }
             Self::PaymentRequired {
                 plan, upgrade_hint, ..

@@ -169,7 +169,11 @@ pub fn document(site: impl Display, doc_id: impl Display) -> Key {
 }
 
 /// A document's place in the by-due index: the day it falls due.
-pub fn document_due(day: impl Display, site: impl Display, doc_id: impl Display) -> (String, String) {
+pub fn document_due(
+    day: impl Display,
+    site: impl Display,
+    doc_id: impl Display,
+) -> (String, String) {
     (
         format!("DUE#{day}"),
         format!("{}{site}#{doc_id}", prefix::DOC),

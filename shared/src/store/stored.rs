@@ -53,7 +53,9 @@ pub fn lenient_time_option<'de, D: Deserializer<'de>>(
 
 fn parse_time(raw: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(raw, &Rfc3339)
-        .inspect_err(|e| tracing::warn!(stored = raw, error = %e, "a stored time that does not parse"))
+        .inspect_err(
+            |e| tracing::warn!(stored = raw, error = %e, "a stored time that does not parse"),
+        )
         .ok()
 }
 

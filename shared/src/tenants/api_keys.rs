@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use crate::clock::Clock;
 use crate::ids::{IdGenerator, KeyId, TenantId};
 use crate::store::{Condition, Item, ItemStore, Key, Query, StoreError, Write, keys};
+use crate::tenants::roles::Role;
 
 /// What every key starts with, so a leaked key is recognisable (secret scanners, logs).
 pub const KEY_PREFIX: &str = "kt_";
@@ -74,6 +75,27 @@ pub struct KeyRecord {
     pub key_hash: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Keys stored before roles existed read as owners: they could do everything then.
+    #[serde(default)]
+    pub role: Role,
+    /// What the tenant calls it ("front desk tablet").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Who a presented key speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub tenant_id: TenantId,
+    pub key_id: KeyId,
+    pub role: Role,
+}
+
+/// What a new key may do and what it is called.
+#[derive(Debug, Clone, Default)]
+pub struct NewKey {
+    pub role: Role,
+    pub name: Option<String>,
 }
 
 /// A key just issued: the record plus the secret, which is never retrievable again.
@@ -105,9 +127,10 @@ pub async fn issue(
     ids: &dyn IdGenerator,
     clock: &dyn Clock,
     tenant: &TenantId,
+    new: NewKey,
 ) -> Result<IssuedKey, KeyError> {
     let key = ApiKey::generate(ids);
-    let record = register(store, ids, clock, tenant, &key).await?;
+    let record = register(store, ids, clock, tenant, &key, new).await?;
     Ok(IssuedKey { record, key })
 }
 
@@ -118,6 +141,7 @@ pub async fn register(
     clock: &dyn Clock,
     tenant: &TenantId,
     key: &ApiKey,
+    new: NewKey,
 ) -> Result<KeyRecord, KeyError> {
     let record = KeyRecord {
         key_id: KeyId::generate(ids),
@@ -125,6 +149,8 @@ pub async fn register(
         hint: key.hint(),
         key_hash: key.hash(),
         created_at: clock.now(),
+        role: new.role,
+        name: new.name,
     };
     let lookup = Item::from_record(lookup_key(&record.key_hash), &record)?;
     let listing = Item::from_record(record_key(tenant, &record.key_id), &record)?;
@@ -137,16 +163,21 @@ pub async fn register(
     Ok(record)
 }
 
-/// The tenant a presented key belongs to, or `None` for an unknown or revoked key. One store read.
+/// The tenant and role a presented key speaks for, or `None` for an unknown or revoked key. One store
+/// read.
 pub async fn authenticate(
     store: &dyn ItemStore,
     key: &ApiKey,
-) -> Result<Option<TenantId>, StoreError> {
+) -> Result<Option<Caller>, StoreError> {
     let Some(item) = store.get(&lookup_key(&key.hash())).await? else {
         return Ok(None);
     };
     let record: KeyRecord = item.to_record()?;
-    Ok(Some(record.tenant_id))
+    Ok(Some(Caller {
+        tenant_id: record.tenant_id,
+        key_id: record.key_id,
+        role: record.role,
+    }))
 }
 
 /// The tenant's keys, oldest first.
@@ -196,6 +227,16 @@ pub async fn revoke(
 mod tests {
     use super::*;
     use crate::ids::RandomIds;
+
+    #[test]
+    fn keys_stored_before_roles_read_as_owners() {
+        let stored = serde_json::json!({
+            "key_id": "key_1", "tenant_id": "ten_1", "hint": "kt_abcdef…",
+            "key_hash": "00", "created_at": "2026-05-01T09:00:00Z"
+        });
+        let record: KeyRecord = serde_json::from_value(stored).unwrap();
+        assert_eq!((record.role, record.name), (Role::Owner, None));
+    }
 
     #[test]
     fn a_stored_key_record_reads_typed_and_writes_back_unchanged() {

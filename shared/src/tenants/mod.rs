@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod profile;
+pub mod roles;
 
 use serde::{Deserialize, Serialize};
 

@@ -232,7 +232,10 @@ mod tests {
         let now = time::macros::datetime!(2026-05-01 09:00 UTC);
         let seen = record("https://example.jp/").seen_by(&job, now);
         assert_eq!(seen.seen_job.as_ref(), Some(&job));
-        assert_eq!(seen.valid_until, time::macros::datetime!(2026-05-31 09:00 UTC));
+        assert_eq!(
+            seen.valid_until,
+            time::macros::datetime!(2026-05-31 09:00 UTC)
+        );
         assert_eq!(seen.updated_at, now);
         let removed = seen.clone().removed_by(&job, now).unwrap();
         assert_eq!(removed.status, DocumentStatus::Removed);
