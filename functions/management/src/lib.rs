@@ -8,6 +8,7 @@
 /// these at start-up, and tests/deploy_template.rs checks the templates grant exactly these.
 pub const SECRETS: &[&str] = &["KOTOBA_ADMIN_KEY"];
 
+mod console;
 mod voice;
 
 use std::sync::Arc;
@@ -50,6 +51,7 @@ pub fn routes(platform: Arc<Platform>) -> Router {
             post(rollback_prompt),
         )
         .merge(voice::routes())
+        .merge(console::routes())
         .with_state(platform)
 }
 
@@ -86,6 +88,9 @@ pub fn app(platform: Arc<Platform>) -> Router {
         voice::rollback_settings,
         voice::list_calls,
         voice::read_call,
+        console::sign_in,
+        console::read_session,
+        console::sign_out,
     ),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes)

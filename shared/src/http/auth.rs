@@ -3,16 +3,17 @@
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts, MatchedPath};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{Method, header};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::ApiError;
 use crate::ids::TenantId;
 use crate::platform::Platform;
-use crate::tenants::api_keys::{self, ApiKey};
+use crate::tenants::api_keys::{self, ApiKey, Caller};
 use crate::tenants::roles::{self, Role};
+use crate::tenants::sessions::{self, SessionToken};
 
 /// The operator's key, kept only as a digest and compared in constant time.
 #[derive(Clone)]
@@ -66,12 +67,13 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let token = bearer(parts)?;
-        let key =
-            ApiKey::parse(token).map_err(|_| ApiError::Unauthorized("invalid API key".into()))?;
         let platform = Arc::<Platform>::from_ref(state);
-        let Some(caller) = api_keys::authenticate(platform.store.as_ref(), &key).await? else {
-            return Err(ApiError::Unauthorized("invalid API key".into()));
+        let caller = match session_cookie(parts) {
+            // A key, when one is presented, wins: API clients never depend on cookies.
+            Some(token) if !parts.headers.contains_key(header::AUTHORIZATION) => {
+                session_caller(parts, &platform, &token).await?
+            }
+            _ => key_caller(parts, &platform).await?,
         };
         tracing::Span::current().record("tenant_id", tracing::field::display(&caller.tenant_id));
         // The route's template (`/api/sites/{site_id}`), as the router matched it. Without one (a
@@ -92,6 +94,56 @@ where
         parts.extensions.insert(caller);
         Ok(TenantAuth(tenant))
     }
+}
+
+/// The caller a bearer API key speaks for.
+async fn key_caller(parts: &Parts, platform: &Platform) -> Result<Caller, ApiError> {
+    let token = bearer(parts)?;
+    let key = ApiKey::parse(token).map_err(|_| ApiError::Unauthorized("invalid API key".into()))?;
+    api_keys::authenticate(platform.store.as_ref(), &key)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("invalid API key".into()))
+}
+
+/// The console session token in the request's cookies, if any.
+fn session_cookie(parts: &Parts) -> Option<SessionToken> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(sessions::token_in_cookies)
+}
+
+/// The caller a console session speaks for. A request that changes something must also carry the
+/// session's CSRF token: a page on another site can make the browser send the cookie (SameSite aside)
+/// but cannot read the token.
+async fn session_caller(
+    parts: &mut Parts,
+    platform: &Platform,
+    token: &SessionToken,
+) -> Result<Caller, ApiError> {
+    let session = sessions::find(platform.store.as_ref(), platform.clock.as_ref(), token)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Unauthorized("the console session has ended; sign in again".into())
+        })?;
+    let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe {
+        let presented = parts
+            .headers
+            .get(sessions::CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !session.csrf_matches(presented) {
+            return Err(ApiError::Forbidden(
+                "a change made with the console session needs its X-CSRF-Token header".into(),
+            ));
+        }
+    }
+    let caller = session.caller.clone();
+    parts.extensions.insert(session);
+    Ok(caller)
 }
 
 /// A request authenticated by the operator's admin key.

@@ -11,6 +11,8 @@ pub const TENANT_KEY: &str = "tenant_key";
 pub const ADMIN_KEY: &str = "admin_key";
 /// Stripe's webhook signature (`Stripe-Signature: t=…,v1=…`, an HMAC of the raw body).
 pub const STRIPE_SIGNATURE: &str = "stripe_signature";
+/// The console's session cookie (`kotoba_session`), from `POST /api/console/session`.
+pub const CONSOLE_SESSION: &str = "console_session";
 
 /// The body of every error response: `{"error": {"code", "message", …}}`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -45,6 +47,10 @@ pub struct ErrorObject {
     pub stripe_code: Option<String>,
     /// Why the card issuer declined (`stripe_error`, for card errors).
     pub decline_code: Option<String>,
+    /// The key's role (`forbidden_role`).
+    pub role: Option<String>,
+    /// The role the route needs (`forbidden_role`).
+    pub required_role: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -53,6 +59,7 @@ pub enum ErrorCode {
     InvalidInput,
     Unauthorized,
     Forbidden,
+    ForbiddenRole,
     NotFound,
     QuotaExceeded,
     SubscriptionInactive,
@@ -86,6 +93,14 @@ impl Modify for SecuritySchemes {
         components.add_security_scheme(
             ADMIN_KEY,
             bearer("The operator's admin key (KOTOBA_ADMIN_KEY): `Authorization: Bearer <key>`."),
+        );
+        components.add_security_scheme(
+            CONSOLE_SESSION,
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "kotoba_session",
+                "The console's session (POST /api/console/session); changes also need the \
+                 session's `X-CSRF-Token` header. Tenant routes accept it in place of a key.",
+            ))),
         );
         components.add_security_scheme(
             STRIPE_SIGNATURE,

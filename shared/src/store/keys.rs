@@ -16,6 +16,7 @@
 //! | receptionist version | `TENANT#{}` | `VOICEVER#{n}` | |
 //! | billing watermark | `TENANT#{}` | `BILLING_STATE` | |
 //! | API key lookup | `APIKEY#{}` | `APIKEY` | |
+//! | console session | `CONSOLE#{}` | `SESSION` | |
 //! | site | `SITE#{}` | `SITE` | by_tenant `TENANT#{}` / `SITE#{}` |
 //! | prompt version | `SITE#{}` | `PROMPT#{n}` | |
 //! | training lock | `SITE#{}` | `TRAINING` | |
@@ -114,6 +115,11 @@ pub fn api_key_record(tenant: impl Display, key_id: impl Display) -> Key {
 /// Where a presented API key's hash leads.
 pub fn api_key_lookup(hash: impl Display) -> Key {
     Key::new(format!("APIKEY#{hash}"), "APIKEY")
+}
+
+/// Where a presented console session token's hash leads.
+pub fn console_session(hash: impl Display) -> Key {
+    Key::new(format!("CONSOLE#{hash}"), "SESSION")
 }
 
 /// The tenant's current receptionist settings.
@@ -322,6 +328,7 @@ pub const LAYOUT: &[Shape] = &[
     table("receptionist version", "TENANT#{}", "VOICEVER#{n}"),
     table("billing state", "TENANT#{}", "BILLING_STATE"),
     table("api key lookup", "APIKEY#{}", "APIKEY"),
+    table("console session", "CONSOLE#{}", "SESSION"),
     table("site", "SITE#{}", "SITE"),
     table("prompt version", "SITE#{}", "PROMPT#{n}"),
     table("training lock", "SITE#{}", "TRAINING"),
@@ -512,6 +519,7 @@ mod tests {
             ("receptionist version", receptionist_version(t, 12)),
             ("billing state", billing_state(t)),
             ("api key lookup", api_key_lookup("ab12")),
+            ("console session", console_session("cd34")),
             ("site", site(s)),
             ("prompt version", prompt_version(s, 2)),
             ("training lock", training_lock(s)),

@@ -242,7 +242,8 @@ mod tests {
     fn a_stored_key_record_reads_typed_and_writes_back_unchanged() {
         let row = serde_json::json!({
             "key_id": "key_1", "tenant_id": "ten_1", "hint": "kt_live_…abcd",
-            "key_hash": "00ff", "created_at": "2026-05-01T09:00:00.123456789Z"
+            "key_hash": "00ff", "created_at": "2026-05-01T09:00:00.123456789Z",
+            "role": "manager", "name": "front desk"
         });
         let record: KeyRecord = serde_json::from_value(row.clone()).unwrap();
         assert_eq!(

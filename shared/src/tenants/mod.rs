@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod profile;
 pub mod roles;
+pub mod sessions;
 
 use serde::{Deserialize, Serialize};
 

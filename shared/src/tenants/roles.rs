@@ -6,6 +6,8 @@
 //! | `manager` | sites, training, prompts, chat, voice and numbers, webhooks; reads but billing and keys |
 //! | `viewer`  | reads only, but not billing, keys or the audit log                          |
 //!
+//! Every role may sign out of its console session.
+//!
 //! The rule is one function of the method and the route template ([`required`]), applied by the
 //! `TenantAuth` extractor to every tenant route, so a new route is covered the day it is mounted.
 //! Keys stored before roles existed read as owners (they could do everything then).
@@ -67,6 +69,10 @@ pub fn required(method: &Method, route: &str) -> Role {
                 .strip_prefix(*prefix)
                 .is_some_and(|rest| rest.starts_with('/'))
     };
+    // Every role may read its own console session and sign out.
+    if under(&"/api/console") {
+        return Role::Viewer;
+    }
     if OWNER_ONLY.iter().any(under) {
         return Role::Owner;
     }
@@ -112,6 +118,7 @@ mod tests {
             (Method::GET, "/api/audit", Owner),
             (Method::POST, "/api/webhooks", Manager),
             (Method::POST, "/api/ai/execute", Manager),
+            (Method::DELETE, "/api/console/session", Viewer),
             // A prefix is a path segment, not a string prefix.
             (Method::POST, "/api/tenants-like", Manager),
             (Method::GET, "/api/keystone", Viewer),
