@@ -65,7 +65,9 @@ async fn start_peer() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            // The peers and the relay set TCP_NODELAY too, so the run measures the bridge, not Nagle.
+            shared::http::sockets::set_nodelay(&mut stream);
             tokio::spawn(async move {
                 let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
                     return;
@@ -130,13 +132,17 @@ async fn start_relay(upstream: String) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            // The peers and the relay set TCP_NODELAY too, so the run measures the bridge, not Nagle.
+            shared::http::sockets::set_nodelay(&mut stream);
             let upstream = upstream.clone();
             tokio::spawn(async move {
                 let Ok(mut down) = tokio_tungstenite::accept_async(stream).await else {
                     return;
                 };
-                let Ok((mut up, _)) = tokio_tungstenite::connect_async(upstream).await else {
+                let Ok((mut up, _)) =
+                    tokio_tungstenite::connect_async_with_config(upstream, None, true).await
+                else {
                     return;
                 };
                 loop {
@@ -168,7 +174,7 @@ async fn start_relay(upstream: String) -> String {
 
 /// One simulated Twilio stream: a stamped frame every 20 ms, marks echoed, for `seconds`, then `stop`.
 async fn simulate(url: String, call_sid: String, parameters: Value, seconds: u64) {
-    let (ws, _) = tokio_tungstenite::connect_async(url)
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
         .await
         .expect("connects");
     let (mut tx, mut rx) = ws.split();

@@ -13,9 +13,21 @@
 //!   chunk produced) per request; "platform" is the request's total minus that.
 //!
 //! Ten warm-up requests of each kind are not counted. Only loopback addresses are used.
+//!
+//! Then the platform's time per stage (`shared::chat::timings`: auth, admit, reserve, retrieve, prompt,
+//! first model byte, stream, settle, flushed), from the `chat timings` tracing event every answer
+//! records, so a regression shows where it is. `first_byte` and `stream` include the peer's own time.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use shared::chat::timings::{Stage, TIMINGS_TARGET};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use kotoba_tests::peer::{ChatMode, ModelPeer};
 use kotoba_tests::site::{TestSite, standard_site};
@@ -31,6 +43,27 @@ const QUESTIONS: [&str; 5] = [
     "駅からのアクセスを教えてください",
 ];
 
+/// The `chat timings` events, each as its `<stage>_ms` fields.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<HashMap<&'static str, f64>>>>);
+
+struct Fields(HashMap<&'static str, f64>);
+
+impl Visit for Fields {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name(), value);
+    }
+    fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+}
+
+impl<S: tracing::Subscriber> Layer<S> for Captured {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let mut fields = Fields(HashMap::new());
+        event.record(&mut fields);
+        self.0.lock().unwrap().push(fields.0);
+    }
+}
+
 fn quantile(samples: &[Duration], q: f64) -> f64 {
     let mut s = samples.to_vec();
     s.sort_unstable();
@@ -44,6 +77,20 @@ async fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(300);
+    let captured = Captured::default();
+    tracing_subscriber::registry()
+        .with(
+            captured
+                .clone()
+                .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+                    m.target() == TIMINGS_TARGET
+                })),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_filter(tracing_subscriber::filter::LevelFilter::WARN),
+        )
+        .init();
     let peer = ModelPeer::start(ChatMode::Reply {
         reply: "We are open from 9am to 5pm on weekends.".into(),
         delay: Duration::ZERO,
@@ -86,6 +133,7 @@ async fn main() {
     }
 
     // Chat, one request at a time.
+    captured.0.lock().unwrap().clear();
     let mut total = Vec::with_capacity(requests);
     let mut model = Vec::with_capacity(requests);
     let mut platform = Vec::with_capacity(requests);
@@ -130,6 +178,47 @@ async fn main() {
             "| {name} | {:.2} | {:.2} |",
             quantile(samples, 0.5),
             quantile(samples, 0.99)
+        );
+    }
+
+    // The stages of the counted requests (the first ten events are the warm-ups').
+    let events: Vec<HashMap<&'static str, f64>> = captured
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .skip(10)
+        .cloned()
+        .collect();
+    println!();
+    println!(
+        "stages of the {} counted chat requests (`chat timings` events; ms):",
+        events.len()
+    );
+    println!("| stage | p50 (ms) | p99 (ms) | mean (ms) |");
+    println!("|---|---|---|---|");
+    let names: Vec<String> = Stage::ALL
+        .iter()
+        .map(|s| format!("{}_ms", s.name()))
+        .chain(["total_ms".to_string()])
+        .collect();
+    for name in &names {
+        let samples: Vec<Duration> = events
+            .iter()
+            .filter_map(|e| e.get(name.as_str()))
+            .map(|&ms| Duration::from_secs_f64(ms / 1e3))
+            .collect();
+        if samples.is_empty() {
+            println!("| {name} | – | – | – |");
+            continue;
+        }
+        let mean = samples.iter().sum::<Duration>().as_secs_f64() * 1e3 / samples.len() as f64;
+        println!(
+            "| {} | {:.3} | {:.3} | {:.3} |",
+            name.trim_end_matches("_ms"),
+            quantile(&samples, 0.5),
+            quantile(&samples, 0.99),
+            mean
         );
     }
 }

@@ -5,6 +5,9 @@
 //!   cargo run -p kotoba-tests --example retrieval_bench -- 1000 10000 100000   # ≈ 5 min unoptimised
 //!
 //! Everything runs on the main thread (no runtime, no worker threads), so each figure is one core's.
+//! Dense retrieval alone (top 50 by cosine, what hybrid search asks for) is also compared with a NumPy
+//! peer in the same run (`tests/bench/numpy_peer.py`: f32 matrix × query vector, argpartition, one BLAS
+//! thread), installed from PyPI into the repo's .venv by `infra/dev/tool numpy`; `--no-numpy` skips it.
 //! The baseline re-tokenises every chunk with `lexical::terms` for every query and computes BM25 from
 //! scratch (document frequencies and average length included), and for the hybrid case also scores
 //! every chunk by f32 cosine against the query vector, then fuses both rankings like ours does. Each
@@ -12,6 +15,7 @@
 //! has spent `--budget` seconds on one index size, and the table says how many queries it ran.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use shared::ids::SiteId;
@@ -264,15 +268,35 @@ fn fuse(chunks: &[IndexedChunk], rankings: &[Vec<(usize, f32)>]) -> Vec<usize> {
 
 struct Timing {
     samples: Vec<Duration>,
+    /// On-CPU time of this thread per query (from /proc/thread-self/schedstat; empty elsewhere):
+    /// wall time minus the time other processes had the core, which on a shared machine is noise.
+    cpu: Vec<Duration>,
     results: Vec<Vec<usize>>,
+}
+
+/// Nanoseconds this thread has spent on a CPU (Linux schedstat), if readable.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+fn quantile_ms(samples: &[Duration], q: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = samples.to_vec();
+    s.sort_unstable();
+    let rank = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    s[rank - 1].as_secs_f64() * 1e3
 }
 
 impl Timing {
     fn quantile(&self, q: f64) -> f64 {
-        let mut s = self.samples.clone();
-        s.sort_unstable();
-        let rank = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len());
-        s[rank - 1].as_secs_f64() * 1e3
+        quantile_ms(&self.samples, q)
+    }
+
+    fn cpu_quantile(&self, q: f64) -> f64 {
+        quantile_ms(&self.cpu, q)
     }
 }
 
@@ -284,17 +308,26 @@ fn measure(
 ) -> Timing {
     let started = Instant::now();
     let mut samples = Vec::new();
+    let mut cpu = Vec::new();
     let mut results = Vec::new();
     for (text, vector) in queries {
+        let on_cpu = thread_cpu_ns();
         let t = Instant::now();
         let r = f(text, vector);
         samples.push(t.elapsed());
+        if let (Some(before), Some(after)) = (on_cpu, thread_cpu_ns()) {
+            cpu.push(Duration::from_nanos(after.saturating_sub(before)));
+        }
         results.push(std::hint::black_box(r));
         if samples.len() >= 3 && started.elapsed() > budget {
             break;
         }
     }
-    Timing { samples, results }
+    Timing {
+        samples,
+        cpu,
+        results,
+    }
 }
 
 /// Share of the results where both methods found the same top result (a sanity check that the
@@ -307,13 +340,118 @@ fn agreement(a: &Timing, b: &Timing) -> f64 {
     same as f64 / n.max(1) as f64
 }
 
+/// The NumPy peer's figures for one corpus: per-query times and top rows.
+struct NumpyRun {
+    timing: Timing,
+    version: String,
+}
+
+/// Runs `tests/bench/numpy_peer.py` over the corpus's vectors and queries (one BLAS thread).
+fn numpy_peer(corpus: &Corpus, k: usize) -> Result<NumpyRun, String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tool = std::process::Command::new(root.join("infra/dev/tool"))
+        .arg("numpy")
+        .output()
+        .map_err(|e| format!("infra/dev/tool numpy: {e}"))?;
+    if !tool.status.success() {
+        return Err(format!(
+            "infra/dev/tool numpy failed: {}",
+            String::from_utf8_lossy(&tool.stderr)
+        ));
+    }
+    let python = String::from_utf8_lossy(&tool.stdout).trim().to_string();
+    let dir = std::env::temp_dir().join(format!("kotoba-numpy-peer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let prefix = dir.join("corpus");
+    let write = |ext: &str, values: &mut dyn Iterator<Item = f32>| -> Result<(), String> {
+        let file = std::fs::File::create(prefix.with_extension(ext)).map_err(|e| e.to_string())?;
+        let mut out = std::io::BufWriter::new(file);
+        for v in values {
+            out.write_all(&v.to_le_bytes()).map_err(|e| e.to_string())?;
+        }
+        out.flush().map_err(|e| e.to_string())
+    };
+    write("vectors", &mut corpus.vectors.iter().copied())?;
+    write(
+        "queries",
+        &mut corpus.queries.iter().flat_map(|(_, v)| v.iter().copied()),
+    )?;
+    let output = std::process::Command::new(python)
+        .arg(root.join("tests/bench/numpy_peer.py"))
+        .arg(&prefix)
+        .arg(DIMS.to_string())
+        .arg(k.to_string())
+        .env("OPENBLAS_NUM_THREADS", "1")
+        .env("OMP_NUM_THREADS", "1")
+        .env("MKL_NUM_THREADS", "1")
+        .output()
+        .map_err(|e| format!("running the NumPy peer: {e}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let output = output?;
+    if !output.status.success() {
+        return Err(format!(
+            "the NumPy peer failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|e| format!("the peer's output: {e}"))?;
+    let samples = v["times_ms"]
+        .as_array()
+        .ok_or("no times")?
+        .iter()
+        .map(|t| Duration::from_secs_f64(t.as_f64().unwrap_or(0.0) / 1e3))
+        .collect();
+    let results = v["top"]
+        .as_array()
+        .ok_or("no results")?
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .map(|r| {
+                    r.iter()
+                        .filter_map(|c| c.as_u64())
+                        .map(|c| c as usize)
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    Ok(NumpyRun {
+        timing: Timing {
+            samples,
+            cpu: Vec::new(),
+            results,
+        },
+        version: v["numpy"].as_str().unwrap_or("?").to_string(),
+    })
+}
+
+/// Mean share of the first `k` results two methods have in common (recall@k of `a` against `b`).
+fn overlap_at(a: &Timing, b: &Timing, k: usize) -> f64 {
+    let n = a.results.len().min(b.results.len());
+    let mut sum = 0.0;
+    for i in 0..n {
+        let theirs: Vec<usize> = b.results[i].iter().take(k).copied().collect();
+        let same = a.results[i]
+            .iter()
+            .take(k)
+            .filter(|c| theirs.contains(c))
+            .count();
+        sum += same as f64 / theirs.len().max(1) as f64;
+    }
+    sum / n.max(1) as f64
+}
+
 fn main() {
     let mut sizes = Vec::new();
     let mut queries = 200usize;
     let mut budget = Duration::from_secs(5);
+    let mut numpy = true;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--no-numpy" => numpy = false,
             "--queries" => queries = args.next().and_then(|v| v.parse().ok()).unwrap_or(200),
             "--budget" => {
                 budget =
@@ -327,9 +465,11 @@ fn main() {
         sizes = vec![1_000, 10_000];
     }
     println!(
-        "queries per method: up to {queries} (budget {:.0} s per method and size, at least 3); single thread; {DIMS}-dim vectors",
-        budget.as_secs_f64()
+        "queries per method: up to {queries} (budget {:.0} s per method and size, at least 3); single thread; {DIMS}-dim vectors; int8 dot kernel: {}",
+        budget.as_secs_f64(),
+        shared::index::vectors::dot_kernel_name()
     );
+    let mut dense_rows = Vec::new();
     let site = SiteId::parse("site_bench").unwrap();
     let mut index_rows = Vec::new();
     let mut rows = Vec::new();
@@ -385,6 +525,43 @@ fn main() {
                 .map(|h| h.chunk)
                 .collect()
         });
+        let ours_dense = measure(&corpus.queries, budget, |_, v| {
+            hyb_index
+                .dense(v, CANDIDATES)
+                .iter()
+                .map(|(c, _)| *c)
+                .collect()
+        });
+        let peer = if numpy {
+            numpy_peer(&corpus, CANDIDATES)
+        } else {
+            Err("skipped (--no-numpy)".into())
+        };
+        match &peer {
+            Ok(peer) => dense_rows.push(format!(
+                "| {n} | {:.3} | {:.3} | {:.3} | {} | {:.3} | {:.3} | {} | {:.2}× | {:.3} | NumPy {} |",
+                ours_dense.quantile(0.5),
+                ours_dense.quantile(0.99),
+                ours_dense.cpu_quantile(0.99),
+                ours_dense.samples.len(),
+                peer.timing.quantile(0.5),
+                peer.timing.quantile(0.99),
+                peer.timing.samples.len(),
+                peer.timing.quantile(0.5) / ours_dense.quantile(0.5),
+                overlap_at(&ours_dense, &peer.timing, 10),
+                peer.version,
+            )),
+            Err(e) => {
+                eprintln!("NumPy peer: {e}");
+                dense_rows.push(format!(
+                    "| {n} | {:.3} | {:.3} | {:.3} | {} | – | – | – | – | – | {e} |",
+                    ours_dense.quantile(0.5),
+                    ours_dense.quantile(0.99),
+                    ours_dense.cpu_quantile(0.99),
+                    ours_dense.samples.len(),
+                ));
+            }
+        }
         let base_hyb = measure(&corpus.queries, budget, |q, v| {
             let lexical = brute_bm25(&corpus.chunks, q);
             let dense = brute_cosine(&corpus.vectors, v);
@@ -400,9 +577,11 @@ fn main() {
             ("hybrid", &ours_hyb, &base_hyb),
         ] {
             rows.push(format!(
-                "| {n} | {kind} | {:.3} | {:.3} | {} | {:.3} | {:.3} | {} | {:.0}× |",
+                "| {n} | {kind} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.3} | {:.3} | {} | {:.0}× |",
                 ours.quantile(0.5),
                 ours.quantile(0.99),
+                ours.cpu_quantile(0.5),
+                ours.cpu_quantile(0.99),
                 ours.samples.len(),
                 base.quantile(0.5),
                 base.quantile(0.99),
@@ -421,10 +600,18 @@ fn main() {
     }
     println!();
     println!(
-        "| chunks | query | ours p50 (ms) | ours p99 (ms) | ours queries | brute force p50 (ms) | brute force p99 (ms) | brute force queries | p50 speed-up |"
+        "| chunks | query | ours p50 (ms) | ours p99 (ms) | ours on-CPU p50 (ms) | ours on-CPU p99 (ms) | ours queries | brute force p50 (ms) | brute force p99 (ms) | brute force queries | p50 speed-up |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
+        println!("{r}");
+    }
+    println!();
+    println!(
+        "| chunks | dense top {CANDIDATES}: ours p50 (ms) | ours p99 (ms) | ours on-CPU p99 (ms) | queries | NumPy p50 (ms) | NumPy p99 (ms) | queries | NumPy p50 / ours p50 | top-10 overlap with NumPy (int8 vs f32) | peer |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in dense_rows {
         println!("{r}");
     }
 }

@@ -269,6 +269,76 @@ async fn streams_answers_and_charges_the_price_table() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
 }
 
+/// The address of an `http://host:port/…` URL.
+fn socket_addr(url: &str) -> std::net::SocketAddr {
+    let url = url::Url::parse(url).unwrap();
+    url.socket_addrs(|| None).unwrap()[0]
+}
+
+/// Every socket on a chat's path has TCP_NODELAY (ISSUE: ~40 ms p99 was Nagle's algorithm waiting for
+/// a delayed ACK): the runner's and the bridge's accepted sockets, and the runner's own connections to
+/// the model. Connections stay open in the clients' keep-alive pools, so the process's descriptors
+/// show them (`shared::http::sockets::tcp_sockets`, getsockopt on each).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_socket_on_the_chat_path_has_nodelay() {
+    let t = trained(
+        Backend::Embedded,
+        "pro",
+        Some("gpt-4o-mini"),
+        ChatMode::Reply {
+            reply: "We open at eight.".into(),
+            delay: Duration::ZERO,
+        },
+    )
+    .await;
+    let r = t
+        .app
+        .post(
+            "/api/chat",
+            &t.key,
+            json!({"site_id": t.site_id, "message": "When do you open?"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let health = t
+        .app
+        .client
+        .get(format!("{}/healthz", t.app.bridge_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let (runner, bridge, model) = (
+        socket_addr(&t.app.base_url),
+        socket_addr(&t.app.bridge_url),
+        socket_addr(&t.peer.base_url),
+    );
+    let sockets = shared::http::sockets::tcp_sockets();
+    type Matcher = Box<dyn Fn(&shared::http::sockets::TcpSocketInfo) -> bool>;
+    let cases: [(&str, Matcher); 3] = [
+        (
+            "accepted by the runner",
+            Box::new(move |s| s.local == runner),
+        ),
+        (
+            "accepted by the bridge",
+            Box::new(move |s| s.local == bridge),
+        ),
+        (
+            "opened by the runner to the model",
+            Box::new(move |s| s.peer == model),
+        ),
+    ];
+    for (what, matches) in cases {
+        let found: Vec<_> = sockets.iter().filter(|s| matches(s)).collect();
+        assert!(!found.is_empty(), "no socket {what} among {sockets:?}");
+        assert!(
+            found.iter().all(|s| s.nodelay),
+            "a socket {what} without TCP_NODELAY: {found:?}"
+        );
+    }
+}
+
 async fn monthly_chats(app: &TestApp, tenant: &str) -> i64 {
     let tenant = TenantId::parse(tenant).unwrap();
     let month = usage::month_of(app.platform.clock.now());

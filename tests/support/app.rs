@@ -55,7 +55,9 @@ impl Prepared {
             demo: self.demo,
             platform: self.platform,
             worker: self.worker,
-            client: reqwest::Client::builder().build().expect("client"),
+            client: shared::http::sockets::client_builder()
+                .build()
+                .expect("client"),
             _data_dir: self.dir,
             server,
         }

@@ -118,7 +118,8 @@ impl ModelPeer {
             .expect("bind peer");
         let addr = listener.local_addr().expect("peer address");
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            // The benchmark measures Kotoba, not Nagle on the peer (shared::http::sockets).
+            let _ = axum::serve(shared::http::sockets::nodelay(listener), app).await;
         });
         ModelPeer {
             base_url: format!("http://{addr}/v1"),

@@ -159,7 +159,8 @@ impl RealtimePeer {
                 open.clone(),
             );
             tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
+                while let Ok((mut stream, _)) = listener.accept().await {
+                    shared::http::sockets::set_nodelay(&mut stream);
                     connections.fetch_add(1, Ordering::SeqCst);
                     let session = Arc::new(Mutex::new(PeerSession::default()));
                     sessions.lock().unwrap().push(session.clone());

@@ -97,7 +97,7 @@ impl TestSite {
             .expect("bind test site");
         let addr = listener.local_addr().expect("address");
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(shared::http::sockets::nodelay(listener), app).await;
         });
         TestSite {
             base_url: format!("http://{addr}"),

@@ -250,7 +250,7 @@ impl MediaStream {
             "{}/twilio-media",
             bridge_url.replacen("http://", "ws://", 1)
         );
-        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
             .await
             .expect("media socket connects");
         let stream_sid = format!("MZ{}", uuid::Uuid::new_v4().simple());

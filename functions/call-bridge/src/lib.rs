@@ -116,7 +116,7 @@ impl BridgeSettings {
             .unwrap_or_else(|| "gpt-realtime".into());
         let summarizer = match &config.models.chat_model {
             Some(model) => {
-                let http = reqwest::Client::builder()
+                let http = shared::http::sockets::client_builder()
                     .build()
                     .context("building the HTTP client")?;
                 let client =
@@ -275,7 +275,7 @@ impl BridgeServer {
         let draining = bridge.clone();
         // The peer address feeds the per-address cap on unauthenticated media sockets.
         let served = axum::serve(
-            self.listener,
+            shared::http::sockets::nodelay(self.listener),
             app(bridge.clone()).into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {

@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -30,6 +30,7 @@ use shared::Platform;
 use shared::chat::feedback::{self, VisitorFeedback};
 use shared::chat::logs::Rating;
 use shared::chat::sessions::SessionId;
+use shared::chat::timings::{self, Stage, StageClock};
 use shared::chat::{
     Answer, Caller, ChatError, ChatMessage, ChatService, Question, RequestMeta, origin_allowed,
 };
@@ -51,13 +52,19 @@ impl FromRef<AppState> for Arc<Platform> {
 
 /// The routes, without the shared edge layers.
 pub fn routes(platform: Arc<Platform>) -> anyhow::Result<Router> {
-    let http = reqwest::Client::builder().build()?;
+    let http = shared::http::sockets::client_builder().build()?;
     let service = Arc::new(ChatService::new(platform.clone(), http)?);
     Ok(Router::new()
-        .route("/api/chat", post(tenant_chat))
+        // Answers carry their stage timings (shared::chat::timings).
+        .route(
+            "/api/chat",
+            post(tenant_chat).layer(axum::middleware::from_fn(timings::layer)),
+        )
         .route(
             "/api/embed/chat",
-            post(embed_chat).options(embed_chat_preflight),
+            post(embed_chat)
+                .layer(axum::middleware::from_fn(timings::layer))
+                .options(embed_chat_preflight),
         )
         .route(
             "/api/embed/feedback",
@@ -133,8 +140,12 @@ fn wants_stream(headers: &HeaderMap) -> bool {
         })
 }
 
-fn meta(headers: &HeaderMap) -> RequestMeta {
+fn meta(headers: &HeaderMap, clock: Option<&StageClock>) -> RequestMeta {
+    // The clock the timings layer started; `auth` ends here (body parsed, caller checked).
+    let timings = clock.cloned().unwrap_or_default();
+    timings.mark(Stage::Auth);
     RequestMeta {
+        timings,
         request_id: current_request_id(),
         user_agent: headers
             .get(header::USER_AGENT)
@@ -167,6 +178,7 @@ async fn tenant_chat(
     State(state): State<AppState>,
     TenantAuth(tenant): TenantAuth,
     headers: HeaderMap,
+    clock: Option<Extension<StageClock>>,
     ApiJson(body): ApiJson<ChatBody>,
 ) -> Result<Response, ApiError> {
     let site_id = parse_site(&body.site_id)?;
@@ -181,7 +193,7 @@ async fn tenant_chat(
         state.service,
         Caller::Tenant(tenant),
         question,
-        meta(&headers),
+        meta(&headers, clock.as_ref().map(|c| &c.0)),
         wants_stream(&headers),
     )
     .await
@@ -250,7 +262,7 @@ async fn embed_chat(
                 state.service,
                 caller,
                 question,
-                meta(headers),
+                meta(headers, request.parts.extensions.get::<StageClock>()),
                 wants_stream(headers),
             )
             .await

@@ -21,7 +21,7 @@ pub struct Worker {
 impl Worker {
     pub fn new(platform: Arc<Platform>) -> anyhow::Result<Self> {
         Ok(Self {
-            trainer: Trainer::new(platform, reqwest::Client::builder().build()?)?,
+            trainer: Trainer::new(platform, shared::http::sockets::client_builder().build()?)?,
         })
     }
 

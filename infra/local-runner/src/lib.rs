@@ -230,7 +230,7 @@ impl Runner {
 
     async fn serve(self) -> anyhow::Result<()> {
         let app = self.app.into_make_service_with_connect_info::<SocketAddr>();
-        let api = axum::serve(self.listener, app)
+        let api = axum::serve(shared::http::sockets::nodelay(self.listener), app)
             .with_graceful_shutdown(self.stop.stopped())
             .into_future();
         let bridge = self.bridge.serve(self.stop.stopped());

@@ -184,7 +184,7 @@ async fn try_train_demo(
         );
     }
 
-    let http = reqwest::Client::builder()
+    let http = shared::http::sockets::client_builder()
         .no_proxy()
         .build()
         .context("building the HTTP client")?;

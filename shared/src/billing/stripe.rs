@@ -133,10 +133,9 @@ impl PaymentBehavior {
 
 impl StripeClient {
     pub fn new(base: Url, key: Option<Secret>) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::http::sockets::client_builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
             .build()
             .expect("a reqwest client with rustls builds");
         Self {

@@ -13,6 +13,7 @@ pub mod logs;
 pub mod message;
 pub mod prompt;
 pub mod sessions;
+pub mod timings;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,6 +42,7 @@ use cache::{IndexCache, TtlCache, Weighed};
 use logs::{AnswerOutcome, Channel, MessageId, PriceSnapshot, UsageLog};
 pub use message::ChatMessage;
 use sessions::SessionId;
+use timings::{Stage, StageClock};
 
 /// Longest question accepted, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 2_000;
@@ -78,6 +80,8 @@ pub struct Question {
 pub struct RequestMeta {
     pub request_id: Option<String>,
     pub user_agent: Option<String>,
+    /// The request's stage timings (BENCHMARKS.md, `timings`).
+    pub timings: timings::StageClock,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -459,6 +463,7 @@ impl ChatService {
         deltas: Option<mpsc::Sender<String>>,
     ) -> Result<Answer, ChatError> {
         let started = Instant::now();
+        let clock = meta.timings.clone();
         let message = question.message.as_str().to_string();
         let platform = &self.platform;
         let store = platform.store.as_ref();
@@ -519,6 +524,7 @@ impl ChatService {
         } else {
             0
         };
+        clock.mark(Stage::Admit);
 
         // Reserve while reading the session history.
         let history = async {
@@ -532,6 +538,7 @@ impl ChatService {
             history
         );
         let reservation = reservation?;
+        clock.mark(Stage::Reserve);
         // A session id the site does not know (another site's, expired, made up) is not adopted: the
         // conversation continues under a new id, so no one can choose or hijack a session id.
         let (session_id, history) = match (question.session_id.clone(), history) {
@@ -550,12 +557,14 @@ impl ChatService {
         let chunks: Vec<&index::IndexedChunk> =
             hits.iter().map(|h| &index.index.chunks[h.chunk]).collect();
         let sources = sources_of(&hits, &chunks);
+        clock.mark(Stage::Retrieve);
 
         // Generate.
         let generation = match (&self.chat, &policy) {
             (Some(client), Some(policy)) => {
                 let request = model_request(&site, policy, &chunks, &history, &message);
-                generate(client, &request, deltas.as_ref()).await
+                clock.mark(Stage::Prompt);
+                generate(client, &request, deltas.as_ref(), &clock).await
             }
             _ => {
                 let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
@@ -577,6 +586,7 @@ impl ChatService {
                 }
             }
         };
+        clock.mark(Stage::Stream);
 
         let model_used = policy
             .as_ref()
@@ -625,6 +635,7 @@ impl ChatService {
             .await
         };
         let (a, b, c) = tokio::join!(settle_log, settle_usage, settle_session);
+        clock.mark(Stage::Settle);
         for (what, result) in [("usage log", a), ("usage counters", b), ("session", c)] {
             if let Err(e) = result {
                 tracing::error!(error = %e, message_id = %message_id, "settling the {what} failed");
@@ -977,6 +988,7 @@ async fn generate(
     client: &ChatClient,
     request: &ModelRequest,
     deltas: Option<&mpsc::Sender<String>>,
+    clock: &StageClock,
 ) -> Generation {
     let prompt_text: String = request
         .messages
@@ -998,6 +1010,9 @@ async fn generate(
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(ChatEvent::Delta(text)) => {
+                        if out.text.is_empty() {
+                            clock.mark(Stage::FirstByte);
+                        }
                         out.text.push_str(&text);
                         if let Some(tx) = deltas
                             && tx.send(text).await.is_err()
@@ -1274,6 +1289,7 @@ mod tests {
         let meta = RequestMeta {
             request_id: Some("req-1".into()),
             user_agent: Some("test".into()),
+            ..RequestMeta::default()
         };
         let visitor = Caller::Visitor {
             origin: Some("https://example.com".into()),

@@ -137,7 +137,7 @@ impl Fetcher {
         let port_resolver = guarded.clone();
         #[cfg(test)]
         let guarded = tripwire::LoopbackOnly(guarded);
-        let client = reqwest::Client::builder()
+        let client = crate::http::sockets::client_builder()
             // Our resolver is the only way to a socket for names: no proxies (a proxy would resolve
             // for us), no automatic redirects (each hop must be re-checked here).
             .no_proxy()

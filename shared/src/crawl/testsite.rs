@@ -131,7 +131,8 @@ impl TestSite {
             .fallback(handle)
             .with_state(state.clone());
         let counted = state.clone();
-        let listener = listener.tap_io(move |_| {
+        let listener = listener.tap_io(move |stream| {
+            crate::http::sockets::set_nodelay(stream);
             counted.accepted.fetch_add(1, Ordering::SeqCst);
         });
         tokio::spawn(async move {

@@ -8,6 +8,7 @@ mod json;
 pub mod openapi;
 mod rejections;
 mod request_id;
+pub mod sockets;
 
 pub use auth::{AdminAuth, AdminKey, TenantAuth};
 pub use client::{client_ip, origin};

@@ -4,6 +4,7 @@
 //! Training writes a new version completely, then switches the site's `index_version` in one atomic
 //! store update; chat loads the version the site points at and keeps it in memory until it changes.
 
+mod layout;
 pub mod lexical;
 pub mod search;
 pub mod vectors;
@@ -23,8 +24,12 @@ pub const TITLE_WEIGHT: u32 = 2;
 pub const HEADING_WEIGHT: u32 = 2;
 pub const BODY_WEIGHT: u32 = 1;
 
-/// Bumped whenever the encoding changes; older blobs are refused (and re-training rebuilds them).
-pub const FORMAT: u32 = 1;
+/// Bumped whenever the encoding changes. 2: columns that load without per-value decoding
+/// (`layout`). Blobs of format 1 (one postcard document) still load, more slowly, until the site is
+/// trained again; any other format is refused with an error that says to re-train.
+pub const FORMAT: u32 = 2;
+/// The first format: the whole [`SiteIndex`] as one postcard document.
+const FORMAT_POSTCARD: u32 = 1;
 const MAGIC: &[u8; 4] = b"KTIX";
 
 /// What is embedded for a chunk: its page title and heading path above its text. An FAQ's answer
@@ -82,7 +87,9 @@ pub struct SiteIndex {
 pub enum IndexError {
     #[error("not an index blob (bad magic)")]
     NotAnIndex,
-    #[error("index format {0} is not supported (expected {FORMAT}); re-train the site")]
+    #[error(
+        "index format {0} is not supported (this version reads {FORMAT_POSTCARD} and {FORMAT}); re-train the site"
+    )]
     Format(u32),
     #[error("index blob is corrupt: {0}")]
     Corrupt(String),
@@ -101,10 +108,20 @@ pub fn blob_prefix(site: &SiteId) -> String {
 }
 
 impl SiteIndex {
+    /// The blob, in the current [`FORMAT`].
     pub fn encode(&self) -> Result<Vec<u8>, IndexError> {
         let mut out = Vec::with_capacity(64 + self.chunks.len() * 512);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT.to_le_bytes());
+        layout::encode(self, &mut out)?;
+        Ok(out)
+    }
+
+    /// A blob of format 1 (kept for the tests of the upgrade path).
+    pub fn encode_format_1(&self) -> Result<Vec<u8>, IndexError> {
+        let mut out = Vec::with_capacity(64 + self.chunks.len() * 512);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_POSTCARD.to_le_bytes());
         let body =
             postcard::to_stdvec(self).map_err(|e| IndexError::Corrupt(format!("encoding: {e}")))?;
         out.extend_from_slice(&body);
@@ -116,13 +133,23 @@ impl SiteIndex {
             return Err(IndexError::NotAnIndex);
         }
         let format = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-        if format != FORMAT {
-            return Err(IndexError::Format(format));
-        }
-        let index: SiteIndex =
-            postcard::from_bytes(&bytes[8..]).map_err(|e| IndexError::Corrupt(e.to_string()))?;
+        let index: SiteIndex = match format {
+            FORMAT => layout::decode(&bytes[8..])?,
+            FORMAT_POSTCARD => {
+                postcard::from_bytes(&bytes[8..]).map_err(|e| IndexError::Corrupt(e.to_string()))?
+            }
+            other => return Err(IndexError::Format(other)),
+        };
         index.check()?;
         Ok(index)
+    }
+
+    /// The format a blob was written in (after checking its magic).
+    pub fn format_of(bytes: &[u8]) -> Result<u32, IndexError> {
+        if bytes.len() < 8 || &bytes[..4] != MAGIC {
+            return Err(IndexError::NotAnIndex);
+        }
+        Ok(u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]))
     }
 
     /// Internal consistency, so a reader can index without bounds surprises.
@@ -331,5 +358,64 @@ mod tests {
             blob_key(&site, 7),
             "sites/site_abc/index/00000000000000000007.ktix"
         );
+    }
+
+    fn sample(vectors: bool) -> SiteIndex {
+        let site = SiteId::parse("site_abc").unwrap();
+        let mut b = IndexBuilder::new(vectors.then(|| ("m".to_string(), 5)));
+        let texts = [
+            ("https://a/1", "営業時間は9時から。土日も営業しています。"),
+            ("https://a/2", "opening hours are nine to five"),
+            ("https://a/3", ""),
+            ("https://a/3", "영업시간은 평일 오전 9시부터"),
+        ];
+        for (i, (url, text)) in texts.iter().enumerate() {
+            let mut c = chunk(url, text);
+            c.heading_path = (0..i).map(|h| format!("見出し {h}")).collect();
+            let v: Vec<f32> = (0..5).map(|d| (d * 7 + i * 3) as f32 - 9.0).collect();
+            b.add(c, vectors.then_some(&v[..])).unwrap();
+        }
+        b.finish(&site, 3, "2026-12-01T00:00:00Z".into())
+    }
+
+    #[test]
+    fn both_formats_round_trip_and_the_current_one_is_written() {
+        for vectors in [true, false] {
+            let index = sample(vectors);
+            let current = index.encode().unwrap();
+            assert_eq!(SiteIndex::format_of(&current).unwrap(), FORMAT);
+            assert_eq!(SiteIndex::decode(&current).unwrap(), index);
+            // An index trained before format 2 still loads (until the next training rewrites it).
+            let old = index.encode_format_1().unwrap();
+            assert_eq!(SiteIndex::format_of(&old).unwrap(), 1);
+            assert_eq!(SiteIndex::decode(&old).unwrap(), index);
+        }
+        let mut unknown = sample(false).encode().unwrap();
+        unknown[4..8].copy_from_slice(&3u32.to_le_bytes());
+        let e = SiteIndex::decode(&unknown).unwrap_err();
+        assert!(matches!(e, IndexError::Format(3)));
+        assert!(e.to_string().contains("re-train the site"), "{e}");
+    }
+
+    #[test]
+    fn every_truncation_and_many_corruptions_are_errors_not_panics() {
+        let bytes = sample(true).encode().unwrap();
+        for len in 0..bytes.len() {
+            assert!(
+                SiteIndex::decode(&bytes[..len]).is_err(),
+                "truncated at {len}"
+            );
+        }
+        let mut extended = bytes.clone();
+        extended.push(0);
+        assert!(SiteIndex::decode(&extended).is_err(), "trailing bytes");
+        // Every single byte flipped: either an error or a consistent index, never a panic.
+        for i in 8..bytes.len() {
+            let mut flipped = bytes.clone();
+            flipped[i] ^= 0xA5;
+            if let Ok(index) = SiteIndex::decode(&flipped) {
+                assert_eq!(index.chunks.len(), index.lexical.chunk_lengths.len());
+            }
+        }
     }
 }

@@ -28,6 +28,8 @@ pub struct LoadedIndex {
     pub index: SiteIndex,
     terms: HashMap<String, u32>,
     idf: Vec<f32>,
+    /// Per chunk, BM25's length normalisation `K1 · (1 − B + B · len / avg)`, computed once.
+    length_norm: Vec<f32>,
 }
 
 /// One result.
@@ -67,7 +69,23 @@ impl LoadedIndex {
             let df = postings.len() as f32;
             idf.push((1.0 + (n - df + 0.5) / (df + 0.5)).ln());
         }
-        Self { index, terms, idf }
+        let lex = &index.lexical;
+        let avg = if lex.average_length > 0.0 {
+            lex.average_length
+        } else {
+            1.0
+        };
+        let length_norm = lex
+            .chunk_lengths
+            .iter()
+            .map(|&len| K1 * (1.0 - B + B * len as f32 / avg))
+            .collect();
+        Self {
+            index,
+            terms,
+            idf,
+            length_norm,
+        }
     }
 
     pub fn has_vectors(&self) -> bool {
@@ -78,28 +96,34 @@ impl LoadedIndex {
     pub fn lexical(&self, query: &str, limit: usize) -> Vec<(usize, f32)> {
         let lex = &self.index.lexical;
         let query_terms = lexical::query_terms(query);
-        let mut scores: HashMap<u32, f32> = HashMap::new();
-        let avg = if lex.average_length > 0.0 {
-            lex.average_length
-        } else {
-            1.0
-        };
+        // Scores accumulate in an array indexed by chunk (a common term's postings cover most of the
+        // index: a hash map per posting cost more than the arithmetic), `touched` lists the chunks
+        // scored, in first-seen order.
+        let mut scores = vec![0.0f32; self.length_norm.len()];
+        let mut touched: Vec<u32> = Vec::new();
         for (term, weight) in &query_terms {
             let Some(&t) = self.terms.get(term) else {
                 continue;
             };
             let idf = self.idf[t as usize] * weight;
+            if idf <= 0.0 {
+                continue; // adds nothing (and a zero score must keep meaning "not touched")
+            }
             for &(chunk, tf) in &lex.postings[t as usize].1 {
-                let len = lex.chunk_lengths[chunk as usize] as f32;
                 let tf = tf as f32;
-                let score = idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * len / avg));
-                *scores.entry(chunk).or_insert(0.0) += score;
+                let score = idf * tf * (K1 + 1.0) / (tf + self.length_norm[chunk as usize]);
+                let slot = &mut scores[chunk as usize];
+                if *slot == 0.0 {
+                    touched.push(chunk);
+                }
+                *slot += score;
             }
         }
-        top(
-            scores.into_iter().map(|(c, s)| (c as usize, s)).collect(),
-            limit,
-        )
+        let mut best = TopK::new(limit);
+        for chunk in touched {
+            best.offer(chunk as usize, scores[chunk as usize]);
+        }
+        best.into_sorted()
     }
 
     /// Cosine ranking against a query vector: (chunk, similarity), best first, at most `limit`.
@@ -111,10 +135,9 @@ impl LoadedIndex {
             return Vec::new();
         }
         let (q, scale) = vectors::quantize(query_vector);
-        let scored = (0..store.len())
-            .map(|i| (i, store.cosine(i, &q, scale)))
-            .collect();
-        top(scored, limit)
+        let mut best = TopK::new(limit);
+        store.scan(&q, scale, |i, similarity| best.offer(i, similarity));
+        best.into_sorted()
     }
 
     /// Hybrid retrieval: BM25 and (when a query vector is given) cosine, fused by reciprocal rank.
@@ -171,16 +194,65 @@ impl LoadedIndex {
     }
 }
 
-/// The `limit` best (chunk, score) pairs, best first; ties by chunk number.
-fn top(mut scored: Vec<(usize, f32)>, limit: usize) -> Vec<(usize, f32)> {
-    let better = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    if scored.len() > limit && limit > 0 {
-        scored.select_nth_unstable_by(limit - 1, better);
-        scored.truncate(limit);
+/// A (chunk, score) pair ordered worst first: lower score, then higher chunk number.
+#[derive(Debug, Clone, Copy)]
+struct Ranked(usize, f32);
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // "Greater" is worse, so a max-heap keeps the worst kept candidate on top.
+        other.1.total_cmp(&self.1).then(self.0.cmp(&other.0))
     }
-    scored.sort_by(better);
-    scored.truncate(limit);
-    scored
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Ranked {}
+
+/// The `limit` best (chunk, score) pairs of a stream, in O(limit) memory: best first, ties by chunk
+/// number (what sorting every pair would give). Most candidates cost one comparison with the worst
+/// one kept.
+struct TopK {
+    limit: usize,
+    heap: std::collections::BinaryHeap<Ranked>,
+}
+
+impl TopK {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            heap: std::collections::BinaryHeap::with_capacity(limit.saturating_add(1).min(1024)),
+        }
+    }
+
+    fn offer(&mut self, chunk: usize, score: f32) {
+        let candidate = Ranked(chunk, score);
+        if self.heap.len() < self.limit {
+            self.heap.push(candidate);
+        } else if let Some(mut worst) = self.heap.peek_mut()
+            && candidate < *worst
+        {
+            *worst = candidate;
+        }
+    }
+
+    fn into_sorted(self) -> Vec<(usize, f32)> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Ranked(chunk, score)| (chunk, score))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -328,6 +400,54 @@ mod tests {
             idx.dense(&[1.0, 0.0], 3).is_empty(),
             "wrong dimensions give no dense results"
         );
+    }
+
+    #[test]
+    fn top_k_keeps_what_a_full_sort_would_in_the_same_order() {
+        let mut seed = 11u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for limit in [0, 1, 5, 50, 500] {
+            // Few distinct scores, so ties are common and their order (by chunk) is checked too.
+            let scored: Vec<(usize, f32)> = (0..300).map(|i| (i, (next() % 23) as f32)).collect();
+            let mut best = TopK::new(limit);
+            for &(c, s) in &scored {
+                best.offer(c, s);
+            }
+            let mut sorted = scored.clone();
+            sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            sorted.truncate(limit);
+            assert_eq!(best.into_sorted(), sorted, "limit {limit}");
+        }
+    }
+
+    #[test]
+    fn dense_ranking_is_the_exact_cosine_order() {
+        let mut b = IndexBuilder::new(Some(("m".to_string(), 48)));
+        let mut seed = 5u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % 2001) as f32 / 1000.0 - 1.0
+        };
+        for i in 0..200 {
+            let v: Vec<f32> = (0..48).map(|_| next()).collect();
+            b.add(chunk(&format!("https://x/{i}"), "t", "text"), Some(&v))
+                .unwrap();
+        }
+        let idx = LoadedIndex::new(b.finish(&SiteId::parse("site_d").unwrap(), 1, String::new()));
+        let q: Vec<f32> = (0..48).map(|_| next()).collect();
+        let (qq, qs) = vectors::quantize(&q);
+        let store = idx.index.vectors.as_ref().unwrap();
+        let mut all: Vec<(usize, f32)> = (0..200).map(|i| (i, store.cosine(i, &qq, qs))).collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        all.truncate(10);
+        assert_eq!(idx.dense(&q, 10), all);
     }
 
     #[test]
