@@ -280,6 +280,18 @@ pub async fn set_plan(
     Err(CreditError::Contended(tenant.to_string()))
 }
 
+/// Opens a new tenant's account: the plan's monthly free credits, and this month's grant.
+pub async fn open(
+    store: &dyn ItemStore,
+    tenant: &TenantId,
+    plan: Plan,
+    now: OffsetDateTime,
+) -> Result<(), CreditError> {
+    set_plan(store, tenant, plan).await?;
+    monthly_grant(store, tenant, &month_of(now), now).await?;
+    Ok(())
+}
+
 /// The month (`YYYY-MM`) of an instant.
 pub fn month_of(at: OffsetDateTime) -> String {
     format!("{:04}-{:02}", at.year(), u8::from(at.month()))
