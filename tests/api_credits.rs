@@ -16,7 +16,7 @@ use shared::ids::TenantId;
 struct Funded {
     app: TestApp,
     _peer: ModelPeer,
-    _site: TestSite,
+    site: TestSite,
     key: String,
     tenant_id: String,
     site_id: String,
@@ -42,7 +42,7 @@ async fn funded(backend: Backend) -> Funded {
     Funded {
         app,
         _peer: peer,
-        _site: site,
+        site,
         key,
         tenant_id,
         site_id,
@@ -121,7 +121,7 @@ async fn two_hundred_chats_against_credits_for_fifty(backend: Backend) {
     let balance = t.balance().await;
     assert_eq!((balance["balance"].as_i64(), balance["available"].as_i64()), (Some(0), Some(0)));
     t.books().await;
-    // The ledger: 50 usage entries of one credit each, newest first, each naming the chat.
+    // The ledger: 50 chat entries of one credit each, newest first, each naming its answer.
     let mut usage = 0;
     let mut cursor: Option<String> = None;
     let mut last_seq = u64::MAX;
@@ -137,11 +137,14 @@ async fn two_hundred_chats_against_credits_for_fifty(backend: Backend) {
             let seq: u64 = id.trim_start_matches("ctx_").parse().unwrap();
             assert!(seq < last_seq, "newest first");
             last_seq = seq;
-            if entry["type"] == "usage" {
+            // Training paid for its embeddings before the adjustment; after it, only chats.
+            if entry["type"] == "usage" && entry["function"] == "chat" {
                 usage += 1;
                 assert_eq!(entry["credits"], -1, "{entry}");
-                assert_eq!(entry["function"], "chat", "{entry}");
-                assert!(entry["reference_id"].as_str().is_some(), "{entry}");
+                assert!(
+                    entry["reference_id"].as_str().unwrap().starts_with("msg_"),
+                    "{entry}"
+                );
             }
         }
         match page.body["next_cursor"].as_str() {
@@ -235,4 +238,108 @@ async fn the_operator_grants_and_adjusts_never_below_zero() {
     check_books(app.platform.store.as_ref(), &tenant)
         .await
         .expect("the books balance");
+}
+
+/// Training embeds against credits: a forced retrain with no credits left fails with a clear error,
+/// and the index built before keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn training_that_exhausts_credits_fails_cleanly_and_the_old_index_serves() {
+    let t = funded(Backend::Embedded).await;
+    let spent = 1_000 - t.balance().await["balance"].as_i64().unwrap();
+    assert!(spent > 0, "the first training paid for its embeddings");
+    let left = t.balance().await["available"].as_i64().unwrap();
+    let r = t.adjust(-left, "test: nothing left").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+
+    let job = t
+        .app
+        .train(&t.key, &t.site_id, &t.site.url("/"), true)
+        .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let error = job["error"].to_string();
+    assert!(error.contains("credits exhausted"), "{job}");
+    t.books().await;
+
+    // One credit back: the old index answers.
+    let r = t.adjust(5, "test: one answer").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let answer = t
+        .app
+        .post(
+            "/api/chat",
+            &t.key,
+            json!({"site_id": t.site_id, "message": "opening hours"}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    assert!(!answer.body["sources"].as_array().unwrap().is_empty(), "{:?}", answer.body);
+    t.books().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_sells_packages_and_tenants_see_those_on_sale() {
+    let app = TestApp::spawn(Backend::Embedded).await;
+    let (_, key) = app.create_tenant("starter").await;
+    let admin = app.admin_key.clone();
+    let create = |body: serde_json::Value| {
+        let (app, admin) = (&app, admin.clone());
+        async move { app.post("/api/admin/credits/packages", &admin, body).await }
+    };
+    let small = create(json!({
+        "display_name": "1,000 credits", "credits": 1000, "price": 1000, "currency": "JPY",
+        "discount_percent": 0
+    }))
+    .await;
+    assert_eq!(small.status, StatusCode::CREATED, "{:?}", small.body);
+    assert_eq!(small.body["amount"], 1000);
+    let large = create(json!({
+        "display_name": "Big pack", "credits": 12000, "price": 10000, "currency": "USD",
+        "discount_percent": 15, "valid_until": "2999-01-01T00:00:00Z"
+    }))
+    .await;
+    assert_eq!(large.status, StatusCode::CREATED, "{:?}", large.body);
+    assert_eq!(large.body["amount"], 8500, "15% off $100.00, in cents");
+    // Not on sale: inactive, expired, not yet.
+    for body in [
+        json!({"display_name": "Off", "credits": 5, "price": 500, "currency": "JPY", "active": false}),
+        json!({"display_name": "Gone", "credits": 5, "price": 500, "currency": "JPY",
+               "valid_until": "2000-01-01T00:00:00Z"}),
+        json!({"display_name": "Soon", "credits": 5, "price": 500, "currency": "JPY",
+               "valid_from": "2999-01-01T00:00:00Z"}),
+    ] {
+        let r = create(body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    }
+    let listed = app.get("/api/credits/packages", &key).await;
+    assert_eq!(listed.status, StatusCode::OK, "{:?}", listed.body);
+    let names: Vec<&str> = listed.body["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["display_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["1,000 credits", "Big pack"]);
+
+    // Bad input names its field; only the operator may create.
+    for (body, field) in [
+        (json!({"display_name": "", "credits": 5, "price": 500, "currency": "JPY"}), "display_name"),
+        (json!({"display_name": "x", "credits": 0, "price": 500, "currency": "JPY"}), "credits"),
+        (json!({"display_name": "x", "credits": 5, "price": 10, "currency": "JPY"}), "price"),
+        (json!({"display_name": "x", "credits": 5, "price": 500, "currency": "JPY",
+                "valid_from": "2030-01-01T00:00:00Z", "valid_until": "2029-01-01T00:00:00Z"}), "valid_until"),
+    ] {
+        let r = create(body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+        assert_eq!(r.body["error"]["field"], field, "{:?}", r.body);
+    }
+    let r = create(json!({"display_name": "x", "credits": 5, "price": 500, "currency": "EUR"})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    let r = app
+        .post(
+            "/api/admin/credits/packages",
+            &key,
+            json!({"display_name": "x", "credits": 5, "price": 500, "currency": "JPY"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
 }

@@ -1,4 +1,5 @@
-//! Credits: `GET /api/credits/balance` and `GET /api/credits/transactions` for a tenant,
+//! Credits: `GET /api/credits/balance`, `GET /api/credits/transactions` and
+//! `GET /api/credits/packages` for a tenant; `POST /api/admin/credits/packages` and
 //! `POST /api/admin/tenants/{tenant_id}/credits` for the operator (a bonus or a negative adjustment,
 //! never below zero, in the ledger like every other change).
 
@@ -19,6 +20,7 @@ use utoipa::{OpenApi, ToSchema};
 use shared::Platform;
 use shared::credits::account::{self, Balance};
 use shared::credits::ledger::{self, LedgerEntry};
+use shared::credits::packages::{self, Currency, NewPackage, Package};
 use shared::credits::{Credits, MeteredFunction, TransactionType};
 use shared::http::openapi::{ErrorBody, SecuritySchemes};
 use shared::http::{AdminAuth, ApiError, ApiJson, TenantAuth, current_request_id};
@@ -29,6 +31,8 @@ pub fn routes(platform: Arc<Platform>) -> Router {
     Router::new()
         .route("/api/credits/balance", get(balance))
         .route("/api/credits/transactions", get(transactions))
+        .route("/api/credits/packages", get(packages_on_sale))
+        .route("/api/admin/credits/packages", post(create_package))
         .route("/api/admin/tenants/{tenant_id}/credits", post(adjust))
         .with_state(platform)
 }
@@ -36,8 +40,17 @@ pub fn routes(platform: Arc<Platform>) -> Router {
 /// This function's part of the OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
-    paths(balance, transactions, adjust),
-    components(schemas(ErrorBody, LedgerEntry, TransactionType, MeteredFunction, Credits)),
+    paths(balance, transactions, packages_on_sale, create_package, adjust),
+    components(schemas(
+        ErrorBody,
+        LedgerEntry,
+        TransactionType,
+        MeteredFunction,
+        Credits,
+        Package,
+        NewPackage,
+        Currency
+    )),
     modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;
@@ -176,4 +189,49 @@ async fn adjust(
     .await?;
     tracing::info!(tenant = %tenant, credits = body.credits, reason, transaction = %entry.transaction_id, "credits adjusted by the operator");
     Ok((StatusCode::CREATED, Json(entry)))
+}
+
+/// The packages on sale now.
+#[derive(Serialize, ToSchema)]
+struct PackageList {
+    packages: Vec<Package>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/credits/packages",
+    tag = "credits",
+    security(("tenant_key" = [])),
+    responses((status = 200, description = "The packages on sale now, smallest first", body = PackageList))
+)]
+async fn packages_on_sale(
+    State(p): State<Arc<Platform>>,
+    TenantAuth(_tenant): TenantAuth,
+) -> Result<Json<PackageList>, ApiError> {
+    let packages = packages::on_sale(p.store.as_ref(), p.clock.now()).await?;
+    Ok(Json(PackageList { packages }))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/admin/credits/packages",
+    tag = "admin",
+    security(("admin_key" = [])),
+    request_body = NewPackage,
+    responses(
+        (status = 201, description = "The package, in the catalogue", body = Package),
+        (status = 400, description = "A field out of range, named in `field`", body = ErrorBody)
+    )
+)]
+async fn create_package(
+    State(p): State<Arc<Platform>>,
+    _admin: AdminAuth,
+    ApiJson(body): ApiJson<NewPackage>,
+) -> Result<(StatusCode, Json<Package>), ApiError> {
+    let package = body
+        .parse(p.ids.as_ref(), p.clock.now())
+        .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    packages::create(p.store.as_ref(), &package).await?;
+    tracing::info!(package = %package.package_id, credits = package.credits.0, amount = package.amount, "credit package created");
+    Ok((StatusCode::CREATED, Json(package)))
 }

@@ -11,6 +11,7 @@
 pub mod account;
 pub mod ledger;
 pub mod metering;
+pub mod packages;
 pub mod pricing;
 
 #[cfg(test)]

@@ -38,6 +38,7 @@
 //! | credit usage, hour | `CREDITS#{}` | `HOUR#{n}` | |
 //! | AI suspension | `CREDITS#{}` | `SUSPENDED` | |
 //! | credit security event | `CREDITS#{}` | `EVENT#{n}#{}` | |
+//! | credit package | `PACKAGE#{}` | `PACKAGE` | by_tenant `CREDIT_PACKAGES` / `PACKAGE#{}` |
 //! | credit reservation | `HOLD#{}` | `HOLD` | by_due `CREDIT_HOLDS` / `HOLD#{n}#{}` |
 //! | demo seed marker | `SEED#DEMO` | `SEED` | |
 
@@ -329,6 +330,19 @@ pub fn credit_hold(hold: impl Display) -> Key {
     Key::new(format!("{}{hold}", prefix::HOLD), "HOLD")
 }
 
+/// A credit package.
+pub fn credit_package(package: impl Display) -> Key {
+    Key::new(format!("PACKAGE#{package}"), "PACKAGE")
+}
+
+/// The by-tenant partition listing every credit package (the catalogue is not any tenant's).
+pub const CREDIT_PACKAGES: &str = "CREDIT_PACKAGES";
+
+/// A package's place in the catalogue.
+pub fn credit_package_listing(package: impl Display) -> (&'static str, String) {
+    (CREDIT_PACKAGES, format!("PACKAGE#{package}"))
+}
+
 /// The by-due partition of reservations, by when they lapse: what the sweeper reads.
 pub const CREDIT_HOLDS: &str = "CREDIT_HOLDS";
 
@@ -416,6 +430,7 @@ pub const LAYOUT: &[Shape] = &[
     table("ai suspension", "CREDITS#{}", "SUSPENDED"),
     table("credit event", "CREDITS#{}", "EVENT#{n}#{}"),
     table("credit hold", "HOLD#{}", "HOLD"),
+    table("credit package", "PACKAGE#{}", "PACKAGE"),
     table("demo seed", "SEED#DEMO", "SEED"),
     index("tenant listing", Index::ByTenant, "TENANTS", "TENANT#{}"),
     index("site listing", Index::ByTenant, "TENANT#{}", "SITE#{}"),
@@ -432,6 +447,7 @@ pub const LAYOUT: &[Shape] = &[
     index("job listing", Index::BySite, "SITE#{}", "JOB#{}"),
     index("document due", Index::ByDue, "DUE#{}", "DOC#{}#{}"),
     index("credit hold due", Index::ByDue, "CREDIT_HOLDS", "HOLD#{n}#{}"),
+    index("credit package listing", Index::ByTenant, "CREDIT_PACKAGES", "PACKAGE#{}"),
 ];
 
 #[cfg(test)]
@@ -615,6 +631,7 @@ mod tests {
             ("ai suspension", ai_suspension(t)),
             ("credit event", credit_event(t, 1_700_000_000_000, "evt1")),
             ("credit hold", credit_hold("hold_1")),
+            ("credit package", credit_package("pkg_1")),
             ("demo seed", demo_seed()),
         ];
         for (item, key) in keys {
@@ -655,6 +672,14 @@ mod tests {
                 "document due",
                 Index::ByDue,
                 document_due("2026-03-09", s, "0f0f"),
+            ),
+            (
+                "credit package listing",
+                Index::ByTenant,
+                {
+                    let (pk, sk) = credit_package_listing("pkg_1");
+                    (pk.to_owned(), sk)
+                },
             ),
             (
                 "credit hold due",
