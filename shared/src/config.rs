@@ -131,6 +131,8 @@ pub struct Config {
     pub chat_stream_url: Option<Url>,
     /// Stripe: API, secrets, plan prices, grace period.
     pub billing: crate::billing::BillingSettings,
+    /// Prepaid credits: the micro-USD a credit is worth, hourly limits, reservation lifetime.
+    pub credits: crate::credits::CreditSettings,
     /// Lets the crawler fetch 127.0.0.0/8 and ::1 (never other private ranges), on any port: local mode only.
     pub fetch_allow_loopback: bool,
     /// Ports the crawler may use besides 80 and 443 (`KOTOBA_FETCH_ALLOWED_PORTS`, comma-separated).
@@ -272,6 +274,7 @@ impl Config {
                 None => None,
             },
             billing,
+            credits: credit_settings(&env)?,
             fetch_allow_loopback,
             fetch_allowed_ports,
             log_json,
@@ -280,6 +283,26 @@ impl Config {
             backend,
         })
     }
+}
+
+/// Credit settings: `KOTOBA_MICRO_USD_PER_CREDIT` (default ¥1 ≈ 6,700), `KOTOBA_CREDIT_HOURLY_LIMIT`.
+fn credit_settings(env: &Env<'_>) -> Result<crate::credits::CreditSettings, ConfigError> {
+    let defaults = crate::credits::CreditSettings::default();
+    let rate: i64 = env.parse_or(
+        "KOTOBA_MICRO_USD_PER_CREDIT",
+        defaults.micro_usd_per_credit.get(),
+    )?;
+    let micro_usd_per_credit = std::num::NonZeroI64::new(rate)
+        .filter(|r| r.get() > 0)
+        .ok_or(ConfigError {
+            variable: "KOTOBA_MICRO_USD_PER_CREDIT",
+            problem: format!("{rate} is not a positive number of micro-USD"),
+        })?;
+    Ok(crate::credits::CreditSettings {
+        micro_usd_per_credit,
+        hourly_limit: env.parse_or("KOTOBA_CREDIT_HOURLY_LIMIT", defaults.hourly_limit)?,
+        hold_secs: defaults.hold_secs,
+    })
 }
 
 /// Stripe's settings: without `STRIPE_SECRET_KEY` billing is off; without `STRIPE_WEBHOOK_SECRET` the

@@ -202,6 +202,10 @@ id_type!(
     /// One answer: returned with it, named by feedback and the usage log. Random, like sessions.
     MessageId, "msg_", unguessable
 );
+id_type!(
+    /// A credit package the operator sells.
+    PackageId, "pkg_"
+);
 
 /// Shared handle to an id generator.
 pub type Ids = Arc<dyn IdGenerator>;

@@ -161,6 +161,7 @@ fn function_app(function: &str, platform: &Arc<shared::Platform>) -> Router {
         "TrainFunction" => train::app(platform.clone()),
         "ChatFunction" => chat::app(platform.clone()).expect("chat app"),
         "UsageFunction" => usage::app(platform.clone()),
+        "CreditsFunction" => credits::app(platform.clone()),
         "EmbedScriptFunction" => embed_script::app(platform.clone()),
         "BillingFunction" => billing::app(platform.clone()),
         "WebhookFunction" => webhook::app(platform.clone()),

@@ -123,6 +123,7 @@ fn reads(binary: &str) -> BTreeSet<String> {
     let list: &[&str] = match binary {
         "management" => management::SECRETS,
         "usage" => usage::SECRETS,
+        "credits" => credits::SECRETS,
         "chat" => chat::SECRETS,
         "train" => train::SECRETS,
         "train-worker" => train_worker::SECRETS,
@@ -150,7 +151,7 @@ fn every_secret_reaches_exactly_the_lambda_functions_whose_code_reads_it() {
     }
     let resources = mapping(&template, &["Resources"]);
     let functions = functions(&template);
-    assert_eq!(functions.len(), 9, "{functions:?}");
+    assert_eq!(functions.len(), 10, "{functions:?}");
     let mut readers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (id, binary) in &functions {
         let properties = &resources[id.as_str()]["Properties"];
@@ -195,6 +196,7 @@ fn every_secret_reaches_exactly_the_lambda_functions_whose_code_reads_it() {
     assert_eq!(
         readers["KOTOBA_ADMIN_KEY"],
         BTreeSet::from([
+            "CreditsFunction".to_string(),
             "ManagementFunction".to_string(),
             "UsageFunction".to_string()
         ])

@@ -2,7 +2,7 @@
 //! code `lambda_http::run` runs) for API Gateway events, its streaming adapter (what
 //! `run_with_streaming_response` runs) for the function-URL event, and the worker's SQS handler for the
 //! queued job. One store, one story: a tenant, its site trained on a loopback site, chat in every shape,
-//! feedback, keys, prompts, phone numbers, the receptionist, calls and usage. A test at the end checks
+//! feedback, keys, prompts, phone numbers, the receptionist, calls, usage and credits. A test at the end checks
 //! no fixture was left out.
 
 use std::sync::Arc;
@@ -61,6 +61,7 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
     let train = train::app(platform.clone());
     let chat = chat::app(platform.clone()).unwrap();
     let usage = usage::app(platform.clone());
+    let credits = credits::app(platform.clone());
     let embed = embed_script::app(platform.clone());
     let worker = train_worker::Worker::new(platform.clone()).unwrap();
 
@@ -312,6 +313,11 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
     assert_eq!(r.status, 200, "{}", r.body);
     let r = invoke(&usage, &fixture("usage-admin.json")).await;
     assert_eq!(r.status, 200, "{}", r.body);
+
+    // Credits: the tenant's balance, the plan's free credits of the month (less what chat spent).
+    let r = invoke(&credits, &fixture("credits-balance.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["monthly_free_credits"], 1_000, "{}", r.body);
 
     // The SQS fixture: a well-formed delivery whose checksum SQS would have computed.
     let sqs: SqsEvent = serde_json::from_str(&fixture("train-worker-sqs.json")).unwrap();

@@ -80,6 +80,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(train::ApiDoc::openapi());
     doc.merge(chat::ApiDoc::openapi());
     doc.merge(usage::ApiDoc::openapi());
+    doc.merge(credits::ApiDoc::openapi());
     doc.merge(billing::ApiDoc::openapi());
     doc.merge(webhook::ApiDoc::openapi());
     shared::http::openapi::finish_document(&mut doc);

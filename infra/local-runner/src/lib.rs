@@ -149,6 +149,7 @@ fn app(platform: &Arc<Platform>, demo: &Demo) -> anyhow::Result<Router> {
         )
         .merge(management::routes(platform.clone()))
         .merge(usage::routes(platform.clone()))
+        .merge(credits::routes(platform.clone()))
         .merge(train::routes(platform.clone()))
         .merge(chat::routes(platform.clone()).context("building the chat function")?)
         .merge(embed_script::routes(platform.clone()))

@@ -170,6 +170,16 @@ pub async fn apply_subscription(
         ];
         match store.transact(writes).await {
             Ok(()) => {
+                if let Some(plan) = plan.filter(|p| *p != current.plan) {
+                    // The new plan's free credits apply from the next monthly grant.
+                    crate::credits::account::set_plan(store, tenant, plan)
+                        .await
+                        .map_err(|e| {
+                            StoreError::Backend(
+                                anyhow::Error::new(e).context("setting the plan's free credits"),
+                            )
+                        })?;
+                }
                 tracing::info!(%tenant, status = status.as_str(), plan = ?plan, event_created = change.event_created, "subscription state applied");
                 return Ok(Applied::Changed);
             }

@@ -23,6 +23,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use crate::Platform;
+use crate::credits::{Meter, MeteredFunction};
 use crate::ids::{SiteId, TenantId};
 use crate::index::search::{LoadedIndex, SearchOptions};
 use crate::index::{self, SiteIndex};
@@ -157,6 +158,9 @@ pub enum ChatError {
     RateLimited(u64),
     #[error("the chat model failed")]
     ModelFailed(#[source] crate::models::chat::ProviderError),
+    /// Credits exhausted, rate-limited or suspended: the metering refused the answer's reservation.
+    #[error(transparent)]
+    Credits(#[from] crate::credits::CreditError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the site's index could not be loaded")]
@@ -173,7 +177,12 @@ pub struct ChatService {
     indexes: IndexCache<Weighed<LoadedIndex>>,
     sites: TtlCache<SiteId, Site>,
     tenants: TtlCache<TenantId, Tenant>,
+    meter: Meter,
 }
+
+/// The prompt tokens an answer's credit reservation allows for (system prompt, passages, history and
+/// question): the reservation is the most an answer can cost, so it must cover the largest prompt.
+const RESERVED_PROMPT_TOKENS: u64 = 8_000;
 
 /// Counts tokens with the o200k_base tokenizer (for prompts when a provider reports no usage, e.g. on a
 /// disconnect, and for quota estimates of query embeddings).
@@ -191,6 +200,7 @@ impl ChatService {
             rerank,
         } = crate::models::ConfiguredModels::new(&platform.config.models, http)?;
         Ok(Self {
+            meter: Meter::of(&platform),
             platform,
             prices,
             chat,
@@ -533,11 +543,45 @@ impl ChatService {
                 None => Ok(None),
             }
         };
-        let (reservation, history) = tokio::join!(
+        // The most this answer can cost, in credits: the largest prompt and the site's max tokens at the
+        // model's price, and the query's embedding.
+        let max_cost = policy
+            .as_ref()
+            .map_or(MicroUsd::ZERO, |p| {
+                p.cost(
+                    RESERVED_PROMPT_TOKENS + count_tokens(&message),
+                    u64::from(site.prompt.max_tokens.get()),
+                )
+            })
+            .saturating_add(embedding_policy.as_ref().map_or(MicroUsd::ZERO, |p| {
+                MicroUsd::for_tokens(estimated_query_tokens as u64, p.input_per_1k)
+            }));
+        let max_credits = self.meter.settings().credits_for(max_cost);
+        let (reservation, hold, history) = tokio::join!(
             self.reserve(&tenant, &site, now, estimated_query_tokens),
+            self.meter.reserve(
+                &tenant.tenant_id,
+                MeteredFunction::Chat,
+                max_credits,
+                meta.request_id.as_deref()
+            ),
             history
         );
-        let reservation = reservation?;
+        // Both or neither: whichever half was granted goes back when the other is refused.
+        let (reservation, hold) = match (reservation, hold) {
+            (Ok(r), Ok(h)) => (r, h),
+            (Ok(r), Err(e)) => {
+                self.give_back_chats(&r).await;
+                return Err(e.into());
+            }
+            (Err(e), Ok(h)) => {
+                if let Err(release) = self.meter.release(h).await {
+                    tracing::error!(error = %release, "releasing a credit hold failed; the sweeper will");
+                }
+                return Err(e);
+            }
+            (Err(e), Err(_)) => return Err(e),
+        };
         clock.mark(Stage::Reserve);
         // A session id the site does not know (another site's, expired, made up) is not adopted: the
         // conversation continues under a new id, so no one can choose or hijack a session id.
@@ -619,6 +663,11 @@ impl ChatService {
         // Settle: the usage log, the actual spend, the session; a failed answer gives its quota back.
         let settle_log = logs::write(store, &log, now_unix);
         let settle_usage = self.settle(&tenant.tenant_id, &reservation, &log);
+        let settle_credits = self.meter.settle(
+            hold,
+            self.meter.settings().credits_for(cost),
+            Some(message_id.as_str()),
+        );
         let settle_session = async {
             if failed || generation.cancelled {
                 return Ok(());
@@ -634,12 +683,15 @@ impl ChatService {
             )
             .await
         };
-        let (a, b, c) = tokio::join!(settle_log, settle_usage, settle_session);
+        let (a, b, c, d) = tokio::join!(settle_log, settle_usage, settle_session, settle_credits);
         clock.mark(Stage::Settle);
         for (what, result) in [("usage log", a), ("usage counters", b), ("session", c)] {
             if let Err(e) = result {
                 tracing::error!(error = %e, message_id = %message_id, "settling the {what} failed");
             }
+        }
+        if let Err(e) = d {
+            tracing::error!(error = %e, message_id = %message_id, "settling the credits failed");
         }
         if let (true, Some(error)) = (failed, generation.error) {
             return Err(ChatError::ModelFailed(error));
@@ -807,6 +859,18 @@ impl ChatService {
             }
             other => other.into(),
         })
+    }
+
+    /// Gives back the chats a reservation counted (its credit half was refused).
+    async fn give_back_chats(&self, reservation: &Reservation) {
+        let back = reservation
+            .chats
+            .iter()
+            .map(|a| Write::Add(Add::new(a.key.clone(), a.attribute.clone(), -a.amount)))
+            .collect();
+        if let Err(e) = self.platform.store.transact(back).await {
+            tracing::error!(error = %e, "giving back a chat reservation failed");
+        }
     }
 
     /// After a refused reservation: which limit was reached (read only on this rare path).

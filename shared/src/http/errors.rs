@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::request_id::current_request_id;
 use crate::billing::{BillingError, StripeError, WebhookError};
 use crate::chat::ChatError;
+use crate::credits::CreditError;
 use crate::chat::logs::FeedbackError;
 use crate::sites::SiteError;
 use crate::store::StoreError;
@@ -46,6 +47,18 @@ pub enum ApiError {
         plan: String,
         upgrade_hint: String,
     },
+    /// 402 `credits_exhausted`: the action needs more credits than are available; carries the balance
+    /// and where to buy more.
+    #[error("{message}")]
+    CreditsExhausted {
+        message: String,
+        balance: i64,
+        needed: i64,
+        purchase_hint: String,
+    },
+    /// 403 `suspicious_activity`: AI actions suspended after anomalous usage (Retry-After says when).
+    #[error("AI actions are suspended after unusual activity; retry in {retry_after_secs}s")]
+    Suspicious { retry_after_secs: u64 },
     /// 402: the subscription does not allow spending (canceled, unpaid, past due beyond the grace period).
     #[error("the subscription is {status}: update the payment method or choose a plan in billing")]
     SubscriptionInactive { status: &'static str },
@@ -96,9 +109,10 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::ForbiddenRole { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::PaymentRequired { .. } | Self::SubscriptionInactive { .. } => {
-                StatusCode::PAYMENT_REQUIRED
-            }
+            Self::PaymentRequired { .. }
+            | Self::SubscriptionInactive { .. }
+            | Self::CreditsExhausted { .. } => StatusCode::PAYMENT_REQUIRED,
+            Self::Suspicious { .. } => StatusCode::FORBIDDEN,
             Self::Stripe { status, .. } => *status,
             Self::Conflict { .. } | Self::NotReady(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -117,6 +131,8 @@ impl ApiError {
             Self::ForbiddenRole { .. } => "forbidden_role",
             Self::NotFound(_) => "not_found",
             Self::PaymentRequired { .. } => "quota_exceeded",
+            Self::CreditsExhausted { .. } => "credits_exhausted",
+            Self::Suspicious { .. } => "suspicious_activity",
             Self::SubscriptionInactive { .. } => "subscription_inactive",
             Self::Stripe { .. } => "stripe_error",
             Self::Conflict { .. } => "conflict",
@@ -154,8 +170,18 @@ impl ApiError {
             } => {
                 obj.insert("details".into(), details.clone());
             }
-            Self::RateLimited { retry_after_secs } => {
+            Self::RateLimited { retry_after_secs } | Self::Suspicious { retry_after_secs } => {
                 obj.insert("retry_after_seconds".into(), (*retry_after_secs).into());
+            }
+            Self::CreditsExhausted {
+                balance,
+                needed,
+                purchase_hint,
+                ..
+            } => {
+                obj.insert("balance".into(), (*balance).into());
+                obj.insert("needed".into(), (*needed).into());
+                obj.insert("purchase_hint".into(), purchase_hint.clone().into());
             }
             Self::SubscriptionInactive { status } => {
                 obj.insert("subscription_status".into(), (*status).into());
@@ -198,7 +224,7 @@ impl IntoResponse for ApiError {
             ),
         }
         let mut response = (status, axum::Json(self.body())).into_response();
-        if let Self::RateLimited { retry_after_secs } = self {
+        if let Self::RateLimited { retry_after_secs } | Self::Suspicious { retry_after_secs } = self {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
@@ -377,6 +403,34 @@ fn upgrade_hint(plan: Plan, what: &str) -> String {
     }
 }
 
+impl From<CreditError> for ApiError {
+    fn from(e: CreditError) -> Self {
+        match e {
+            CreditError::Exhausted { available, needed } => Self::CreditsExhausted {
+                message: format!(
+                    "credits exhausted: this action needs up to {} credits and {} are available",
+                    needed.0, available.0
+                ),
+                balance: available.0,
+                needed: needed.0,
+                purchase_hint:
+                    "buy a credit package (GET /api/credits/packages, POST /api/credits/purchase) \
+                     or turn on auto top-up (PUT /api/credits/auto-top-up)"
+                        .into(),
+            },
+            CreditError::RateLimited {
+                retry_after_secs, ..
+            } => Self::RateLimited { retry_after_secs },
+            CreditError::Suspended { retry_after_secs } => Self::Suspicious { retry_after_secs },
+            CreditError::Invalid(m) => Self::invalid("credits", m),
+            CreditError::Contended(_) => Self::Unavailable(
+                "the credit account is busy; try again".into(),
+            ),
+            CreditError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<ChatError> for ApiError {
     fn from(e: ChatError) -> Self {
         match e {
@@ -408,6 +462,7 @@ impl From<ChatError> for ApiError {
                 );
                 Self::Unavailable("the assistant cannot answer right now; try again".into())
             }
+            ChatError::Credits(e) => e.into(),
             ChatError::Store(e) => e.into(),
             ChatError::Index(_) => Self::Internal(e.into()),
         }

@@ -93,6 +93,9 @@ macro_rules! store_conformance_tests {
                 add_over_the_limit_changes_nothing,
                 add_keeps_other_attributes,
                 add_with_expiry_creates_an_expiring_counter,
+                concurrent_debits_never_go_below_the_floor,
+                add_under_the_floor_changes_nothing,
+                transaction_under_the_floor_writes_nothing,
                 failing_transaction_writes_nothing,
                 transaction_over_the_limit_writes_nothing,
                 successful_transaction_writes_all,
@@ -648,6 +651,106 @@ pub async fn concurrent_adds_respect_the_limit(store: &dyn ItemStore, _clock: &M
         get(store, &key).await.expect("the counter").count("calls"),
         20
     );
+}
+
+/// The balance primitive: 50 concurrent debits of 3 against a balance of 100 → exactly 33 succeed and
+/// the balance ends at 1, never below the floor.
+pub async fn concurrent_debits_never_go_below_the_floor(
+    store: &dyn ItemStore,
+    _clock: &ManualClock,
+) {
+    let key = Key::new("credits#t1", "available");
+    store
+        .add(Add::new(key.clone(), "credits", 100))
+        .await
+        .expect("the opening balance");
+    let results = join_all(
+        (0..50).map(|_| store.add(Add::new(key.clone(), "credits", -3).at_least(0))),
+    )
+    .await;
+    let mut totals = BTreeSet::new();
+    let mut failed = 0;
+    for result in results {
+        match result {
+            Ok(total) => assert!(totals.insert(total), "total {total} handed out twice"),
+            Err(StoreError::ConditionFailed) => failed += 1,
+            Err(other) => panic!("unexpected add error: {other:?}"),
+        }
+    }
+    assert_eq!(totals.len(), 33, "exactly 33 debits of 3 fit in 100");
+    assert_eq!(failed, 17);
+    assert_eq!(totals.first(), Some(&1));
+    assert_eq!(get(store, &key).await.expect("the balance").count("credits"), 1);
+}
+
+pub async fn add_under_the_floor_changes_nothing(store: &dyn ItemStore, _clock: &ManualClock) {
+    let key = Key::new("credits#t2", "available");
+    // A missing counter is 0: a debit under a floor of 0 is refused and creates nothing.
+    assert_condition_failed(
+        store
+            .add(Add::new(key.clone(), "credits", -1).at_least(0))
+            .await,
+        "a debit from a missing balance",
+    );
+    assert!(get(store, &key).await.is_none());
+    assert_eq!(
+        store
+            .add(Add::new(key.clone(), "credits", 5).at_least(0))
+            .await
+            .expect("a credit above the floor"),
+        5
+    );
+    assert_condition_failed(
+        store
+            .add(Add::new(key.clone(), "credits", -6).at_least(0))
+            .await,
+        "a debit past the floor",
+    );
+    assert_eq!(
+        store
+            .add(Add::new(key.clone(), "credits", -5).at_least(0).up_to(5))
+            .await
+            .expect("a debit to exactly the floor"),
+        0
+    );
+    assert_condition_failed(
+        store
+            .add(Add::new(key.clone(), "credits", 3).at_least(4))
+            .await,
+        "a total still under a raised floor",
+    );
+    assert_eq!(get(store, &key).await.expect("the balance").count("credits"), 0);
+}
+
+/// A debit and its ledger entry in one transaction: the floor refuses both or neither.
+pub async fn transaction_under_the_floor_writes_nothing(
+    store: &dyn ItemStore,
+    _clock: &ManualClock,
+) {
+    let balance = Key::new("credits#t3", "available");
+    store
+        .add(Add::new(balance.clone(), "credits", 10))
+        .await
+        .expect("the opening balance");
+    let entry = |n: &str| Item::new(Key::new("credits#t3", format!("ledger#{n}"))).with("credits", -7);
+    store
+        .transact(vec![
+            Write::Add(Add::new(balance.clone(), "credits", -7).at_least(0)),
+            Write::Put(entry("1"), Condition::IfAbsent),
+        ])
+        .await
+        .expect("a debit within the balance");
+    assert_condition_failed(
+        store
+            .transact(vec![
+                Write::Add(Add::new(balance.clone(), "credits", -7).at_least(0)),
+                Write::Put(entry("2"), Condition::IfAbsent),
+            ])
+            .await,
+        "a debit past the floor",
+    );
+    assert!(get(store, &entry("2").key).await.is_none(), "no ledger entry for a refused debit");
+    assert_eq!(get(store, &balance).await.expect("the balance").count("credits"), 3);
 }
 
 pub async fn add_with_negative_amount_gives_back(store: &dyn ItemStore, _clock: &ManualClock) {

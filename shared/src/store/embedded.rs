@@ -277,7 +277,7 @@ fn plan(tx: &Transaction<'_>, write: Write, now: i64) -> Result<Effect, StoreErr
             let total = before.checked_add(add.amount).ok_or_else(|| {
                 StoreError::Invalid(format!("counter {:?} would overflow", add.attribute))
             })?;
-            if add.limit.is_some_and(|limit| total > limit) {
+            if !add.allows(total) {
                 return Err(StoreError::ConditionFailed);
             }
             item.attributes.insert(add.attribute, Value::from(total));

@@ -32,6 +32,15 @@
 //! | Stripe customer | `STRIPE_CUSTOMER#{}` | `TENANT` | |
 //! | Stripe event | `STRIPE_EVENT#{}` | `EVENT` | |
 //! | Stripe payment | `STRIPE_PAYMENT#{}` | `PAYMENT` | |
+//! | credit account | `CREDITS#{}` | `ACCOUNT` | |
+//! | credits available | `CREDITS#{}` | `AVAILABLE` | |
+//! | credit ledger entry | `CREDITS#{}` | `TX#{n}` | |
+//! | monthly grant marker | `CREDITS#{}` | `GRANT#{n}-{n}` | |
+//! | credit usage, hour | `CREDITS#{}` | `HOUR#{n}` | |
+//! | AI suspension | `CREDITS#{}` | `SUSPENDED` | |
+//! | credit security event | `CREDITS#{}` | `EVENT#{n}#{}` | |
+//! | credit package | `PACKAGE#{}` | `PACKAGE` | by_tenant `CREDIT_PACKAGES` / `PACKAGE#{}` |
+//! | credit reservation | `HOLD#{}` | `HOLD` | by_due `CREDIT_HOLDS` / `HOLD#{n}#{}` |
 //! | demo seed marker | `SEED#DEMO` | `SEED` | |
 
 use std::fmt::Display;
@@ -49,6 +58,9 @@ pub mod prefix {
     pub const CALL: &str = "CALL#";
     pub const PHONE: &str = "PHONE#";
     pub const USAGE: &str = "USAGE#";
+    pub const LEDGER: &str = "TX#";
+    pub const CREDIT_EVENT: &str = "EVENT#";
+    pub const HOLD: &str = "HOLD#";
 }
 
 /// The by-tenant partition listing every tenant (operator views only).
@@ -275,6 +287,83 @@ pub fn stripe_payment(payment_intent: impl Display) -> Key {
     Key::new(format!("STRIPE_PAYMENT#{payment_intent}"), "PAYMENT")
 }
 
+// Credits.
+
+/// A tenant's credit partition: its account, ledger, grants, hourly usage and security events.
+pub fn credit_partition(tenant: impl Display) -> String {
+    format!("CREDITS#{tenant}")
+}
+
+/// The tenant's credit account: granted and paid credits, the ledger's sequence number.
+pub fn credit_account(tenant: impl Display) -> Key {
+    Key::new(credit_partition(tenant), "ACCOUNT")
+}
+
+/// The credits not held by a reservation: the counter every reservation debits with a floor of 0.
+pub fn credits_available(tenant: impl Display) -> Key {
+    Key::new(credit_partition(tenant), "AVAILABLE")
+}
+
+/// One ledger entry, by its sequence number (zero-padded so the sort key orders them).
+pub fn credit_ledger_entry(tenant: impl Display, seq: u64) -> Key {
+    Key::new(
+        credit_partition(tenant),
+        format!("{}{seq:012}", prefix::LEDGER),
+    )
+}
+
+/// The marker that a month's free credits were granted (`YYYY-MM`): at most once per month.
+pub fn monthly_grant(tenant: impl Display, month: &str) -> Key {
+    Key::new(credit_partition(tenant), format!("GRANT#{month}"))
+}
+
+/// The tenant's AI actions and credits in one hour (unix hour number), per function.
+pub fn credit_hour(tenant: impl Display, hour: i64) -> Key {
+    Key::new(credit_partition(tenant), format!("HOUR#{hour}"))
+}
+
+/// Present (and unexpired) while the tenant's AI actions are suspended.
+pub fn ai_suspension(tenant: impl Display) -> Key {
+    Key::new(credit_partition(tenant), "SUSPENDED")
+}
+
+/// A security event of the credit system (anomaly, suspension), by time and id.
+pub fn credit_event(tenant: impl Display, unix_millis: i64, event: impl Display) -> Key {
+    Key::new(
+        credit_partition(tenant),
+        format!("{}{unix_millis:015}#{event}", prefix::CREDIT_EVENT),
+    )
+}
+
+/// A reservation of credits held for one AI action until it settles.
+pub fn credit_hold(hold: impl Display) -> Key {
+    Key::new(format!("{}{hold}", prefix::HOLD), "HOLD")
+}
+
+/// A credit package.
+pub fn credit_package(package: impl Display) -> Key {
+    Key::new(format!("PACKAGE#{package}"), "PACKAGE")
+}
+
+/// The by-tenant partition listing every credit package (the catalogue is not any tenant's).
+pub const CREDIT_PACKAGES: &str = "CREDIT_PACKAGES";
+
+/// A package's place in the catalogue.
+pub fn credit_package_listing(package: impl Display) -> (&'static str, String) {
+    (CREDIT_PACKAGES, format!("PACKAGE#{package}"))
+}
+
+/// The by-due partition of reservations, by when they lapse: what the sweeper reads.
+pub const CREDIT_HOLDS: &str = "CREDIT_HOLDS";
+
+/// A reservation's place in the sweeper's listing: lapsing at `due_unix`.
+pub fn credit_hold_due(due_unix: i64, hold: impl Display) -> (&'static str, String) {
+    (
+        CREDIT_HOLDS,
+        format!("{}{due_unix:012}#{hold}", prefix::HOLD),
+    )
+}
+
 // Local mode.
 
 /// The marker the local runner leaves once it has seeded its demo tenant.
@@ -344,6 +433,15 @@ pub const LAYOUT: &[Shape] = &[
     table("stripe customer", "STRIPE_CUSTOMER#{}", "TENANT"),
     table("stripe event", "STRIPE_EVENT#{}", "EVENT"),
     table("stripe payment", "STRIPE_PAYMENT#{}", "PAYMENT"),
+    table("credit account", "CREDITS#{}", "ACCOUNT"),
+    table("credits available", "CREDITS#{}", "AVAILABLE"),
+    table("credit ledger entry", "CREDITS#{}", "TX#{n}"),
+    table("monthly grant", "CREDITS#{}", "GRANT#{n}-{n}"),
+    table("credit hour", "CREDITS#{}", "HOUR#{n}"),
+    table("ai suspension", "CREDITS#{}", "SUSPENDED"),
+    table("credit event", "CREDITS#{}", "EVENT#{n}#{}"),
+    table("credit hold", "HOLD#{}", "HOLD"),
+    table("credit package", "PACKAGE#{}", "PACKAGE"),
     table("demo seed", "SEED#DEMO", "SEED"),
     index("tenant listing", Index::ByTenant, "TENANTS", "TENANT#{}"),
     index("site listing", Index::ByTenant, "TENANT#{}", "SITE#{}"),
@@ -359,6 +457,8 @@ pub const LAYOUT: &[Shape] = &[
     index("phone catalogue", Index::BySite, "PHONES", "PHONE#{}"),
     index("job listing", Index::BySite, "SITE#{}", "JOB#{}"),
     index("document due", Index::ByDue, "DUE#{}", "DOC#{}#{}"),
+    index("credit hold due", Index::ByDue, "CREDIT_HOLDS", "HOLD#{n}#{}"),
+    index("credit package listing", Index::ByTenant, "CREDIT_PACKAGES", "PACKAGE#{}"),
 ];
 
 #[cfg(test)]
@@ -535,6 +635,15 @@ mod tests {
             ("stripe customer", stripe_customer("cus_1")),
             ("stripe event", stripe_event("evt_1")),
             ("stripe payment", stripe_payment("pi_1")),
+            ("credit account", credit_account(t)),
+            ("credits available", credits_available(t)),
+            ("credit ledger entry", credit_ledger_entry(t, 7)),
+            ("monthly grant", monthly_grant(t, "2026-03")),
+            ("credit hour", credit_hour(t, 472_222)),
+            ("ai suspension", ai_suspension(t)),
+            ("credit event", credit_event(t, 1_700_000_000_000, "evt1")),
+            ("credit hold", credit_hold("hold_1")),
+            ("credit package", credit_package("pkg_1")),
             ("demo seed", demo_seed()),
         ];
         for (item, key) in keys {
@@ -575,6 +684,22 @@ mod tests {
                 "document due",
                 Index::ByDue,
                 document_due("2026-03-09", s, "0f0f"),
+            ),
+            (
+                "credit package listing",
+                Index::ByTenant,
+                {
+                    let (pk, sk) = credit_package_listing("pkg_1");
+                    (pk.to_owned(), sk)
+                },
+            ),
+            (
+                "credit hold due",
+                Index::ByDue,
+                {
+                    let (pk, sk) = credit_hold_due(1_700_000_000, "hold_1");
+                    (pk.to_owned(), sk)
+                },
             ),
         ];
         for (item, index, (pk, sk)) in indexed {

@@ -202,16 +202,19 @@ pub enum Condition {
     AttributeEquals(String, Value),
 }
 
-/// "Add `amount` to `attribute` unless the total would pass `limit`": the quota primitive.
+/// "Add `amount` to `attribute` unless the total would leave `floor..=limit`": the quota primitive, and
+/// (with a floor) the balance primitive that never goes below zero.
 ///
 /// A missing item or attribute counts as 0 and is created. With `limit`, the add fails with
-/// [`StoreError::ConditionFailed`] and changes nothing when `current + amount > limit`.
+/// [`StoreError::ConditionFailed`] and changes nothing when `current + amount > limit`; with `floor`,
+/// likewise when `current + amount < floor`. Bounds hold inside [`ItemStore::transact`] too.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Add {
     pub key: Key,
     pub attribute: String,
     pub amount: i64,
     pub limit: Option<i64>,
+    pub floor: Option<i64>,
     /// Set when the add creates the item (counters for a day expire on their own); kept on later adds.
     /// (Precisely: set when the item has no expiry yet, which is how DynamoDB's `if_not_exists` does it.)
     pub expires_at: Option<i64>,
@@ -224,6 +227,7 @@ impl Add {
             attribute: attribute.into(),
             amount,
             limit: None,
+            floor: None,
             expires_at: None,
         }
     }
@@ -231,6 +235,17 @@ impl Add {
     pub fn up_to(mut self, limit: i64) -> Self {
         self.limit = Some(limit);
         self
+    }
+
+    /// Refuses the add when the total would fall below `floor` (a balance that never goes negative).
+    pub fn at_least(mut self, floor: i64) -> Self {
+        self.floor = Some(floor);
+        self
+    }
+
+    /// Whether a counter standing at `total` after this add is within its bounds.
+    pub fn allows(&self, total: i64) -> bool {
+        self.limit.is_none_or(|limit| total <= limit) && self.floor.is_none_or(|floor| total >= floor)
     }
 
     pub fn expiring_at(mut self, unix_seconds: i64) -> Self {

@@ -348,6 +348,12 @@ pub async fn create_tenant(
         sk,
     );
     store.put(item, Condition::IfAbsent).await?;
+    // The plan's free credits for this month, so a new tenant can use AI actions at once.
+    crate::credits::account::open(store, &tenant.tenant_id, plan, tenant.created_at)
+        .await
+        .map_err(|e| {
+            StoreError::Backend(anyhow::Error::new(e).context("opening the credit account"))
+        })?;
     Ok(tenant)
 }
 

@@ -151,7 +151,8 @@ impl UpdateParts {
     }
 
     /// `ADD` to a live or missing item, within the limit: `current + amount <= limit`, i.e.
-    /// `current <= limit - amount`, where a missing attribute counts as 0.
+    /// `current <= limit - amount`, and above the floor: `current >= floor - amount`, where a missing
+    /// attribute counts as 0.
     pub(super) fn of_add(add: &Add, now: i64) -> Result<Self, StoreError> {
         let mut expr = Expr::default();
         let mut condition = expr.live(now);
@@ -172,6 +173,26 @@ impl UpdateParts {
                 // limit - amount below i64::MIN: nothing an i64 counter holds is low enough.
                 None if add.amount > 0 => return Err(StoreError::ConditionFailed),
                 // limit - amount above i64::MAX: every counter is within it.
+                None => {}
+            }
+        }
+        if let Some(floor) = add.floor {
+            let attribute = expr.name(&add.attribute);
+            match floor.checked_sub(add.amount) {
+                Some(min) => {
+                    let zero_fits = 0 >= min;
+                    let min = expr.value(AttributeValue::N(min.to_string()));
+                    // A missing attribute is 0, which is above the floor exactly when 0 >= min.
+                    let within = if zero_fits {
+                        format!("(attribute_not_exists({attribute}) OR {attribute} >= {min})")
+                    } else {
+                        format!("(attribute_exists({attribute}) AND {attribute} >= {min})")
+                    };
+                    condition = format!("{condition} AND {within}");
+                }
+                // floor - amount above i64::MAX: nothing an i64 counter holds is high enough.
+                None if add.amount < 0 => return Err(StoreError::ConditionFailed),
+                // floor - amount below i64::MIN: every counter is above it.
                 None => {}
             }
         }
@@ -232,6 +253,36 @@ mod tests {
         );
         assert!(matches!(
             UpdateParts::of_add(&Add::new(Key::new("p", "s"), "n", 5).up_to(i64::MIN), 0),
+            Err(StoreError::ConditionFailed)
+        ));
+    }
+
+    #[test]
+    fn floors_count_a_missing_attribute_as_zero() {
+        let add = Add::new(Key::new("p", "s"), "n", -3).at_least(0);
+        let parts = UpdateParts::of_add(&add, 100).unwrap();
+        assert!(
+            parts
+                .condition
+                .contains("attribute_exists(#n1) AND #n1 >= :v1"),
+            "{}",
+            parts.condition
+        );
+        assert_eq!(
+            parts.expr.values().unwrap()[":v1"],
+            AttributeValue::N("3".into())
+        );
+        let add = Add::new(Key::new("p", "s"), "n", 2).at_least(0);
+        let parts = UpdateParts::of_add(&add, 100).unwrap();
+        assert!(
+            parts
+                .condition
+                .contains("attribute_not_exists(#n1) OR #n1 >= :v1"),
+            "{}",
+            parts.condition
+        );
+        assert!(matches!(
+            UpdateParts::of_add(&Add::new(Key::new("p", "s"), "n", -5).at_least(i64::MAX), 0),
             Err(StoreError::ConditionFailed)
         ));
     }

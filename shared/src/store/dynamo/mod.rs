@@ -241,7 +241,7 @@ impl DynamoStore {
             // The condition failed: either the limit, or an expired item that ADD must not build on.
             match self.get_raw(&add.key).await? {
                 Some(item) if item.is_expired(now) => {
-                    if add.limit.is_some_and(|limit| add.amount > limit) {
+                    if !add.allows(add.amount) {
                         return Err(StoreError::ConditionFailed);
                     }
                     // Replace the expired item with a fresh counter, unless someone else already has.
@@ -272,14 +272,14 @@ impl DynamoStore {
                 }
                 Some(item) => {
                     let total = item.count(&add.attribute).saturating_add(add.amount);
-                    if add.limit.is_none_or(|limit| total > limit) {
+                    if (add.limit.is_none() && add.floor.is_none()) || !add.allows(total) {
                         return Err(StoreError::ConditionFailed);
                     }
                     // It changed between the two calls (expired and re-created, or went down): retry.
                 }
                 None => {
                     // Missing now: either the limit refused a fresh counter, or it was deleted in between.
-                    if add.limit.is_some_and(|limit| add.amount > limit) {
+                    if !add.allows(add.amount) {
                         return Err(StoreError::ConditionFailed);
                     }
                 }
@@ -378,24 +378,18 @@ impl DynamoStore {
         for write in &writes {
             check_write(write)?;
         }
+        let mut expired_before: Option<Vec<(Key, bool)>> = None;
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.unix_seconds();
-            // An add over an expired item must replace it, which needs to know the item is expired:
-            // read those first, and retry if one changed expiry state before the transaction ran.
-            let mut expired_before = Vec::new();
-            for write in &writes {
-                if let Write::Add(add) = write {
-                    let expired = self
-                        .get_raw(&add.key)
-                        .await?
-                        .is_some_and(|item| item.is_expired(now));
-                    expired_before.push((add.key.clone(), expired));
-                }
-            }
+            // An add over an expired item must replace it, which needs to know the item is expired.
+            // The first attempt assumes none is (an add's live condition refuses an expired item), so
+            // the common case is one call; a refusal reads the adds' items to tell the two apart.
             let expired = |key: &Key| {
                 expired_before
-                    .iter()
-                    .any(|(k, expired)| k == key && *expired)
+                    .as_ref()
+                    .is_some_and(|known: &Vec<(Key, bool)>| {
+                        known.iter().any(|(k, expired)| k == key && *expired)
+                    })
             };
             let mut items = Vec::new();
             for write in &writes {
@@ -424,18 +418,25 @@ impl DynamoStore {
             if !condition_failed {
                 return Err(backend("running a transaction".into(), error));
             }
-            let mut changed = false;
-            for (key, was_expired) in &expired_before {
-                let now = self.clock.unix_seconds();
-                let is_expired = self
-                    .get_raw(key)
-                    .await?
-                    .is_some_and(|item| item.is_expired(now));
-                changed |= is_expired != *was_expired;
+            let mut now_expired = Vec::new();
+            for write in &writes {
+                if let Write::Add(add) = write {
+                    let now = self.clock.unix_seconds();
+                    let is_expired = self
+                        .get_raw(&add.key)
+                        .await?
+                        .is_some_and(|item| item.is_expired(now));
+                    now_expired.push((add.key.clone(), is_expired));
+                }
             }
+            let changed = match &expired_before {
+                None => now_expired.iter().any(|(_, expired)| *expired),
+                Some(before) => *before != now_expired,
+            };
             if !changed {
                 return Err(StoreError::ConditionFailed);
             }
+            expired_before = Some(now_expired);
         }
         Err(StoreError::Backend(anyhow!(
             "items kept changing under a transaction"
@@ -515,7 +516,7 @@ impl DynamoStore {
                 }
             },
             Write::Add(add) if item_expired => {
-                if add.limit.is_some_and(|limit| add.amount > limit) {
+                if !add.allows(add.amount) {
                     return Err(StoreError::ConditionFailed);
                 }
                 let mut expr = Expr::default();

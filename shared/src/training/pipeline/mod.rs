@@ -869,10 +869,43 @@ impl Trainer {
             }
             Err(usage::UsageError::Store(e)) => return Err(e.into()),
         }
+        // Credits: the most this batch can cost (the estimate and a quarter more, for a provider that
+        // counts differently), reserved before it is sent. Refused: the job fails cleanly and the
+        // site's current index keeps serving.
+        let meter = crate::credits::Meter::of(&self.platform);
+        let max_cost = run.embedding.as_ref().map_or(MicroUsd::ZERO, |(_, p)| {
+            p.cost((estimate + estimate / 4) as u64, 0)
+        });
+        let hold = match meter
+            .reserve(
+                &run.tenant.tenant_id,
+                crate::credits::MeteredFunction::Training,
+                meter.settings().credits_for(max_cost),
+                Some(run.job.job_id.as_str()),
+            )
+            .await
+        {
+            Ok(hold) => hold,
+            Err(e) => {
+                let _ = usage::record(store, month, counters::EMBEDDING_TOKENS, -estimate, now)
+                    .await;
+                return Err(match e {
+                    crate::credits::CreditError::Store(e) => e.into(),
+                    crate::credits::CreditError::Contended(m) => TrainError::Retryable(m),
+                    other => TrainError::Fatal(format!(
+                        "{other}: buy credits (POST /api/credits/purchase) and train again; \
+                         the site's current index keeps serving"
+                    )),
+                });
+            }
+        };
         let embedded = match client.embed(&texts, InputRole::Passage).await {
             Ok(out) => out,
             Err(e) => {
-                // Nothing was spent: give the reservation back.
+                // Nothing was spent: give the reservations back.
+                if let Err(e) = meter.release(hold).await {
+                    tracing::warn!(error = %e, "releasing a credit hold failed; the sweeper will");
+                }
                 let _ =
                     usage::record(store, month, counters::EMBEDDING_TOKENS, -estimate, now).await;
                 return Err(match e {
@@ -893,6 +926,17 @@ impl Trainer {
             .embedding
             .as_ref()
             .map_or(MicroUsd::ZERO, |(_, p)| p.cost(tokens, 0));
+        if let Err(e) = meter
+            .settle(
+                hold,
+                meter.settings().credits_for(cost),
+                Some(run.job.job_id.as_str()),
+            )
+            .await
+        {
+            // The vectors are paid for by the provider already: keep them, and say so loudly.
+            tracing::error!(error = %e, job_id = %run.job.job_id, "settling embedding credits failed");
+        }
         let correction = tokens as i64 - estimate;
         if correction != 0 {
             usage::record(

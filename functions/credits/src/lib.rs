@@ -1,0 +1,237 @@
+//! Credits: `GET /api/credits/balance`, `GET /api/credits/transactions` and
+//! `GET /api/credits/packages` for a tenant; `POST /api/admin/credits/packages` and
+//! `POST /api/admin/tenants/{tenant_id}/credits` for the operator (a bonus or a negative adjustment,
+//! never below zero, in the ledger like every other change).
+
+/// The secret variables this function's code reads (the admin route checks the operator key);
+/// shared::secrets fetches exactly these at start-up, and tests/deploy_template.rs checks the
+/// templates grant exactly these.
+pub const SECRETS: &[&str] = &["KOTOBA_ADMIN_KEY"];
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+use shared::Platform;
+use shared::credits::account::{self, Balance};
+use shared::credits::ledger::{self, LedgerEntry};
+use shared::credits::packages::{self, Currency, NewPackage, Package};
+use shared::credits::{Credits, MeteredFunction, TransactionType};
+use shared::http::openapi::{ErrorBody, SecuritySchemes};
+use shared::http::{AdminAuth, ApiError, ApiJson, TenantAuth, current_request_id};
+use shared::ids::TenantId;
+use shared::tenants;
+
+pub fn routes(platform: Arc<Platform>) -> Router {
+    Router::new()
+        .route("/api/credits/balance", get(balance))
+        .route("/api/credits/transactions", get(transactions))
+        .route("/api/credits/packages", get(packages_on_sale))
+        .route("/api/admin/credits/packages", post(create_package))
+        .route("/api/admin/tenants/{tenant_id}/credits", post(adjust))
+        .with_state(platform)
+}
+
+/// This function's part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(balance, transactions, packages_on_sale, create_package, adjust),
+    components(schemas(
+        ErrorBody,
+        LedgerEntry,
+        TransactionType,
+        MeteredFunction,
+        Credits,
+        Package,
+        NewPackage,
+        Currency
+    )),
+    modifiers(&SecuritySchemes)
+)]
+pub struct ApiDoc;
+
+pub fn app(platform: Arc<Platform>) -> Router {
+    shared::http::finish(routes(platform))
+}
+
+/// A tenant's credits.
+#[derive(Serialize, ToSchema)]
+struct BalanceView {
+    /// Granted + paid.
+    balance: Credits,
+    /// The plan's monthly free credits and bonuses left; spent first, expire at the next grant.
+    granted: Credits,
+    /// Purchased credits left; never expire.
+    paid: Credits,
+    /// What a new action may reserve now (the balance minus what in-flight actions hold).
+    available: Credits,
+    monthly_free_credits: Credits,
+    total_purchased: Credits,
+}
+
+impl From<Balance> for BalanceView {
+    fn from(b: Balance) -> Self {
+        Self {
+            balance: b.balance,
+            granted: b.granted,
+            paid: b.paid,
+            available: b.available,
+            monthly_free_credits: b.monthly_free_credits,
+            total_purchased: b.total_purchased,
+        }
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/credits/balance",
+    tag = "credits",
+    security(("tenant_key" = [])),
+    responses((status = 200, description = "The tenant's credits", body = BalanceView))
+)]
+async fn balance(
+    State(p): State<Arc<Platform>>,
+    TenantAuth(tenant): TenantAuth,
+) -> Result<Json<BalanceView>, ApiError> {
+    let balance = account::balance(p.store.as_ref(), &tenant).await?;
+    Ok(Json(balance.into()))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    cursor: Option<String>,
+}
+
+/// A page of the ledger, newest first.
+#[derive(Serialize, ToSchema)]
+struct TransactionsPage {
+    transactions: Vec<LedgerEntry>,
+    next_cursor: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/credits/transactions",
+    tag = "credits",
+    security(("tenant_key" = [])),
+    params(("cursor" = Option<String>, Query, description = "From the previous page's `next_cursor`")),
+    responses(
+        (status = 200, description = "The ledger, newest first, 50 a page", body = TransactionsPage),
+        (status = 400, description = "A cursor this listing did not hand out", body = ErrorBody)
+    )
+)]
+async fn transactions(
+    State(p): State<Arc<Platform>>,
+    TenantAuth(tenant): TenantAuth,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<TransactionsPage>, ApiError> {
+    let (transactions, next_cursor) = ledger::page(p.store.as_ref(), &tenant, q.cursor, 50).await?;
+    Ok(Json(TransactionsPage {
+        transactions,
+        next_cursor,
+    }))
+}
+
+/// A bonus (positive) or an adjustment (negative) of a tenant's credits.
+#[derive(Deserialize, ToSchema)]
+struct AdjustRequest {
+    /// Non-zero; negative draws granted credits first and never goes below zero.
+    credits: i64,
+    /// Why, kept in the ledger (1 to 500 characters).
+    reason: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/admin/tenants/{tenant_id}/credits",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("tenant_id" = TenantId, Path, description = "The tenant")),
+    request_body = AdjustRequest,
+    responses(
+        (status = 201, description = "The ledger entry written", body = LedgerEntry),
+        (status = 400, description = "Zero credits, or no reason", body = ErrorBody),
+        (status = 402, description = "A negative adjustment larger than the available credits", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody)
+    )
+)]
+async fn adjust(
+    State(p): State<Arc<Platform>>,
+    _admin: AdminAuth,
+    Path(tenant_id): Path<String>,
+    ApiJson(body): ApiJson<AdjustRequest>,
+) -> Result<(StatusCode, Json<LedgerEntry>), ApiError> {
+    let tenant = TenantId::parse(&tenant_id).map_err(|e| ApiError::invalid("tenant_id", e))?;
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(ApiError::invalid(
+            "reason",
+            "a reason of 1 to 500 characters is required",
+        ));
+    }
+    if body.credits == 0 {
+        return Err(ApiError::invalid("credits", "credits must not be 0"));
+    }
+    tenants::get_tenant(p.store.as_ref(), &tenant).await?;
+    let entry = account::adjust(
+        p.store.as_ref(),
+        &tenant,
+        Credits(body.credits),
+        reason,
+        current_request_id(),
+        p.clock.now(),
+    )
+    .await?;
+    tracing::info!(tenant = %tenant, credits = body.credits, reason, transaction = %entry.transaction_id, "credits adjusted by the operator");
+    Ok((StatusCode::CREATED, Json(entry)))
+}
+
+/// The packages on sale now.
+#[derive(Serialize, ToSchema)]
+struct PackageList {
+    packages: Vec<Package>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/credits/packages",
+    tag = "credits",
+    security(("tenant_key" = [])),
+    responses((status = 200, description = "The packages on sale now, smallest first", body = PackageList))
+)]
+async fn packages_on_sale(
+    State(p): State<Arc<Platform>>,
+    TenantAuth(_tenant): TenantAuth,
+) -> Result<Json<PackageList>, ApiError> {
+    let packages = packages::on_sale(p.store.as_ref(), p.clock.now()).await?;
+    Ok(Json(PackageList { packages }))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/admin/credits/packages",
+    tag = "admin",
+    security(("admin_key" = [])),
+    request_body = NewPackage,
+    responses(
+        (status = 201, description = "The package, in the catalogue", body = Package),
+        (status = 400, description = "A field out of range, named in `field`", body = ErrorBody)
+    )
+)]
+async fn create_package(
+    State(p): State<Arc<Platform>>,
+    _admin: AdminAuth,
+    ApiJson(body): ApiJson<NewPackage>,
+) -> Result<(StatusCode, Json<Package>), ApiError> {
+    let package = body
+        .parse(p.ids.as_ref(), p.clock.now())
+        .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    packages::create(p.store.as_ref(), &package).await?;
+    tracing::info!(package = %package.package_id, credits = package.credits.0, amount = package.amount, "credit package created");
+    Ok((StatusCode::CREATED, Json(package)))
+}
