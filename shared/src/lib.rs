@@ -9,6 +9,7 @@ pub mod chunk;
 pub mod clock;
 pub mod config;
 pub mod crawl;
+pub mod deadlines;
 pub mod embedded_db;
 pub mod extract;
 #[cfg(test)]

@@ -41,6 +41,18 @@ pub(crate) fn check_mail(mail: &Mail) -> Result<(), MailError> {
             "the subject contains control characters".into(),
         ));
     }
+    for (name, value) in &mail.headers {
+        let token = |c: char| c.is_ascii_alphanumeric() || c == '-';
+        if name.is_empty() || !name.chars().all(token) {
+            return Err(MailError::Invalid(format!("{name:?} is not a header name")));
+        }
+        // Extra headers are ASCII (URLs, mailto:) and one line: anything else would inject headers.
+        if !value.is_ascii() || value.chars().any(|c| c.is_ascii_control()) {
+            return Err(MailError::Invalid(format!(
+                "header {name} must be one line of ASCII"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -52,6 +64,8 @@ pub struct Mail {
     pub subject: String,
     pub text: String,
     pub html: Option<String>,
+    /// Extra headers (`List-Unsubscribe`, `List-Unsubscribe-Post` on reminders): ASCII, one line each.
+    pub headers: Vec<(String, String)>,
 }
 
 string_newtype!(

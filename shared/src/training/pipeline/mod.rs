@@ -641,13 +641,21 @@ impl Trainer {
         Ok(())
     }
 
-    fn valid_until(&self) -> String {
-        rfc3339(self.platform.clock.now() + TimeDuration::days(documents::VALIDITY_DAYS))
+    /// Valid for the site's re-train interval: the document's due record falls on the day it goes stale.
+    fn valid_until(&self, site: &Site) -> String {
+        rfc3339(
+            self.platform.clock.now()
+                + TimeDuration::days(documents::validity_days(site.retrain_interval_days)),
+        )
     }
 
     /// Records that this job saw a document unchanged.
     async fn save_seen(&self, run: &mut Run<'_>, doc: DocumentRecord) -> Result<(), TrainError> {
-        let doc = doc.seen_by(&run.job.job_id, self.platform.clock.now());
+        let doc = doc.seen_by(
+            &run.job.job_id,
+            self.platform.clock.now(),
+            documents::validity_days(run.site.retrain_interval_days),
+        );
         documents::save(self.platform.store.as_ref(), &run.site.site_id, &doc).await?;
         run.docs.insert(doc.canonical_url.clone(), doc);
         Ok(())
@@ -779,7 +787,7 @@ impl Trainer {
             etag: page.etag.clone(),
             last_modified: page.last_modified.clone(),
             version: previous.as_ref().map_or(1, |d| d.version + 1),
-            valid_until: self.valid_until(),
+            valid_until: self.valid_until(&run.site),
             chunk_count: stored.chunks.len() as u32,
             depth: page.depth,
             links: page_links(page),
