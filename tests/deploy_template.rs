@@ -130,6 +130,7 @@ fn reads(binary: &str) -> BTreeSet<String> {
         "call-bridge" => call_bridge::SECRETS,
         "billing" => billing::SECRETS,
         "webhook" => webhook::SECRETS,
+        "deadline-cron" => deadline_cron::SECRETS,
         other => panic!("template builds an unknown binary {other}"),
     };
     list.iter().map(|s| s.to_string()).collect()
@@ -150,7 +151,7 @@ fn every_secret_reaches_exactly_the_lambda_functions_whose_code_reads_it() {
     }
     let resources = mapping(&template, &["Resources"]);
     let functions = functions(&template);
-    assert_eq!(functions.len(), 9, "{functions:?}");
+    assert_eq!(functions.len(), 10, "{functions:?}");
     let mut readers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (id, binary) in &functions {
         let properties = &resources[id.as_str()]["Properties"];

@@ -8,6 +8,7 @@
 /// these at start-up, and tests/deploy_template.rs checks the templates grant exactly these.
 pub const SECRETS: &[&str] = &["KOTOBA_ADMIN_KEY"];
 
+mod cron;
 mod voice;
 
 use std::sync::Arc;
@@ -49,6 +50,7 @@ pub fn routes(platform: Arc<Platform>) -> Router {
             post(rollback_prompt),
         )
         .merge(voice::routes())
+        .merge(cron::routes())
         .with_state(platform)
 }
 
@@ -85,6 +87,7 @@ pub fn app(platform: Arc<Platform>) -> Router {
         voice::rollback_settings,
         voice::list_calls,
         voice::read_call,
+        cron::run_deadlines,
     ),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes)

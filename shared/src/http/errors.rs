@@ -8,6 +8,7 @@ use super::request_id::current_request_id;
 use crate::billing::{BillingError, StripeError, WebhookError};
 use crate::chat::ChatError;
 use crate::chat::logs::FeedbackError;
+use crate::deadlines::DeadlineError;
 use crate::sites::SiteError;
 use crate::store::StoreError;
 use crate::tenants::api_keys::KeyError;
@@ -222,6 +223,18 @@ impl From<StoreError> for ApiError {
                 Self::Unavailable("storage is temporarily unavailable; try again".into())
             }
             other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<DeadlineError> for ApiError {
+    fn from(e: DeadlineError) -> Self {
+        match e {
+            DeadlineError::FutureDate(..) | DeadlineError::BadDate(_) => {
+                let message = e.to_string();
+                Self::invalid("date", message.trim_start_matches("date: ").to_string())
+            }
+            DeadlineError::Store(e) => e.into(),
         }
     }
 }
