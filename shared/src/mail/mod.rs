@@ -110,7 +110,24 @@ pub trait Mailer: Send + Sync + 'static {
 
 #[cfg(test)]
 mod tests {
-    use super::EmailAddress;
+    use super::{EmailAddress, Mail, check_mail};
+
+    #[test]
+    fn extra_headers_are_one_ascii_line_under_a_token_name() {
+        let mail = |name: &str, value: &str| Mail {
+            from: EmailAddress::parse("no-reply@kotoba.example").unwrap(),
+            to: vec![EmailAddress::parse("a@example.jp").unwrap()],
+            subject: "s".into(),
+            text: "t".into(),
+            html: None,
+            headers: vec![(name.into(), value.into())],
+        };
+        assert!(check_mail(&mail("List-Unsubscribe", "<mailto:u@kotoba.example>")).is_ok());
+        assert!(check_mail(&mail("List-Unsubscribe", "<a>\r\nBcc: x@evil.example")).is_err());
+        assert!(check_mail(&mail("Bad Name", "v")).is_err());
+        assert!(check_mail(&mail("X-Note", "配信停止")).is_err());
+        assert!(check_mail(&mail("", "v")).is_err());
+    }
 
     #[test]
     fn email_addresses_parse() {

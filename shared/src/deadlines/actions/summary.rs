@@ -237,11 +237,15 @@ mod tests {
     #[test]
     fn p95_is_the_nearest_rank() {
         let tenant = TenantId::parse("ten_1").unwrap();
-        let mut tally = Tally::default();
-        tally.latencies = (1..=20).collect();
+        let tally = Tally {
+            latencies: (1..=20).collect(),
+            ..Tally::default()
+        };
         assert_eq!(tally.summary("d", &tenant, None).p95_latency_ms, 19);
-        let mut one = Tally::default();
-        one.latencies = vec![7];
+        let one = Tally {
+            latencies: vec![7],
+            ..Tally::default()
+        };
         assert_eq!(one.summary("d", &tenant, None).p95_latency_ms, 7);
     }
 }
