@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod crawl;
 pub mod credits;
+pub mod deadlines;
 pub mod embedded_db;
 pub mod extract;
 #[cfg(test)]

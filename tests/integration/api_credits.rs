@@ -94,7 +94,10 @@ async fn two_hundred_chats_against_credits_for_fifty(backend: Backend) {
         .buffer_unordered(200)
         .collect::<Vec<_>>()
         .await;
-    let ok = replies.iter().filter(|r| r.status == StatusCode::OK).count();
+    let ok = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
     let refused: Vec<_> = replies
         .iter()
         .filter(|r| r.status == StatusCode::PAYMENT_REQUIRED)
@@ -119,7 +122,10 @@ async fn two_hundred_chats_against_credits_for_fifty(backend: Backend) {
     );
 
     let balance = t.balance().await;
-    assert_eq!((balance["balance"].as_i64(), balance["available"].as_i64()), (Some(0), Some(0)));
+    assert_eq!(
+        (balance["balance"].as_i64(), balance["available"].as_i64()),
+        (Some(0), Some(0))
+    );
     t.books().await;
     // The ledger: 50 chat entries of one credit each, newest first, each naming its answer.
     let mut usage = 0;
@@ -176,7 +182,11 @@ async fn the_operator_grants_and_adjusts_never_below_zero() {
     assert_eq!(balance["paid"], 0);
 
     let bonus = app
-        .post(&path, &app.admin_key, json!({"credits": 250, "reason": "launch bonus"}))
+        .post(
+            &path,
+            &app.admin_key,
+            json!({"credits": 250, "reason": "launch bonus"}),
+        )
         .await;
     assert_eq!(bonus.status, StatusCode::CREATED, "{:?}", bonus.body);
     assert_eq!(bonus.body["type"], "bonus");
@@ -185,13 +195,21 @@ async fn the_operator_grants_and_adjusts_never_below_zero() {
 
     // Never below zero: refused whole, with the balance, and nothing written.
     let over = app
-        .post(&path, &app.admin_key, json!({"credits": -10_251, "reason": "too much"}))
+        .post(
+            &path,
+            &app.admin_key,
+            json!({"credits": -10_251, "reason": "too much"}),
+        )
         .await;
     assert_eq!(over.status, StatusCode::PAYMENT_REQUIRED, "{:?}", over.body);
     assert_eq!(over.error_code(), "credits_exhausted");
     assert_eq!(over.body["error"]["balance"], 10_250);
     let all = app
-        .post(&path, &app.admin_key, json!({"credits": -10_250, "reason": "closing"}))
+        .post(
+            &path,
+            &app.admin_key,
+            json!({"credits": -10_250, "reason": "closing"}),
+        )
         .await;
     assert_eq!(all.status, StatusCode::CREATED, "{:?}", all.body);
     assert_eq!(all.body["balance_after"], 0);
@@ -206,7 +224,11 @@ async fn the_operator_grants_and_adjusts_never_below_zero() {
         assert_eq!(r.body["error"]["field"], field, "{:?}", r.body);
     }
     let r = app
-        .post(&path, &app.admin_key, json!({"credits": "many", "reason": "x"}))
+        .post(
+            &path,
+            &app.admin_key,
+            json!({"credits": "many", "reason": "x"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
     let r = app
@@ -272,7 +294,11 @@ async fn training_that_exhausts_credits_fails_cleanly_and_the_old_index_serves()
         )
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
-    assert!(!answer.body["sources"].as_array().unwrap().is_empty(), "{:?}", answer.body);
+    assert!(
+        !answer.body["sources"].as_array().unwrap().is_empty(),
+        "{:?}",
+        answer.body
+    );
     t.books().await;
 }
 
@@ -322,17 +348,30 @@ async fn the_operator_sells_packages_and_tenants_see_those_on_sale() {
 
     // Bad input names its field; only the operator may create.
     for (body, field) in [
-        (json!({"display_name": "", "credits": 5, "price": 500, "currency": "JPY"}), "display_name"),
-        (json!({"display_name": "x", "credits": 0, "price": 500, "currency": "JPY"}), "credits"),
-        (json!({"display_name": "x", "credits": 5, "price": 10, "currency": "JPY"}), "price"),
-        (json!({"display_name": "x", "credits": 5, "price": 500, "currency": "JPY",
-                "valid_from": "2030-01-01T00:00:00Z", "valid_until": "2029-01-01T00:00:00Z"}), "valid_until"),
+        (
+            json!({"display_name": "", "credits": 5, "price": 500, "currency": "JPY"}),
+            "display_name",
+        ),
+        (
+            json!({"display_name": "x", "credits": 0, "price": 500, "currency": "JPY"}),
+            "credits",
+        ),
+        (
+            json!({"display_name": "x", "credits": 5, "price": 10, "currency": "JPY"}),
+            "price",
+        ),
+        (
+            json!({"display_name": "x", "credits": 5, "price": 500, "currency": "JPY",
+                "valid_from": "2030-01-01T00:00:00Z", "valid_until": "2029-01-01T00:00:00Z"}),
+            "valid_until",
+        ),
     ] {
         let r = create(body).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
         assert_eq!(r.body["error"]["field"], field, "{:?}", r.body);
     }
-    let r = create(json!({"display_name": "x", "credits": 5, "price": 500, "currency": "EUR"})).await;
+    let r =
+        create(json!({"display_name": "x", "credits": 5, "price": 500, "currency": "EUR"})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
     let r = app
         .post(

@@ -131,6 +131,7 @@ fn reads(binary: &str) -> BTreeSet<String> {
         "call-bridge" => call_bridge::SECRETS,
         "billing" => billing::SECRETS,
         "webhook" => webhook::SECRETS,
+        "deadline-cron" => deadline_cron::SECRETS,
         other => panic!("template builds an unknown binary {other}"),
     };
     list.iter().map(|s| s.to_string()).collect()

@@ -393,7 +393,26 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
         "ten minutes later the signature is stale"
     );
 
+    the_schedule_event_runs_the_deadline_job_for_its_day().await;
+
     // Every fixture in events/ was used above.
     let unused = unused_fixtures();
     assert!(unused.is_empty(), "fixtures no test feeds: {unused:?}");
+}
+
+/// The deadline job's scheduler event: its day is the scheduled time's (the binary itself runs it
+/// through `lambda_runtime` in functions/deadline-cron/tests/lambda_events.rs).
+async fn the_schedule_event_runs_the_deadline_job_for_its_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let platform = platform(dir.path(), &[]);
+    let event: deadline_cron::ScheduleEvent =
+        serde_json::from_str(&fixture("deadline-cron-schedule.json")).unwrap();
+    let job = deadline_cron::job(platform);
+    let report = deadline_cron::handle(&job, event.clone()).await.unwrap();
+    assert_eq!(report.date, "2026-03-09");
+    assert_eq!(report.days, ["2026-03-09"]);
+    assert!(report.errors.is_empty());
+    // A second run for the day does nothing.
+    let again = deadline_cron::handle(&job, event).await.unwrap();
+    assert_eq!(again.acted(), 0);
 }

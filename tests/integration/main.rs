@@ -7,6 +7,7 @@ mod api_chat;
 mod api_console;
 mod api_contract;
 mod api_credits;
+mod api_deadlines;
 mod api_embed_script;
 mod api_hardening;
 mod api_roles;

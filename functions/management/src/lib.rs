@@ -9,6 +9,7 @@
 pub const SECRETS: &[&str] = &["KOTOBA_ADMIN_KEY"];
 
 mod console;
+mod cron;
 mod voice;
 
 use std::sync::Arc;
@@ -52,6 +53,7 @@ pub fn routes(platform: Arc<Platform>) -> Router {
         )
         .merge(voice::routes())
         .merge(console::routes())
+        .merge(cron::routes())
         .with_state(platform)
 }
 
@@ -91,6 +93,7 @@ pub fn app(platform: Arc<Platform>) -> Router {
         console::sign_in,
         console::read_session,
         console::sign_out,
+        cron::run_deadlines,
     ),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes)

@@ -5,6 +5,7 @@
 //! a demo tenant and site on first start, trained on the sample site it serves itself (`/demo/site/`).
 //! Tests start it in-process (`start` on port 0), so they drive exactly what a developer runs.
 
+mod deadlines;
 mod demo;
 pub mod sample_site;
 mod seed;
@@ -221,8 +222,10 @@ impl Runner {
     pub fn spawn_with_worker(self, worker: bool) -> tokio::task::JoinHandle<()> {
         let queue_loop = worker
             .then(|| tokio::spawn(worker::consume(self.platform.clone(), self.worker.clone())));
+        let timer = AbortOnDrop(tokio::spawn(deadlines::daily(self.platform.clone())));
         tokio::spawn(async move {
             let _stop_loop_with_server = queue_loop.map(AbortOnDrop);
+            let _stop_timer_with_server = timer;
             if let Err(e) = self.serve().await {
                 tracing::error!(error = format!("{e:#}"), "local runner stopped");
             }

@@ -269,6 +269,21 @@ impl Billing {
             }
             _ => WebhookOutcome::Ignored,
         };
+        if event.kind.starts_with("customer.subscription.")
+            || event.kind.starts_with("invoice.")
+            || event.kind == "checkout.session.completed"
+        {
+            // Whatever the event changed (or a redelivery that changes nothing), the tenant's billing
+            // due records follow its state now: writing them again is harmless.
+            let account = crate::tenants::get_tenant(store, &tenant).await?;
+            crate::deadlines::due::schedule_billing(
+                store,
+                &account,
+                self.platform.config.billing.past_due_grace,
+                self.platform.clock.now().date(),
+            )
+            .await?;
+        }
         Ok((outcome, Some(tenant)))
     }
 

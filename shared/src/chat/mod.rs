@@ -1174,6 +1174,7 @@ mod tests {
             index_version: Some(1),
             last_trained_at: None,
             last_training_error: None,
+            retrain_interval_days: crate::sites::DEFAULT_RETRAIN_INTERVAL_DAYS,
             widget: Default::default(),
             prompt: PromptProfile::initial(),
             created_at: crate::fixtures::START,

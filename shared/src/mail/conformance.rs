@@ -48,6 +48,7 @@ impl MailHarness {
             subject: subject.into(),
             text: text.into(),
             html: html.map(Into::into),
+            headers: Vec::new(),
         }
     }
 

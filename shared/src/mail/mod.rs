@@ -41,6 +41,18 @@ pub(crate) fn check_mail(mail: &Mail) -> Result<(), MailError> {
             "the subject contains control characters".into(),
         ));
     }
+    for (name, value) in &mail.headers {
+        let token = |c: char| c.is_ascii_alphanumeric() || c == '-';
+        if name.is_empty() || !name.chars().all(token) {
+            return Err(MailError::Invalid(format!("{name:?} is not a header name")));
+        }
+        // Extra headers are ASCII (URLs, mailto:) and one line: anything else would inject headers.
+        if !value.is_ascii() || value.chars().any(|c| c.is_ascii_control()) {
+            return Err(MailError::Invalid(format!(
+                "header {name} must be one line of ASCII"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -52,6 +64,8 @@ pub struct Mail {
     pub subject: String,
     pub text: String,
     pub html: Option<String>,
+    /// Extra headers (`List-Unsubscribe`, `List-Unsubscribe-Post` on reminders): ASCII, one line each.
+    pub headers: Vec<(String, String)>,
 }
 
 string_newtype!(
@@ -96,7 +110,24 @@ pub trait Mailer: Send + Sync + 'static {
 
 #[cfg(test)]
 mod tests {
-    use super::EmailAddress;
+    use super::{EmailAddress, Mail, check_mail};
+
+    #[test]
+    fn extra_headers_are_one_ascii_line_under_a_token_name() {
+        let mail = |name: &str, value: &str| Mail {
+            from: EmailAddress::parse("no-reply@kotoba.example").unwrap(),
+            to: vec![EmailAddress::parse("a@example.jp").unwrap()],
+            subject: "s".into(),
+            text: "t".into(),
+            html: None,
+            headers: vec![(name.into(), value.into())],
+        };
+        assert!(check_mail(&mail("List-Unsubscribe", "<mailto:u@kotoba.example>")).is_ok());
+        assert!(check_mail(&mail("List-Unsubscribe", "<a>\r\nBcc: x@evil.example")).is_err());
+        assert!(check_mail(&mail("Bad Name", "v")).is_err());
+        assert!(check_mail(&mail("X-Note", "配信停止")).is_err());
+        assert!(check_mail(&mail("", "v")).is_err());
+    }
 
     #[test]
     fn email_addresses_parse() {

@@ -100,6 +100,12 @@ impl Outbox {
         if let Some(html) = &mail.html {
             builder = builder.html_body(html.as_str());
         }
+        for (name, value) in &mail.headers {
+            builder = builder.header(
+                name.as_str(),
+                mail_builder::headers::raw::Raw::new(value.as_str()),
+            );
+        }
         let bytes = builder.write_to_vec().context("building the message")?;
         let name = format!("{stamp}-{id}.eml");
         Ok((id, name, bytes))
@@ -158,6 +164,7 @@ mod tests {
             subject: "ご予約の確認".into(),
             text: "本文：明日の10時です。".into(),
             html: None,
+            headers: Vec::new(),
         }
     }
 

@@ -4,7 +4,7 @@ use anyhow::Context;
 use aws_sdk_sesv2::Client;
 use aws_sdk_sesv2::error::SdkError;
 use aws_sdk_sesv2::operation::create_email_identity::CreateEmailIdentityError;
-use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageHeader};
 use futures::future::BoxFuture;
 
 use super::{Mail, MailError, Mailer, check_mail};
@@ -60,10 +60,17 @@ impl Mailer for SesMailer {
                 .text(utf8(&mail.text)?)
                 .set_html(mail.html.as_deref().map(utf8).transpose()?)
                 .build();
-            let message = Message::builder()
-                .subject(utf8(&mail.subject)?)
-                .body(body)
-                .build();
+            let mut message = Message::builder().subject(utf8(&mail.subject)?).body(body);
+            for (name, value) in &mail.headers {
+                message = message.headers(
+                    MessageHeader::builder()
+                        .name(name)
+                        .value(value)
+                        .build()
+                        .context("building an SES message header")?,
+                );
+            }
+            let message = message.build();
             let destination = Destination::builder()
                 .set_to_addresses(Some(
                     mail.to.iter().map(|a| a.as_str().to_string()).collect(),

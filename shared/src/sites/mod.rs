@@ -73,6 +73,10 @@ pub struct Site {
     /// previous index serving.
     #[serde(default)]
     pub last_training_error: Option<String>,
+    /// Days a trained page stays fresh before the deadline job re-trains the site (differentially);
+    /// 0 turns the automatic re-train off.
+    #[serde(default = "default_retrain_interval")]
+    pub retrain_interval_days: u32,
     pub widget: WidgetConfig,
     pub prompt: PromptProfile,
     #[serde(with = "time::serde::rfc3339")]
@@ -99,6 +103,17 @@ pub struct SitePatch {
     pub is_embed_enabled: Option<bool>,
     pub widget: Option<WidgetPatch>,
     pub prompt: Option<PromptPatch>,
+    /// Days between automatic re-trains (0 = never, at most 365).
+    pub retrain_interval_days: Option<u32>,
+}
+
+/// The automatic re-train interval of a site that never chose one: weekly.
+pub const DEFAULT_RETRAIN_INTERVAL_DAYS: u32 = 7;
+/// The longest re-train interval a site may choose (a year).
+pub const MAX_RETRAIN_INTERVAL_DAYS: u32 = 365;
+
+fn default_retrain_interval() -> u32 {
+    DEFAULT_RETRAIN_INTERVAL_DAYS
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +201,7 @@ pub async fn create_site_within(
         index_version: None,
         last_trained_at: None,
         last_training_error: None,
+        retrain_interval_days: DEFAULT_RETRAIN_INTERVAL_DAYS,
         widget: WidgetConfig::default(),
         prompt: PromptProfile::initial(),
         created_at: now,
@@ -346,9 +362,20 @@ pub async fn patch_site(
         ),
         None => None,
     };
+    if let Some(days) = patch.retrain_interval_days
+        && days > MAX_RETRAIN_INTERVAL_DAYS
+    {
+        return Err(SiteError::Invalid {
+            field: "retrain_interval_days",
+            message: format!("must be 0 (never) to {MAX_RETRAIN_INTERVAL_DAYS} days, not {days}"),
+        });
+    }
     let now = clock.now();
     change_site(store, clock, tenant, site_id, |current| {
         let mut next = current.clone();
+        if let Some(days) = patch.retrain_interval_days {
+            next.retrain_interval_days = days;
+        }
         if let Some(name) = &patch.name {
             next.name = name.clone();
         }

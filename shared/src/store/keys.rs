@@ -15,14 +15,18 @@
 //! | receptionist | `TENANT#{}` | `VOICE` | |
 //! | receptionist version | `TENANT#{}` | `VOICEVER#{n}` | |
 //! | billing watermark | `TENANT#{}` | `BILLING_STATE` | |
+//! | billing due record | `TENANT#{}` | `DUE#{n}-{n}-{n}#BILLING` | by_due `DUE#{}` / `BILLING#{}` |
+//! | credit grant due record | `TENANT#{}` | `DUE#{n}-{n}-{n}#GRANT` | by_due `DUE#{}` / `GRANT#{}` |
+//! | tenant daily summary | `TENANT#{}` | `SUMMARY#{n}-{n}-{n}` | |
 //! | API key lookup | `APIKEY#{}` | `APIKEY` | |
 //! | console session | `CONSOLE#{}` | `SESSION` | |
 //! | site | `SITE#{}` | `SITE` | by_tenant `TENANT#{}` / `SITE#{}` |
 //! | prompt version | `SITE#{}` | `PROMPT#{n}` | |
 //! | training lock | `SITE#{}` | `TRAINING` | |
 //! | site usage, day | `SITE#{}` | `USAGE#{n}-{n}-{n}` | |
+//! | site daily summary | `SITE#{}` | `SUMMARY#{n}-{n}-{n}` | |
 //! | document | `SITE#{}` | `DOC#{}` | by_due `DUE#{}` / `DOC#{}#{}` |
-//! | training job | `JOB#{}` | `JOB` | by_site `SITE#{}` / `JOB#{}` |
+//! | training job | `JOB#{}` | `JOB` | by_site `SITE#{}` / `JOB#{}`; by_due `DUE#{}` / `JOB#{}` |
 //! | chat session | `SESSION#{}#{}` | `SESSION` | |
 //! | rate window | `RATE#{}` | `W#{}` | |
 //! | usage log | `MSG#{}` | `MSG` | by_tenant `TENANT#{}` / `LOG#{}#{}` |
@@ -42,6 +46,9 @@
 //! | credit package | `PACKAGE#{}` | `PACKAGE` | by_tenant `CREDIT_PACKAGES` / `PACKAGE#{}` |
 //! | credit reservation | `HOLD#{}` | `HOLD` | by_due `CREDIT_HOLDS` / `HOLD#{n}#{}` |
 //! | demo seed marker | `SEED#DEMO` | `SEED` | |
+//! | deadline action marker | `DEADLINE#{n}-{n}-{n}` | `{}#{}` | by_tenant `TENANT#{}` / `MAIL#{n}-{n}-{n}#{}` (mails) |
+//! | deadline run of a day | `DEADLINE#{n}-{n}-{n}` | `RUN` | |
+//! | deadline catch-up cursor | `DEADLINE_CURSOR` | `CURSOR` | |
 
 use std::fmt::Display;
 
@@ -61,6 +68,10 @@ pub mod prefix {
     pub const LEDGER: &str = "TX#";
     pub const CREDIT_EVENT: &str = "EVENT#";
     pub const HOLD: &str = "HOLD#";
+    pub const MAIL: &str = "MAIL#";
+    pub const BILLING_DUE: &str = "BILLING#";
+    pub const GRANT_DUE: &str = "GRANT#";
+    pub const JOB: &str = "JOB#";
 }
 
 /// The by-tenant partition listing every tenant (operator views only).
@@ -364,6 +375,74 @@ pub fn credit_hold_due(due_unix: i64, hold: impl Display) -> (&'static str, Stri
     )
 }
 
+// Deadlines (shared/src/deadlines): due records found by day in the by-due index, and the job's markers.
+
+/// The by-due partition of a day (`YYYY-MM-DD`): everything that falls due on it.
+pub fn due_partition(day: &str) -> String {
+    format!("DUE#{day}")
+}
+
+/// A tenant's billing due record for a day: the deadline job re-reads the tenant's subscription then.
+pub fn billing_due(tenant: impl Display, day: &str) -> Key {
+    Key::new(tenant_partition(tenant), format!("DUE#{day}#BILLING"))
+}
+
+/// The billing due record's place in the by-due index.
+pub fn billing_due_listing(tenant: impl Display, day: &str) -> (String, String) {
+    (
+        due_partition(day),
+        format!("{}{tenant}", prefix::BILLING_DUE),
+    )
+}
+
+/// A credit account's monthly-grant due record (its cycle date).
+pub fn grant_due(tenant: impl Display, day: &str) -> Key {
+    Key::new(tenant_partition(tenant), format!("DUE#{day}#GRANT"))
+}
+
+/// The grant due record's place in the by-due index.
+pub fn grant_due_listing(tenant: impl Display, day: &str) -> (String, String) {
+    (due_partition(day), format!("{}{tenant}", prefix::GRANT_DUE))
+}
+
+/// A training job's place in the by-due index: the first day after its deadline.
+pub fn job_due_listing(day: &str, job: impl Display) -> (String, String) {
+    (due_partition(day), format!("{}{job}", prefix::JOB))
+}
+
+/// What the deadline job did about one item on one day (claimed, sent, done).
+pub fn deadline_marker(day: &str, action: &str, subject: impl Display) -> Key {
+    Key::new(format!("DEADLINE#{day}"), format!("{action}#{subject}"))
+}
+
+/// A mail marker's place in its tenant's listing (the record of mails sent).
+pub fn deadline_mail_listing(tenant: impl Display, day: &str, action: &str) -> (String, String) {
+    (
+        tenant_partition(tenant),
+        format!("{}{day}#{action}", prefix::MAIL),
+    )
+}
+
+/// The deadline job's record of a day it has run for.
+pub fn deadline_run(day: &str) -> Key {
+    Key::new(format!("DEADLINE#{day}"), "RUN")
+}
+
+/// The first day the deadline job has not finished cleanly (where a catch-up starts).
+pub fn deadline_cursor() -> Key {
+    Key::new("DEADLINE_CURSOR", "CURSOR")
+}
+
+/// A tenant's usage summary of one day (`YYYY-MM-DD`).
+pub fn tenant_summary(tenant: impl Display, day: &str) -> Key {
+    Key::new(tenant_partition(tenant), format!("SUMMARY#{day}"))
+}
+
+/// A site's usage summary of one day.
+pub fn site_summary(site: impl Display, day: &str) -> Key {
+    Key::new(site_partition(site), format!("SUMMARY#{day}"))
+}
+
 // Local mode.
 
 /// The marker the local runner leaves once it has seeded its demo tenant.
@@ -443,6 +522,13 @@ pub const LAYOUT: &[Shape] = &[
     table("credit hold", "HOLD#{}", "HOLD"),
     table("credit package", "PACKAGE#{}", "PACKAGE"),
     table("demo seed", "SEED#DEMO", "SEED"),
+    table("billing due", "TENANT#{}", "DUE#{n}-{n}-{n}#BILLING"),
+    table("grant due", "TENANT#{}", "DUE#{n}-{n}-{n}#GRANT"),
+    table("tenant summary", "TENANT#{}", "SUMMARY#{n}-{n}-{n}"),
+    table("site summary", "SITE#{}", "SUMMARY#{n}-{n}-{n}"),
+    table("deadline marker", "DEADLINE#{n}-{n}-{n}", "{}#{}"),
+    table("deadline run", "DEADLINE#{n}-{n}-{n}", "RUN"),
+    table("deadline cursor", "DEADLINE_CURSOR", "CURSOR"),
     index("tenant listing", Index::ByTenant, "TENANTS", "TENANT#{}"),
     index("site listing", Index::ByTenant, "TENANT#{}", "SITE#{}"),
     index(
@@ -457,8 +543,27 @@ pub const LAYOUT: &[Shape] = &[
     index("phone catalogue", Index::BySite, "PHONES", "PHONE#{}"),
     index("job listing", Index::BySite, "SITE#{}", "JOB#{}"),
     index("document due", Index::ByDue, "DUE#{}", "DOC#{}#{}"),
-    index("credit hold due", Index::ByDue, "CREDIT_HOLDS", "HOLD#{n}#{}"),
-    index("credit package listing", Index::ByTenant, "CREDIT_PACKAGES", "PACKAGE#{}"),
+    index(
+        "credit hold due",
+        Index::ByDue,
+        "CREDIT_HOLDS",
+        "HOLD#{n}#{}",
+    ),
+    index(
+        "credit package listing",
+        Index::ByTenant,
+        "CREDIT_PACKAGES",
+        "PACKAGE#{}",
+    ),
+    index("billing due listing", Index::ByDue, "DUE#{}", "BILLING#{}"),
+    index("grant due listing", Index::ByDue, "DUE#{}", "GRANT#{}"),
+    index("job due listing", Index::ByDue, "DUE#{}", "JOB#{}"),
+    index(
+        "deadline mail listing",
+        Index::ByTenant,
+        "TENANT#{}",
+        "MAIL#{n}-{n}-{n}#{}",
+    ),
 ];
 
 #[cfg(test)]
@@ -645,6 +750,16 @@ mod tests {
             ("credit hold", credit_hold("hold_1")),
             ("credit package", credit_package("pkg_1")),
             ("demo seed", demo_seed()),
+            ("billing due", billing_due(t, "2026-03-09")),
+            ("grant due", grant_due(t, "2026-03-09")),
+            ("tenant summary", tenant_summary(t, "2026-03-09")),
+            ("site summary", site_summary(s, "2026-03-09")),
+            (
+                "deadline marker",
+                deadline_marker("2026-03-09", "trial_ending_3", t),
+            ),
+            ("deadline run", deadline_run("2026-03-09")),
+            ("deadline cursor", deadline_cursor()),
         ];
         for (item, key) in keys {
             assert_eq!(shapes_of(Space::Table, &key.pk, &key.sk), [item], "{key:?}");
@@ -685,21 +800,33 @@ mod tests {
                 Index::ByDue,
                 document_due("2026-03-09", s, "0f0f"),
             ),
+            ("credit package listing", Index::ByTenant, {
+                let (pk, sk) = credit_package_listing("pkg_1");
+                (pk.to_owned(), sk)
+            }),
+            ("credit hold due", Index::ByDue, {
+                let (pk, sk) = credit_hold_due(1_700_000_000, "hold_1");
+                (pk.to_owned(), sk)
+            }),
             (
-                "credit package listing",
-                Index::ByTenant,
-                {
-                    let (pk, sk) = credit_package_listing("pkg_1");
-                    (pk.to_owned(), sk)
-                },
+                "billing due listing",
+                Index::ByDue,
+                billing_due_listing(t, "2026-03-09"),
             ),
             (
-                "credit hold due",
+                "grant due listing",
                 Index::ByDue,
-                {
-                    let (pk, sk) = credit_hold_due(1_700_000_000, "hold_1");
-                    (pk.to_owned(), sk)
-                },
+                grant_due_listing(t, "2026-03-09"),
+            ),
+            (
+                "job due listing",
+                Index::ByDue,
+                job_due_listing("2026-03-09", "job_1"),
+            ),
+            (
+                "deadline mail listing",
+                Index::ByTenant,
+                deadline_mail_listing(t, "2026-03-09", "trial_ending_3"),
             ),
         ];
         for (item, index, (pk, sk)) in indexed {

@@ -16,8 +16,18 @@ use crate::store::{Condition, Index, Item, ItemStore, Key, Query, StoreError, ke
 /// Most links kept per document (a link farm must not bloat the record).
 pub const MAX_LINKS: usize = 500;
 
-/// How long a document stays valid before the deadline job re-trains it.
+/// How long a document stays valid when its site has turned automatic re-training off (interval 0):
+/// its due record then only lets the deadline job look, and the job leaves such sites alone.
 pub const VALIDITY_DAYS: i64 = 30;
+
+/// The days a document trained now stays valid: the site's re-train interval, or [`VALIDITY_DAYS`]
+/// when the site re-trains never (0).
+pub fn validity_days(retrain_interval_days: u32) -> i64 {
+    match retrain_interval_days {
+        0 => VALIDITY_DAYS,
+        days => i64::from(days),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -124,10 +134,10 @@ pub async fn save(
 }
 
 impl DocumentRecord {
-    /// The record as `job` found it unchanged: seen now, valid for another [`VALIDITY_DAYS`].
-    pub fn seen_by(mut self, job: &JobId, now: OffsetDateTime) -> Self {
+    /// The record as `job` found it unchanged: seen now, valid for another `validity_days`.
+    pub fn seen_by(mut self, job: &JobId, now: OffsetDateTime, validity_days: i64) -> Self {
         self.seen_job = Some(job.clone());
-        self.valid_until = now + time::Duration::days(VALIDITY_DAYS);
+        self.valid_until = now + time::Duration::days(validity_days);
         self.updated_at = now;
         self
     }
@@ -230,7 +240,7 @@ mod tests {
     fn seen_and_removed_records_name_their_job() {
         let job = JobId::parse("job_2").unwrap();
         let now = time::macros::datetime!(2026-05-01 09:00 UTC);
-        let seen = record("https://example.jp/").seen_by(&job, now);
+        let seen = record("https://example.jp/").seen_by(&job, now, VALIDITY_DAYS);
         assert_eq!(seen.seen_job.as_ref(), Some(&job));
         assert_eq!(
             seen.valid_until,
@@ -255,7 +265,7 @@ mod tests {
         let site = SiteId::parse("site_abc").unwrap();
         let job = JobId::parse("job_1").unwrap();
         let now = time::macros::datetime!(2026-05-01 09:00 UTC);
-        let active = record("https://example.jp/a").seen_by(&job, now);
+        let active = record("https://example.jp/a").seen_by(&job, now, VALIDITY_DAYS);
         let gone = record("https://example.jp/b")
             .removed_by(&job, now)
             .unwrap();

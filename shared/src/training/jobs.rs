@@ -195,7 +195,20 @@ pub enum JobError {
 
 fn job_item(job: &TrainingJob) -> Result<Item, StoreError> {
     let (pk, sk) = keys::job_listing(&job.site_id, &job.job_id);
-    Ok(Item::from_record(job_key(&job.job_id), job)?.with_index(Index::BySite, pk, sk))
+    // The deadline job looks at the job on the first day after its deadline (a stuck job is failed).
+    let due = (job.deadline().date() + time::Duration::days(1)).to_string();
+    let (due_pk, due_sk) = keys::job_due_listing(&due, &job.job_id);
+    Ok(Item::from_record(job_key(&job.job_id), job)?
+        .with_index(Index::BySite, pk, sk)
+        .with_index(Index::ByDue, due_pk, due_sk))
+}
+
+impl TrainingJob {
+    /// When the job must have finished: the site's training lock expires then, so a job still queued or
+    /// running later is stuck (its worker crashed or its messages were lost).
+    pub fn deadline(&self) -> OffsetDateTime {
+        self.created_at + time::Duration::seconds(LOCK_TTL_SECS)
+    }
 }
 
 /// Records a queued job and takes the site's training lock and one of the training slots the tenant's

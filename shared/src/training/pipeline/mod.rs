@@ -642,13 +642,19 @@ impl Trainer {
         Ok(())
     }
 
-    fn valid_until(&self) -> OffsetDateTime {
-        self.platform.clock.now() + TimeDuration::days(documents::VALIDITY_DAYS)
+    /// Valid for the site's re-train interval: the document's due record falls on the day it goes stale.
+    fn valid_until(&self, site: &Site) -> OffsetDateTime {
+        self.platform.clock.now()
+            + TimeDuration::days(documents::validity_days(site.retrain_interval_days))
     }
 
     /// Records that this job saw a document unchanged.
     async fn save_seen(&self, run: &mut Run<'_>, doc: DocumentRecord) -> Result<(), TrainError> {
-        let doc = doc.seen_by(&run.job.job_id, self.platform.clock.now());
+        let doc = doc.seen_by(
+            &run.job.job_id,
+            self.platform.clock.now(),
+            documents::validity_days(run.site.retrain_interval_days),
+        );
         documents::save(self.platform.store.as_ref(), &run.site.site_id, &doc).await?;
         run.docs.insert(doc.canonical_url.clone(), doc);
         Ok(())
@@ -780,7 +786,7 @@ impl Trainer {
             etag: page.etag.clone(),
             last_modified: page.last_modified.clone(),
             version: previous.as_ref().map_or(1, |d| d.version + 1),
-            valid_until: self.valid_until(),
+            valid_until: self.valid_until(&run.site),
             chunk_count: stored.chunks.len() as u32,
             depth: page.depth,
             links: page_links(page),
@@ -887,8 +893,8 @@ impl Trainer {
         {
             Ok(hold) => hold,
             Err(e) => {
-                let _ = usage::record(store, month, counters::EMBEDDING_TOKENS, -estimate, now)
-                    .await;
+                let _ =
+                    usage::record(store, month, counters::EMBEDDING_TOKENS, -estimate, now).await;
                 return Err(match e {
                     crate::credits::CreditError::Store(e) => e.into(),
                     crate::credits::CreditError::Contended(m) => TrainError::Retryable(m),
