@@ -68,9 +68,15 @@ where
         let key =
             ApiKey::parse(token).map_err(|_| ApiError::Unauthorized("invalid API key".into()))?;
         let platform = Arc::<Platform>::from_ref(state);
-        match api_keys::authenticate(platform.store.as_ref(), &key).await? {
-            Some(tenant) => {
+        match api_keys::authenticate_record(platform.store.as_ref(), &key).await? {
+            Some(record) => {
+                let tenant = record.tenant_id;
                 tracing::Span::current().record("tenant_id", tracing::field::display(&tenant));
+                // For the audit log (who acted) and the error log (whose request failed).
+                parts.extensions.insert(crate::audit::Actor::ApiKey {
+                    key_id: record.key_id,
+                });
+                crate::errorlog::attribute_tenant(&tenant);
                 Ok(TenantAuth(tenant))
             }
             None => Err(ApiError::Unauthorized("invalid API key".into())),
@@ -93,7 +99,10 @@ where
         let token = bearer(parts)?;
         let platform = Arc::<Platform>::from_ref(state);
         match &platform.admin_key {
-            Some(admin) if admin.verify(token) => Ok(AdminAuth),
+            Some(admin) if admin.verify(token) => {
+                parts.extensions.insert(crate::audit::Actor::Admin);
+                Ok(AdminAuth)
+            }
             Some(_) => Err(ApiError::Unauthorized("invalid admin key".into())),
             None => Err(ApiError::Unauthorized(
                 "admin routes are disabled: KOTOBA_ADMIN_KEY is not set".into(),

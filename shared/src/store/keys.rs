@@ -31,6 +31,10 @@
 //! | Stripe customer | `STRIPE_CUSTOMER#{}` | `TENANT` | |
 //! | Stripe event | `STRIPE_EVENT#{}` | `EVENT` | |
 //! | Stripe payment | `STRIPE_PAYMENT#{}` | `PAYMENT` | |
+//! | webhook endpoint | `TENANT#{}` | `WEBHOOK#{}` | |
+//! | webhook delivery | `WEBHOOK#{}` | `DELIVERY#{}` | |
+//! | audit entry | `AUDIT#{}` | `AT#{}` | by_tenant `AUDIT_ALL` / `AT#{}` |
+//! | error log entry | `ERRORS#{}` | `ERR#{}` | by_site `ERRORS#{}` / `ERR#{}` |
 //! | demo seed marker | `SEED#DEMO` | `SEED` | |
 
 use std::fmt::Display;
@@ -48,7 +52,14 @@ pub mod prefix {
     pub const CALL: &str = "CALL#";
     pub const PHONE: &str = "PHONE#";
     pub const USAGE: &str = "USAGE#";
+    pub const WEBHOOK: &str = "WEBHOOK#";
+    pub const DELIVERY: &str = "DELIVERY#";
+    pub const AUDIT: &str = "AT#";
+    pub const ERROR: &str = "ERR#";
 }
+
+/// The by-tenant partition listing every tenant's audit entries (operator views only).
+pub const ALL_AUDIT: &str = "AUDIT_ALL";
 
 /// The by-tenant partition listing every tenant (operator views only).
 pub const ALL_TENANTS: &str = "TENANTS";
@@ -265,6 +276,67 @@ pub fn stripe_payment(payment_intent: impl Display) -> Key {
     Key::new(format!("STRIPE_PAYMENT#{payment_intent}"), "PAYMENT")
 }
 
+// Webhooks.
+
+/// A tenant's webhook endpoint.
+pub fn webhook(tenant: impl Display, webhook: impl Display) -> Key {
+    Key::new(
+        tenant_partition(tenant),
+        format!("{}{webhook}", prefix::WEBHOOK),
+    )
+}
+
+/// An endpoint's partition of deliveries.
+pub fn webhook_partition(webhook: impl Display) -> String {
+    format!("{}{webhook}", prefix::WEBHOOK)
+}
+
+/// One delivery of an event to an endpoint (ids are time-ordered: the log lists newest first).
+pub fn delivery(webhook: impl Display, delivery: impl Display) -> Key {
+    Key::new(
+        webhook_partition(webhook),
+        format!("{}{delivery}", prefix::DELIVERY),
+    )
+}
+
+// Audit and error logs.
+
+/// A tenant's audit log partition.
+pub fn audit_partition(tenant: impl Display) -> String {
+    format!("AUDIT#{tenant}")
+}
+
+/// One audit entry (ids are time-ordered).
+pub fn audit_entry(tenant: impl Display, entry: impl Display) -> Key {
+    Key::new(audit_partition(tenant), format!("{}{entry}", prefix::AUDIT))
+}
+
+/// An audit entry's place in the operator's all-tenants listing.
+pub fn audit_listing(entry: impl Display) -> (&'static str, String) {
+    (ALL_AUDIT, format!("{}{entry}", prefix::AUDIT))
+}
+
+/// A tenant's error log partition.
+pub fn errors_partition(tenant: impl Display) -> String {
+    format!("ERRORS#{tenant}")
+}
+
+/// One recorded error (ids are time-ordered).
+pub fn error_entry(tenant: impl Display, entry: impl Display) -> Key {
+    Key::new(
+        errors_partition(tenant),
+        format!("{}{entry}", prefix::ERROR),
+    )
+}
+
+/// An error's place in its site's listing (by-site index).
+pub fn error_site_listing(site: impl Display, entry: impl Display) -> (String, String) {
+    (
+        format!("ERRORS#{site}"),
+        format!("{}{entry}", prefix::ERROR),
+    )
+}
+
 // Local mode.
 
 /// The marker the local runner leaves once it has seeded its demo tenant.
@@ -333,6 +405,10 @@ pub const LAYOUT: &[Shape] = &[
     table("stripe customer", "STRIPE_CUSTOMER#{}", "TENANT"),
     table("stripe event", "STRIPE_EVENT#{}", "EVENT"),
     table("stripe payment", "STRIPE_PAYMENT#{}", "PAYMENT"),
+    table("webhook endpoint", "TENANT#{}", "WEBHOOK#{}"),
+    table("webhook delivery", "WEBHOOK#{}", "DELIVERY#{}"),
+    table("audit entry", "AUDIT#{}", "AT#{}"),
+    table("error log entry", "ERRORS#{}", "ERR#{}"),
     table("demo seed", "SEED#DEMO", "SEED"),
     index("tenant listing", Index::ByTenant, "TENANTS", "TENANT#{}"),
     index("site listing", Index::ByTenant, "TENANT#{}", "SITE#{}"),
@@ -348,6 +424,8 @@ pub const LAYOUT: &[Shape] = &[
     index("phone catalogue", Index::BySite, "PHONES", "PHONE#{}"),
     index("job listing", Index::BySite, "SITE#{}", "JOB#{}"),
     index("document due", Index::ByDue, "DUE#{}", "DOC#{}#{}"),
+    index("audit listing", Index::ByTenant, "AUDIT_ALL", "AT#{}"),
+    index("error site listing", Index::BySite, "ERRORS#{}", "ERR#{}"),
 ];
 
 #[cfg(test)]
@@ -524,6 +602,10 @@ mod tests {
             ("stripe event", stripe_event("evt_1")),
             ("stripe payment", stripe_payment("pi_1")),
             ("demo seed", demo_seed()),
+            ("webhook endpoint", webhook(t, "wh_1")),
+            ("webhook delivery", delivery("wh_1", "msg_1")),
+            ("audit entry", audit_entry(t, "aud_1")),
+            ("error log entry", error_entry(t, "err_1")),
         ];
         for (item, key) in keys {
             assert_eq!(shapes_of(Space::Table, &key.pk, &key.sk), [item], "{key:?}");
@@ -564,6 +646,15 @@ mod tests {
                 Index::ByDue,
                 document_due("2026-03-09", s, "0f0f"),
             ),
+            ("audit listing", Index::ByTenant, {
+                let (pk, sk) = audit_listing("aud_1");
+                (pk.to_owned(), sk)
+            }),
+            (
+                "error site listing",
+                Index::BySite,
+                error_site_listing(s, "err_1"),
+            ),
         ];
         for (item, index, (pk, sk)) in indexed {
             assert_eq!(
@@ -579,6 +670,16 @@ mod tests {
         // A prefix query over a partition must not pick up a neighbouring shape.
         assert!(!"VOICE".starts_with(prefix::VOICE_VERSION));
         assert!(!"SITE_COUNT".starts_with(prefix::SITE));
+        // A tenant's webhooks share its partition with keys, usage and voice.
+        for other in [
+            "KEY#key_1",
+            "VOICE",
+            "VOICEVER#0000000001",
+            "USAGE#2026-03",
+            "PROFILE",
+        ] {
+            assert!(!other.starts_with(prefix::WEBHOOK), "{other}");
+        }
         assert!(days_of_month("2026-03").starts_with(prefix::USAGE));
         assert!(
             !tenant_month("t", "2026-03")

@@ -142,11 +142,18 @@ pub async fn authenticate(
     store: &dyn ItemStore,
     key: &ApiKey,
 ) -> Result<Option<TenantId>, StoreError> {
+    Ok(authenticate_record(store, key).await?.map(|r| r.tenant_id))
+}
+
+/// As [`authenticate`], with the key's record (its id names the actor in the audit log).
+pub async fn authenticate_record(
+    store: &dyn ItemStore,
+    key: &ApiKey,
+) -> Result<Option<KeyRecord>, StoreError> {
     let Some(item) = store.get(&lookup_key(&key.hash())).await? else {
         return Ok(None);
     };
-    let record: KeyRecord = item.to_record()?;
-    Ok(Some(record.tenant_id))
+    Ok(Some(item.to_record()?))
 }
 
 /// The tenant's keys, oldest first.
