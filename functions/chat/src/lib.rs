@@ -77,7 +77,10 @@ pub struct ApiDoc;
 
 /// The function as deployed.
 pub fn app(platform: Arc<Platform>) -> anyhow::Result<Router> {
-    Ok(shared::http::finish(routes(platform)?))
+    Ok(shared::http::finish_logged(
+        routes(platform.clone())?,
+        platform,
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -293,13 +296,7 @@ async fn embed_feedback(State(state): State<AppState>, request: EmbedRequest) ->
             comment: body.comment,
         };
         let platform = &state.platform;
-        let message = feedback::record(
-            platform.store.as_ref(),
-            platform.clock.as_ref(),
-            origin.as_deref(),
-            feedback,
-        )
-        .await?;
+        let message = feedback::record_and_tell(platform, origin.as_deref(), feedback).await?;
         Ok::<_, ApiError>(Json(FeedbackRecorded {
             status: FeedbackStatus::Recorded,
             message_id: message,

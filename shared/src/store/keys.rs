@@ -32,6 +32,7 @@
 //! | Stripe event | `STRIPE_EVENT#{}` | `EVENT` | |
 //! | Stripe payment | `STRIPE_PAYMENT#{}` | `PAYMENT` | |
 //! | webhook endpoint | `TENANT#{}` | `WEBHOOK#{}` | |
+//! | limit-reached notice | `TENANT#{}` | `LIMIT_NOTICE#{}#{}` | |
 //! | webhook delivery | `WEBHOOK#{}` | `DELIVERY#{}` | |
 //! | audit entry | `AUDIT#{}` | `AT#{}` | by_tenant `AUDIT_ALL` / `AT#{}` |
 //! | error log entry | `ERRORS#{}` | `ERR#{}` | by_site `ERRORS#{}` / `ERR#{}` |
@@ -286,6 +287,14 @@ pub fn webhook(tenant: impl Display, webhook: impl Display) -> Key {
     )
 }
 
+/// The marker that a `limit.reached` event went out for a limit on a day (`YYYY-MM-DD`): once a day.
+pub fn limit_notice(tenant: impl Display, limit: &str, day: &str) -> Key {
+    Key::new(
+        tenant_partition(tenant),
+        format!("LIMIT_NOTICE#{limit}#{day}"),
+    )
+}
+
 /// An endpoint's partition of deliveries.
 pub fn webhook_partition(webhook: impl Display) -> String {
     format!("{}{webhook}", prefix::WEBHOOK)
@@ -406,6 +415,7 @@ pub const LAYOUT: &[Shape] = &[
     table("stripe event", "STRIPE_EVENT#{}", "EVENT"),
     table("stripe payment", "STRIPE_PAYMENT#{}", "PAYMENT"),
     table("webhook endpoint", "TENANT#{}", "WEBHOOK#{}"),
+    table("limit notice", "TENANT#{}", "LIMIT_NOTICE#{}#{}"),
     table("webhook delivery", "WEBHOOK#{}", "DELIVERY#{}"),
     table("audit entry", "AUDIT#{}", "AT#{}"),
     table("error log entry", "ERRORS#{}", "ERR#{}"),
@@ -603,6 +613,10 @@ mod tests {
             ("stripe payment", stripe_payment("pi_1")),
             ("demo seed", demo_seed()),
             ("webhook endpoint", webhook(t, "wh_1")),
+            (
+                "limit notice",
+                limit_notice(t, "monthly_chats", "2026-03-09"),
+            ),
             ("webhook delivery", delivery("wh_1", "msg_1")),
             ("audit entry", audit_entry(t, "aud_1")),
             ("error log entry", error_entry(t, "err_1")),

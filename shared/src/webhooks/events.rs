@@ -235,6 +235,13 @@ impl Event {
     }
 }
 
+/// Micro-USD as a plain decimal string of dollars (`"0.310000"`), exact.
+pub fn usd(micros: i64) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let abs = micros.unsigned_abs();
+    format!("{sign}{}.{:06}", abs / 1_000_000, abs % 1_000_000)
+}
+
 fn merge(into: &mut Value, extra: Value) {
     if let (Some(into), Value::Object(extra)) = (into.as_object_mut(), extra) {
         for (k, v) in extra {
@@ -315,6 +322,8 @@ mod tests {
             assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
         }
         assert!(EventType::parse("ping").is_err());
+        assert_eq!(usd(310_000), "0.310000");
+        assert_eq!(usd(-1_500_000), "-1.500000");
         assert!(
             EventType::parse("chat.errors")
                 .unwrap_err()
