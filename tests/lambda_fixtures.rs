@@ -238,9 +238,17 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
 
     // Phone numbers (the operator provisions a number to the pool, the tenant takes it), the
     // receptionist, calls.
-    let r = invoke(&management, &fixture("management-admin-phone-numbers-create.json")).await;
+    let r = invoke(
+        &management,
+        &fixture("management-admin-phone-numbers-create.json"),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let r = invoke(&management, &fixture("management-phone-numbers-create.json")).await;
+    let r = invoke(
+        &management,
+        &fixture("management-phone-numbers-create.json"),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.json()["number"], "+81312345678");
     let r = invoke(&management, &fixture("management-phone-numbers-list.json")).await;
@@ -372,9 +380,10 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
     let r = invoke(&usage, &fixture("usage-admin.json")).await;
     assert_eq!(r.status, 200, "{}", r.body);
 
-    // The SQS fixture: a well-formed delivery whose checksum SQS would have computed.
-    let sqs: SqsEvent = serde_json::from_str(&fixture("train-worker-sqs.json")).unwrap();
-    for record in &sqs.records {
+    // The SQS fixtures: well-formed deliveries whose checksums SQS would have computed.
+    let train: SqsEvent = serde_json::from_str(&fixture("train-worker-sqs.json")).unwrap();
+    let hooks: SqsEvent = serde_json::from_str(&fixture("webhook-worker-sqs.json")).unwrap();
+    for record in train.records.iter().chain(&hooks.records) {
         let body = record.body.as_deref().unwrap();
         assert_eq!(
             record.md5_of_body.as_deref(),

@@ -6,7 +6,7 @@
 
 /// The secret variables this function's code reads (the admin routes (`/api/admin/tenants…`) check the operator key); shared::secrets fetches exactly
 /// these at start-up, and tests/deploy_template.rs checks the templates grant exactly these.
-pub const SECRETS: &[&str] = &["KOTOBA_ADMIN_KEY"];
+pub const SECRETS: &[&str] = &["KOTOBA_ADMIN_KEY", "KOTOBA_WEBHOOK_KEY"];
 
 mod logs;
 mod voice;

@@ -5,8 +5,9 @@
 //! and is reported as a batch item failure, so SQS keeps it; the local runner feeds its local queue
 //! through the same [`Worker::handle`].
 
-/// The secret variables this function's code reads; shared::secrets fetches exactly these at start-up.
-pub const SECRETS: &[&str] = &[];
+/// The secret variables this function's code reads (the key that opens signing secrets);
+/// shared::secrets fetches exactly these at start-up.
+pub const SECRETS: &[&str] = &["KOTOBA_WEBHOOK_KEY"];
 
 use std::sync::Arc;
 

@@ -66,10 +66,23 @@ impl std::fmt::Debug for SealingKey {
 }
 
 impl SealingKey {
-    /// Reads a base64 key of exactly 32 bytes.
+    /// Reads the key: base64 of exactly 32 bytes (as the local runner generates), or any secret of at
+    /// least 32 characters (as Secrets Manager generates: 64 random alphanumerics), whose SHA-256 is
+    /// the key.
     pub fn parse(raw: &str) -> Result<Self, SecretError> {
-        let bytes = B64.decode(raw.trim()).map_err(|_| SecretError::BadKey)?;
-        let key: [u8; 32] = bytes.try_into().map_err(|_| SecretError::BadKey)?;
+        let raw = raw.trim();
+        let key: [u8; 32] = match B64
+            .decode(raw)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        {
+            Some(key) => key,
+            None if raw.len() >= 32 => {
+                use sha2::Digest;
+                sha2::Sha256::digest(raw.as_bytes()).into()
+            }
+            None => return Err(SecretError::BadKey),
+        };
         Ok(Self(Aes256Gcm::new(&key.into())))
     }
 
@@ -152,7 +165,7 @@ impl std::fmt::Debug for SealedSecret {
 pub enum SecretError {
     #[error("not a whsec_ secret of 24 to 64 base64 bytes")]
     Malformed,
-    #[error("KOTOBA_WEBHOOK_KEY must be 32 bytes, base64")]
+    #[error("KOTOBA_WEBHOOK_KEY must be 32 bytes in base64, or a secret of at least 32 characters")]
     BadKey,
     #[error("sealing the signing secret failed")]
     Seal,
