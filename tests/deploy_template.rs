@@ -130,6 +130,7 @@ fn reads(binary: &str) -> BTreeSet<String> {
         "call-bridge" => call_bridge::SECRETS,
         "billing" => billing::SECRETS,
         "webhook" => webhook::SECRETS,
+        "webhook-worker" => webhook_worker::SECRETS,
         other => panic!("template builds an unknown binary {other}"),
     };
     list.iter().map(|s| s.to_string()).collect()
@@ -150,7 +151,7 @@ fn every_secret_reaches_exactly_the_lambda_functions_whose_code_reads_it() {
     }
     let resources = mapping(&template, &["Resources"]);
     let functions = functions(&template);
-    assert_eq!(functions.len(), 9, "{functions:?}");
+    assert_eq!(functions.len(), 10, "{functions:?}");
     let mut readers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (id, binary) in &functions {
         let properties = &resources[id.as_str()]["Properties"];
@@ -194,7 +195,10 @@ fn every_secret_reaches_exactly_the_lambda_functions_whose_code_reads_it() {
     }
     assert_eq!(
         readers["KOTOBA_ADMIN_KEY"],
-        BTreeSet::from(["ManagementFunction".to_string(), "UsageFunction".to_string()])
+        BTreeSet::from([
+            "ManagementFunction".to_string(),
+            "UsageFunction".to_string()
+        ])
     );
     assert_eq!(
         readers["OPENAI_API_KEY"],
@@ -366,9 +370,21 @@ fn the_lambda_stack_is_operable() {
         })
     };
     assert!(alarm_on("AWS/SQS", "ApproximateNumberOfMessagesVisible"));
+    // Webhooks: a batch of deliveries per invocation, failures reported per message.
+    let hooks =
+        &resources["WebhookWorkerFunction"]["Properties"]["Events"]["WebhookQueue"]["Properties"];
+    assert_eq!(hooks["FunctionResponseTypes"][0], "ReportBatchItemFailures");
     assert!(alarm_on("AWS/ApiGateway", "5xx"));
     // Data survives the stack.
-    for id in ["Table", "Bucket", "TrainQueue", "TrainDeadLetterQueue"] {
+    for id in [
+        "Table",
+        "Bucket",
+        "TrainQueue",
+        "TrainDeadLetterQueue",
+        "WebhookQueue",
+        "WebhookDeadLetterQueue",
+        "WebhookKeySecret",
+    ] {
         assert_eq!(resources[id]["DeletionPolicy"], "Retain", "{id}");
         assert_eq!(resources[id]["UpdateReplacePolicy"], "Retain", "{id}");
     }
