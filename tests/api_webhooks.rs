@@ -279,11 +279,11 @@ async fn every_event_type_is_delivered_signed_rotated_and_replayed(backend: Back
     let last = got[9].clone();
     assert_eq!(last.signature.split(' ').count(), 2, "{}", last.signature);
     assert_eq!(
-        verify_with_standardwebhooks(&secret, &[last.clone()]),
+        verify_with_standardwebhooks(&secret, std::slice::from_ref(&last)),
         "verified 1 credits.low"
     );
     assert_eq!(
-        verify_with_standardwebhooks(&new_secret, &[last.clone()]),
+        verify_with_standardwebhooks(&new_secret, std::slice::from_ref(&last)),
         "verified 1 credits.low"
     );
 

@@ -117,7 +117,10 @@ enum FeedbackStatus {
 }
 
 fn parse_site(raw: &str) -> Result<SiteId, ApiError> {
-    SiteId::parse(raw).map_err(|_| ApiError::NotFound("site not found".into()))
+    let site = SiteId::parse(raw).map_err(|_| ApiError::NotFound("site not found".into()))?;
+    // The body names the site: the error log files this request's failure under it (and its tenant).
+    shared::errorlog::attribute_site(&site);
+    Ok(site)
 }
 
 fn parse_session(raw: Option<&str>) -> Result<Option<SessionId>, ApiError> {
