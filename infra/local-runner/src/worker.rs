@@ -40,7 +40,7 @@ pub async fn consume(platform: Arc<Platform>, worker: Arc<train_worker::Worker>)
 }
 
 /// How many webhook messages the local worker handles at once (all endpoints together).
-const WEBHOOK_CONCURRENCY: usize = 64;
+const WEBHOOK_CONCURRENCY: usize = 16;
 
 /// The local stand-in for the webhook queue's event source. Each message runs on its own task, so an
 /// endpoint that hangs holds one slot for at most the attempt timeout while the others go on; at most
