@@ -780,3 +780,70 @@ async fn bad_input_is_refused_in_the_contract_shape() {
         json!([])
     );
 }
+
+/// The events come from where things happen: a training job ends, the operator changes a
+/// subscription — not only from `emit` called by hand.
+#[tokio::test]
+async fn training_and_subscription_changes_reach_the_tenants_webhook() {
+    let app = TestApp::spawn(Backend::Embedded).await;
+    let (tenant, key) = app.create_tenant("pro").await;
+    let receiver = Receiver::start(Behaviour::FailFirst(0)).await;
+    let created = create_webhook(
+        &app,
+        &key,
+        &receiver.url,
+        &[
+            "training.succeeded",
+            "training.failed",
+            "subscription.updated",
+        ],
+    )
+    .await;
+    let secret = created["secret"].as_str().unwrap().to_string();
+    // Another tenant's activity must not reach this endpoint.
+    let (other, other_key) = app.create_tenant("pro").await;
+
+    app.set_subscription(&tenant, "active").await;
+    app.set_subscription(&other, "active").await;
+    let site = kotoba_tests::site::TestSite::start().await;
+    kotoba_tests::site::standard_site(&site);
+    let site_id = app.create_site(&key, &["127.0.0.1"]).await["site_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = app.train(&key, &site_id, &site.url("/"), false).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let other_site = app.create_site(&other_key, &["127.0.0.1"]).await["site_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.train(&other_key, &other_site, &site.url("/"), false)
+        .await;
+
+    let got = receiver.wait_for(2).await;
+    let bodies: Vec<Value> = got
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect();
+    let of_type = |t: &str| {
+        bodies
+            .iter()
+            .filter(|b| b["type"] == t)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let updated = of_type("subscription.updated");
+    assert_eq!(updated.len(), 1, "{bodies:?}");
+    assert_eq!(updated[0]["data"]["status"], "active");
+    let trained = of_type("training.succeeded");
+    assert_eq!(trained.len(), 1, "{bodies:?}");
+    assert_eq!(trained[0]["data"]["job_id"], job["job_id"]);
+    assert_eq!(trained[0]["data"]["site_id"], site_id.as_str());
+    assert!(trained[0]["data"]["chunks"].as_u64().unwrap() > 0);
+    assert_eq!(
+        verify_with_standardwebhooks(&secret, &got[..2]),
+        "verified 2 subscription.updated training.succeeded"
+    );
+    // Nothing of the other tenant's: its job id appears in no delivery.
+    assert!(got.iter().all(|r| !r.body.contains(&other_site)));
+}

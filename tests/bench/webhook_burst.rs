@@ -156,8 +156,14 @@ async fn main() {
     println!("|---|---|---|");
     for (name, samples) in [
         ("`POST /api/chat`, quiet", &quiet[..]),
-        ("`POST /api/chat`, while the burst is enqueued (and delivered)", &during[..]),
-        ("`POST /api/chat`, while the worker drains the backlog", &draining[..]),
+        (
+            "`POST /api/chat`, while the burst is enqueued (and delivered)",
+            &during[..],
+        ),
+        (
+            "`POST /api/chat`, while the worker drains the backlog",
+            &draining[..],
+        ),
     ] {
         println!(
             "| {name} | {:.2} | {:.2} |",
