@@ -847,3 +847,77 @@ async fn training_and_subscription_changes_reach_the_tenants_webhook() {
     // Nothing of the other tenant's: its job id appears in no delivery.
     assert!(got.iter().all(|r| !r.body.contains(&other_site)));
 }
+
+/// Chat failures and plan limits reach the tenant's webhook from the chat path itself: a failing model
+/// makes `chat.error` (with the request id the client saw, also in the error log), an exhausted quota
+/// makes `limit.reached` once a day, however many requests it refuses.
+#[tokio::test]
+async fn chat_failures_and_limits_reach_the_tenants_webhook() {
+    use kotoba_tests::peer::{ChatMode, ModelPeer};
+    let peer = ModelPeer::start(ChatMode::Fail(500)).await;
+    let vars = peer.vars(Some("gpt-4o-mini"), None);
+    let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let app = TestApp::spawn_with(Backend::Embedded, &extra).await;
+    let (tenant, key) = app.create_tenant("starter").await;
+    app.set_subscription(&tenant, "active").await;
+    let receiver = Receiver::start(Behaviour::FailFirst(0)).await;
+    create_webhook(&app, &key, &receiver.url, &["chat.error", "limit.reached"]).await;
+    let site = kotoba_tests::site::TestSite::start().await;
+    kotoba_tests::site::standard_site(&site);
+    let site_id = app.create_site(&key, &["127.0.0.1"]).await["site_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = app.train(&key, &site_id, &site.url("/"), false).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+
+    let ask = json!({"site_id": site_id, "message": "When are you open?"});
+    let r = app.post("/api/chat", &key, ask.clone()).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    let request_id = r.body["error"]["request_id"].as_str().unwrap().to_string();
+    let got = receiver.wait_for(1).await;
+    let event: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(event["type"], "chat.error");
+    assert_eq!(event["data"]["site_id"], site_id.as_str());
+    assert_eq!(event["data"]["code"], "model_failed");
+    assert_eq!(event["data"]["request_id"], request_id.as_str());
+    let errors = app.get("/api/errors", &key).await;
+    assert_eq!(errors.body["errors"][0]["request_id"], request_id.as_str());
+    assert_eq!(errors.body["errors"][0]["status"], 503);
+
+    // The month's chats used up: two refused requests, one event.
+    let tenant_id = TenantId::parse(&tenant).unwrap();
+    let month = shared::usage::month_of(app.platform.clock.now());
+    let limit = shared::tenants::Plan::Starter.limits().monthly_chats as i64;
+    app.platform
+        .store
+        .add(shared::store::Add::new(
+            shared::usage::tenant_month(&tenant_id, &month),
+            shared::usage::counters::CHATS,
+            limit,
+        ))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let r = app.post("/api/chat", &key, ask.clone()).await;
+        assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{:?}", r.body);
+    }
+    let got = receiver.wait_for(2).await;
+    let event: Value = serde_json::from_str(&got[1].body).unwrap();
+    assert_eq!(event["type"], "limit.reached");
+    assert_eq!(event["data"]["limit"], "monthly_chats");
+    assert_eq!(event["data"]["plan"], "starter");
+    // A third delivery would be the second refusal's: none comes. Proof by a later event that does.
+    shared::webhooks::emit(
+        &app.platform,
+        &tenant_id,
+        Event::chat_error(app.platform.clock.now(), None, "marker", "after", None),
+    )
+    .await;
+    let got = receiver.wait_for(3).await;
+    let last: Value = serde_json::from_str(&got[2].body).unwrap();
+    assert_eq!(
+        last["data"]["code"], "marker",
+        "no second limit.reached: {got:?}"
+    );
+}
