@@ -64,6 +64,10 @@ pub struct AwsSettings {
     /// The SQS redrive policy's maxReceiveCount (it must match the template).
     pub max_receives: u32,
     pub mail_from: String,
+    /// The outbound webhook queue (`KOTOBA_WEBHOOK_QUEUE_URL`) and its dead-letter queue
+    /// (`KOTOBA_WEBHOOK_DLQ_URL`).
+    pub webhook_queue_url: String,
+    pub webhook_dead_letter_queue_url: String,
     /// Emulators want path-style S3 addressing and checksums only when required.
     pub s3_force_path_style: bool,
     /// `AWS_ENDPOINT_URL`, when set (emulators); the SDK reads it too.
@@ -133,6 +137,9 @@ pub struct Config {
     pub billing: crate::billing::BillingSettings,
     /// Prepaid credits: the micro-USD a credit is worth, hourly limits, reservation lifetime.
     pub credits: crate::credits::CreditSettings,
+    /// The key that seals outbound webhook signing secrets (`KOTOBA_WEBHOOK_KEY`: 32 bytes, base64).
+    /// Without it, webhooks cannot be created or signed; the local runner keeps one in the data dir.
+    pub webhook_key: Option<Secret>,
     /// Lets the crawler fetch 127.0.0.0/8 and ::1 (never other private ranges), on any port: local mode only.
     pub fetch_allow_loopback: bool,
     /// Ports the crawler may use besides 80 and 443 (`KOTOBA_FETCH_ALLOWED_PORTS`, comma-separated).
@@ -238,6 +245,8 @@ impl Config {
                 train_queue_url: env.required("KOTOBA_TRAIN_QUEUE_URL")?.to_string(),
                 dead_letter_queue_url: env.required("KOTOBA_TRAIN_DLQ_URL")?.to_string(),
                 max_receives: env.parse_or("KOTOBA_TRAIN_MAX_RECEIVES", 3)?,
+                webhook_queue_url: env.required("KOTOBA_WEBHOOK_QUEUE_URL")?.to_string(),
+                webhook_dead_letter_queue_url: env.required("KOTOBA_WEBHOOK_DLQ_URL")?.to_string(),
                 mail_from: env
                     .get("KOTOBA_MAIL_FROM")
                     .unwrap_or("no-reply@kotoba.invalid")
@@ -275,6 +284,7 @@ impl Config {
             },
             billing,
             credits: credit_settings(&env)?,
+            webhook_key: env.get("KOTOBA_WEBHOOK_KEY").map(Secret::from),
             fetch_allow_loopback,
             fetch_allowed_ports,
             log_json,
@@ -547,6 +557,14 @@ mod tests {
                 (
                     "KOTOBA_TRAIN_DLQ_URL",
                     "http://127.0.0.1:5000/123/train-dlq",
+                ),
+                (
+                    "KOTOBA_WEBHOOK_QUEUE_URL",
+                    "http://127.0.0.1:5000/123/hooks",
+                ),
+                (
+                    "KOTOBA_WEBHOOK_DLQ_URL",
+                    "http://127.0.0.1:5000/123/hooks-dlq",
                 ),
                 ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
             ]),

@@ -199,6 +199,22 @@ id_type!(
     SessionId, "sess_", unguessable
 );
 id_type!(
+    /// An outbound webhook endpoint of a tenant.
+    WebhookId, "wh_"
+);
+id_type!(
+    /// One event on its way to one endpoint: the Standard Webhooks `webhook-id`, the same on every retry.
+    DeliveryId, "msg_"
+);
+id_type!(
+    /// A domain event, before it fans out to a tenant's endpoints.
+    EventId, "evt_"
+);
+id_type!(
+    /// An audit log entry.
+    AuditId, "aud_"
+);
+id_type!(
     /// One answer: returned with it, named by feedback and the usage log. Random, like sessions.
     MessageId, "msg_", unguessable
 );

@@ -2,6 +2,7 @@
 //! behind (store, blobs, queue, mail) with their AWS and embedded adapters, and the services the functions
 //! call. Functions speak HTTP and call into here; services speak ports; adapters speak SDKs.
 
+pub mod audit;
 pub mod billing;
 pub mod blobs;
 pub mod chat;
@@ -12,6 +13,7 @@ pub mod crawl;
 pub mod credits;
 pub mod deadlines;
 pub mod embedded_db;
+pub mod errorlog;
 pub mod extract;
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -31,5 +33,6 @@ pub mod tenants;
 pub mod training;
 pub mod usage;
 pub mod voice;
+pub mod webhooks;
 
 pub use platform::Platform;

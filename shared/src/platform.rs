@@ -15,10 +15,14 @@ use crate::ids::{IdGenerator, RandomIds};
 use crate::mail::{EmailAddress, Mailer, Outbox, SesMailer};
 use crate::queue::{JobQueue, LocalQueue, SqsQueue};
 use crate::store::{DynamoStore, EmbeddedStore, ItemStore};
+use crate::webhooks::secret::SealingKey;
 
 /// How many times a training message is delivered before it is dead-lettered (local queue; the SAM
 /// template's redrive policy says the same for SQS).
 pub const TRAIN_MAX_RECEIVES: u32 = 3;
+/// How many times a webhook message is received before it is dead-lettered. High: a delivery waiting
+/// out its backoff is looked at once per 12 hours at most, and every look counts as a receive.
+pub const WEBHOOK_MAX_RECEIVES: u32 = 100;
 
 /// Every port's adapter, shared by all handlers of a process.
 pub struct Platform {
@@ -27,6 +31,10 @@ pub struct Platform {
     /// The blob directory in embedded mode, whose presigned URLs the local runner serves.
     pub dir_blobs: Option<Arc<DirBlobs>>,
     pub train_queue: Arc<dyn JobQueue>,
+    /// Outbound webhook events and delivery attempts (`webhooks`).
+    pub webhook_queue: Arc<dyn JobQueue>,
+    /// Seals webhook signing secrets; `None` when `KOTOBA_WEBHOOK_KEY` is not configured.
+    pub webhook_key: Option<SealingKey>,
     pub mail: Arc<dyn Mailer>,
     pub mail_from: EmailAddress,
     pub clock: Arc<dyn Clock>,
@@ -82,8 +90,10 @@ impl Platform {
         let db = EmbeddedDb::open(&dir.join("kotoba.sqlite3"))?;
         let store = EmbeddedStore::new(db.clone(), clock.clone())
             .context("preparing the embedded store")?;
-        let queue = LocalQueue::new(db, "train", TRAIN_MAX_RECEIVES, clock.clone())
+        let queue = LocalQueue::new(db.clone(), "train", TRAIN_MAX_RECEIVES, clock.clone())
             .context("preparing the local queue")?;
+        let webhook_queue = LocalQueue::new(db, "webhooks", WEBHOOK_MAX_RECEIVES, clock.clone())
+            .context("preparing the local webhook queue")?;
         let presign_key = PresignKey::load_or_create(&dir.join("blob-signing.key"))?;
         let blobs = DirBlobs::new(
             dir.join("blobs"),
@@ -99,6 +109,8 @@ impl Platform {
             blobs: blobs.clone(),
             dir_blobs: Some(blobs),
             train_queue: Arc::new(queue),
+            webhook_queue: Arc::new(webhook_queue),
+            webhook_key: webhook_key(&config)?,
             mail: Arc::new(outbox),
             mail_from: EmailAddress::parse("no-reply@kotoba.localhost")
                 .map_err(anyhow::Error::msg)?,
@@ -135,6 +147,12 @@ impl Platform {
             aws.dead_letter_queue_url.clone(),
             aws.max_receives,
         );
+        let webhook_queue = SqsQueue::new(
+            aws_sdk_sqs::Client::new(sdk),
+            aws.webhook_queue_url.clone(),
+            aws.webhook_dead_letter_queue_url.clone(),
+            WEBHOOK_MAX_RECEIVES,
+        );
         let mail_from = EmailAddress::parse(&aws.mail_from)
             .map_err(|e| anyhow::anyhow!("KOTOBA_MAIL_FROM: {e}"))?;
         Ok(Arc::new(Platform {
@@ -142,6 +160,8 @@ impl Platform {
             blobs: Arc::new(S3Blobs::new(s3, aws.bucket.clone())),
             dir_blobs: None,
             train_queue: Arc::new(queue),
+            webhook_queue: Arc::new(webhook_queue),
+            webhook_key: webhook_key(&config)?,
             mail: Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(sdk))),
             mail_from,
             clock,
@@ -151,6 +171,26 @@ impl Platform {
         }))
     }
 
+    /// The guard every webhook URL passes (the crawler's settings: loopback only in local mode).
+    pub fn webhook_guard(&self) -> crate::webhooks::target::TargetGuard {
+        crate::webhooks::target::TargetGuard::new(
+            crate::webhooks::target::TargetPolicy {
+                allow_loopback: self.config.fetch_allow_loopback,
+                allowed_ports: self.config.fetch_allowed_ports.clone(),
+            },
+            Arc::new(crate::crawl::guard::SystemResolver),
+        )
+    }
+
     /// How long a presigned URL handed to a client stays valid.
     pub const PRESIGN_TTL: Duration = Duration::from_secs(15 * 60);
+}
+
+fn webhook_key(config: &Config) -> anyhow::Result<Option<SealingKey>> {
+    config
+        .webhook_key
+        .as_ref()
+        .map(|k| SealingKey::parse(k.expose()))
+        .transpose()
+        .context("KOTOBA_WEBHOOK_KEY")
 }

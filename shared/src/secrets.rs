@@ -15,8 +15,9 @@ use futures::future::BoxFuture;
 use crate::config::{Config, ConfigError, Mode};
 
 /// Every variable that carries a secret.
-pub const SECRET_VARIABLES: [&str; 5] = [
+pub const SECRET_VARIABLES: [&str; 6] = [
     "KOTOBA_ADMIN_KEY",
+    "KOTOBA_WEBHOOK_KEY",
     "OPENAI_API_KEY",
     "TWILIO_AUTH_TOKEN",
     "STRIPE_SECRET_KEY",

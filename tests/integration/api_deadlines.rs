@@ -269,6 +269,8 @@ impl World {
             blobs: p.blobs.clone(),
             dir_blobs: p.dir_blobs.clone(),
             train_queue: p.train_queue.clone(),
+            webhook_queue: p.webhook_queue.clone(),
+            webhook_key: p.webhook_key.clone(),
             mail,
             mail_from: p.mail_from.clone(),
             clock: p.clock.clone(),

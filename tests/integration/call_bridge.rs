@@ -341,6 +341,8 @@ async fn faulty_bridge(
         blobs: p.blobs.clone(),
         dir_blobs: p.dir_blobs.clone(),
         train_queue: p.train_queue.clone(),
+        webhook_queue: p.webhook_queue.clone(),
+        webhook_key: p.webhook_key.clone(),
         mail: p.mail.clone(),
         mail_from: p.mail_from.clone(),
         clock: p.clock.clone(),

@@ -132,6 +132,7 @@ fn reads(binary: &str) -> BTreeSet<String> {
         "billing" => billing::SECRETS,
         "webhook" => webhook::SECRETS,
         "deadline-cron" => deadline_cron::SECRETS,
+        "webhook-worker" => webhook_worker::SECRETS,
         other => panic!("template builds an unknown binary {other}"),
     };
     list.iter().map(|s| s.to_string()).collect()
@@ -372,9 +373,21 @@ fn the_lambda_stack_is_operable() {
         })
     };
     assert!(alarm_on("AWS/SQS", "ApproximateNumberOfMessagesVisible"));
+    // Webhooks: a batch of deliveries per invocation, failures reported per message.
+    let hooks =
+        &resources["WebhookWorkerFunction"]["Properties"]["Events"]["WebhookQueue"]["Properties"];
+    assert_eq!(hooks["FunctionResponseTypes"][0], "ReportBatchItemFailures");
     assert!(alarm_on("AWS/ApiGateway", "5xx"));
     // Data survives the stack.
-    for id in ["Table", "Bucket", "TrainQueue", "TrainDeadLetterQueue"] {
+    for id in [
+        "Table",
+        "Bucket",
+        "TrainQueue",
+        "TrainDeadLetterQueue",
+        "WebhookQueue",
+        "WebhookDeadLetterQueue",
+        "WebhookKeySecret",
+    ] {
         assert_eq!(resources[id]["DeletionPolicy"], "Retain", "{id}");
         assert_eq!(resources[id]["UpdateReplacePolicy"], "Retain", "{id}");
     }

@@ -319,9 +319,10 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["monthly_free_credits"], 1_000, "{}", r.body);
 
-    // The SQS fixture: a well-formed delivery whose checksum SQS would have computed.
-    let sqs: SqsEvent = serde_json::from_str(&fixture("train-worker-sqs.json")).unwrap();
-    for record in &sqs.records {
+    // The SQS fixtures: well-formed deliveries whose checksums SQS would have computed.
+    let train: SqsEvent = serde_json::from_str(&fixture("train-worker-sqs.json")).unwrap();
+    let hooks: SqsEvent = serde_json::from_str(&fixture("webhook-worker-sqs.json")).unwrap();
+    for record in train.records.iter().chain(&hooks.records) {
         let body = record.body.as_deref().unwrap();
         assert_eq!(
             record.md5_of_body.as_deref(),

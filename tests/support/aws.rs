@@ -156,6 +156,8 @@ pub struct Resources {
     pub bucket: String,
     pub queue_url: String,
     pub dlq_url: String,
+    pub webhook_queue_url: String,
+    pub webhook_dlq_url: String,
 }
 
 impl Resources {
@@ -184,6 +186,14 @@ impl Resources {
         )
         .await
         .expect("queues created");
+        let (webhook_queue_url, webhook_dlq_url) = shared::queue::sqs::create_queue_with_dlq(
+            &aws_sdk_sqs::Client::new(&sdk),
+            &crate::unique_name("webhooks"),
+            shared::platform::WEBHOOK_MAX_RECEIVES,
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .expect("webhook queues created");
         shared::mail::ses::verify_sender(
             &aws_sdk_sesv2::Client::new(&sdk),
             "no-reply@kotoba.example",
@@ -195,6 +205,8 @@ impl Resources {
             bucket,
             queue_url,
             dlq_url,
+            webhook_queue_url,
+            webhook_dlq_url,
         }
     }
 
@@ -205,6 +217,8 @@ impl Resources {
             ("KOTOBA_BUCKET", self.bucket.clone()),
             ("KOTOBA_TRAIN_QUEUE_URL", self.queue_url.clone()),
             ("KOTOBA_TRAIN_DLQ_URL", self.dlq_url.clone()),
+            ("KOTOBA_WEBHOOK_QUEUE_URL", self.webhook_queue_url.clone()),
+            ("KOTOBA_WEBHOOK_DLQ_URL", self.webhook_dlq_url.clone()),
             ("KOTOBA_MAIL_FROM", "no-reply@kotoba.example".to_string()),
             ("KOTOBA_S3_FORCE_PATH_STYLE", "true".to_string()),
             ("AWS_ENDPOINT_URL", endpoint()),

@@ -33,7 +33,7 @@ pub fn routes(platform: Arc<Platform>) -> Router {
 }
 
 pub fn app(platform: Arc<Platform>) -> Router {
-    shared::http::finish(routes(platform))
+    shared::http::finish_logged(routes(platform.clone()), platform)
 }
 
 /// This function's part of the OpenAPI document (assembled and served by the embed-script function).

@@ -608,6 +608,7 @@ async fn finish(bridge: &Bridge, setup: CallSetup, mut outcome: RelayOutcome) {
         call,
     )
     .await;
+    shared::webhooks::emit(p, &log.tenant_id, settlement::completed_event(&log)).await;
     let m = &log.metrics;
     tracing::info!(
         end_reason = ?log.end_reason,

@@ -84,7 +84,10 @@ pub struct ApiDoc;
 
 /// The function as deployed.
 pub fn app(platform: Arc<Platform>) -> anyhow::Result<Router> {
-    Ok(shared::http::finish(routes(platform)?))
+    Ok(shared::http::finish_logged(
+        routes(platform.clone())?,
+        platform,
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -121,7 +124,10 @@ enum FeedbackStatus {
 }
 
 fn parse_site(raw: &str) -> Result<SiteId, ApiError> {
-    SiteId::parse(raw).map_err(|_| ApiError::NotFound("site not found".into()))
+    let site = SiteId::parse(raw).map_err(|_| ApiError::NotFound("site not found".into()))?;
+    // The body names the site: the error log files this request's failure under it (and its tenant).
+    shared::errorlog::attribute_site(&site);
+    Ok(site)
 }
 
 fn parse_session(raw: Option<&str>) -> Result<Option<SessionId>, ApiError> {
@@ -305,13 +311,7 @@ async fn embed_feedback(State(state): State<AppState>, request: EmbedRequest) ->
             comment: body.comment,
         };
         let platform = &state.platform;
-        let message = feedback::record(
-            platform.store.as_ref(),
-            platform.clock.as_ref(),
-            origin.as_deref(),
-            feedback,
-        )
-        .await?;
+        let message = feedback::record_and_tell(platform, origin.as_deref(), feedback).await?;
         Ok::<_, ApiError>(Json(FeedbackRecorded {
             status: FeedbackStatus::Recorded,
             message_id: message,

@@ -116,7 +116,7 @@ async fn openapi_document(document: Arc<str>) -> Response {
 
 /// The function as deployed: the route plus the shared edge (request ids, JSON 404s elsewhere).
 pub fn app(platform: Arc<Platform>) -> Router {
-    shared::http::finish(routes(platform))
+    shared::http::finish_logged(routes(platform.clone()), platform)
 }
 
 #[derive(Deserialize)]

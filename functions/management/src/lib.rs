@@ -6,11 +6,13 @@
 
 /// The secret variables this function's code reads (the admin routes (`/api/admin/tenants…`) check the operator key); shared::secrets fetches exactly
 /// these at start-up, and tests/deploy_template.rs checks the templates grant exactly these.
-pub const SECRETS: &[&str] = &["KOTOBA_ADMIN_KEY"];
+pub const SECRETS: &[&str] = &["KOTOBA_ADMIN_KEY", "KOTOBA_WEBHOOK_KEY"];
 
 mod console;
 mod cron;
+mod logs;
 mod voice;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -23,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use shared::Platform;
+use shared::audit::{self, Entry};
 use shared::clock::rfc3339;
 use shared::http::openapi::{ErrorBody, SecuritySchemes};
 use shared::http::{AdminAuth, ApiError, ApiJson, TenantAuth};
@@ -54,12 +57,14 @@ pub fn routes(platform: Arc<Platform>) -> Router {
         .merge(voice::routes())
         .merge(console::routes())
         .merge(cron::routes())
+        .merge(webhooks::routes())
+        .merge(logs::routes())
         .with_state(platform)
 }
 
 /// The function as deployed: the routes plus the shared edge (request ids, JSON 404s).
 pub fn app(platform: Arc<Platform>) -> Router {
-    shared::http::finish(routes(platform))
+    shared::http::finish_logged(routes(platform.clone()), platform)
 }
 
 /// This function's part of the OpenAPI document (assembled and served by the embed-script function).
@@ -94,6 +99,17 @@ pub fn app(platform: Arc<Platform>) -> Router {
         console::read_session,
         console::sign_out,
         cron::run_deadlines,
+        webhooks::create_webhook,
+        webhooks::list_webhooks,
+        webhooks::patch_webhook,
+        webhooks::delete_webhook,
+        webhooks::rotate_secret,
+        webhooks::test_webhook,
+        webhooks::list_deliveries,
+        webhooks::replay_delivery,
+        logs::list_errors,
+        logs::list_audit,
+        logs::admin_audit,
     ),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes)
@@ -141,6 +157,7 @@ fn plan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Plan, D::Error> {
 async fn create_tenant(
     State(p): State<AppState>,
     _admin: AdminAuth,
+    ctx: audit::Context,
     ApiJson(body): ApiJson<NewTenant>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = tenants::create_tenant(
@@ -163,6 +180,13 @@ async fn create_tenant(
     )
     .await?;
     tracing::info!(tenant_id = %tenant.tenant_id, plan = tenant.plan.as_str(), "tenant created");
+    record(
+        &p,
+        Entry::new(&tenant.tenant_id, &ctx, "tenant.created", &tenant.tenant_id).created(
+            serde_json::json!({"name": tenant.name, "plan": tenant.plan.as_str(), "first_key_id": issued.record.key_id}),
+        ),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(TenantCreated {
@@ -202,14 +226,41 @@ fn status<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SubscriptionStatus, 
 async fn set_subscription(
     State(p): State<AppState>,
     _admin: AdminAuth,
+    ctx: audit::Context,
     Path(tenant_id): Path<String>,
     ApiJson(body): ApiJson<SubscriptionChange>,
 ) -> Result<Json<tenants::Tenant>, ApiError> {
     let tenant =
         TenantId::parse(&tenant_id).map_err(|_| ApiError::NotFound("tenant not found".into()))?;
-    Ok(Json(
-        tenants::set_subscription_status(p.store.as_ref(), &tenant, body.status).await?,
-    ))
+    let before = tenants::get_tenant(p.store.as_ref(), &tenant).await?;
+    let after = tenants::set_subscription_status(p.store.as_ref(), &tenant, body.status).await?;
+    record(
+        &p,
+        Entry::new(&tenant, &ctx, "subscription.changed", &tenant).change(
+            serde_json::json!({"subscription_status": before.subscription_status.as_str()}),
+            serde_json::json!({"subscription_status": after.subscription_status.as_str()}),
+        ),
+    )
+    .await;
+    if before.subscription_status != after.subscription_status {
+        shared::webhooks::emit(
+            &p,
+            &tenant,
+            shared::webhooks::Event::subscription_updated(
+                p.clock.now(),
+                after.plan.as_str(),
+                after.subscription_status.as_str(),
+                Some(before.subscription_status.as_str()),
+            ),
+        )
+        .await;
+    }
+    Ok(Json(after))
+}
+
+/// Appends to the audit log; the action has already happened, so a failure is logged, not returned.
+async fn record(p: &AppState, entry: Entry) {
+    audit::record_or_log(p.store.as_ref(), p.ids.as_ref(), p.clock.as_ref(), entry).await;
 }
 
 /// `POST /api/keys`: what the new key may do (default `owner`) and an optional name.
@@ -292,6 +343,7 @@ struct KeyList {
 async fn issue_key(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
+    ctx: audit::Context,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let new = KeyRequest::parse(&body)?;
@@ -303,6 +355,13 @@ async fn issue_key(
         new,
     )
     .await?;
+    record(
+        &p,
+        Entry::new(&tenant, &ctx, "api_key.issued", &issued.record.key_id).created(
+            serde_json::json!({"hint": issued.record.hint, "role": issued.record.role.as_str(), "name": issued.record.name}),
+        ),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(IssuedKey {
@@ -355,11 +414,13 @@ async fn list_keys(
 async fn revoke_key(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
+    ctx: audit::Context,
     Path(key_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let key_id =
         KeyId::parse(&key_id).map_err(|_| ApiError::NotFound("API key not found".into()))?;
     api_keys::revoke(p.store.as_ref(), &tenant, &key_id).await?;
+    record(&p, Entry::new(&tenant, &ctx, "api_key.revoked", &key_id)).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -378,6 +439,7 @@ async fn revoke_key(
 async fn create_site(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
+    ctx: audit::Context,
     ApiJson(body): ApiJson<NewSite>,
 ) -> Result<(StatusCode, Json<Site>), ApiError> {
     let plan = tenants::get_tenant(p.store.as_ref(), &tenant).await?.plan;
@@ -406,6 +468,13 @@ async fn create_site(
         },
         other => other.into(),
     })?;
+    record(
+        &p,
+        Entry::new(&tenant, &ctx, "site.created", &site.site_id).created(serde_json::json!({
+            "name": site.name, "allowed_domains": site.allowed_domains
+        })),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(site)))
 }
 
@@ -481,13 +550,41 @@ async fn read_site(
 async fn patch_site(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
+    ctx: audit::Context,
     Path(raw): Path<String>,
     ApiJson(patch): ApiJson<SitePatch>,
 ) -> Result<Json<Site>, ApiError> {
     let site = site_id(&raw)?;
-    Ok(Json(
-        sites::patch_site(p.store.as_ref(), p.clock.as_ref(), &tenant, &site, patch).await?,
-    ))
+    let before = sites::get_site(p.store.as_ref(), &tenant, &site).await?;
+    let after =
+        sites::patch_site(p.store.as_ref(), p.clock.as_ref(), &tenant, &site, patch).await?;
+    record(
+        &p,
+        site_change(&tenant, &ctx, "site.updated", &before, &after),
+    )
+    .await;
+    Ok(Json(after))
+}
+
+/// A site change for the audit log: the changed fields only (a new prompt shows as its version).
+fn site_change(
+    tenant: &TenantId,
+    ctx: &audit::Context,
+    action: &str,
+    before: &Site,
+    after: &Site,
+) -> Entry {
+    let view = |s: &Site| {
+        let mut v = serde_json::to_value(s).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            // Bookkeeping that changes on its own is not the caller's change.
+            for field in ["updated_at", "status", "index_version", "last_trained_at"] {
+                o.remove(field);
+            }
+        }
+        v
+    };
+    Entry::new(tenant, ctx, action, &after.site_id).change(view(before), view(after))
 }
 
 #[utoipa::path(
@@ -541,18 +638,24 @@ struct Rollback {
 async fn rollback_prompt(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
+    ctx: audit::Context,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<Rollback>,
 ) -> Result<Json<Site>, ApiError> {
     let site = site_id(&raw)?;
-    Ok(Json(
-        sites::rollback_prompt(
-            p.store.as_ref(),
-            p.clock.as_ref(),
-            &tenant,
-            &site,
-            body.version,
-        )
-        .await?,
-    ))
+    let before = sites::get_site(p.store.as_ref(), &tenant, &site).await?;
+    let after = sites::rollback_prompt(
+        p.store.as_ref(),
+        p.clock.as_ref(),
+        &tenant,
+        &site,
+        body.version,
+    )
+    .await?;
+    record(
+        &p,
+        site_change(&tenant, &ctx, "site.prompt_rolled_back", &before, &after),
+    )
+    .await;
+    Ok(Json(after))
 }

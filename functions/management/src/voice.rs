@@ -261,6 +261,7 @@ pub(crate) async fn read_settings(
 pub(crate) async fn patch_settings(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
+    ctx: shared::audit::Context,
     ApiJson(patch): ApiJson<ReceptionistPatch>,
 ) -> Result<Json<ReceptionistSettings>, ApiError> {
     if patch.is_empty() {
@@ -269,9 +270,22 @@ pub(crate) async fn patch_settings(
             message: "nothing to change: give system_prompt, greeting, voice or language".into(),
         });
     }
-    Ok(Json(
-        receptionist::patch(p.store.as_ref(), p.clock.as_ref(), &tenant, &patch).await?,
-    ))
+    let after = receptionist::patch(p.store.as_ref(), p.clock.as_ref(), &tenant, &patch).await?;
+    audit_version(&p, &tenant, &ctx, "voice.updated", &after).await;
+    Ok(Json(after))
+}
+
+/// A new receptionist version, in the audit log.
+async fn audit_version(
+    p: &AppState,
+    tenant: &TenantId,
+    ctx: &shared::audit::Context,
+    action: &str,
+    after: &ReceptionistSettings,
+) {
+    let entry = shared::audit::Entry::new(tenant, ctx, action, tenant)
+        .created(serde_json::to_value(after).unwrap_or_default());
+    shared::audit::record_or_log(p.store.as_ref(), p.ids.as_ref(), p.clock.as_ref(), entry).await;
 }
 
 #[derive(Deserialize)]
@@ -321,11 +335,13 @@ pub(crate) struct Rollback {
 pub(crate) async fn rollback_settings(
     State(p): State<AppState>,
     TenantAuth(tenant): TenantAuth,
+    ctx: shared::audit::Context,
     ApiJson(body): ApiJson<Rollback>,
 ) -> Result<Json<ReceptionistSettings>, ApiError> {
-    Ok(Json(
-        receptionist::rollback(p.store.as_ref(), p.clock.as_ref(), &tenant, body.version).await?,
-    ))
+    let after =
+        receptionist::rollback(p.store.as_ref(), p.clock.as_ref(), &tenant, body.version).await?;
+    audit_version(&p, &tenant, &ctx, "voice.rolled_back", &after).await;
+    Ok(Json(after))
 }
 
 #[utoipa::path(

@@ -36,7 +36,7 @@ pub fn routes(platform: Arc<Platform>) -> Router {
 pub struct ApiDoc;
 
 pub fn app(platform: Arc<Platform>) -> Router {
-    shared::http::finish(routes(platform))
+    shared::http::finish_logged(routes(platform.clone()), platform)
 }
 
 #[derive(Deserialize)]

@@ -45,6 +45,8 @@ pub struct Runner {
     pub demo: Demo,
     /// The training worker, fed by the local queue loop (tests may also drive it directly).
     pub worker: Arc<train_worker::Worker>,
+    /// The webhook delivery worker, fed by its own local queue loop.
+    pub webhook_worker: Arc<webhook_worker::Worker>,
     listener: TcpListener,
     app: Router,
     bridge: call_bridge::BridgeServer,
@@ -100,6 +102,10 @@ pub async fn start_with(
     if config.admin_key.is_none() {
         config.admin_key = Some(read_or_create_secret(&config.data_dir.join("admin.key"))?.into());
     }
+    if config.webhook_key.is_none() {
+        config.webhook_key =
+            Some(read_or_create_webhook_key(&config.data_dir.join("webhook.key"))?.into());
+    }
     let bridge_listener = TcpListener::bind(config.bridge_listen)
         .await
         .with_context(|| format!("binding the call bridge on {}", config.bridge_listen))?;
@@ -125,6 +131,8 @@ pub async fn start_with(
     let worker = Arc::new(
         train_worker::Worker::new(platform.clone()).context("building the training worker")?,
     );
+    let webhook_worker =
+        Arc::new(webhook_worker::Worker::new(&platform).context("building the webhook worker")?);
     let bridge = call_bridge::BridgeServer::from_listener(platform.clone(), bridge_listener)
         .context("preparing the call bridge")?;
     Ok(Runner {
@@ -133,6 +141,7 @@ pub async fn start_with(
         platform,
         demo,
         worker,
+        webhook_worker,
         listener,
         app,
         bridge,
@@ -163,7 +172,7 @@ fn app(platform: &Arc<Platform>, demo: &Demo) -> anyhow::Result<Router> {
     {
         router = router.merge(shared::blobs::dir::presigned_router(blobs));
     }
-    Ok(shared::http::finish(router))
+    Ok(shared::http::finish_logged(router, platform.clone()))
 }
 
 impl Runner {
@@ -217,15 +226,22 @@ impl Runner {
         self.spawn_with_worker(true)
     }
 
-    /// As [`spawn`](Self::spawn); without the queue loop when `worker` is false (tests that deliver
-    /// training messages themselves, e.g. to interrupt a job).
+    /// As [`spawn`](Self::spawn); without the queue loops when `worker` is false (tests that deliver
+    /// training or webhook messages themselves, e.g. to interrupt a job or step a clock).
     pub fn spawn_with_worker(self, worker: bool) -> tokio::task::JoinHandle<()> {
         let queue_loop = worker
             .then(|| tokio::spawn(worker::consume(self.platform.clone(), self.worker.clone())));
         let timer = AbortOnDrop(tokio::spawn(deadlines::daily(self.platform.clone())));
+        let webhook_loop = worker.then(|| {
+            tokio::spawn(worker::consume_webhooks(
+                self.platform.clone(),
+                self.webhook_worker.clone(),
+            ))
+        });
         tokio::spawn(async move {
             let _stop_loop_with_server = queue_loop.map(AbortOnDrop);
             let _stop_timer_with_server = timer;
+            let _stop_webhooks_with_server = webhook_loop.map(AbortOnDrop);
             if let Err(e) = self.serve().await {
                 tracing::error!(error = format!("{e:#}"), "local runner stopped");
             }
@@ -325,6 +341,18 @@ fn read_or_create_secret(path: &Path) -> anyhow::Result<String> {
     );
     write_private(path, &secret)?;
     Ok(secret)
+}
+
+/// The key that seals webhook secrets, kept in the data directory (32 random bytes, base64).
+fn read_or_create_webhook_key(path: &Path) -> anyhow::Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path)
+        && shared::webhooks::secret::SealingKey::parse(existing.trim()).is_ok()
+    {
+        return Ok(existing.trim().to_string());
+    }
+    let key = shared::webhooks::secret::SealingKey::generate_encoded(&shared::ids::RandomIds);
+    write_private(path, &key)?;
+    Ok(key)
 }
 
 pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {

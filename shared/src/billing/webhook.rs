@@ -297,6 +297,50 @@ impl Billing {
         fresh: bool,
     ) -> Result<WebhookOutcome, BillingError> {
         let store = self.platform.store.as_ref();
+        let before = tenants::get_tenant(store, tenant).await?;
+        let outcome = self
+            .apply_snapshot_inner(tenant, first, created, fresh)
+            .await?;
+        let after = tenants::get_tenant(store, tenant).await?;
+        let view = |t: &tenants::Tenant| {
+            serde_json::json!({
+                "plan": t.plan.as_str(),
+                "subscription_status": t.subscription_status.as_str(),
+                "current_period_end": t.current_period_end,
+                "cancel_at_period_end": t.cancel_at_period_end,
+            })
+        };
+        let (b, a) = (view(&before), view(&after));
+        if b != a {
+            let p = &self.platform;
+            let entry = crate::audit::Entry::new(
+                tenant,
+                &crate::audit::Context::system("stripe"),
+                "subscription.changed",
+                tenant,
+            )
+            .change(b, a);
+            crate::audit::record_or_log(p.store.as_ref(), p.ids.as_ref(), p.clock.as_ref(), entry)
+                .await;
+            let event = crate::webhooks::Event::subscription_updated(
+                p.clock.now(),
+                after.plan.as_str(),
+                after.subscription_status.as_str(),
+                Some(before.subscription_status.as_str()),
+            );
+            crate::webhooks::emit(p, tenant, event).await;
+        }
+        Ok(outcome)
+    }
+
+    async fn apply_snapshot_inner(
+        &self,
+        tenant: &TenantId,
+        first: SubscriptionSnapshot,
+        created: i64,
+        fresh: bool,
+    ) -> Result<WebhookOutcome, BillingError> {
+        let store = self.platform.store.as_ref();
         let prices = &self.settings().prices;
         let mut change = StateChange {
             snapshot: first,

@@ -50,6 +50,46 @@ pub async fn record(
     Ok(message)
 }
 
+/// [`record`], then `feedback.created` queued for the site's tenant's webhooks.
+pub async fn record_and_tell(
+    platform: &crate::Platform,
+    origin: Option<&str>,
+    request: VisitorFeedback,
+) -> Result<MessageId, FeedbackError> {
+    let (site_id, session, rating, comment) = (
+        request.site_id.clone(),
+        request.session_id.clone(),
+        request.rating,
+        request.comment.clone(),
+    );
+    let message = record(
+        platform.store.as_ref(),
+        platform.clock.as_ref(),
+        origin,
+        request,
+    )
+    .await?;
+    if let Ok(Some(site)) = crate::sites::find_site(platform.store.as_ref(), &site_id).await {
+        let rating = serde_json::to_value(rating)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let comment = comment
+            .map(|c| c.trim().chars().take(MAX_COMMENT_CHARS).collect::<String>())
+            .filter(|c| !c.is_empty());
+        let event = crate::webhooks::Event::feedback_created(
+            platform.clock.now(),
+            site_id.as_str(),
+            &session,
+            message.as_str(),
+            &rating,
+            comment.as_deref(),
+        );
+        crate::webhooks::emit(platform, &site.tenant_id, event).await;
+    }
+    Ok(message)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

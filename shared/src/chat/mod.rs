@@ -472,6 +472,86 @@ impl ChatService {
         meta: RequestMeta,
         deltas: Option<mpsc::Sender<String>>,
     ) -> Result<Answer, ChatError> {
+        let site_id = question.site_id.clone();
+        let result = self.answer_inner(caller, question, meta, deltas).await;
+        if let Err(e) = &result {
+            self.tell_webhooks(&site_id, e).await;
+        }
+        result
+    }
+
+    /// Queues `limit.reached` (once per tenant, limit and day) or `chat.error` (failures on our or
+    /// the model's side) for the tenant's webhooks. Refusals of the caller's input are not events.
+    async fn tell_webhooks(&self, site_id: &SiteId, e: &ChatError) {
+        let event_needed = match e {
+            ChatError::QuotaExhausted { .. } | ChatError::ModelFailed(_) | ChatError::Index(_) => {
+                true
+            }
+            ChatError::Store(inner) => !matches!(inner, StoreError::ConditionFailed),
+            _ => false,
+        };
+        if !event_needed {
+            return;
+        }
+        let Ok((site, tenant)) = self.site_and_tenant(site_id).await else {
+            return;
+        };
+        let platform = &self.platform;
+        let now = platform.clock.now();
+        let event = match e {
+            ChatError::QuotaExhausted { plan, what } => {
+                let limit = if what.contains("daily") {
+                    "daily_site_chats"
+                } else if what.contains("embedding") {
+                    "monthly_embedding_tokens"
+                } else {
+                    "monthly_chats"
+                };
+                let day = crate::clock::rfc3339(now)[..10].to_string();
+                let notice = crate::store::Item::new(crate::store::keys::limit_notice(
+                    &tenant.tenant_id,
+                    limit,
+                    &day,
+                ))
+                .expiring_at(now.unix_timestamp() + 2 * 86_400);
+                match platform
+                    .store
+                    .put(notice, crate::store::Condition::IfAbsent)
+                    .await
+                {
+                    Ok(()) => {}
+                    // Told already today (or the store is down: better no event than many).
+                    Err(_) => return,
+                }
+                crate::webhooks::Event::limit_reached(
+                    now,
+                    limit,
+                    plan.as_str(),
+                    Some(site.site_id.as_str()),
+                )
+            }
+            other => crate::webhooks::Event::chat_error(
+                now,
+                Some(site.site_id.as_str()),
+                match other {
+                    ChatError::ModelFailed(_) => "model_failed",
+                    ChatError::Index(_) => "index_unavailable",
+                    _ => "storage_unavailable",
+                },
+                &other.to_string(),
+                crate::http::current_request_id().as_deref(),
+            ),
+        };
+        crate::webhooks::emit(platform, &tenant.tenant_id, event).await;
+    }
+
+    async fn answer_inner(
+        &self,
+        caller: Caller,
+        question: Question,
+        meta: RequestMeta,
+        deltas: Option<mpsc::Sender<String>>,
+    ) -> Result<Answer, ChatError> {
         let started = Instant::now();
         let clock = meta.timings.clone();
         let message = question.message.as_str().to_string();

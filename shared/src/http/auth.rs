@@ -91,6 +91,11 @@ where
             });
         }
         let tenant = caller.tenant_id.clone();
+        // For the audit log (who acted) and the error log (whose request failed).
+        parts.extensions.insert(crate::audit::Actor::ApiKey {
+            key_id: caller.key_id.clone(),
+        });
+        crate::errorlog::attribute_tenant(&tenant);
         parts.extensions.insert(caller);
         Ok(TenantAuth(tenant))
     }
@@ -161,7 +166,10 @@ where
         let token = bearer(parts)?;
         let platform = Arc::<Platform>::from_ref(state);
         match &platform.admin_key {
-            Some(admin) if admin.verify(token) => Ok(AdminAuth),
+            Some(admin) if admin.verify(token) => {
+                parts.extensions.insert(crate::audit::Actor::Admin);
+                Ok(AdminAuth)
+            }
             Some(_) => Err(ApiError::Unauthorized("invalid admin key".into())),
             None => Err(ApiError::Unauthorized(
                 "admin routes are disabled: KOTOBA_ADMIN_KEY is not set".into(),

@@ -225,6 +225,13 @@ impl IntoResponse for ApiError {
             ),
         }
         let mut response = (status, axum::Json(self.body())).into_response();
+        // For the error log (crate::errorlog), which records code and message but never bodies.
+        response
+            .extensions_mut()
+            .insert(crate::errorlog::ErrorSummary {
+                code: self.code(),
+                message: self.to_string(),
+            });
         if let Self::RateLimited { retry_after_secs } | Self::Suspicious { retry_after_secs } = self
         {
             response
@@ -296,6 +303,27 @@ impl From<SiteError> for ApiError {
                 upgrade_hint: "upgrade the plan for more sites".into(),
             },
             SiteError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::webhooks::WebhookError> for ApiError {
+    fn from(e: crate::webhooks::WebhookError) -> Self {
+        use crate::webhooks::WebhookError as W;
+        match e {
+            W::NotFound | W::DeliveryNotFound => Self::NotFound(e.to_string()),
+            W::Invalid { field, message } => Self::invalid(field, message),
+            W::TooMany => Self::Conflict {
+                message: e.to_string(),
+                details: None,
+            },
+            W::NotConfigured => Self::Unavailable(e.to_string()),
+            W::Queue(q) => {
+                tracing::warn!(error = %q, "webhook queue unavailable");
+                Self::Unavailable("the webhook queue is temporarily unavailable; try again".into())
+            }
+            W::Secret(s) => Self::Internal(s.into()),
+            W::Store(s) => s.into(),
         }
     }
 }

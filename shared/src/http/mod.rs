@@ -30,3 +30,16 @@ pub fn finish(router: Router) -> Router {
         .layer(axum::middleware::from_fn(rejections::contract_rejections))
         .layer(axum::middleware::from_fn(request_context))
 }
+
+/// [`finish`], with the tenant error log (`crate::errorlog`) recording every 4xx/5xx a tenant or a
+/// site can be named for.
+pub fn finish_logged(router: Router, platform: std::sync::Arc<crate::Platform>) -> Router {
+    router
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(axum::middleware::from_fn(rejections::contract_rejections))
+        .layer(axum::middleware::from_fn_with_state(
+            platform,
+            crate::errorlog::layer,
+        ))
+        .layer(axum::middleware::from_fn(request_context))
+}

@@ -45,6 +45,11 @@
 //! | credit security event | `CREDITS#{}` | `EVENT#{n}#{}` | |
 //! | credit package | `PACKAGE#{}` | `PACKAGE` | by_tenant `CREDIT_PACKAGES` / `PACKAGE#{}` |
 //! | credit reservation | `HOLD#{}` | `HOLD` | by_due `CREDIT_HOLDS` / `HOLD#{n}#{}` |
+//! | webhook endpoint | `TENANT#{}` | `WEBHOOK#{}` | |
+//! | limit-reached notice | `TENANT#{}` | `LIMIT_NOTICE#{}#{}` | |
+//! | webhook delivery | `WEBHOOK#{}` | `DELIVERY#{}` | |
+//! | audit entry | `AUDIT#{}` | `AT#{}` | by_tenant `AUDIT_ALL` / `AT#{}` |
+//! | error log entry | `ERRORS#{}` | `ERR#{}` | by_site `ERRORS#{}` / `ERR#{}` |
 //! | demo seed marker | `SEED#DEMO` | `SEED` | |
 //! | deadline action marker | `DEADLINE#{n}-{n}-{n}` | `{}#{}` | by_tenant `TENANT#{}` / `MAIL#{n}-{n}-{n}#{}` (mails) |
 //! | deadline run of a day | `DEADLINE#{n}-{n}-{n}` | `RUN` | |
@@ -72,7 +77,14 @@ pub mod prefix {
     pub const BILLING_DUE: &str = "BILLING#";
     pub const GRANT_DUE: &str = "GRANT#";
     pub const JOB: &str = "JOB#";
+    pub const WEBHOOK: &str = "WEBHOOK#";
+    pub const DELIVERY: &str = "DELIVERY#";
+    pub const AUDIT: &str = "AT#";
+    pub const ERROR: &str = "ERR#";
 }
+
+/// The by-tenant partition listing every tenant's audit entries (operator views only).
+pub const ALL_AUDIT: &str = "AUDIT_ALL";
 
 /// The by-tenant partition listing every tenant (operator views only).
 pub const ALL_TENANTS: &str = "TENANTS";
@@ -443,6 +455,75 @@ pub fn site_summary(site: impl Display, day: &str) -> Key {
     Key::new(site_partition(site), format!("SUMMARY#{day}"))
 }
 
+// Webhooks.
+
+/// A tenant's webhook endpoint.
+pub fn webhook(tenant: impl Display, webhook: impl Display) -> Key {
+    Key::new(
+        tenant_partition(tenant),
+        format!("{}{webhook}", prefix::WEBHOOK),
+    )
+}
+
+/// The marker that a `limit.reached` event went out for a limit on a day (`YYYY-MM-DD`): once a day.
+pub fn limit_notice(tenant: impl Display, limit: &str, day: &str) -> Key {
+    Key::new(
+        tenant_partition(tenant),
+        format!("LIMIT_NOTICE#{limit}#{day}"),
+    )
+}
+
+/// An endpoint's partition of deliveries.
+pub fn webhook_partition(webhook: impl Display) -> String {
+    format!("{}{webhook}", prefix::WEBHOOK)
+}
+
+/// One delivery of an event to an endpoint (ids are time-ordered: the log lists newest first).
+pub fn delivery(webhook: impl Display, delivery: impl Display) -> Key {
+    Key::new(
+        webhook_partition(webhook),
+        format!("{}{delivery}", prefix::DELIVERY),
+    )
+}
+
+// Audit and error logs.
+
+/// A tenant's audit log partition.
+pub fn audit_partition(tenant: impl Display) -> String {
+    format!("AUDIT#{tenant}")
+}
+
+/// One audit entry (ids are time-ordered).
+pub fn audit_entry(tenant: impl Display, entry: impl Display) -> Key {
+    Key::new(audit_partition(tenant), format!("{}{entry}", prefix::AUDIT))
+}
+
+/// An audit entry's place in the operator's all-tenants listing.
+pub fn audit_listing(entry: impl Display) -> (&'static str, String) {
+    (ALL_AUDIT, format!("{}{entry}", prefix::AUDIT))
+}
+
+/// A tenant's error log partition.
+pub fn errors_partition(tenant: impl Display) -> String {
+    format!("ERRORS#{tenant}")
+}
+
+/// One recorded error (ids are time-ordered).
+pub fn error_entry(tenant: impl Display, entry: impl Display) -> Key {
+    Key::new(
+        errors_partition(tenant),
+        format!("{}{entry}", prefix::ERROR),
+    )
+}
+
+/// An error's place in its site's listing (by-site index).
+pub fn error_site_listing(site: impl Display, entry: impl Display) -> (String, String) {
+    (
+        format!("ERRORS#{site}"),
+        format!("{}{entry}", prefix::ERROR),
+    )
+}
+
 // Local mode.
 
 /// The marker the local runner leaves once it has seeded its demo tenant.
@@ -521,6 +602,11 @@ pub const LAYOUT: &[Shape] = &[
     table("credit event", "CREDITS#{}", "EVENT#{n}#{}"),
     table("credit hold", "HOLD#{}", "HOLD"),
     table("credit package", "PACKAGE#{}", "PACKAGE"),
+    table("webhook endpoint", "TENANT#{}", "WEBHOOK#{}"),
+    table("limit notice", "TENANT#{}", "LIMIT_NOTICE#{}#{}"),
+    table("webhook delivery", "WEBHOOK#{}", "DELIVERY#{}"),
+    table("audit entry", "AUDIT#{}", "AT#{}"),
+    table("error log entry", "ERRORS#{}", "ERR#{}"),
     table("demo seed", "SEED#DEMO", "SEED"),
     table("billing due", "TENANT#{}", "DUE#{n}-{n}-{n}#BILLING"),
     table("grant due", "TENANT#{}", "DUE#{n}-{n}-{n}#GRANT"),
@@ -564,6 +650,8 @@ pub const LAYOUT: &[Shape] = &[
         "TENANT#{}",
         "MAIL#{n}-{n}-{n}#{}",
     ),
+    index("audit listing", Index::ByTenant, "AUDIT_ALL", "AT#{}"),
+    index("error site listing", Index::BySite, "ERRORS#{}", "ERR#{}"),
 ];
 
 #[cfg(test)]
@@ -760,6 +848,14 @@ mod tests {
             ),
             ("deadline run", deadline_run("2026-03-09")),
             ("deadline cursor", deadline_cursor()),
+            ("webhook endpoint", webhook(t, "wh_1")),
+            (
+                "limit notice",
+                limit_notice(t, "monthly_chats", "2026-03-09"),
+            ),
+            ("webhook delivery", delivery("wh_1", "msg_1")),
+            ("audit entry", audit_entry(t, "aud_1")),
+            ("error log entry", error_entry(t, "err_1")),
         ];
         for (item, key) in keys {
             assert_eq!(shapes_of(Space::Table, &key.pk, &key.sk), [item], "{key:?}");
@@ -828,6 +924,15 @@ mod tests {
                 Index::ByTenant,
                 deadline_mail_listing(t, "2026-03-09", "trial_ending_3"),
             ),
+            ("audit listing", Index::ByTenant, {
+                let (pk, sk) = audit_listing("aud_1");
+                (pk.to_owned(), sk)
+            }),
+            (
+                "error site listing",
+                Index::BySite,
+                error_site_listing(s, "err_1"),
+            ),
         ];
         for (item, index, (pk, sk)) in indexed {
             assert_eq!(
@@ -843,6 +948,16 @@ mod tests {
         // A prefix query over a partition must not pick up a neighbouring shape.
         assert!(!"VOICE".starts_with(prefix::VOICE_VERSION));
         assert!(!"SITE_COUNT".starts_with(prefix::SITE));
+        // A tenant's webhooks share its partition with keys, usage and voice.
+        for other in [
+            "KEY#key_1",
+            "VOICE",
+            "VOICEVER#0000000001",
+            "USAGE#2026-03",
+            "PROFILE",
+        ] {
+            assert!(!other.starts_with(prefix::WEBHOOK), "{other}");
+        }
         assert!(days_of_month("2026-03").starts_with(prefix::USAGE));
         assert!(
             !tenant_month("t", "2026-03")

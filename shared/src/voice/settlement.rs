@@ -105,6 +105,19 @@ pub async fn settle(
     log
 }
 
+/// `call.completed` for the tenant's webhooks: duration, summary and cost of a logged call.
+pub fn completed_event(log: &CallLog) -> crate::webhooks::Event {
+    crate::webhooks::Event::call_completed(
+        log.ended_at,
+        log.call_sid.as_str(),
+        &log.from,
+        log.to.as_str(),
+        log.duration_seconds,
+        Some(&log.summary),
+        &crate::webhooks::events::usd(log.cost_micros.0),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -120,6 +120,19 @@ impl Trainer {
             tokens,
             "training succeeded"
         );
+        crate::webhooks::emit(
+            platform,
+            &run.site.tenant_id,
+            crate::webhooks::Event::training_succeeded(
+                finished,
+                job_id.as_str(),
+                run.site.site_id.as_str(),
+                json!({"pages_crawled": crawled, "pages_changed": changed, "pages_removed": removed,
+                       "chunks": chunk_count, "index_version": version,
+                       "estimated_cost_usd": crate::webhooks::events::usd(cost.0)}),
+            ),
+        )
+        .await;
         self.prune(run, version).await;
         Ok(())
     }
@@ -203,7 +216,14 @@ impl Trainer {
             by_url: HashMap::new(),
             progress: Progress::default(),
         };
+        let (tenant_id, site_id) = (run.site.tenant_id.clone(), run.site.site_id.clone());
         let reason = reason.to_string();
+        let event = crate::webhooks::Event::training_failed(
+            self.platform.clock.now(),
+            job.job_id.as_str(),
+            site_id.as_str(),
+            &reason,
+        );
         let change = move |s: &mut Site| {
             s.status = if s.index_version.is_some() {
                 SiteStatus::Ready
@@ -212,7 +232,9 @@ impl Trainer {
             };
             s.last_training_error = Some(reason.clone());
         };
-        self.commit(&run, change, job_write).await
+        self.commit(&run, change, job_write).await?;
+        crate::webhooks::emit(&self.platform, &tenant_id, event).await;
+        Ok(())
     }
 
     /// Deletes index versions older than the ones worth keeping, and the chunks of removed documents.
