@@ -33,6 +33,23 @@ async fn errors_and_audit_entries_are_recorded_paginated_and_isolated(backend: B
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = app
+        .patch(
+            "/api/tenant",
+            &key,
+            json!({"billing_email": "ops@tenant.example"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = app
+        .post(
+            "/api/webhooks",
+            &key,
+            json!({"url": "http://127.0.0.1:9/hook", "events": ["chat.error"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let webhook_secret = r.body["secret"].as_str().unwrap().to_string();
 
     let audit = app.get("/api/audit", &key).await;
     assert_eq!(audit.status, StatusCode::OK, "{:?}", audit.body);
@@ -44,6 +61,8 @@ async fn errors_and_audit_entries_are_recorded_paginated_and_isolated(backend: B
     assert_eq!(
         actions,
         [
+            "webhook.created",
+            "tenant.profile_updated",
             "site.updated",
             "site.created",
             "api_key.revoked",
@@ -52,7 +71,16 @@ async fn errors_and_audit_entries_are_recorded_paginated_and_isolated(backend: B
         ],
         "{entries:?}"
     );
-    let updated = &entries[0];
+    assert!(
+        !audit.body.to_string().contains(&webhook_secret[6..]),
+        "no webhook secret in the log"
+    );
+    assert_eq!(entries[1]["before"], json!({"billing_email": null}));
+    assert_eq!(
+        entries[1]["after"],
+        json!({"billing_email": "ops@tenant.example"})
+    );
+    let updated = &entries[2];
     assert_eq!(updated["before"], json!({"name": "Test site"}));
     assert_eq!(updated["after"], json!({"name": "Renamed"}));
     assert_eq!(updated["actor"]["type"], "api_key");
@@ -62,7 +90,7 @@ async fn errors_and_audit_entries_are_recorded_paginated_and_isolated(backend: B
             .as_str()
             .is_some_and(|id| !id.is_empty())
     );
-    assert_eq!(entries[4]["actor"]["type"], "admin");
+    assert_eq!(entries[6]["actor"]["type"], "admin");
     assert!(
         !audit.body.to_string().contains(&key),
         "no secrets in the log"
@@ -80,7 +108,7 @@ async fn errors_and_audit_entries_are_recorded_paginated_and_isolated(backend: B
         )
         .await;
     assert_eq!(admin.status, StatusCode::OK, "{:?}", admin.body);
-    assert_eq!(admin.body["entries"].as_array().unwrap().len(), 5);
+    assert_eq!(admin.body["entries"].as_array().unwrap().len(), 7);
     let r = app.get("/api/admin/audit", &key).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 

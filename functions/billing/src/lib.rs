@@ -103,12 +103,22 @@ async fn read_profile(
 async fn patch_profile(
     State(billing): State<Billing>,
     TenantAuth(tenant): TenantAuth,
+    ctx: shared::audit::Context,
     ApiJson(patch): ApiJson<ProfilePatch>,
 ) -> Result<Json<Profile>, ApiError> {
-    match profile::update_profile(billing.platform().store.as_ref(), &tenant, patch).await? {
-        Ok(tenant) => {
-            tracing::info!(tenant_id = %tenant.tenant_id, "tenant profile changed");
-            Ok(Json(Profile::of(tenant)))
+    let p = billing.platform();
+    let before = shared::tenants::get_tenant(p.store.as_ref(), &tenant).await?;
+    match profile::update_profile(p.store.as_ref(), &tenant, patch).await? {
+        Ok(after) => {
+            tracing::info!(tenant_id = %after.tenant_id, "tenant profile changed");
+            let view = |t: &shared::tenants::Tenant| {
+                serde_json::to_value(Profile::of(t.clone())).unwrap_or_default()
+            };
+            let entry = shared::audit::Entry::new(&tenant, &ctx, "tenant.profile_updated", &tenant)
+                .change(view(&before), view(&after));
+            shared::audit::record_or_log(p.store.as_ref(), p.ids.as_ref(), p.clock.as_ref(), entry)
+                .await;
+            Ok(Json(Profile::of(after)))
         }
         Err(bad) => Err(ApiError::invalid(bad.field, bad.message)),
     }
@@ -233,11 +243,21 @@ async fn portal(
 async fn subscribe(
     State(billing): State<Billing>,
     TenantAuth(tenant): TenantAuth,
+    ctx: shared::audit::Context,
     ApiJson(body): ApiJson<Subscription>,
 ) -> Result<Json<Subscribed>, ApiError> {
-    Ok(Json(
-        billing
-            .subscribe(&tenant, body.plan, &body.payment_method)
-            .await?,
-    ))
+    let plan = body.plan;
+    let subscribed = billing
+        .subscribe(&tenant, plan, &body.payment_method)
+        .await?;
+    let p = billing.platform();
+    let entry = shared::audit::Entry::new(
+        &tenant,
+        &ctx,
+        "billing.subscribed",
+        &subscribed.subscription_id,
+    )
+    .created(serde_json::json!({"plan": plan.as_str(), "status": subscribed.status}));
+    shared::audit::record_or_log(p.store.as_ref(), p.ids.as_ref(), p.clock.as_ref(), entry).await;
+    Ok(Json(subscribed))
 }
