@@ -94,7 +94,10 @@ async fn two_hundred_chats_against_credits_for_fifty(backend: Backend) {
         .buffer_unordered(200)
         .collect::<Vec<_>>()
         .await;
-    let ok = replies.iter().filter(|r| r.status == StatusCode::OK).count();
+    let ok = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
     let refused: Vec<_> = replies
         .iter()
         .filter(|r| r.status == StatusCode::PAYMENT_REQUIRED)
@@ -119,16 +122,27 @@ async fn two_hundred_chats_against_credits_for_fifty(backend: Backend) {
     );
 
     let balance = t.balance().await;
-    assert_eq!((balance["balance"].as_i64(), balance["available"].as_i64()), (Some(0), Some(0)));
+    assert_eq!(
+        (balance["balance"].as_i64(), balance["available"].as_i64()),
+        (Some(0), Some(0))
+    );
     // The reads: this month's use, today's burn, chat on top, and no days left at that burn.
     let used = balance["used_this_month"].as_i64().unwrap();
     assert!(used >= 50, "{balance}");
     assert_eq!(balance["estimated_days_left"], 0, "{balance}");
     let daily = balance["usage"]["daily"].as_array().unwrap();
     assert_eq!(daily.len(), 14);
-    assert_eq!(daily[13]["credits"].as_i64(), Some(used), "today is the last day: {balance}");
+    assert_eq!(
+        daily[13]["credits"].as_i64(),
+        Some(used),
+        "today is the last day: {balance}"
+    );
     let top = &balance["usage"]["top_functions"][0];
-    assert_eq!((top["function"].as_str(), top["count"].as_i64()), (Some("chat"), Some(50)), "{balance}");
+    assert_eq!(
+        (top["function"].as_str(), top["count"].as_i64()),
+        (Some("chat"), Some(50)),
+        "{balance}"
+    );
     t.books().await;
     // The ledger: 50 chat entries of one credit each, newest first, each naming its answer.
     let mut usage = 0;
@@ -185,7 +199,11 @@ async fn the_operator_grants_and_adjusts_never_below_zero() {
     assert_eq!(balance["paid"], 0);
 
     let bonus = app
-        .post(&path, &app.admin_key, json!({"credits": 250, "reason": "launch bonus"}))
+        .post(
+            &path,
+            &app.admin_key,
+            json!({"credits": 250, "reason": "launch bonus"}),
+        )
         .await;
     assert_eq!(bonus.status, StatusCode::CREATED, "{:?}", bonus.body);
     assert_eq!(bonus.body["type"], "bonus");
@@ -194,13 +212,21 @@ async fn the_operator_grants_and_adjusts_never_below_zero() {
 
     // Never below zero: refused whole, with the balance, and nothing written.
     let over = app
-        .post(&path, &app.admin_key, json!({"credits": -10_251, "reason": "too much"}))
+        .post(
+            &path,
+            &app.admin_key,
+            json!({"credits": -10_251, "reason": "too much"}),
+        )
         .await;
     assert_eq!(over.status, StatusCode::PAYMENT_REQUIRED, "{:?}", over.body);
     assert_eq!(over.error_code(), "credits_exhausted");
     assert_eq!(over.body["error"]["balance"], 10_250);
     let all = app
-        .post(&path, &app.admin_key, json!({"credits": -10_250, "reason": "closing"}))
+        .post(
+            &path,
+            &app.admin_key,
+            json!({"credits": -10_250, "reason": "closing"}),
+        )
         .await;
     assert_eq!(all.status, StatusCode::CREATED, "{:?}", all.body);
     assert_eq!(all.body["balance_after"], 0);
@@ -215,7 +241,11 @@ async fn the_operator_grants_and_adjusts_never_below_zero() {
         assert_eq!(r.body["error"]["field"], field, "{:?}", r.body);
     }
     let r = app
-        .post(&path, &app.admin_key, json!({"credits": "many", "reason": "x"}))
+        .post(
+            &path,
+            &app.admin_key,
+            json!({"credits": "many", "reason": "x"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
     let r = app
@@ -281,7 +311,11 @@ async fn training_that_exhausts_credits_fails_cleanly_and_the_old_index_serves()
         )
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
-    assert!(!answer.body["sources"].as_array().unwrap().is_empty(), "{:?}", answer.body);
+    assert!(
+        !answer.body["sources"].as_array().unwrap().is_empty(),
+        "{:?}",
+        answer.body
+    );
     t.books().await;
 }
 
@@ -331,17 +365,30 @@ async fn the_operator_sells_packages_and_tenants_see_those_on_sale() {
 
     // Bad input names its field; only the operator may create.
     for (body, field) in [
-        (json!({"display_name": "", "credits": 5, "price": 500, "currency": "JPY"}), "display_name"),
-        (json!({"display_name": "x", "credits": 0, "price": 500, "currency": "JPY"}), "credits"),
-        (json!({"display_name": "x", "credits": 5, "price": 10, "currency": "JPY"}), "price"),
-        (json!({"display_name": "x", "credits": 5, "price": 500, "currency": "JPY",
-                "valid_from": "2030-01-01T00:00:00Z", "valid_until": "2029-01-01T00:00:00Z"}), "valid_until"),
+        (
+            json!({"display_name": "", "credits": 5, "price": 500, "currency": "JPY"}),
+            "display_name",
+        ),
+        (
+            json!({"display_name": "x", "credits": 0, "price": 500, "currency": "JPY"}),
+            "credits",
+        ),
+        (
+            json!({"display_name": "x", "credits": 5, "price": 10, "currency": "JPY"}),
+            "price",
+        ),
+        (
+            json!({"display_name": "x", "credits": 5, "price": 500, "currency": "JPY",
+                "valid_from": "2030-01-01T00:00:00Z", "valid_until": "2029-01-01T00:00:00Z"}),
+            "valid_until",
+        ),
     ] {
         let r = create(body).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
         assert_eq!(r.body["error"]["field"], field, "{:?}", r.body);
     }
-    let r = create(json!({"display_name": "x", "credits": 5, "price": 500, "currency": "EUR"})).await;
+    let r =
+        create(json!({"display_name": "x", "credits": 5, "price": 500, "currency": "EUR"})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
     let r = app
         .post(

@@ -706,14 +706,16 @@ async fn a_call_greets_relays_both_ways_and_is_logged_and_metered() {
     // Its credits: every started minute, one usage entry naming the call; the books balance.
     let tenant_id = TenantId::parse(&tenant).unwrap();
     let store = app.platform.store.as_ref();
-    let entries = shared::credits::ledger::all(store, &tenant_id).await.unwrap();
+    let entries = shared::credits::ledger::all(store, &tenant_id)
+        .await
+        .unwrap();
     let charged = entries
         .iter()
         .find(|e| e.function == Some(shared::credits::MeteredFunction::Call))
         .expect("a call usage entry");
     let minute = app.platform.config.credits.call_minute_credits;
     assert_eq!(charged.credits.0, -(seconds + 59) / 60 * minute);
-    assert_eq!(charged.reference_id.clone(), Some(format!("{sid}")));
+    assert_eq!(charged.reference_id.clone(), Some(sid.to_string()));
     shared::credits::ledger::check_books(store, &tenant_id)
         .await
         .expect("the books balance");

@@ -24,13 +24,13 @@ use tokio_tungstenite::tungstenite::{self, Message as ModelMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument;
 
+use shared::credits::{CreditError, Credits, Hold, Meter, MeteredFunction};
 use shared::models::{ModelKind, ModelPolicy};
 use shared::tenants;
 use shared::voice::calls::{self, CallMetrics};
 use shared::voice::media_streams::{
     OutMark, OutMedia, TwilioInbound, TwilioOutbound, is_dtmf_digit,
 };
-use shared::credits::{CreditError, Credits, Hold, Meter, MeteredFunction};
 use shared::voice::metering::{self, CallReservation};
 use shared::voice::playback::Playback;
 use shared::voice::pricing::RealtimeUsage;

@@ -193,7 +193,8 @@ where
                     return Err((change.refused)(&record, -credits));
                 }
                 // Spread the retries of many writers over time instead of colliding again at once.
-                let spread = 1 + (attempt.min(8) as u64) + (now.nanosecond() as u64 + attempt as u64) % 5;
+                let spread =
+                    1 + (attempt.min(8) as u64) + (now.nanosecond() as u64 + attempt as u64) % 5;
                 tokio::time::sleep(Duration::from_millis(spread)).await;
             }
             Err(e) => return Err(e.into()),
@@ -218,7 +219,9 @@ pub async fn adjust(
     now: OffsetDateTime,
 ) -> Result<LedgerEntry, CreditError> {
     if credits.0 == 0 {
-        return Err(CreditError::Invalid("an adjustment of 0 credits changes nothing".into()));
+        return Err(CreditError::Invalid(
+            "an adjustment of 0 credits changes nothing".into(),
+        ));
     }
     let entry = apply(store, tenant, now, |record| {
         let (granted, paid, kind) = if credits.0 > 0 {
@@ -271,7 +274,10 @@ pub async fn set_plan(
             return Ok(());
         }
         record.monthly_free_credits = free;
-        match store.put(Item::from_record(key.clone(), &record)?, condition).await {
+        match store
+            .put(Item::from_record(key.clone(), &record)?, condition)
+            .await
+        {
             Ok(()) => return Ok(()),
             Err(StoreError::ConditionFailed) => continue,
             Err(e) => return Err(e.into()),
@@ -321,9 +327,13 @@ pub async fn monthly_grant(
     let valid_month = month.len() == 7
         && month.as_bytes()[4] == b'-'
         && month[..4].bytes().all(|b| b.is_ascii_digit())
-        && month[5..].parse::<u8>().is_ok_and(|m| (1..=12).contains(&m));
+        && month[5..]
+            .parse::<u8>()
+            .is_ok_and(|m| (1..=12).contains(&m));
     if !valid_month {
-        return Err(CreditError::Invalid(format!("{month:?} is not a month (YYYY-MM)")));
+        return Err(CreditError::Invalid(format!(
+            "{month:?} is not a month (YYYY-MM)"
+        )));
     }
     let marker = keys::monthly_grant(tenant, month);
     let already = MonthlyGrant {

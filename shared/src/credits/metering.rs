@@ -97,8 +97,13 @@ impl Hold {
 
     fn item(&self) -> Result<Item, StoreError> {
         let (pk, sk) = keys::credit_hold_due(self.due, &self.hold_id);
-        Ok(Item::from_record(keys::credit_hold(&self.hold_id), &self.record())?
-            .with_index(Index::ByDue, pk, sk))
+        Ok(
+            Item::from_record(keys::credit_hold(&self.hold_id), &self.record())?.with_index(
+                Index::ByDue,
+                pk,
+                sk,
+            ),
+        )
     }
 }
 
@@ -196,7 +201,9 @@ impl Meter {
         }
         match self.store.transact(writes).await {
             Ok(()) => Ok(hold),
-            Err(StoreError::ConditionFailed) => Err(self.why_refused(tenant, function, credits).await),
+            Err(StoreError::ConditionFailed) => {
+                Err(self.why_refused(tenant, function, credits).await)
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -248,11 +255,9 @@ impl Meter {
         let mut extended = hold.clone();
         extended.credits = Credits(hold.credits.0 + more.0);
         extended.due = now + self.settings.hold_secs;
-        let mut writes = vec![
-            Write::Add(
-                Add::new(keys::credits_available(&hold.tenant), AVAILABLE, -more.0).at_least(0),
-            ),
-        ];
+        let mut writes = vec![Write::Add(
+            Add::new(keys::credits_available(&hold.tenant), AVAILABLE, -more.0).at_least(0),
+        )];
         let condition = if hold.credits.0 > 0 {
             Condition::AttributeEquals("credits".into(), hold.credits.0.into())
         } else {
@@ -363,7 +368,13 @@ impl Meter {
         if hold.credits.0 == 0 {
             return Ok(());
         }
-        release_hold(self.store.as_ref(), &hold.tenant, &hold.hold_id, hold.credits.0).await
+        release_hold(
+            self.store.as_ref(),
+            &hold.tenant,
+            &hold.hold_id,
+            hold.credits.0,
+        )
+        .await
     }
 }
 
@@ -379,7 +390,11 @@ async fn release_hold(
             keys::credit_hold(hold_id),
             Condition::AttributeEquals("credits".into(), credits.into()),
         ),
-        Write::Add(Add::new(keys::credits_available(tenant), AVAILABLE, credits)),
+        Write::Add(Add::new(
+            keys::credits_available(tenant),
+            AVAILABLE,
+            credits,
+        )),
     ];
     match store.transact(writes).await {
         // Already settled, released or swept: nothing is held any more.

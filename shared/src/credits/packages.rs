@@ -161,14 +161,20 @@ impl NewPackage {
 /// Saves a new package in the catalogue.
 pub async fn create(store: &dyn ItemStore, package: &Package) -> Result<(), CreditError> {
     let (pk, sk) = keys::credit_package_listing(&package.package_id);
-    let item = Item::from_record(keys::credit_package(&package.package_id), package)?
-        .with_index(Index::ByTenant, pk, sk);
+    let item = Item::from_record(keys::credit_package(&package.package_id), package)?.with_index(
+        Index::ByTenant,
+        pk,
+        sk,
+    );
     store.put(item, Condition::IfAbsent).await?;
     Ok(())
 }
 
 /// One package, on sale or not.
-pub async fn get(store: &dyn ItemStore, package: &PackageId) -> Result<Option<Package>, StoreError> {
+pub async fn get(
+    store: &dyn ItemStore,
+    package: &PackageId,
+) -> Result<Option<Package>, StoreError> {
     store
         .get(&keys::credit_package(package))
         .await?
@@ -234,7 +240,10 @@ mod tests {
         assert_eq!(new(1_000, 15).parse(&ids, now).unwrap().amount, 850);
         assert_eq!(new(999, 15).parse(&ids, now).unwrap().amount, 849);
         assert_eq!(new(100, 60).parse(&ids, now).unwrap_err().field, "price");
-        assert_eq!(new(1_000, 101).parse(&ids, now).unwrap_err().field, "discount_percent");
+        assert_eq!(
+            new(1_000, 101).parse(&ids, now).unwrap_err().field,
+            "discount_percent"
+        );
         let mut backwards = new(1_000, 0);
         backwards.valid_from = Some(now);
         backwards.valid_until = Some(now);

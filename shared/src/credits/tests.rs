@@ -138,12 +138,26 @@ async fn two_hundred_concurrent_actions_against_fifty_serve_exactly_fifty() {
         .iter()
         .filter(|o| matches!(o, Err(CreditError::Exhausted { .. })))
         .count();
-    assert_eq!((served, refused), (50, 150), "{:?}", outcomes.iter().find(|o| o.is_err()));
+    assert_eq!(
+        (served, refused),
+        (50, 150),
+        "{:?}",
+        outcomes.iter().find(|o| o.is_err())
+    );
     let balance = w.balance().await;
-    assert_eq!((balance.balance, balance.available), (Credits(0), Credits(0)));
+    assert_eq!(
+        (balance.balance, balance.available),
+        (Credits(0), Credits(0))
+    );
     w.books().await;
     let usage = ledger::all(w.store(), &w.tenant).await.unwrap();
-    assert_eq!(usage.iter().filter(|e| e.kind == TransactionType::Usage).count(), 50);
+    assert_eq!(
+        usage
+            .iter()
+            .filter(|e| e.kind == TransactionType::Usage)
+            .count(),
+        50
+    );
 }
 
 #[tokio::test]
@@ -153,7 +167,12 @@ async fn a_reservation_is_one_store_round_trip() {
     let before = w.store.calls();
     let hold = w
         .meter
-        .reserve(&w.tenant, MeteredFunction::Execute, Credits(3), Some("req-1"))
+        .reserve(
+            &w.tenant,
+            MeteredFunction::Execute,
+            Credits(3),
+            Some("req-1"),
+        )
         .await
         .unwrap();
     assert_eq!(w.store.calls() - before, 1, "reserving is one transaction");
@@ -179,7 +198,10 @@ async fn settling_charges_the_actual_cost_and_releases_the_rest() {
         .await
         .unwrap()
         .expect("a usage entry");
-    assert_eq!((entry.credits, entry.balance_after), (Credits(-2), Credits(8)));
+    assert_eq!(
+        (entry.credits, entry.balance_after),
+        (Credits(-2), Credits(8))
+    );
     assert_eq!(entry.function, Some(MeteredFunction::Chat));
     let b = w.balance().await;
     assert_eq!((b.balance, b.available), (Credits(8), Credits(8)));
@@ -189,7 +211,13 @@ async fn settling_charges_the_actual_cost_and_releases_the_rest() {
         .reserve(&w.tenant, MeteredFunction::Chat, Credits(8), None)
         .await
         .unwrap();
-    assert!(w.meter.settle(hold, Credits(0), None).await.unwrap().is_none());
+    assert!(
+        w.meter
+            .settle(hold, Credits(0), None)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(w.balance().await.available, Credits(8));
     w.books().await;
 }
@@ -295,17 +323,19 @@ async fn the_monthly_grant_expires_last_months_credits_and_lands_once() {
         .reserve(&w.tenant, MeteredFunction::Chat, Credits(100), None)
         .await
         .unwrap();
-    let runs = join_all(
-        (0..10).map(|_| monthly_grant(w.store(), &w.tenant, "2026-05", w.clock.now())),
-    )
-    .await;
+    let runs =
+        join_all((0..10).map(|_| monthly_grant(w.store(), &w.tenant, "2026-05", w.clock.now())))
+            .await;
     let granted: Vec<_> = runs
         .iter()
         .filter_map(|r| r.as_ref().unwrap().granted)
         .collect();
     assert_eq!(granted, [Credits(1_000)], "granted exactly once");
     let expired: i64 = runs.iter().map(|r| r.as_ref().unwrap().expired.0).sum();
-    assert_eq!(expired, 900, "the held 100 are being spent, the other 900 expire");
+    assert_eq!(
+        expired, 900,
+        "the held 100 are being spent, the other 900 expire"
+    );
     w.meter.settle(hold, Credits(100), None).await.unwrap();
     let b = w.balance().await;
     assert_eq!((b.granted, b.balance), (Credits(1_000), Credits(1_000)));
@@ -322,7 +352,10 @@ async fn a_negative_adjustment_never_takes_the_balance_below_zero() {
     w.fund(5).await;
     let now = w.clock.now();
     let refused = adjust(w.store(), &w.tenant, Credits(-6), "too much", None, now).await;
-    assert!(matches!(refused, Err(CreditError::Exhausted { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(CreditError::Exhausted { .. })),
+        "{refused:?}"
+    );
     // Nor below what a reservation holds.
     let hold = w
         .meter
@@ -330,11 +363,24 @@ async fn a_negative_adjustment_never_takes_the_balance_below_zero() {
         .await
         .unwrap();
     let refused = adjust(w.store(), &w.tenant, Credits(-3), "held", None, now).await;
-    assert!(matches!(refused, Err(CreditError::Exhausted { .. })), "{refused:?}");
-    let entry = adjust(w.store(), &w.tenant, Credits(-2), "goodwill reversal", None, now)
-        .await
-        .unwrap();
-    assert_eq!((entry.kind, entry.balance_after), (TransactionType::Adjustment, Credits(3)));
+    assert!(
+        matches!(refused, Err(CreditError::Exhausted { .. })),
+        "{refused:?}"
+    );
+    let entry = adjust(
+        w.store(),
+        &w.tenant,
+        Credits(-2),
+        "goodwill reversal",
+        None,
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (entry.kind, entry.balance_after),
+        (TransactionType::Adjustment, Credits(3))
+    );
     w.meter.release(hold).await.unwrap();
     assert_eq!(w.balance().await.available, Credits(3));
     w.books().await;
@@ -389,7 +435,12 @@ async fn suspension_and_hourly_limits_refuse_in_the_same_round_trip() {
         .reserve(&w.tenant, MeteredFunction::Chat, Credits(1), None)
         .await;
     assert!(
-        matches!(suspended, Err(CreditError::Suspended { retry_after_secs: 1800 })),
+        matches!(
+            suspended,
+            Err(CreditError::Suspended {
+                retry_after_secs: 1800
+            })
+        ),
         "{suspended:?}"
     );
     assert_eq!(w.balance().await.available, Credits(8));

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use super::request_id::current_request_id;
 use crate::billing::{BillingError, StripeError, WebhookError};
 use crate::chat::ChatError;
-use crate::credits::CreditError;
 use crate::chat::logs::FeedbackError;
+use crate::credits::CreditError;
 use crate::sites::SiteError;
 use crate::store::StoreError;
 use crate::tenants::api_keys::KeyError;
@@ -213,7 +213,8 @@ impl IntoResponse for ApiError {
             ),
         }
         let mut response = (status, axum::Json(self.body())).into_response();
-        if let Self::RateLimited { retry_after_secs } | Self::Suspicious { retry_after_secs } = self {
+        if let Self::RateLimited { retry_after_secs } | Self::Suspicious { retry_after_secs } = self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
@@ -412,9 +413,9 @@ impl From<CreditError> for ApiError {
             } => Self::RateLimited { retry_after_secs },
             CreditError::Suspended { retry_after_secs } => Self::Suspicious { retry_after_secs },
             CreditError::Invalid(m) => Self::invalid("credits", m),
-            CreditError::Contended(_) => Self::Unavailable(
-                "the credit account is busy; try again".into(),
-            ),
+            CreditError::Contended(_) => {
+                Self::Unavailable("the credit account is busy; try again".into())
+            }
             CreditError::Store(e) => e.into(),
         }
     }

@@ -664,10 +664,9 @@ pub async fn concurrent_debits_never_go_below_the_floor(
         .add(Add::new(key.clone(), "credits", 100))
         .await
         .expect("the opening balance");
-    let results = join_all(
-        (0..50).map(|_| store.add(Add::new(key.clone(), "credits", -3).at_least(0))),
-    )
-    .await;
+    let results =
+        join_all((0..50).map(|_| store.add(Add::new(key.clone(), "credits", -3).at_least(0))))
+            .await;
     let mut totals = BTreeSet::new();
     let mut failed = 0;
     for result in results {
@@ -680,7 +679,13 @@ pub async fn concurrent_debits_never_go_below_the_floor(
     assert_eq!(totals.len(), 33, "exactly 33 debits of 3 fit in 100");
     assert_eq!(failed, 17);
     assert_eq!(totals.first(), Some(&1));
-    assert_eq!(get(store, &key).await.expect("the balance").count("credits"), 1);
+    assert_eq!(
+        get(store, &key)
+            .await
+            .expect("the balance")
+            .count("credits"),
+        1
+    );
 }
 
 pub async fn add_under_the_floor_changes_nothing(store: &dyn ItemStore, _clock: &ManualClock) {
@@ -719,7 +724,13 @@ pub async fn add_under_the_floor_changes_nothing(store: &dyn ItemStore, _clock: 
             .await,
         "a total still under a raised floor",
     );
-    assert_eq!(get(store, &key).await.expect("the balance").count("credits"), 0);
+    assert_eq!(
+        get(store, &key)
+            .await
+            .expect("the balance")
+            .count("credits"),
+        0
+    );
 }
 
 /// A debit and its ledger entry in one transaction: the floor refuses both or neither.
@@ -732,7 +743,8 @@ pub async fn transaction_under_the_floor_writes_nothing(
         .add(Add::new(balance.clone(), "credits", 10))
         .await
         .expect("the opening balance");
-    let entry = |n: &str| Item::new(Key::new("credits#t3", format!("ledger#{n}"))).with("credits", -7);
+    let entry =
+        |n: &str| Item::new(Key::new("credits#t3", format!("ledger#{n}"))).with("credits", -7);
     store
         .transact(vec![
             Write::Add(Add::new(balance.clone(), "credits", -7).at_least(0)),
@@ -749,8 +761,17 @@ pub async fn transaction_under_the_floor_writes_nothing(
             .await,
         "a debit past the floor",
     );
-    assert!(get(store, &entry("2").key).await.is_none(), "no ledger entry for a refused debit");
-    assert_eq!(get(store, &balance).await.expect("the balance").count("credits"), 3);
+    assert!(
+        get(store, &entry("2").key).await.is_none(),
+        "no ledger entry for a refused debit"
+    );
+    assert_eq!(
+        get(store, &balance)
+            .await
+            .expect("the balance")
+            .count("credits"),
+        3
+    );
 }
 
 pub async fn add_with_negative_amount_gives_back(store: &dyn ItemStore, _clock: &ManualClock) {

@@ -446,8 +446,18 @@ pub const LAYOUT: &[Shape] = &[
     index("phone catalogue", Index::BySite, "PHONES", "PHONE#{}"),
     index("job listing", Index::BySite, "SITE#{}", "JOB#{}"),
     index("document due", Index::ByDue, "DUE#{}", "DOC#{}#{}"),
-    index("credit hold due", Index::ByDue, "CREDIT_HOLDS", "HOLD#{n}#{}"),
-    index("credit package listing", Index::ByTenant, "CREDIT_PACKAGES", "PACKAGE#{}"),
+    index(
+        "credit hold due",
+        Index::ByDue,
+        "CREDIT_HOLDS",
+        "HOLD#{n}#{}",
+    ),
+    index(
+        "credit package listing",
+        Index::ByTenant,
+        "CREDIT_PACKAGES",
+        "PACKAGE#{}",
+    ),
 ];
 
 #[cfg(test)]
@@ -673,22 +683,14 @@ mod tests {
                 Index::ByDue,
                 document_due("2026-03-09", s, "0f0f"),
             ),
-            (
-                "credit package listing",
-                Index::ByTenant,
-                {
-                    let (pk, sk) = credit_package_listing("pkg_1");
-                    (pk.to_owned(), sk)
-                },
-            ),
-            (
-                "credit hold due",
-                Index::ByDue,
-                {
-                    let (pk, sk) = credit_hold_due(1_700_000_000, "hold_1");
-                    (pk.to_owned(), sk)
-                },
-            ),
+            ("credit package listing", Index::ByTenant, {
+                let (pk, sk) = credit_package_listing("pkg_1");
+                (pk.to_owned(), sk)
+            }),
+            ("credit hold due", Index::ByDue, {
+                let (pk, sk) = credit_hold_due(1_700_000_000, "hold_1");
+                (pk.to_owned(), sk)
+            }),
         ];
         for (item, index, (pk, sk)) in indexed {
             assert_eq!(

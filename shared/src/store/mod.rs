@@ -245,7 +245,8 @@ impl Add {
 
     /// Whether a counter standing at `total` after this add is within its bounds.
     pub fn allows(&self, total: i64) -> bool {
-        self.limit.is_none_or(|limit| total <= limit) && self.floor.is_none_or(|floor| total >= floor)
+        self.limit.is_none_or(|limit| total <= limit)
+            && self.floor.is_none_or(|floor| total >= floor)
     }
 
     pub fn expiring_at(mut self, unix_seconds: i64) -> Self {

@@ -886,8 +886,8 @@ impl Trainer {
         {
             Ok(hold) => hold,
             Err(e) => {
-                let _ = usage::record(store, month, counters::EMBEDDING_TOKENS, -estimate, now)
-                    .await;
+                let _ =
+                    usage::record(store, month, counters::EMBEDDING_TOKENS, -estimate, now).await;
                 return Err(match e {
                     crate::credits::CreditError::Store(e) => e.into(),
                     crate::credits::CreditError::Contended(m) => TrainError::Retryable(m),
