@@ -312,6 +312,9 @@ fn credit_settings(env: &Env<'_>) -> Result<crate::credits::CreditSettings, Conf
         micro_usd_per_credit,
         hourly_limit: env.parse_or("KOTOBA_CREDIT_HOURLY_LIMIT", defaults.hourly_limit)?,
         hold_secs: defaults.hold_secs,
+        call_minute_credits: env
+            .parse_or("KOTOBA_CALL_MINUTE_CREDITS", defaults.call_minute_credits)?
+            .max(0),
     })
 }
 

@@ -126,6 +126,23 @@ async fn two_hundred_chats_against_credits_for_fifty(backend: Backend) {
         (balance["balance"].as_i64(), balance["available"].as_i64()),
         (Some(0), Some(0))
     );
+    // The reads: this month's use, today's burn, chat on top, and no days left at that burn.
+    let used = balance["used_this_month"].as_i64().unwrap();
+    assert!(used >= 50, "{balance}");
+    assert_eq!(balance["estimated_days_left"], 0, "{balance}");
+    let daily = balance["usage"]["daily"].as_array().unwrap();
+    assert_eq!(daily.len(), 14);
+    assert_eq!(
+        daily[13]["credits"].as_i64(),
+        Some(used),
+        "today is the last day: {balance}"
+    );
+    let top = &balance["usage"]["top_functions"][0];
+    assert_eq!(
+        (top["function"].as_str(), top["count"].as_i64()),
+        (Some("chat"), Some(50)),
+        "{balance}"
+    );
     t.books().await;
     // The ledger: 50 chat entries of one credit each, newest first, each naming its answer.
     let mut usage = 0;

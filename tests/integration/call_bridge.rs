@@ -308,6 +308,31 @@ async fn admission_fails_closed_and_never_reaches_the_model() {
         "en-US",
     );
 
+    // Credits exhausted: minutes left on the plan, but less than a minute's credits.
+    let (tenant, _) = receptionist(&app, "pro", "+14155550101").await;
+    let tenant = TenantId::parse(&tenant).unwrap();
+    let store = app.platform.store.as_ref();
+    let left = shared::credits::account::balance(store, &tenant)
+        .await
+        .unwrap()
+        .available;
+    shared::credits::account::adjust(
+        store,
+        &tenant,
+        shared::credits::Credits(5 - left.0),
+        "test: less than a minute",
+        None,
+        app.platform.clock.now(),
+    )
+    .await
+    .unwrap();
+    refused(
+        &place_call(&app, &twilio::call_sid(), "+14155550101")
+            .await
+            .1,
+        "en-US",
+    );
+
     // Malformed fields are a refusal too, never an error page.
     let params = twilio::webhook_params("not-a-call-sid", CALLER, "+14155550100");
     let url = format!("{}/incoming-call-realtime", app.bridge_url);
@@ -678,6 +703,23 @@ async fn a_call_greets_relays_both_ways_and_is_logged_and_metered() {
         counter(&app, &tenant, counters::COST_MICROS).await,
         2 * MICROS_PER_RESPONSE
     );
+
+    // Its credits: every started minute, one usage entry naming the call; the books balance.
+    let tenant_id = TenantId::parse(&tenant).unwrap();
+    let store = app.platform.store.as_ref();
+    let entries = shared::credits::ledger::all(store, &tenant_id)
+        .await
+        .unwrap();
+    let charged = entries
+        .iter()
+        .find(|e| e.function == Some(shared::credits::MeteredFunction::Call))
+        .expect("a call usage entry");
+    let minute = app.platform.config.credits.call_minute_credits;
+    assert_eq!(charged.credits.0, -(seconds + 59) / 60 * minute);
+    assert_eq!(charged.reference_id.clone(), Some(sid.to_string()));
+    shared::credits::ledger::check_books(store, &tenant_id)
+        .await
+        .expect("the books balance");
 
     // Listed to its tenant, invisible to another.
     let r = app.get("/api/calls", &key).await;

@@ -147,6 +147,10 @@ async fn admit(
         let tenant = tenants::get_tenant(store, &tenant_id).await?;
         let has_minutes =
             metering::has_minutes(store, &tenant_id, tenant.plan, p.clock.now()).await?;
+        // And credits for the first minute (reserved when the stream starts).
+        let credits = shared::credits::account::balance(store, &tenant_id).await?;
+        let has_minutes =
+            has_minutes && credits.available.0 >= p.config.credits.call_minute_credits;
         anyhow::Ok((settings.language, tenant, has_minutes))
     };
     let (language, tenant, has_minutes) = check.await.map_err(|e| {

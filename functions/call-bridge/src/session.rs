@@ -24,6 +24,7 @@ use tokio_tungstenite::tungstenite::{self, Message as ModelMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument;
 
+use shared::credits::{CreditError, Credits, Hold, Meter, MeteredFunction};
 use shared::models::{ModelKind, ModelPolicy};
 use shared::tenants;
 use shared::voice::calls::{self, CallMetrics};
@@ -93,6 +94,9 @@ struct CallSetup {
     started_at: OffsetDateTime,
     started: Instant,
     max_length: Duration,
+    /// The call's credits: a minute ahead, extended every minute, settled at the end.
+    meter: Meter,
+    hold: tokio::sync::Mutex<Hold>,
 }
 
 /// Runs one media socket to the end.
@@ -215,6 +219,32 @@ async fn admit_stream(bridge: &Bridge, twilio: &mut WebSocket) -> Result<CallSet
         .await
         .map_err(anyhow::Error::from)?
         .ok_or(StreamRefused::MinutesExhausted)?;
+    let meter = Meter::of(p);
+    let minute = Credits(meter.settings().call_minute_credits);
+    let hold = match meter
+        .reserve(
+            &claims.tenant_id,
+            MeteredFunction::Call,
+            minute,
+            Some(claims.call_sid.as_str()),
+        )
+        .await
+    {
+        Ok(hold) => hold,
+        Err(e) => {
+            // The minutes go back; the caller hears the same goodbye as for exhausted minutes.
+            if let Err(e) = metering::settle(store, &reservation, 0, now).await {
+                tracing::error!(error = %e, "giving back call minutes failed");
+            }
+            return Err(match e {
+                CreditError::Store(e) => StreamRefused::CheckFailed(e.into()),
+                other => {
+                    tracing::info!(error = %other, "no credits for the call");
+                    StreamRefused::MinutesExhausted
+                }
+            });
+        }
+    };
     let max_length = bridge
         .settings
         .max_call
@@ -229,6 +259,8 @@ async fn admit_stream(bridge: &Bridge, twilio: &mut WebSocket) -> Result<CallSet
         started_at: now,
         started,
         max_length,
+        meter,
+        hold: tokio::sync::Mutex::new(hold),
     })
 }
 
@@ -548,9 +580,15 @@ impl Relay<'_> {
         tokio::pin!(deadline);
         let ended = bridge.calls.ended();
         tokio::pin!(ended);
+        // Every minute the call reserves the next one; a refusal ends it as its time limit does.
+        let mut next_minute = tokio::time::interval_at(
+            tokio::time::Instant::from_std(self.setup.started + CREDIT_BLOCK),
+            CREDIT_BLOCK,
+        );
         loop {
             let flow = tokio::select! {
                 () = &mut deadline => Err(EndReason::MaxLength),
+                _ = next_minute.tick() => self.extend_credits().await,
                 () = &mut ended => Err(EndReason::Shutdown),
                 message = twilio.recv() => self.on_twilio(message, model).await,
                 message = model.next() => self.on_model(message, model, twilio).await,
@@ -561,6 +599,25 @@ impl Relay<'_> {
         }
     }
 }
+
+impl Relay<'_> {
+    /// Reserves the call's next minute of credits; refused, the call ends.
+    async fn extend_credits(&mut self) -> Result<(), EndReason> {
+        let setup = self.setup;
+        let minute = Credits(setup.meter.settings().call_minute_credits);
+        let mut hold = setup.hold.lock().await;
+        match setup.meter.extend(&mut hold, minute).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::info!(error = %e, "no credits for another minute; ending the call");
+                Err(EndReason::MaxLength)
+            }
+        }
+    }
+}
+
+/// The block of call time reserved ahead in credits.
+const CREDIT_BLOCK: Duration = Duration::from_secs(60);
 
 async fn close_twilio(twilio: &mut WebSocket, code: u16, reason: &'static str) {
     let frame = AxumCloseFrame {
@@ -590,6 +647,16 @@ async fn finish(bridge: &Bridge, setup: CallSetup, mut outcome: RelayOutcome) {
     m.inbound_p99_us = outcome.inbound.quantile(0.99);
     m.outbound_p50_us = outcome.outbound.quantile(0.5);
     m.outbound_p99_us = outcome.outbound.quantile(0.99);
+    let duration_ms = u64::try_from(setup.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let hold = setup.hold.into_inner();
+    let credits = setup.meter.settings().call_credits(duration_ms);
+    if let Err(e) = setup
+        .meter
+        .settle(hold, credits, Some(setup.claims.call_sid.as_str()))
+        .await
+    {
+        tracing::error!(error = %e, "settling call credits failed; the sweeper releases the hold");
+    }
     let call = EndedCall {
         claims: setup.claims,
         reservation: setup.reservation,

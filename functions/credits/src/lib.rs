@@ -19,7 +19,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use shared::Platform;
 use shared::credits::account::{self, Balance};
-use shared::credits::ledger::{self, LedgerEntry};
+use shared::credits::ledger::{self, DailyUsage, FunctionUsage, LedgerEntry, RecentUsage};
 use shared::credits::packages::{self, Currency, NewPackage, Package};
 use shared::credits::{Credits, MeteredFunction, TransactionType};
 use shared::http::openapi::{ErrorBody, SecuritySchemes};
@@ -72,10 +72,22 @@ struct BalanceView {
     available: Credits,
     monthly_free_credits: Credits,
     total_purchased: Credits,
+    /// Usage entries since the first of the month (UTC).
+    used_this_month: Credits,
+    /// The balance over the average daily use of the last 14 days; absent without usage.
+    estimated_days_left: Option<u64>,
+    usage: UsageView,
 }
 
-impl From<Balance> for BalanceView {
-    fn from(b: Balance) -> Self {
+/// The last 14 days' usage.
+#[derive(Serialize, ToSchema)]
+struct UsageView {
+    top_functions: Vec<FunctionUsage>,
+    daily: Vec<DailyUsage>,
+}
+
+impl BalanceView {
+    fn new(b: Balance, recent: RecentUsage) -> Self {
         Self {
             balance: b.balance,
             granted: b.granted,
@@ -83,6 +95,12 @@ impl From<Balance> for BalanceView {
             available: b.available,
             monthly_free_credits: b.monthly_free_credits,
             total_purchased: b.total_purchased,
+            used_this_month: recent.used_this_month,
+            estimated_days_left: recent.estimated_days_left,
+            usage: UsageView {
+                top_functions: recent.top_functions,
+                daily: recent.daily,
+            },
         }
     }
 }
@@ -99,7 +117,9 @@ async fn balance(
     TenantAuth(tenant): TenantAuth,
 ) -> Result<Json<BalanceView>, ApiError> {
     let balance = account::balance(p.store.as_ref(), &tenant).await?;
-    Ok(Json(balance.into()))
+    let recent =
+        ledger::recent_usage(p.store.as_ref(), &tenant, balance.balance, p.clock.now()).await?;
+    Ok(Json(BalanceView::new(balance, recent)))
 }
 
 #[derive(Deserialize)]

@@ -165,3 +165,115 @@ pub async fn check_books(store: &dyn ItemStore, tenant: &TenantId) -> Result<(),
     }
     Ok(())
 }
+
+/// Credits spent on one function over a period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FunctionUsage {
+    pub function: MeteredFunction,
+    pub credits: Credits,
+    pub count: u64,
+}
+
+/// Credits spent on one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct DailyUsage {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    pub credits: Credits,
+}
+
+/// Recent usage: this month's and the last 14 days' (the burn rate that estimates days left).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RecentUsage {
+    pub used_this_month: Credits,
+    /// Most credits first.
+    pub top_functions: Vec<FunctionUsage>,
+    /// The last 14 days, oldest first, days without usage included.
+    pub daily: Vec<DailyUsage>,
+    /// The balance divided by the average daily use of the last 14 days; `None` without usage.
+    pub estimated_days_left: Option<u64>,
+}
+
+/// The window the burn rate is measured over.
+pub const BURN_WINDOW_DAYS: i64 = 14;
+
+fn day_of(at: OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day()
+    )
+}
+
+/// Reads the ledger back, newest first, as far as the start of the month or the burn window,
+/// whichever is earlier, and sums the usage.
+pub async fn recent_usage(
+    store: &dyn ItemStore,
+    tenant: &TenantId,
+    balance: Credits,
+    now: OffsetDateTime,
+) -> Result<RecentUsage, StoreError> {
+    let today = now.date().midnight().assume_utc();
+    let window_start = today - time::Duration::days(BURN_WINDOW_DAYS - 1);
+    let month_start = today.replace_day(1).unwrap_or(today);
+    let horizon = window_start.min(month_start);
+    let mut daily: Vec<DailyUsage> = (0..BURN_WINDOW_DAYS)
+        .map(|n| DailyUsage {
+            day: day_of(window_start + time::Duration::days(n)),
+            credits: Credits::ZERO,
+        })
+        .collect();
+    let mut by_function: std::collections::BTreeMap<&'static str, FunctionUsage> =
+        std::collections::BTreeMap::new();
+    let (mut used_this_month, mut burned) = (0i64, 0i64);
+    let mut cursor = None;
+    'pages: loop {
+        let (entries, next) = page(store, tenant, cursor, 200).await?;
+        for entry in entries {
+            if entry.created_at < horizon {
+                break 'pages;
+            }
+            if entry.kind != TransactionType::Usage {
+                continue;
+            }
+            let spent = -entry.credits.0;
+            if entry.created_at >= month_start {
+                used_this_month += spent;
+            }
+            if entry.created_at >= window_start {
+                burned += spent;
+                let day = day_of(entry.created_at);
+                if let Some(d) = daily.iter_mut().find(|d| d.day == day) {
+                    d.credits.0 += spent;
+                }
+                if let Some(function) = entry.function {
+                    let f = by_function
+                        .entry(function.as_str())
+                        .or_insert(FunctionUsage {
+                            function,
+                            credits: Credits::ZERO,
+                            count: 0,
+                        });
+                    f.credits.0 += spent;
+                    f.count += 1;
+                }
+            }
+        }
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let mut top_functions: Vec<FunctionUsage> = by_function.into_values().collect();
+    top_functions.sort_by(|a, b| b.credits.cmp(&a.credits).then(b.count.cmp(&a.count)));
+    // Whole days left at the average daily burn, rounded down (never promise a day too many).
+    let estimated_days_left = (burned > 0)
+        .then(|| u64::try_from(balance.0.max(0) * BURN_WINDOW_DAYS / burned).unwrap_or(0));
+    Ok(RecentUsage {
+        used_this_month: Credits(used_this_month),
+        top_functions,
+        daily,
+        estimated_days_left,
+    })
+}

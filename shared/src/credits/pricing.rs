@@ -15,7 +15,11 @@ pub const DEFAULT_MICRO_USD_PER_CREDIT: i64 = 6_700;
 /// execute call or an embedding batch finishes well within it; calls extend theirs every minute).
 pub const DEFAULT_HOLD_SECS: i64 = 15 * 60;
 
-/// The credit system's settings (`KOTOBA_MICRO_USD_PER_CREDIT`, `KOTOBA_CREDIT_HOURLY_LIMIT`).
+/// A call minute: ¥10, about what a minute of realtime audio in and out costs the platform.
+pub const DEFAULT_CALL_MINUTE_CREDITS: i64 = 10;
+
+/// The credit system's settings (`KOTOBA_MICRO_USD_PER_CREDIT`, `KOTOBA_CREDIT_HOURLY_LIMIT`,
+/// `KOTOBA_CALL_MINUTE_CREDITS`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreditSettings {
     pub micro_usd_per_credit: NonZeroI64,
@@ -23,6 +27,8 @@ pub struct CreditSettings {
     pub hourly_limit: i64,
     /// How long a reservation lives unsettled before the sweeper releases it.
     pub hold_secs: i64,
+    /// Credits per started minute of a phone call (reserved a minute ahead, in 60-second blocks).
+    pub call_minute_credits: i64,
 }
 
 impl Default for CreditSettings {
@@ -31,6 +37,7 @@ impl Default for CreditSettings {
             micro_usd_per_credit: NonZeroI64::new(DEFAULT_MICRO_USD_PER_CREDIT).expect("non-zero"),
             hourly_limit: 10_000,
             hold_secs: DEFAULT_HOLD_SECS,
+            call_minute_credits: DEFAULT_CALL_MINUTE_CREDITS,
         }
     }
 }
@@ -44,6 +51,14 @@ impl CreditSettings {
         }
         let rate = self.micro_usd_per_credit.get();
         Credits(cost.0 / rate + i64::from(cost.0 % rate != 0))
+    }
+}
+
+impl CreditSettings {
+    /// The credits a call of `millis` costs: every started minute.
+    pub fn call_credits(&self, millis: u64) -> Credits {
+        let minutes = i64::try_from(millis.div_ceil(60_000)).unwrap_or(i64::MAX);
+        Credits(minutes.saturating_mul(self.call_minute_credits))
     }
 }
 
