@@ -402,6 +402,55 @@ mod tests {
         );
     }
 
+    /// BM25 as it was computed before scores moved into an array: a hash map per posting, sorted.
+    fn lexical_reference(idx: &LoadedIndex, query: &str, limit: usize) -> Vec<(usize, f32)> {
+        let lex = &idx.index.lexical;
+        let avg = if lex.average_length > 0.0 {
+            lex.average_length
+        } else {
+            1.0
+        };
+        let mut scores: HashMap<u32, f32> = HashMap::new();
+        for (term, weight) in &lexical::query_terms(query) {
+            let Some(&t) = idx.terms.get(term) else {
+                continue;
+            };
+            let idf = idx.idf[t as usize] * weight;
+            for &(chunk, tf) in &lex.postings[t as usize].1 {
+                let len = lex.chunk_lengths[chunk as usize] as f32;
+                let tf = tf as f32;
+                *scores.entry(chunk).or_insert(0.0) +=
+                    idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * len / avg));
+            }
+        }
+        let mut all: Vec<(usize, f32)> = scores.into_iter().map(|(c, s)| (c as usize, s)).collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        all.truncate(limit);
+        all
+    }
+
+    #[test]
+    fn lexical_scores_and_order_are_those_of_the_hash_map_computation() {
+        let idx = index(false);
+        for q in [
+            "coffee",
+            "what are your opening hours?",
+            "Coffee beans roasted in house, refills",
+            "営業時間を教えてください",
+            "영업시간이 어떻게 되나요?",
+            "the of and to",
+            "nothing matches zzz",
+        ] {
+            for limit in [1, 3, 50] {
+                assert_eq!(
+                    idx.lexical(q, limit),
+                    lexical_reference(&idx, q, limit),
+                    "{q}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn top_k_keeps_what_a_full_sort_would_in_the_same_order() {
         let mut seed = 11u64;
