@@ -785,3 +785,86 @@ async fn retrain_interval_is_a_site_setting() {
     }
     assert_eq!(app.get(&path, &key).await.body["retrain_interval_days"], 0);
 }
+
+/// Month boundary: on the account's cycle date the job expires what is left of last month's granted
+/// credits and grants the plan's free credits, once; the ledger shows both and still sums to the
+/// balance; a re-run does nothing; a missed month is caught up on the next run.
+async fn monthly_credit_grants(backend: Backend) {
+    use shared::credits::{self, TransactionType};
+    let w = world(backend, datetime!(2026-03-20 09:00 UTC)).await;
+    let (tenant, _) = w.tenant("ja").await;
+    let (store, id) = (w.platform.store.as_ref(), &tenant.tenant_id);
+    credits::account::open(store, id, Plan::Starter, w.clock.now())
+        .await
+        .unwrap();
+    let free = credits::pricing::monthly_free_credits(Plan::Starter);
+    assert!(free.0 > 0);
+    let kinds = |entries: &[credits::LedgerEntry]| {
+        entries
+            .iter()
+            .map(|e| (e.kind, e.credits.0))
+            .collect::<Vec<_>>()
+    };
+
+    // Nothing falls due before the first of the next month.
+    w.clock.set(day(time::macros::date!(2026 - 03 - 31)));
+    let report = w.run_today().await;
+    assert_eq!(
+        report.actions.get("monthly_credit_grant"),
+        None,
+        "{report:?}"
+    );
+
+    w.clock.set(day(time::macros::date!(2026 - 04 - 01)));
+    let report = w.run_today().await;
+    assert_eq!(
+        report.actions.get("monthly_credit_grant"),
+        Some(&1),
+        "{report:?}"
+    );
+    let entries = credits::ledger::all(store, id).await.unwrap();
+    assert_eq!(
+        kinds(&entries),
+        [
+            (TransactionType::MonthlyGrant, free.0),
+            (TransactionType::Expiry, -free.0),
+            (TransactionType::MonthlyGrant, free.0),
+        ]
+    );
+    credits::ledger::check_books(store, id).await.unwrap();
+    let balance = credits::account::balance(store, id).await.unwrap();
+    assert_eq!((balance.granted, balance.balance), (free, free));
+
+    // Three more runs that day: nothing more.
+    for _ in 0..3 {
+        let again = w.run_today().await;
+        assert_eq!(again.actions.get("monthly_credit_grant"), None, "{again:?}");
+    }
+    assert_eq!(credits::ledger::all(store, id).await.unwrap().len(), 3);
+
+    // May's run is missed; the run of 2 June catches up May 1 and June 1: two grants, two expiries.
+    w.clock.set(day(time::macros::date!(2026 - 06 - 02)));
+    let report = w.run_today().await;
+    assert_eq!(
+        report.actions.get("monthly_credit_grant"),
+        Some(&2),
+        "{report:?}"
+    );
+    let entries = credits::ledger::all(store, id).await.unwrap();
+    assert_eq!(entries.len(), 7, "{:?}", kinds(&entries));
+    credits::ledger::check_books(store, id).await.unwrap();
+    assert_eq!(
+        credits::account::balance(store, id).await.unwrap().balance,
+        free
+    );
+}
+
+#[tokio::test]
+async fn monthly_credit_grants_embedded() {
+    monthly_credit_grants(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn monthly_credit_grants_aws() {
+    monthly_credit_grants(Backend::Aws).await;
+}

@@ -14,7 +14,7 @@ use shared::deadlines::{DeadlineError, DeadlineJob, RunReport};
 /// This function reads no secrets.
 pub const SECRETS: &[&str] = &[];
 
-/// The job on the platform. (The credit ledger's part is added with `DeadlineJob::with_credits`.)
+/// The job on the platform, the credit ledger's monthly grants and reservation sweep included.
 pub fn job(platform: Arc<Platform>) -> DeadlineJob {
     DeadlineJob::new(platform)
 }

@@ -295,6 +295,7 @@ pub async fn open(
 ) -> Result<(), CreditError> {
     set_plan(store, tenant, plan).await?;
     monthly_grant(store, tenant, &month_of(now), now).await?;
+    super::cycle::schedule_next_grant(store, tenant, now).await?;
     Ok(())
 }
 

@@ -86,7 +86,8 @@ impl RunReport {
     }
 }
 
-/// The deadline job on a platform, with the credit ledger's part when it is present.
+/// The deadline job on a platform, with the credit ledger's part (monthly grants, expired
+/// reservations).
 #[derive(Clone)]
 pub struct DeadlineJob {
     platform: Arc<Platform>,
@@ -96,14 +97,15 @@ pub struct DeadlineJob {
 
 impl DeadlineJob {
     pub fn new(platform: Arc<Platform>) -> Self {
+        let ledger = crate::credits::cycle::LedgerCycle::of(&platform);
         Self {
             platform,
-            credits: None,
+            credits: Some(Arc::new(ledger)),
             concurrency: DEFAULT_CONCURRENCY,
         }
     }
 
-    /// Adds the monthly grants and the release of expired reservations.
+    /// Uses another credit ledger for the monthly grants and the release of expired reservations.
     pub fn with_credits(mut self, credits: Arc<dyn CreditCycle>) -> Self {
         self.credits = Some(credits);
         self
