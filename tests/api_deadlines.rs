@@ -193,7 +193,10 @@ impl World {
         match self.backend {
             Backend::Embedded => {
                 let outbox = Outbox::new(self.platform.config.data_dir.join("outbox")).unwrap();
-                let path = outbox.find(id).unwrap().expect("the message is in the outbox");
+                let path = outbox
+                    .find(id)
+                    .unwrap()
+                    .expect("the message is in the outbox");
                 let raw = std::fs::read(path).unwrap();
                 let head = &raw[..raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap()];
                 assert!(head.is_ascii(), "headers are encoded");
@@ -246,10 +249,7 @@ impl World {
                     .filter(|p| {
                         let raw = std::fs::read(p).unwrap();
                         let m = MessageParser::default().parse(&raw).unwrap();
-                        m.to()
-                            .and_then(|a| a.first())
-                            .and_then(|a| a.address())
-                            == Some(to)
+                        m.to().and_then(|a| a.first()).and_then(|a| a.address()) == Some(to)
                     })
                     .count()
             }
@@ -291,7 +291,10 @@ struct Sent {
 async fn moto_messages() -> Vec<Value> {
     let url = format!("{}/moto-api/data.json", aws::endpoint());
     let data: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
-    data["ses"]["Message"].as_array().cloned().unwrap_or_default()
+    data["ses"]["Message"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// A mailer that refuses mail to one address (a provider outage for that send) and passes the rest on.
@@ -336,7 +339,11 @@ async fn trial_reminders(backend: Backend) {
     let mail = &mails[0];
     assert_eq!(mail.to, a_mail);
     assert_eq!(mail.subject, "【Kotoba】無料トライアル終了まであと3日です");
-    assert!(mail.text.contains("2026年3月12日に終了します"), "{}", mail.text);
+    assert!(
+        mail.text.contains("2026年3月12日に終了します"),
+        "{}",
+        mail.text
+    );
     assert!(mail.html.as_deref().unwrap().contains("ホテル海風 様"));
     if backend == Backend::Embedded {
         let unsubscribe = mail.unsubscribe.as_deref().expect("List-Unsubscribe");
@@ -379,7 +386,10 @@ async fn trial_reminders(backend: Backend) {
     let english = w.mails(&b.tenant_id).await;
     assert_eq!(english[0].subject, "Your Kotoba trial ends in 3 days");
     let korean = w.mails(&c.tenant_id).await;
-    assert_eq!(korean[0].subject, "[Kotoba] 무료 체험 종료까지 3일 남았습니다");
+    assert_eq!(
+        korean[0].subject,
+        "[Kotoba] 무료 체험 종료까지 3일 남았습니다"
+    );
 
     // A missed day: D's 3-day reminder falls on the 11th, the job next runs on the 12th and catches up
     // (with A's 1-day reminder of the 11th and B's of the 12th). C converted meanwhile: its 1-day
@@ -387,12 +397,17 @@ async fn trial_reminders(backend: Backend) {
     let (d, d_mail) = w.tenant("ja").await;
     w.start_trial(&d.tenant_id, datetime!(2026-03-14 03:00 UTC))
         .await;
-    w.clock.set(day(time::macros::date!(2026 - 03 - 11)) - time::Duration::hours(2));
+    w.clock
+        .set(day(time::macros::date!(2026 - 03 - 11)) - time::Duration::hours(2));
     w.activate(&c.tenant_id, datetime!(2026-05-13 01:00 UTC))
         .await;
     w.clock.set(day(time::macros::date!(2026 - 03 - 12)));
     let caught_up = w.run_today().await;
-    assert_eq!(caught_up.days, ["2026-03-11", "2026-03-12"], "{caught_up:?}");
+    assert_eq!(
+        caught_up.days,
+        ["2026-03-11", "2026-03-12"],
+        "{caught_up:?}"
+    );
     assert_eq!(caught_up.actions["trial_ending"], 3, "{caught_up:?}");
     assert!(caught_up.errors.is_empty(), "{caught_up:?}");
     assert_eq!(w.delivered_to(&d_mail).await, 1);
@@ -581,7 +596,10 @@ async fn content_and_jobs(backend: Backend) {
     );
     let told = w.mails(&third.tenant_id).await;
     assert_eq!(told.len(), 1);
-    assert_eq!(told[0].subject, "【Kotoba】サイト「支店」の学習を中止しました");
+    assert_eq!(
+        told[0].subject,
+        "【Kotoba】サイト「支店」の学習を中止しました"
+    );
     // The site is free to train again.
     let again = shared::training::jobs::create_job(
         w.platform.store.as_ref(),
@@ -728,7 +746,9 @@ async fn the_admin_route_runs_the_job_once_per_day() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let (_, tenant_key) = app.create_tenant("starter").await;
-    let r = app.post("/api/admin/cron/run", &tenant_key, json!({})).await;
+    let r = app
+        .post("/api/admin/cron/run", &tenant_key, json!({}))
+        .await;
     assert!(r.status == 401 || r.status == 403, "{:?}", r.status);
     let r = app
         .client
@@ -761,8 +781,103 @@ async fn retrain_interval_is_a_site_setting() {
             .await;
         assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
     }
+    assert_eq!(app.get(&path, &key).await.body["retrain_interval_days"], 0);
+}
+
+/// A stand-in for the credit ledger (issue 13's code plugs in through the same trait): it records
+/// the grants it is asked for and answers each account's next cycle date.
+#[derive(Default)]
+struct LedgerCalls {
+    grants: Mutex<Vec<(String, time::Date)>>,
+    sweeps: Mutex<Vec<time::Date>>,
+}
+
+impl shared::deadlines::CreditCycle for LedgerCalls {
+    fn monthly_grant(
+        &self,
+        tenant: &TenantId,
+        cycle_day: time::Date,
+    ) -> BoxFuture<'_, anyhow::Result<Option<shared::deadlines::actions::credits::Granted>>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let mut grants = self.grants.lock().unwrap();
+            let expired = if grants.iter().any(|(t, _)| *t == tenant) {
+                500
+            } else {
+                0
+            };
+            grants.push((tenant, cycle_day));
+            Ok(Some(shared::deadlines::actions::credits::Granted {
+                expired,
+                granted: 500,
+                next_cycle: shared::deadlines::due::next_cycle_day(cycle_day, cycle_day.day()),
+            }))
+        })
+    }
+
+    fn release_expired_reservations(&self, day: time::Date) -> BoxFuture<'_, anyhow::Result<u64>> {
+        Box::pin(async move {
+            self.sweeps.lock().unwrap().push(day);
+            Ok(2)
+        })
+    }
+}
+
+async fn monthly_grants(backend: Backend) {
+    let w = world(backend, datetime!(2026-01-31 00:00:05 UTC)).await;
+    let (t, _) = w.tenant("ja").await;
+    shared::deadlines::due::schedule_monthly_grant(
+        w.platform.store.as_ref(),
+        &t.tenant_id,
+        time::macros::date!(2026 - 01 - 31),
+    )
+    .await
+    .unwrap();
+    let ledger = Arc::new(LedgerCalls::default());
+    let job = DeadlineJob::new(w.platform.clone()).with_credits(ledger.clone());
+    let run = job.run(job.today()).await.unwrap();
+    assert_eq!(run.actions["monthly_credit_grant"], 1, "{run:?}");
+    assert_eq!(run.actions["expired_reservations_released"], 2, "{run:?}");
+    for _ in 0..2 {
+        let again = job.run(job.today()).await.unwrap();
+        assert_eq!(again.acted(), 0, "{again:?}");
+    }
+    // The next cycle date (the 31st has no February: the 28th) was booked, and falls due once.
+    w.clock.set(day(time::macros::date!(2026 - 02 - 28)));
+    let next = job.run(job.today()).await.unwrap();
+    assert_eq!(next.actions["monthly_credit_grant"], 1, "{next:?}");
     assert_eq!(
-        app.get(&path, &key).await.body["retrain_interval_days"],
-        0
+        *ledger.grants.lock().unwrap(),
+        [
+            (t.tenant_id.to_string(), time::macros::date!(2026 - 01 - 31)),
+            (t.tenant_id.to_string(), time::macros::date!(2026 - 02 - 28)),
+        ]
     );
+    // Without the ledger attached, grant records are not acted on, and not lost: a run with it for
+    // that day grants.
+    let (u, _) = w.tenant("en").await;
+    shared::deadlines::due::schedule_monthly_grant(
+        w.platform.store.as_ref(),
+        &u.tenant_id,
+        time::macros::date!(2026 - 03 - 05),
+    )
+    .await
+    .unwrap();
+    w.clock.set(day(time::macros::date!(2026 - 03 - 05)));
+    let plain = DeadlineJob::new(w.platform.clone());
+    let without = plain.run(plain.today()).await.unwrap();
+    assert_eq!(without.actions["monthly_credit_grant"], 0, "{without:?}");
+    let with = job.run(job.today()).await.unwrap();
+    assert_eq!(with.days, ["2026-03-05"]);
+    assert_eq!(with.actions["monthly_credit_grant"], 1, "{with:?}");
+}
+
+#[tokio::test]
+async fn monthly_grants_embedded() {
+    monthly_grants(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn monthly_grants_aws() {
+    monthly_grants(Backend::Aws).await;
 }

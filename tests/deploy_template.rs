@@ -195,7 +195,10 @@ fn every_secret_reaches_exactly_the_lambda_functions_whose_code_reads_it() {
     }
     assert_eq!(
         readers["KOTOBA_ADMIN_KEY"],
-        BTreeSet::from(["ManagementFunction".to_string(), "UsageFunction".to_string()])
+        BTreeSet::from([
+            "ManagementFunction".to_string(),
+            "UsageFunction".to_string()
+        ])
     );
     assert_eq!(
         readers["OPENAI_API_KEY"],

@@ -238,9 +238,17 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
 
     // Phone numbers (the operator provisions a number to the pool, the tenant takes it), the
     // receptionist, calls.
-    let r = invoke(&management, &fixture("management-admin-phone-numbers-create.json")).await;
+    let r = invoke(
+        &management,
+        &fixture("management-admin-phone-numbers-create.json"),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let r = invoke(&management, &fixture("management-phone-numbers-create.json")).await;
+    let r = invoke(
+        &management,
+        &fixture("management-phone-numbers-create.json"),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.json()["number"], "+81312345678");
     let r = invoke(&management, &fixture("management-phone-numbers-list.json")).await;

@@ -75,10 +75,15 @@ async fn main() {
         .filter_map(|a| a.parse().ok())
         .collect();
     let sizes = if sizes.is_empty() { vec![2000] } else { sizes };
-    println!("| tenants due | run | concurrency | time (s) | mailed | items/s | 100k tenants (min) | re-run, all done (s) |");
+    println!(
+        "| tenants due | run | concurrency | time (s) | mailed | items/s | 100k tenants (min) | re-run, all done (s) |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for n in sizes {
-        for (name, concurrency) in [("baseline", 1), ("ours", shared::deadlines::run::DEFAULT_CONCURRENCY)] {
+        for (name, concurrency) in [
+            ("baseline", 1),
+            ("ours", shared::deadlines::run::DEFAULT_CONCURRENCY),
+        ] {
             let (_dir, platform, _clock) = setup(n).await;
             let job = DeadlineJob::new(platform.clone()).with_concurrency(concurrency);
             let (took, report) = timed(&job).await;

@@ -190,7 +190,11 @@ mod tests {
         let grace = Duration::from_secs(7 * 86_400);
         assert_eq!(
             billing_days(&tenant(SubscriptionStatus::Trialing), grace),
-            [date!(2026 - 03 - 13), date!(2026 - 03 - 17), date!(2026 - 03 - 19)]
+            [
+                date!(2026 - 03 - 13),
+                date!(2026 - 03 - 17),
+                date!(2026 - 03 - 19)
+            ]
         );
         assert_eq!(
             billing_days(&tenant(SubscriptionStatus::Active), grace),
@@ -199,7 +203,11 @@ mod tests {
         // Day 1, day 5, and the first run after the grace period (ends 2026-03-09 10:00).
         assert_eq!(
             billing_days(&tenant(SubscriptionStatus::PastDue), grace),
-            [date!(2026 - 03 - 03), date!(2026 - 03 - 07), date!(2026 - 03 - 10)]
+            [
+                date!(2026 - 03 - 03),
+                date!(2026 - 03 - 07),
+                date!(2026 - 03 - 10)
+            ]
         );
         let mut cancelling = tenant(SubscriptionStatus::Active);
         cancelling.cancel_at_period_end = true;
@@ -209,9 +217,21 @@ mod tests {
 
     #[test]
     fn cycle_dates_keep_their_day_of_month() {
-        assert_eq!(next_cycle_day(date!(2026 - 01 - 31), 31), date!(2026 - 02 - 28));
-        assert_eq!(next_cycle_day(date!(2026 - 02 - 28), 31), date!(2026 - 03 - 31));
-        assert_eq!(next_cycle_day(date!(2026 - 12 - 15), 15), date!(2027 - 01 - 15));
-        assert_eq!(next_cycle_day(date!(2028 - 01 - 29), 29), date!(2028 - 02 - 29));
+        assert_eq!(
+            next_cycle_day(date!(2026 - 01 - 31), 31),
+            date!(2026 - 02 - 28)
+        );
+        assert_eq!(
+            next_cycle_day(date!(2026 - 02 - 28), 31),
+            date!(2026 - 03 - 31)
+        );
+        assert_eq!(
+            next_cycle_day(date!(2026 - 12 - 15), 15),
+            date!(2027 - 01 - 15)
+        );
+        assert_eq!(
+            next_cycle_day(date!(2028 - 01 - 29), 29),
+            date!(2028 - 02 - 29)
+        );
     }
 }

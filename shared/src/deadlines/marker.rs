@@ -112,7 +112,11 @@ impl Marker {
             return Ok(Claim::Busy);
         }
         // A lapsed claim: take it over, unless another run just did.
-        let held_by = current.attributes.get("token").cloned().unwrap_or(Value::Null);
+        let held_by = current
+            .attributes
+            .get("token")
+            .cloned()
+            .unwrap_or(Value::Null);
         let takeover = Update::new(self.key.clone())
             .set("token", token)
             .set("lease_until", lease_until)

@@ -250,9 +250,13 @@ fn words(notice: &Notice, tenant: &Tenant) -> (String, Vec<String>) {
 /// The unsubscribe line under a reminder.
 fn unsubscribe_line(language: Language) -> &'static str {
     match language {
-        Language::Ja => "このリマインダーが不要な場合は、このメールに「配信停止」と返信してください。",
+        Language::Ja => {
+            "このリマインダーが不要な場合は、このメールに「配信停止」と返信してください。"
+        }
         Language::En => "To stop these reminders, reply to this mail with \"unsubscribe\".",
-        Language::Ko => "이 알림을 더 이상 받지 않으시려면 이 메일에 \"수신 거부\"라고 회신해 주세요.",
+        Language::Ko => {
+            "이 알림을 더 이상 받지 않으시려면 이 메일에 \"수신 거부\"라고 회신해 주세요."
+        }
     }
 }
 
@@ -323,13 +327,21 @@ mod tests {
         };
         let mail = render(&notice, &tenant("ja"), &from, to);
         assert_eq!(mail.subject, "【Kotoba】無料トライアル終了まであと3日です");
-        assert!(mail.text.contains("2026年3月12日に終了します"), "{}", mail.text);
+        assert!(
+            mail.text.contains("2026年3月12日に終了します"),
+            "{}",
+            mail.text
+        );
         assert!(mail.text.starts_with("ホテル海風 <b> 様"));
         let html = mail.html.unwrap();
         assert!(html.contains("ホテル海風 &lt;b&gt; 様"), "{html}");
         assert!(html.contains("lang=\"ja\""));
         assert_eq!(mail.headers[0].0, "List-Unsubscribe");
-        assert!(mail.headers[0].1.starts_with("<mailto:no-reply@kotoba.example?"));
+        assert!(
+            mail.headers[0]
+                .1
+                .starts_with("<mailto:no-reply@kotoba.example?")
+        );
     }
 
     #[test]

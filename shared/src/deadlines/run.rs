@@ -173,12 +173,22 @@ impl DeadlineJob {
         if cursor.is_none_or(|c| next_cursor > c) {
             let item = Item::new(keys::deadline_cursor())
                 .with("day", day_text(next_cursor))
-                .with("updated_at", crate::clock::rfc3339(self.platform.clock.now()));
+                .with(
+                    "updated_at",
+                    crate::clock::rfc3339(self.platform.clock.now()),
+                );
             if let Err(e) = store.put(item, Condition::None).await {
                 tracing::error!(error = %e, "moving the deadline cursor failed; the next run repeats days (harmlessly)");
             }
         }
-        tracing::info!(date = report.date, days = report.days.len(), acted = report.acted(), already_done = report.already_done, errors = report.errors.len(), "deadline run finished");
+        tracing::info!(
+            date = report.date,
+            days = report.days.len(),
+            acted = report.acted(),
+            already_done = report.already_done,
+            errors = report.errors.len(),
+            "deadline run finished"
+        );
         Ok(report)
     }
 

@@ -367,9 +367,7 @@ pub async fn patch_site(
     {
         return Err(SiteError::Invalid {
             field: "retrain_interval_days",
-            message: format!(
-                "must be 0 (never) to {MAX_RETRAIN_INTERVAL_DAYS} days, not {days}"
-            ),
+            message: format!("must be 0 (never) to {MAX_RETRAIN_INTERVAL_DAYS} days, not {days}"),
         });
     }
     let now = clock.now();

@@ -317,11 +317,7 @@ pub fn deadline_marker(day: &str, action: &str, subject: impl Display) -> Key {
 }
 
 /// A mail marker's place in its tenant's listing (the record of mails sent).
-pub fn deadline_mail_listing(
-    tenant: impl Display,
-    day: &str,
-    action: &str,
-) -> (String, String) {
+pub fn deadline_mail_listing(tenant: impl Display, day: &str, action: &str) -> (String, String) {
     (
         tenant_partition(tenant),
         format!("{}{day}#{action}", prefix::MAIL),

@@ -128,9 +128,10 @@ pub async fn handle(ctx: &Ctx<'_>, site_id: &SiteId) -> Outcome {
             Outcome::NotDue,
             Done::default().with("outcome", format!("inactive: {:?}", inactive.0)),
         ),
-        Err(SubmitError::Tenant(tenants::TenantError::NotFound(_))) => {
-            (Outcome::NotDue, Done::default().with("outcome", "no_tenant"))
-        }
+        Err(SubmitError::Tenant(tenants::TenantError::NotFound(_))) => (
+            Outcome::NotDue,
+            Done::default().with("outcome", "no_tenant"),
+        ),
         Err(e) => {
             let _ = marker.release(store, &ctx.token).await;
             return ctx.failure(ACTION, site_id, e);

@@ -63,7 +63,12 @@ pub async fn grant(ctx: &Ctx<'_>, credits: &dyn CreditCycle, tenant: &TenantId) 
                 // Granted, but the next date is not booked: keep the marker (no second grant) and
                 // report it, so an operator books it.
                 let _ = marker
-                    .complete(store, ctx.now(), &ctx.token, Done::default().with("granted", g.granted))
+                    .complete(
+                        store,
+                        ctx.now(),
+                        &ctx.token,
+                        Done::default().with("granted", g.granted),
+                    )
                     .await;
                 return ctx.failure(GRANT, tenant, e);
             }
@@ -75,7 +80,10 @@ pub async fn grant(ctx: &Ctx<'_>, credits: &dyn CreditCycle, tenant: &TenantId) 
                     .with("next_cycle", super::super::day_text(g.next_cycle)),
             )
         }
-        None => (Outcome::NotDue, Done::default().with("outcome", "no_account")),
+        None => (
+            Outcome::NotDue,
+            Done::default().with("outcome", "no_account"),
+        ),
     };
     match marker.complete(store, ctx.now(), &ctx.token, done).await {
         Ok(()) => outcome,

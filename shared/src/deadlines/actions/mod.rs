@@ -69,13 +69,24 @@ impl Ctx<'_> {
             subject: subject.to_string(),
             message: format!("{error:#}"),
         };
-        tracing::warn!(date = failure.date, action, subject = failure.subject, error = failure.message, "deadline action failed; the next run retries it");
+        tracing::warn!(
+            date = failure.date,
+            action,
+            subject = failure.subject,
+            error = failure.message,
+            "deadline action failed; the next run retries it"
+        );
         Outcome::Failed(failure)
     }
 
     /// Claims the marker, mails the notice to the tenant's billing email, and completes the marker with
     /// the send's record; a failed send releases it so the next run tries again.
-    pub async fn mail_once(&self, action: &'static str, tenant: &Tenant, notice: Notice) -> Outcome {
+    pub async fn mail_once(
+        &self,
+        action: &'static str,
+        tenant: &Tenant,
+        notice: Notice,
+    ) -> Outcome {
         let Some(to) = tenant
             .billing_email
             .as_deref()

@@ -143,7 +143,8 @@ pub async fn handle(ctx: &Ctx<'_>, job_id: &JobId) -> Outcome {
             site_name,
             job_id: job_id.to_string(),
         };
-        let mail = super::super::notices::render(&notice, &tenant, &ctx.platform.mail_from, to.clone());
+        let mail =
+            super::super::notices::render(&notice, &tenant, &ctx.platform.mail_from, to.clone());
         let subject = mail.subject.clone();
         match ctx.platform.mail.send(mail).await {
             Ok(message_id) => {
