@@ -786,6 +786,104 @@ async fn retrain_interval_is_a_site_setting() {
     assert_eq!(app.get(&path, &key).await.body["retrain_interval_days"], 0);
 }
 
+/// A stand-in for the credit ledger (issue 13's code plugs in through the same trait): it records
+/// the grants it is asked for and answers each account's next cycle date.
+#[derive(Default)]
+struct LedgerCalls {
+    grants: Mutex<Vec<(String, time::Date)>>,
+    sweeps: Mutex<Vec<time::Date>>,
+}
+
+impl shared::deadlines::CreditCycle for LedgerCalls {
+    fn monthly_grant(
+        &self,
+        tenant: &TenantId,
+        cycle_day: time::Date,
+    ) -> BoxFuture<'_, anyhow::Result<Option<shared::deadlines::actions::credits::Granted>>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let mut grants = self.grants.lock().unwrap();
+            let expired = if grants.iter().any(|(t, _)| *t == tenant) {
+                500
+            } else {
+                0
+            };
+            grants.push((tenant, cycle_day));
+            Ok(Some(shared::deadlines::actions::credits::Granted {
+                expired,
+                granted: 500,
+                next_cycle: shared::deadlines::due::next_cycle_day(cycle_day, cycle_day.day()),
+            }))
+        })
+    }
+
+    fn release_expired_reservations(&self, day: time::Date) -> BoxFuture<'_, anyhow::Result<u64>> {
+        Box::pin(async move {
+            self.sweeps.lock().unwrap().push(day);
+            Ok(2)
+        })
+    }
+}
+
+async fn monthly_grants(backend: Backend) {
+    let w = world(backend, datetime!(2026-01-31 00:00:05 UTC)).await;
+    let (t, _) = w.tenant("ja").await;
+    shared::deadlines::due::schedule_monthly_grant(
+        w.platform.store.as_ref(),
+        &t.tenant_id,
+        time::macros::date!(2026 - 01 - 31),
+    )
+    .await
+    .unwrap();
+    let ledger = Arc::new(LedgerCalls::default());
+    let job = DeadlineJob::new(w.platform.clone()).with_credits(ledger.clone());
+    let run = job.run(job.today()).await.unwrap();
+    assert_eq!(run.actions["monthly_credit_grant"], 1, "{run:?}");
+    assert_eq!(run.actions["expired_reservations_released"], 2, "{run:?}");
+    for _ in 0..2 {
+        let again = job.run(job.today()).await.unwrap();
+        assert_eq!(again.acted(), 0, "{again:?}");
+    }
+    // The next cycle date (the 31st has no February: the 28th) was booked, and falls due once.
+    w.clock.set(day(time::macros::date!(2026 - 02 - 28)));
+    let next = job.run(job.today()).await.unwrap();
+    assert_eq!(next.actions["monthly_credit_grant"], 1, "{next:?}");
+    assert_eq!(
+        *ledger.grants.lock().unwrap(),
+        [
+            (t.tenant_id.to_string(), time::macros::date!(2026 - 01 - 31)),
+            (t.tenant_id.to_string(), time::macros::date!(2026 - 02 - 28)),
+        ]
+    );
+    // Without the ledger attached, grant records are not acted on, and not lost: a run with it for
+    // that day grants.
+    let (u, _) = w.tenant("en").await;
+    shared::deadlines::due::schedule_monthly_grant(
+        w.platform.store.as_ref(),
+        &u.tenant_id,
+        time::macros::date!(2026 - 03 - 05),
+    )
+    .await
+    .unwrap();
+    w.clock.set(day(time::macros::date!(2026 - 03 - 05)));
+    let plain = DeadlineJob::new(w.platform.clone());
+    let without = plain.run(plain.today()).await.unwrap();
+    assert_eq!(without.actions["monthly_credit_grant"], 0, "{without:?}");
+    let with = job.run(job.today()).await.unwrap();
+    assert_eq!(with.days, ["2026-03-05"]);
+    assert_eq!(with.actions["monthly_credit_grant"], 1, "{with:?}");
+}
+
+#[tokio::test]
+async fn monthly_grants_embedded() {
+    monthly_grants(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn monthly_grants_aws() {
+    monthly_grants(Backend::Aws).await;
+}
+
 /// Month boundary: on the account's cycle date the job expires what is left of last month's granted
 /// credits and grants the plan's free credits, once; the ledger shows both and still sums to the
 /// balance; a re-run does nothing; a missed month is caught up on the next run.
