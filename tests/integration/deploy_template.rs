@@ -153,7 +153,7 @@ fn every_secret_reaches_exactly_the_lambda_functions_whose_code_reads_it() {
     }
     let resources = mapping(&template, &["Resources"]);
     let functions = functions(&template);
-    assert_eq!(functions.len(), 10, "{functions:?}");
+    assert_eq!(functions.len(), 12, "{functions:?}");
     let mut readers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (id, binary) in &functions {
         let properties = &resources[id.as_str()]["Properties"];
