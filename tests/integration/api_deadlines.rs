@@ -291,7 +291,7 @@ struct Sent {
 }
 
 async fn moto_messages() -> Vec<Value> {
-    let url = format!("{}/moto-api/data.json", aws::endpoint());
+    let url = format!("{}/moto-api/data.json?service=ses", aws::endpoint());
     let data: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
     data["ses"]["Message"]
         .as_array()

@@ -83,7 +83,7 @@ async fn ses_harness() -> MailHarness {
 }
 
 async fn read_back_from_moto(id: String) -> SentMail {
-    let url = format!("{}/moto-api/data.json", aws::endpoint());
+    let url = format!("{}/moto-api/data.json?service=ses", aws::endpoint());
     let data: serde_json::Value = reqwest::get(&url)
         .await
         .unwrap()
