@@ -183,6 +183,7 @@ struct AdjustRequest {
 async fn adjust(
     State(p): State<Arc<Platform>>,
     _admin: AdminAuth,
+    ctx: shared::audit::Context,
     Path(tenant_id): Path<String>,
     ApiJson(body): ApiJson<AdjustRequest>,
 ) -> Result<(StatusCode, Json<LedgerEntry>), ApiError> {
@@ -208,6 +209,14 @@ async fn adjust(
     )
     .await?;
     tracing::info!(tenant = %tenant, credits = body.credits, reason, transaction = %entry.transaction_id, "credits adjusted by the operator");
+    let audit = shared::audit::Entry::new(&tenant, &ctx, "credits.adjusted", &entry.transaction_id)
+        .created(serde_json::json!({
+            "type": entry.kind,
+            "credits": entry.credits,
+            "balance_after": entry.balance_after,
+            "reason": reason,
+        }));
+    shared::audit::record_or_log(p.store.as_ref(), p.ids.as_ref(), p.clock.as_ref(), audit).await;
     Ok((StatusCode::CREATED, Json(entry)))
 }
 

@@ -455,9 +455,11 @@ impl From<CreditError> for ApiError {
                 ),
                 balance: available.0,
                 needed: needed.0,
+                // Only what exists today: packages are listed but not yet sold through the API.
                 purchase_hint:
-                    "buy a credit package (GET /api/credits/packages, POST /api/credits/purchase) \
-                     or turn on auto top-up (PUT /api/credits/auto-top-up)"
+                    "more credits come with the plan's monthly grant (on the 1st), a plan \
+                     upgrade (POST /api/billing/checkout) or from the operator; GET \
+                     /api/credits/packages lists the packages on sale"
                         .into(),
             },
             CreditError::RateLimited {

@@ -899,8 +899,8 @@ impl Trainer {
                     crate::credits::CreditError::Store(e) => e.into(),
                     crate::credits::CreditError::Contended(m) => TrainError::Retryable(m),
                     other => TrainError::Fatal(format!(
-                        "{other}: buy credits (POST /api/credits/purchase) and train again; \
-                         the site's current index keeps serving"
+                        "{other}: train again once the account has credits (GET \
+                         /api/credits/balance); the site's current index keeps serving"
                     )),
                 });
             }
