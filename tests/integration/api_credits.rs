@@ -3,7 +3,6 @@
 //! adjustments, the balance and the ledger as a tenant reads them. After every scenario the books
 //! balance: the balance is the sum of the ledger (`shared::credits::ledger::check_books`).
 
-use futures::StreamExt;
 use kotoba_tests::peer::{ChatMode, ModelPeer};
 use kotoba_tests::site::{TestSite, standard_site};
 use kotoba_tests::{Backend, TestApp};
@@ -85,31 +84,8 @@ async fn two_hundred_chats_against_credits_for_fifty(backend: Backend) {
     assert_eq!(r.body["type"], "adjustment");
     assert_eq!(r.body["balance_after"], 50);
 
-    let (app, key) = (&t.app, t.key.as_str());
-    let requests = (0..200).map(|i| {
-        let body = json!({"site_id": t.site_id, "message": format!("opening hours {i}")});
-        async move { app.post("/api/chat", key, body).await }
-    });
-    let replies = futures::stream::iter(requests)
-        .buffer_unordered(200)
-        .collect::<Vec<_>>()
-        .await;
-    let ok = replies
-        .iter()
-        .filter(|r| r.status == StatusCode::OK)
-        .count();
-    let refused: Vec<_> = replies
-        .iter()
-        .filter(|r| r.status == StatusCode::PAYMENT_REQUIRED)
-        .collect();
-    assert_eq!(
-        (ok, refused.len()),
-        (50, 150),
-        "{:?}",
-        replies
-            .iter()
-            .find(|r| r.status != StatusCode::OK && r.status != StatusCode::PAYMENT_REQUIRED)
-    );
+    let (ok, refused) = t.app.chat_burst(&t.key, &t.site_id, 200).await;
+    assert_eq!((ok, refused.len()), (50, 150));
     let error = &refused[0].body["error"];
     assert_eq!(error["code"], "credits_exhausted", "{error}");
     assert!(error["balance"].as_i64().is_some(), "{error}");
@@ -117,7 +93,7 @@ async fn two_hundred_chats_against_credits_for_fifty(backend: Backend) {
         error["purchase_hint"]
             .as_str()
             .unwrap()
-            .contains("/api/credits/purchase"),
+            .contains("/api/credits/packages"),
         "{error}"
     );
 
@@ -273,6 +249,30 @@ async fn the_operator_grants_and_adjusts_never_below_zero() {
         .map(|e| e["type"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["adjustment", "bonus", "monthly_grant"]);
+
+    // Both operator changes are in the tenant's audit log, by the admin, with their reasons.
+    let audit = app.get("/api/audit", &key).await.body;
+    let adjusted: Vec<(&str, &str, i64)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "credits.adjusted")
+        .map(|e| {
+            (
+                e["actor"]["type"].as_str().unwrap_or_default(),
+                e["after"]["reason"].as_str().unwrap(),
+                e["after"]["credits"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        adjusted,
+        [
+            ("admin", "closing", -10_250),
+            ("admin", "launch bonus", 250)
+        ],
+        "{audit}"
+    );
     let tenant = TenantId::parse(&tenant_id).unwrap();
     check_books(app.platform.store.as_ref(), &tenant)
         .await

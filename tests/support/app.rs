@@ -215,6 +215,30 @@ impl TestApp {
         self.call(Method::PATCH, path, Some(key), Some(body)).await
     }
 
+    /// Sends `n` chat questions to a site at once. Returns how many were answered and the refusals
+    /// (402); any other status fails the test.
+    pub async fn chat_burst(&self, key: &str, site_id: &str, n: usize) -> (usize, Vec<Reply>) {
+        use futures::StreamExt;
+        let requests = (0..n).map(|i| {
+            let body = json!({"site_id": site_id, "message": format!("opening hours {i}")});
+            async move { self.post("/api/chat", key, body).await }
+        });
+        let replies: Vec<Reply> = futures::stream::iter(requests)
+            .buffer_unordered(n)
+            .collect()
+            .await;
+        let (served, refused): (Vec<Reply>, Vec<Reply>) = replies
+            .into_iter()
+            .partition(|r| r.status == StatusCode::OK);
+        if let Some(other) = refused
+            .iter()
+            .find(|r| r.status != StatusCode::PAYMENT_REQUIRED)
+        {
+            panic!("neither answered nor refused with 402: {other:?}");
+        }
+        (served.len(), refused)
+    }
+
     /// Creates a tenant through the admin route; returns (tenant_id, api_key).
     pub async fn create_tenant(&self, plan: &str) -> (String, String) {
         let reply = self
