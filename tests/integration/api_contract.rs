@@ -377,6 +377,9 @@ fn document_is_complete() {
         "stripe_error",
         "not_ready",
         "quota_exceeded",
+        "credits_exhausted",
+        "suspicious_activity",
+        "forbidden_role",
         "rate_limited",
     ] {
         assert!(codes.contains(&code), "ErrorCode lacks {code}: {codes:?}");

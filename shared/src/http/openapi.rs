@@ -51,6 +51,12 @@ pub struct ErrorObject {
     pub role: Option<String>,
     /// The role the route needs (`forbidden_role`).
     pub required_role: Option<String>,
+    /// Credits available now (`credits_exhausted`).
+    pub balance: Option<i64>,
+    /// Credits the action would have reserved (`credits_exhausted`).
+    pub needed: Option<i64>,
+    /// Where more credits come from (`credits_exhausted`).
+    pub purchase_hint: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -62,6 +68,8 @@ pub enum ErrorCode {
     ForbiddenRole,
     NotFound,
     QuotaExceeded,
+    CreditsExhausted,
+    SuspiciousActivity,
     SubscriptionInactive,
     StripeError,
     Conflict,
@@ -188,6 +196,19 @@ mod tests {
                 message: "out".into(),
                 plan: "starter".into(),
                 upgrade_hint: "upgrade".into(),
+            },
+            ApiError::ForbiddenRole {
+                role: "viewer",
+                required: "manager",
+            },
+            ApiError::CreditsExhausted {
+                message: "out of credits".into(),
+                balance: 3,
+                needed: 40,
+                purchase_hint: "next month's grant".into(),
+            },
+            ApiError::Suspicious {
+                retry_after_secs: 3600,
             },
             ApiError::SubscriptionInactive { status: "canceled" },
             ApiError::Stripe {
