@@ -372,6 +372,48 @@ async fn a_declined_card_fails_the_purchase_with_an_alert_and_no_credits() {
     s.books().await;
 }
 
+/// A webhook receiver that keeps every event body it gets (answering 200).
+struct Inbox {
+    url: String,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl Inbox {
+    async fn start() -> Inbox {
+        let got: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
+        let seen = got.clone();
+        let handler = move |body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                if let Ok(event) = serde_json::from_slice(&body) {
+                    seen.lock().unwrap().push(event);
+                }
+                "thanks"
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let app = axum::Router::new().route("/hook", axum::routing::post(handler));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Inbox { url, got }
+    }
+
+    /// Polls until `n` events arrived (at most a minute); returns their types.
+    async fn wait_for(&self, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let got = self.got.lock().unwrap().clone();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(Instant::now() < deadline, "only {} of {n} events: {got:?}", got.len());
+            tokio::time::sleep(Duration::from_millis(50)).await; // poll: inside a loop with a deadline
+        }
+    }
+}
+
 /// Drains the balance with concurrent chats; returns how many were answered.
 async fn chats(s: &Shop, n: usize) -> usize {
     s.app.chat_burst(&s.key, &s.site_id, n).await.0
@@ -383,6 +425,16 @@ async fn auto_top_up_starts_one_payment_keeps_its_cap_and_stops_after_three_fail
     let ls = LocalStripe::new();
     let card = ls.card("4242424242424242").await;
     s.leave(60).await;
+    let inbox = Inbox::start().await;
+    let hook = s
+        .app
+        .post(
+            "/api/webhooks",
+            &s.key,
+            json!({"url": inbox.url, "events": ["credits.low", "credits.purchased"]}),
+        )
+        .await;
+    assert_eq!(hook.status, StatusCode::CREATED, "{:?}", hook.body);
 
     // Bad settings are refused with the field named.
     for (body, field) in [
@@ -426,6 +478,15 @@ async fn auto_top_up_starts_one_payment_keeps_its_cap_and_stops_after_three_fail
         .await;
     assert_eq!(intent["payment_method"], card.as_str());
     assert_eq!(intent["status"], "succeeded");
+    // The tenant's webhook heard of both: the balance crossing 40 (once, though 50 settles ended
+    // below it), and the purchase.
+    let events = inbox.wait_for(2).await;
+    let low = events.iter().find(|e| e["type"] == "credits.low").unwrap();
+    assert_eq!(low["data"]["threshold"], 40, "{low}");
+    assert!(low["data"]["balance"].as_i64().unwrap() < 40, "{low}");
+    let bought = events.iter().find(|e| e["type"] == "credits.purchased").unwrap();
+    assert_eq!(bought["data"]["purchase_id"], purchases[0]["purchase_id"], "{bought}");
+    assert_eq!(bought["data"]["credits"], 100, "{bought}");
     assert_eq!(s.ledger("purchase").await.len(), 1);
 
     // Down through the threshold again (the operator takes the balance to just above it, a few chats
@@ -503,4 +564,16 @@ async fn auto_top_up_starts_one_payment_keeps_its_cap_and_stops_after_three_fail
     assert_eq!(chats(&s, 1).await, 1);
     assert_eq!(s.balance().await["auto_top_up"]["consecutive_failures"], 3);
     s.books().await;
+    // Three crossings, two purchases: five events. A marker sent after all of them arrives sixth, so
+    // no other event came.
+    shared::webhooks::emit(
+        &s.app.platform,
+        &s.tenant(),
+        shared::webhooks::Event::credits_low(time::OffsetDateTime::now_utc(), -1, -1),
+    )
+    .await;
+    let events = inbox.wait_for(6).await;
+    let count = |t: &str| events.iter().filter(|e| e["type"] == t).count();
+    assert_eq!((count("credits.low"), count("credits.purchased")), (4, 2), "{events:?}");
+    assert_eq!(events.len(), 6, "{events:?}");
 }

@@ -351,6 +351,7 @@ async fn purchase(
     params(("purchase_id" = String, Path, description = "From `POST /api/credits/purchase`")),
     responses(
         (status = 200, description = "The purchase: pending until Stripe reports the payment", body = Purchase),
+        (status = 400, description = "Not a purchase id", body = ErrorBody),
         (status = 404, description = "No such purchase of this tenant", body = ErrorBody)
     )
 )]
