@@ -23,11 +23,11 @@ use shared::Platform;
 use shared::billing::Billing;
 use shared::credits::account::{self, Balance};
 use shared::credits::auto_top_up::{self, AutoTopUp, AutoTopUpRequest};
+use shared::credits::ledger::{self, DailyUsage, FunctionUsage, LedgerEntry, RecentUsage};
+use shared::credits::packages::{self, Currency, NewPackage, Package};
 use shared::credits::purchases::{
     self, Payment, Purchase, PurchaseSource, PurchaseStatus, Started,
 };
-use shared::credits::ledger::{self, DailyUsage, FunctionUsage, LedgerEntry, RecentUsage};
-use shared::credits::packages::{self, Currency, NewPackage, Package};
 use shared::credits::{Credits, MeteredFunction, TransactionType};
 use shared::http::openapi::{ErrorBody, SecuritySchemes};
 use shared::http::{AdminAuth, ApiError, ApiJson, TenantAuth, current_request_id};
@@ -329,8 +329,8 @@ async fn purchase(
     TenantAuth(tenant): TenantAuth,
     ApiJson(body): ApiJson<PurchaseRequest>,
 ) -> Result<(StatusCode, Json<Started>), ApiError> {
-    let package = PackageId::parse(&body.package_id)
-        .map_err(|e| ApiError::invalid("package_id", e))?;
+    let package =
+        PackageId::parse(&body.package_id).map_err(|e| ApiError::invalid("package_id", e))?;
     let billing = Billing::new(p);
     let started = purchases::start(
         &billing,
