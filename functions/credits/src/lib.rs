@@ -384,8 +384,11 @@ async fn purchase_status(
 async fn set_auto_top_up(
     State(p): State<Arc<Platform>>,
     TenantAuth(tenant): TenantAuth,
+    ctx: shared::audit::Context,
     ApiJson(body): ApiJson<AutoTopUpRequest>,
 ) -> Result<Json<AutoTopUp>, ApiError> {
     let billing = Billing::new(p);
-    Ok(Json(auto_top_up::save(&billing, &tenant, body).await?))
+    Ok(Json(
+        auto_top_up::save(&billing, &tenant, body, &ctx).await?,
+    ))
 }

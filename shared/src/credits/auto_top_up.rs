@@ -88,6 +88,7 @@ pub async fn save(
     billing: &Billing,
     tenant_id: &TenantId,
     request: AutoTopUpRequest,
+    actor: &crate::audit::Context,
 ) -> Result<AutoTopUp, PurchaseError> {
     let platform = billing.platform();
     let store = platform.store.as_ref();
@@ -155,13 +156,9 @@ pub async fn save(
         disabled_reason: None,
     };
     write(platform, tenant_id, &settings).await?;
-    let audit = crate::audit::Entry::new(
-        tenant_id,
-        &crate::audit::Context::system("api"),
-        "credits.auto_top_up_changed",
-        tenant_id,
-    )
-    .created(serde_json::to_value(&settings).unwrap_or(Value::Null));
+    let audit =
+        crate::audit::Entry::new(tenant_id, actor, "credits.auto_top_up_changed", tenant_id)
+            .created(serde_json::to_value(&settings).unwrap_or(Value::Null));
     crate::audit::record_or_log(store, platform.ids.as_ref(), platform.clock.as_ref(), audit).await;
     Ok(settings)
 }
