@@ -72,6 +72,7 @@ pub mod prefix {
     pub const USAGE: &str = "USAGE#";
     pub const LEDGER: &str = "TX#";
     pub const CREDIT_EVENT: &str = "EVENT#";
+    pub const CREDIT_HOUR: &str = "HOUR#";
     pub const HOLD: &str = "HOLD#";
     pub const MAIL: &str = "MAIL#";
     pub const BILLING_DUE: &str = "BILLING#";
@@ -342,7 +343,10 @@ pub fn monthly_grant(tenant: impl Display, month: &str) -> Key {
 
 /// The tenant's AI actions and credits in one hour (unix hour number), per function.
 pub fn credit_hour(tenant: impl Display, hour: i64) -> Key {
-    Key::new(credit_partition(tenant), format!("HOUR#{hour}"))
+    Key::new(
+        credit_partition(tenant),
+        format!("{}{hour}", prefix::CREDIT_HOUR),
+    )
 }
 
 /// Present (and unexpired) while the tenant's AI actions are suspended.
