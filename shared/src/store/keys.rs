@@ -30,6 +30,7 @@
 //! | chat session | `SESSION#{}#{}` | `SESSION` | |
 //! | rate window | `RATE#{}` | `W#{}` | |
 //! | usage log | `MSG#{}` | `MSG` | by_tenant `TENANT#{}` / `LOG#{}#{}` |
+//! | execution log (`POST /api/ai/execute`) | `EXEC#{}` | `EXEC` | by_tenant `TENANT#{}` / `EXEC#{}#{}` |
 //! | call log | `CALL#{}` | `CALL` | by_tenant `TENANT#{}` / `CALL#{}#{}` |
 //! | call stream claim | `CALL#{}` | `STREAM` | |
 //! | phone number | `PHONE#{}` | `PHONE` | by_tenant `TENANT#{}` or `PHONE_POOL` / `PHONE#{}`; by_site `PHONES` / `PHONE#{}` |
@@ -68,6 +69,7 @@ pub mod prefix {
     pub const KEY: &str = "KEY#";
     pub const VOICE_VERSION: &str = "VOICEVER#";
     pub const CALL: &str = "CALL#";
+    pub const EXECUTION: &str = "EXEC#";
     pub const PHONE: &str = "PHONE#";
     pub const USAGE: &str = "USAGE#";
     pub const LEDGER: &str = "TX#";
@@ -259,6 +261,23 @@ pub fn usage_log_listing(
     (
         tenant_partition(tenant),
         format!("LOG#{created_at}#{message}"),
+    )
+}
+
+/// An execution log entry (`POST /api/ai/execute`), by execution id.
+pub fn execution_log(execution: impl Display) -> Key {
+    Key::new(format!("{}{execution}", prefix::EXECUTION), "EXEC")
+}
+
+/// An execution log entry's place in its tenant's listing, by time.
+pub fn execution_log_listing(
+    tenant: impl Display,
+    created_at: impl Display,
+    execution: impl Display,
+) -> (String, String) {
+    (
+        tenant_partition(tenant),
+        format!("{}{created_at}#{execution}", prefix::EXECUTION),
     )
 }
 
@@ -591,6 +610,7 @@ pub const LAYOUT: &[Shape] = &[
     table("session", "SESSION#{}#{}", "SESSION"),
     table("rate window", "RATE#{}", "W#{}"),
     table("usage log", "MSG#{}", "MSG"),
+    table("execution log", "EXEC#{}", "EXEC"),
     table("call", "CALL#{}", "CALL"),
     table("call stream", "CALL#{}", "STREAM"),
     table("phone number", "PHONE#{}", "PHONE"),
@@ -628,6 +648,12 @@ pub const LAYOUT: &[Shape] = &[
         "LOG#{}#{}",
     ),
     index("call listing", Index::ByTenant, "TENANT#{}", "CALL#{}#{}"),
+    index(
+        "execution log listing",
+        Index::ByTenant,
+        "TENANT#{}",
+        "EXEC#{}#{}",
+    ),
     index("phone listing", Index::ByTenant, "TENANT#{}", "PHONE#{}"),
     index("phone pool", Index::ByTenant, "PHONE_POOL", "PHONE#{}"),
     index("phone catalogue", Index::BySite, "PHONES", "PHONE#{}"),
@@ -826,6 +852,7 @@ mod tests {
             ("session", session(s, "ses_1")),
             ("rate window", rate_window("ip:ab", 1_700_000_000)),
             ("usage log", usage_log("msg_1")),
+            ("execution log", execution_log("exec_1")),
             ("call", call("CA1")),
             ("call stream", call_stream("CA1")),
             ("phone number", phone_number("+81312345678")),
@@ -878,6 +905,11 @@ mod tests {
                 "call listing",
                 Index::ByTenant,
                 call_listing(t, "2026-03-09T10:00:00Z", "CA1"),
+            ),
+            (
+                "execution log listing",
+                Index::ByTenant,
+                execution_log_listing(t, "2026-03-09T10:00:00Z", "exec_1"),
             ),
             (
                 "phone listing",
