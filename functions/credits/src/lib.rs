@@ -8,6 +8,8 @@
 /// templates grant exactly these.
 pub const SECRETS: &[&str] = &["KOTOBA_ADMIN_KEY"];
 
+pub mod analytics;
+
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -31,6 +33,7 @@ pub fn routes(platform: Arc<Platform>) -> Router {
     Router::new()
         .route("/api/credits/balance", get(balance))
         .route("/api/credits/transactions", get(transactions))
+        .route("/api/credits/analytics", get(analytics::analytics))
         .route("/api/credits/packages", get(packages_on_sale))
         .route("/api/admin/credits/packages", post(create_package))
         .route("/api/admin/tenants/{tenant_id}/credits", post(adjust))
@@ -40,7 +43,7 @@ pub fn routes(platform: Arc<Platform>) -> Router {
 /// This function's part of the OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
-    paths(balance, transactions, packages_on_sale, create_package, adjust),
+    paths(balance, transactions, packages_on_sale, create_package, adjust, analytics::analytics),
     components(schemas(
         ErrorBody,
         LedgerEntry,

@@ -9,6 +9,7 @@
 //! - [`pricing`]: micro-USD to credits, one rounding rule for every action.
 
 pub mod account;
+pub mod analytics;
 pub mod anomaly;
 pub mod cycle;
 pub mod ledger;

@@ -40,6 +40,10 @@ pub struct DailySummary {
     pub cost_micros: i64,
     /// 95th percentile of latency (nearest rank), milliseconds.
     pub p95_latency_ms: u64,
+    /// Every request's latency added up (mean latency = this / calls); absent on rows written
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms_total: Option<u64>,
 }
 
 #[derive(Default)]
@@ -87,6 +91,7 @@ impl Tally {
             embedding_tokens: self.embedding_tokens,
             cost_micros: self.cost_micros,
             p95_latency_ms: p95,
+            latency_ms_total: Some(self.latencies.iter().sum()),
         }
     }
 }
