@@ -12,9 +12,10 @@
 //! many batches at once by design, bounded by the plan's page limit and concurrent jobs.
 //!
 //! Cost: nothing before the model call. After it, [`Watch::observe`] adds one to the hour's
-//! `settled` count (one atomic add, which returns the new count), and only when that count reaches a
-//! checkpoint — never below `alert_multiple × min_baseline`, then 16 per doubling — it reads the
-//! trailing hours (one query) and judges. The baseline is the mean over `baseline_hours` (hours
+//! `settled` count (one atomic add, which returns the new count, on an item of its own,
+//! `keys::credit_watch`, so it never contends with reservations' transactions), and only when that
+//! count reaches a checkpoint — never below `alert_multiple × min_baseline`, then 16 per doubling —
+//! it reads the trailing hours (two queries at once: the counts and the flags) and judges. The baseline is the mean over `baseline_hours` (hours
 //! without actions count as zero, hours already flagged are left out so an attack does not raise its
 //! own bar), and never less than `min_baseline`, so a new tenant's first busy hour is not flagged.
 
@@ -37,9 +38,9 @@ pub const WATCHED: [MeteredFunction; 3] = [
     MeteredFunction::Execute,
 ];
 
-/// The hour counter's attribute counting settled watched actions (the checkpoint trigger).
+/// The watch item's attribute counting settled watched actions (the checkpoint trigger).
 pub const SETTLED: &str = "settled";
-/// The hour counter's attribute marking an hour already flagged (at most 1).
+/// The watch item's attribute marking an hour already flagged (at most 1).
 pub const FLAGGED: &str = "flagged";
 
 /// How hour counters are kept (as the reservation keeps them).
@@ -77,7 +78,9 @@ impl AnomalySettings {
     /// that can be unusual, then at most 16 per doubling of the count (so a busy hour is judged a
     /// few dozen times, and a burst is seen within a sixteenth of its size).
     pub fn is_checkpoint(&self, n: i64) -> bool {
-        let first = self.alert_multiple.max(1) * self.min_baseline.max(1) + 1;
+        let first = (self.alert_multiple.max(1))
+            .saturating_mul(self.min_baseline.max(1))
+            .saturating_add(1);
         if n < first {
             return false;
         }
@@ -186,7 +189,7 @@ impl Watch {
         let settled = self
             .store
             .add(
-                Add::new(keys::credit_hour(tenant, hour), SETTLED, 1)
+                Add::new(keys::credit_watch(tenant, hour), SETTLED, 1)
                     .expiring_at((hour + 1) * 3600 + HOUR_RETENTION_SECS),
             )
             .await?;
@@ -199,29 +202,39 @@ impl Watch {
     /// Reads this hour and the trailing hours (one query), judges, and acts on the verdict.
     pub async fn judge_hour(&self, tenant: &TenantId, hour: i64) -> Result<Finding, StoreError> {
         let hours = self.settings.baseline_hours.max(1);
-        let page = self
-            .store
-            .query(
+        let newest = |prefix: &'static str| {
+            self.store.query(
                 Query::partition(keys::credit_partition(tenant))
-                    .prefix(keys::prefix::CREDIT_HOUR)
+                    .prefix(prefix)
                     .descending()
                     .limit((hours as usize + 1).min(1000)),
             )
-            .await?;
+        };
+        let (counts, watches) = tokio::join!(
+            newest(keys::prefix::CREDIT_HOUR),
+            newest(keys::prefix::CREDIT_WATCH)
+        );
+        let hour_of = |item: &Item, prefix: &str| {
+            item.key
+                .sk
+                .strip_prefix(prefix)
+                .and_then(|n| n.parse::<i64>().ok())
+        };
+        let flagged: std::collections::HashSet<i64> = watches?
+            .items
+            .iter()
+            .filter(|item| item.count(FLAGGED) > 0)
+            .filter_map(|item| hour_of(item, keys::prefix::CREDIT_WATCH))
+            .collect();
         let watched = |item: &Item| -> i64 { WATCHED.iter().map(|f| item.count(f.as_str())).sum() };
         let (mut current, mut baseline_sum) = (0i64, 0i64);
-        for item in &page.items {
-            let Some(h) = item
-                .key
-                .sk
-                .strip_prefix(keys::prefix::CREDIT_HOUR)
-                .and_then(|n| n.parse::<i64>().ok())
-            else {
+        for item in &counts?.items {
+            let Some(h) = hour_of(item, keys::prefix::CREDIT_HOUR) else {
                 continue;
             };
             if h == hour {
                 current = watched(item);
-            } else if (hour - hours..hour).contains(&h) && item.count(FLAGGED) == 0 {
+            } else if (hour - hours..hour).contains(&h) && !flagged.contains(&h) {
                 baseline_sum += watched(item);
             }
         }
@@ -250,7 +263,7 @@ impl Watch {
 
     /// Marks the hour flagged; true for the one caller that marked it first.
     async fn flag(&self, tenant: &TenantId, hour: i64) -> Result<bool, StoreError> {
-        let add = Add::new(keys::credit_hour(tenant, hour), FLAGGED, 1)
+        let add = Add::new(keys::credit_watch(tenant, hour), FLAGGED, 1)
             .up_to(1)
             .expiring_at((hour + 1) * 3600 + HOUR_RETENTION_SECS);
         match self.store.add(add).await {
@@ -378,24 +391,30 @@ mod tests {
         store: Arc<dyn ItemStore>,
         clock: ManualClock,
         watch: Watch,
+        events: Arc<dyn JobQueue>,
         tenant: TenantId,
     }
 
     fn world() -> World {
         let clock = ManualClock::at(datetime!(2026-05-10 09:30 UTC));
-        let store: Arc<dyn ItemStore> = Arc::new(
-            EmbeddedStore::new(EmbeddedDb::in_memory().unwrap(), Arc::new(clock.clone())).unwrap(),
+        let db = EmbeddedDb::in_memory().unwrap();
+        let store: Arc<dyn ItemStore> =
+            Arc::new(EmbeddedStore::new(db.clone(), Arc::new(clock.clone())).unwrap());
+        let events: Arc<dyn JobQueue> = Arc::new(
+            crate::queue::LocalQueue::new(db, "webhooks", 3, Arc::new(clock.clone())).unwrap(),
         );
         let watch = Watch::new(
             store.clone(),
             Arc::new(clock.clone()),
             Arc::new(RandomIds),
             AnomalySettings::default(),
-        );
+        )
+        .with_events(events.clone());
         World {
             store,
             clock,
             watch,
+            events,
             tenant: TenantId::parse("ten_anomaly").unwrap(),
         }
     }
@@ -484,6 +503,24 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(item.expires_at, Some(w.clock.unix_seconds() + 3600));
+        // The tenant's webhooks hear of the suspension as `limit.reached`; of the alert, nothing.
+        let queued = w
+            .events
+            .receive(
+                10,
+                std::time::Duration::from_secs(30),
+                std::time::Duration::ZERO,
+            )
+            .await
+            .unwrap();
+        assert_eq!(queued.len(), 1);
+        let message: crate::webhooks::events::Message =
+            serde_json::from_str(&queued[0].body).unwrap();
+        let crate::webhooks::events::Message::Event { event, .. } = message else {
+            panic!("not an event: {message:?}");
+        };
+        assert_eq!(event.event_type, crate::webhooks::EventType::LimitReached);
+        assert_eq!(event.data["limit"], "unusual_usage");
         // An hour later the suspension has lapsed; the flagged hour does not raise the baseline.
         w.clock.advance(std::time::Duration::from_secs(3600));
         assert!(!w.suspended().await);
@@ -497,11 +534,10 @@ mod tests {
         w.act(MeteredFunction::Training, 500).await;
         let hour = w
             .store
-            .get(&keys::credit_hour(&w.tenant, w.hour()))
+            .get(&keys::credit_watch(&w.tenant, w.hour()))
             .await
-            .unwrap()
             .unwrap();
-        assert_eq!(hour.count(SETTLED), 0);
+        assert_eq!(hour, None, "no settle counted");
         assert!(!w.suspended().await);
     }
 }

@@ -42,6 +42,7 @@
 //! | credit ledger entry | `CREDITS#{}` | `TX#{n}` | |
 //! | monthly grant marker | `CREDITS#{}` | `GRANT#{n}-{n}` | |
 //! | credit usage, hour | `CREDITS#{}` | `HOUR#{n}` | |
+//! | anomaly watch, hour | `CREDITS#{}` | `WATCH#{n}` | |
 //! | AI suspension | `CREDITS#{}` | `SUSPENDED` | |
 //! | credit security event | `CREDITS#{}` | `EVENT#{n}#{}` | |
 //! | credit package | `PACKAGE#{}` | `PACKAGE` | by_tenant `CREDIT_PACKAGES` / `PACKAGE#{}` |
@@ -75,6 +76,7 @@ pub mod prefix {
     pub const LEDGER: &str = "TX#";
     pub const CREDIT_EVENT: &str = "EVENT#";
     pub const CREDIT_HOUR: &str = "HOUR#";
+    pub const CREDIT_WATCH: &str = "WATCH#";
     pub const HOLD: &str = "HOLD#";
     pub const MAIL: &str = "MAIL#";
     pub const BILLING_DUE: &str = "BILLING#";
@@ -368,6 +370,15 @@ pub fn credit_hour(tenant: impl Display, hour: i64) -> Key {
     )
 }
 
+/// The anomaly detector's count of settled actions in one hour and its flag (apart from
+/// [`credit_hour`], which every reservation's transaction writes, so the two never contend).
+pub fn credit_watch(tenant: impl Display, hour: i64) -> Key {
+    Key::new(
+        credit_partition(tenant),
+        format!("{}{hour}", prefix::CREDIT_WATCH),
+    )
+}
+
 /// Present (and unexpired) while the tenant's AI actions are suspended.
 pub fn ai_suspension(tenant: impl Display) -> Key {
     Key::new(credit_partition(tenant), "SUSPENDED")
@@ -622,6 +633,7 @@ pub const LAYOUT: &[Shape] = &[
     table("credit ledger entry", "CREDITS#{}", "TX#{n}"),
     table("monthly grant", "CREDITS#{}", "GRANT#{n}-{n}"),
     table("credit hour", "CREDITS#{}", "HOUR#{n}"),
+    table("anomaly watch", "CREDITS#{}", "WATCH#{n}"),
     table("ai suspension", "CREDITS#{}", "SUSPENDED"),
     table("credit event", "CREDITS#{}", "EVENT#{n}#{}"),
     table("credit hold", "HOLD#{}", "HOLD"),
@@ -864,6 +876,7 @@ mod tests {
             ("credit ledger entry", credit_ledger_entry(t, 7)),
             ("monthly grant", monthly_grant(t, "2026-03")),
             ("credit hour", credit_hour(t, 472_222)),
+            ("anomaly watch", credit_watch(t, 472_222)),
             ("ai suspension", ai_suspension(t)),
             ("credit event", credit_event(t, 1_700_000_000_000, "evt1")),
             ("credit hold", credit_hold("hold_1")),
