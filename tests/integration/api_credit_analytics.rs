@@ -307,6 +307,27 @@ async fn analytics_reads_summaries_logs_and_the_ledger(backend: Backend) {
     for log in &d1_logs {
         logs::write(store, log, now.unix_timestamp()).await.unwrap();
     }
+    // And one direct AI call that failed (nothing charged).
+    let d1_execution = shared::execute::ExecutionLog {
+        execution_id: "exec_seededd1".into(),
+        tenant_id: w.tenant_id.clone(),
+        function_type: shared::execute::FunctionType::Summary,
+        model: "gpt-4o-mini".into(),
+        outcome: shared::execute::ExecutionOutcome::Failed,
+        input_tokens: 0,
+        output_tokens: 0,
+        latency_ms: 70,
+        cost: MicroUsd(0),
+        credits: Credits(0),
+        input_per_1k: MicroUsd(150),
+        output_per_1k: MicroUsd(600),
+        request_id: None,
+        error: Some("the chat provider is unavailable".into()),
+        created_at: d1,
+    };
+    shared::execute::write_log(store, &d1_execution)
+        .await
+        .unwrap();
     let r = w
         .app
         .post(
@@ -317,12 +338,15 @@ async fn analytics_reads_summaries_logs_and_the_ledger(backend: Backend) {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["actions"]["usage_summary"], 1, "{:?}", r.body);
-    for log in &d1_logs {
+    let d1_keys = d1_logs
+        .iter()
+        .map(|log| shared::store::keys::usage_log(&log.message_id))
+        .chain([shared::store::keys::execution_log(
+            &d1_execution.execution_id,
+        )]);
+    for key in d1_keys {
         store
-            .delete(
-                &shared::store::keys::usage_log(&log.message_id),
-                shared::store::Condition::None,
-            )
+            .delete(&key, shared::store::Condition::None)
             .await
             .unwrap();
     }
@@ -382,9 +406,10 @@ async fn analytics_reads_summaries_logs_and_the_ledger(backend: Backend) {
     assert_eq!(execute["function"], "execute", "{a}");
     assert_eq!(
         (execute["count"].as_i64(), execute["requests"].as_i64()),
-        (Some(1), Some(2))
+        (Some(1), Some(3)),
+        "day 1's from its summary, today's two from their logs: {a}"
     );
-    assert_eq!(execute["success_rate"].as_f64(), Some(0.5));
+    assert_eq!(execute["success_rate"].as_f64(), Some(1.0 / 3.0));
     assert!(execute["mean_latency_ms"].as_f64().is_some());
     // The month so far, extrapolated; pro's usage this small fits the starter plan's free credits.
     let p = &a["projected_month"];

@@ -5,10 +5,9 @@
 //! Where the numbers come from:
 //! - credits and counts: the ledger's `usage` entries (every charged action), read newest first back
 //!   to the period's (or this month's) start;
-//! - chat success and latency: the deadline job's daily summaries where a day has one (one query for
-//!   the period), and only for days without one (today, a day the job has not reached) that day's
-//!   usage logs (kept 90 days);
-//! - execute success and latency: the execution logs of the period (kept 90 days).
+//! - chat and execute success and latency: the deadline job's daily summaries where a day has one (one
+//!   query for the period), and only for days without one (today, a day the job has not reached) that
+//!   day's usage and execution logs (kept 90 days).
 //!
 //! Calls and training have no per-action success or latency record: their rate and latency are null.
 
@@ -21,9 +20,8 @@ use super::ledger::{self, TransactionType};
 use super::{Credits, MeteredFunction, pricing};
 use crate::deadlines::actions::summary::{self, DailySummary};
 use crate::deadlines::day_text;
-use crate::execute::{ExecutionLog, ExecutionOutcome};
 use crate::ids::TenantId;
-use crate::store::{Index, ItemStore, Query, StoreError, keys};
+use crate::store::{ItemStore, Query, StoreError, keys};
 use crate::tenants::Plan;
 
 /// The longest period a report covers, in days (a leap year).
@@ -204,8 +202,9 @@ impl RequestTally {
         self.timed += other.timed;
     }
 
-    fn of_summary(s: &DailySummary) -> Self {
-        Self {
+    /// A day's chat requests and direct AI calls, from its summary row.
+    fn of_summary(s: &DailySummary) -> (Self, Self) {
+        let chat = Self {
             requests: s.calls,
             failures: s.errors,
             latency_ms_total: s.latency_ms_total.unwrap_or(0),
@@ -214,7 +213,14 @@ impl RequestTally {
             } else {
                 0
             },
-        }
+        };
+        let execute = s.executions.map_or_else(Self::default, |e| Self {
+            requests: e.calls,
+            failures: e.errors,
+            latency_ms_total: e.latency_ms_total,
+            timed: e.calls,
+        });
+        (chat, execute)
     }
 }
 
@@ -410,13 +416,14 @@ fn common_prefix<'a>(a: &'a str, b: &str) -> &'a str {
     &a[..n]
 }
 
-/// Chat requests over the period: summaries where they exist, the day's logs where they do not.
-async fn chat_requests(
+/// Chat requests and direct AI calls over the period: summaries where they exist, the day's logs
+/// where they do not.
+async fn logged_requests(
     store: &dyn ItemStore,
     tenant: &TenantId,
     period: Period,
     today: Date,
-) -> Result<RequestTally, StoreError> {
+) -> Result<(RequestTally, RequestTally), StoreError> {
     let (from, to) = (day_text(period.from), day_text(period.to));
     let mut summarised: BTreeMap<String, DailySummary> = BTreeMap::new();
     let mut cursor = None;
@@ -439,59 +446,23 @@ async fn chat_requests(
             None => break,
         }
     }
-    let mut tally = RequestTally::default();
+    let (mut chat, mut execute) = (RequestTally::default(), RequestTally::default());
     let oldest_logged = today - Duration::days(LOG_DAYS);
     for day in period.each_day() {
-        match summarised.get(&day_text(day)) {
-            Some(row) => tally.add(RequestTally::of_summary(row)),
-            None if day >= oldest_logged => {
-                if let Some((row, _)) = summary::summarize(store, tenant, day).await? {
-                    tally.add(RequestTally::of_summary(&row));
-                }
-            }
-            None => {}
+        let row = match summarised.remove(&day_text(day)) {
+            Some(row) => Some(row),
+            None if day >= oldest_logged => summary::summarize(store, tenant, day)
+                .await?
+                .map(|(row, _)| row),
+            None => None,
+        };
+        if let Some(row) = row {
+            let (c, e) = RequestTally::of_summary(&row);
+            chat.add(c);
+            execute.add(e);
         }
     }
-    Ok(tally)
-}
-
-/// Execute requests over the period, from the execution logs.
-async fn execute_requests(
-    store: &dyn ItemStore,
-    tenant: &TenantId,
-    period: Period,
-) -> Result<RequestTally, StoreError> {
-    let (from, to) = (day_text(period.from), day_text(period.to));
-    let mut tally = RequestTally::default();
-    let mut cursor = None;
-    loop {
-        let page = store
-            .query(
-                Query::on(Index::ByTenant, keys::tenant_partition(tenant))
-                    .prefix(format!(
-                        "{}{}",
-                        keys::prefix::EXECUTION,
-                        common_prefix(&from, &to)
-                    ))
-                    .limit(1000)
-                    .after(cursor),
-            )
-            .await?;
-        for log in crate::store::stored::readable::<ExecutionLog>(&page.items) {
-            if period.contains(log.created_at.date()) {
-                tally.add(RequestTally {
-                    requests: 1,
-                    failures: u64::from(log.outcome == ExecutionOutcome::Failed),
-                    latency_ms_total: log.latency_ms,
-                    timed: 1,
-                });
-            }
-        }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => return Ok(tally),
-        }
-    }
+    Ok((chat, execute))
 }
 
 /// Reads what the report needs and computes it.
@@ -504,15 +475,15 @@ pub async fn report(
 ) -> Result<Analytics, StoreError> {
     let today = now.date();
     let since = period.from.min(today.replace_day(1).unwrap_or(today));
-    let (spends, chat, execute) = tokio::join!(
+    let (spends, logged) = tokio::join!(
         spends_since(store, tenant, since.midnight().assume_utc()),
-        chat_requests(store, tenant, period, today),
-        execute_requests(store, tenant, period),
+        logged_requests(store, tenant, period, today),
     );
+    let (chat, execute) = logged?;
     let mut requests = HashMap::new();
     for (function, tally) in [
-        (MeteredFunction::Chat, chat?),
-        (MeteredFunction::Execute, execute?),
+        (MeteredFunction::Chat, chat),
+        (MeteredFunction::Execute, execute),
     ] {
         if tally.requests > 0 {
             requests.insert(function, tally);
