@@ -26,6 +26,7 @@ use crate::models::{ModelKind, ModelPolicy, PolicyError, PriceBook};
 use crate::money::MicroUsd;
 use crate::store::{Condition, Index, Item, ItemStore, StoreError, keys};
 use crate::tenants::{Inactive, SubscriptionStatus, Tenant};
+use crate::usage;
 
 /// Longest input, in characters (about as many tokens for Japanese text, a quarter for English).
 pub const MAX_INPUT_CHARS: usize = 20_000;
@@ -448,12 +449,28 @@ impl ExecuteService {
         // A failure before any text costs nothing (the settle of 0 releases the hold); after some
         // text, only what was generated is charged.
         let store = platform.store.as_ref();
-        let (settled, logged) = tokio::join!(
+        // The month's and the day's spend, as chat records its own (the usage report's cost).
+        let spend = async {
+            if cost.0 == 0 {
+                return Ok(());
+            }
+            let month = usage::tenant_month(tenant_id, &usage::month_of(now));
+            let day = keys::tenant_day(tenant_id, &usage::day_of(now));
+            let (m, d) = tokio::join!(
+                usage::record(store, month, usage::counters::COST_MICROS, cost.0, now),
+                usage::record(store, day, usage::counters::COST_MICROS, cost.0, now)
+            );
+            m.and(d).map(|_| ())
+        };
+        let (settled, logged, spent) = tokio::join!(
             self.meter.settle(hold, credits, Some(&execution_id)),
-            write_log(store, &log)
+            write_log(store, &log),
+            spend
         );
-        if let Err(e) = logged {
-            tracing::error!(error = %e, execution_id, "writing the execution log failed");
+        for (what, result) in [("execution log", logged), ("usage counters", spent)] {
+            if let Err(e) = result {
+                tracing::error!(error = %e, execution_id, "writing the {what} failed");
+            }
         }
         let entry = settled?;
         if let Some(error) = generation.error {

@@ -144,6 +144,14 @@ async fn execute_is_metered_released_on_failure_and_refused_clearly(backend: Bac
     );
     assert_eq!(sent["max_tokens"], 200);
     assert_eq!(sent["model"], "gpt-4o-mini");
+    // Its cost is in the month's usage report, as chat's is.
+    let usage = w.app.get("/api/usage", &w.key).await;
+    assert_eq!(usage.status, StatusCode::OK, "{:?}", usage.body);
+    assert!(
+        usage.body["totals"]["cost_usd"].as_f64().unwrap() > 0.0,
+        "{:?}",
+        usage.body
+    );
 
     // A manager may execute, a viewer may not.
     let manager = w.key_with_role("manager").await;
