@@ -265,6 +265,44 @@ async fn execute_is_metered_released_on_failure_and_refused_clearly_aws() {
     execute_is_metered_released_on_failure_and_refused_clearly(Backend::Aws).await;
 }
 
+/// A deployment without a chat model refuses direct calls (403: a setting, not an outage) and
+/// reserves nothing.
+async fn execute_without_a_model_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (tenant_id, key) = app.create_tenant("pro").await;
+    app.set_subscription(&tenant_id, "active").await;
+    let r = app
+        .post(
+            "/api/ai/execute",
+            &key,
+            json!({"function_type": "summary", "input": "text"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no chat model"),
+        "{:?}",
+        r.body
+    );
+    let tenant = TenantId::parse(&tenant_id).unwrap();
+    check_books(app.platform.store.as_ref(), &tenant)
+        .await
+        .expect("the balance is the sum of the ledger");
+}
+
+#[tokio::test]
+async fn execute_without_a_model_is_refused_embedded() {
+    execute_without_a_model_is_refused(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn execute_without_a_model_is_refused_aws() {
+    execute_without_a_model_is_refused(Backend::Aws).await;
+}
+
 fn usage_log(
     tenant: &TenantId,
     at: OffsetDateTime,

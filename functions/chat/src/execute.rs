@@ -79,9 +79,9 @@ pub struct ExecuteResponse {
         (status = 200, description = "The model's output and what it cost", body = ExecuteResponse),
         (status = 400, description = "A field out of range (named in `field`), or a model the price book does not know", body = ErrorBody),
         (status = 402, description = "Credits exhausted (`credits_exhausted`) or the subscription lapsed", body = ErrorBody),
-        (status = 403, description = "The model is not allowed on the plan, the key's role is a viewer, or AI actions are suspended (`suspicious_activity`)", body = ErrorBody),
+        (status = 403, description = "The model is not allowed on the plan, no chat model is configured on the deployment, the key's role is a viewer, or AI actions are suspended (`suspicious_activity`)", body = ErrorBody),
         (status = 429, description = "Too many executions this hour (`Retry-After`)", body = ErrorBody),
-        (status = 503, description = "The model failed (nothing charged for what it did not produce), or no model is configured", body = ErrorBody)
+        (status = 503, description = "The model failed (nothing charged for what it did not produce)", body = ErrorBody)
     )
 )]
 pub async fn execute(

@@ -518,8 +518,11 @@ impl From<crate::execute::ExecuteError> for ApiError {
         use crate::execute::ExecuteError as E;
         match e {
             E::Invalid { field, message } => Self::invalid(field, message),
-            E::NoModel => Self::Unavailable(
-                "no chat model is configured on this deployment (KOTOBA_CHAT_MODEL)".into(),
+            // A setting of the deployment, not an outage: retrying will not help.
+            E::NoModel => Self::Forbidden(
+                "direct AI calls are not available: no chat model is configured on this \
+                 deployment (KOTOBA_CHAT_MODEL)"
+                    .into(),
             ),
             E::ModelNotAllowed(m) => Self::Forbidden(m),
             E::UnknownModel(m) => Self::invalid("model", m),
