@@ -147,6 +147,19 @@ impl Shop {
             .collect()
     }
 
+    /// Lets a failed top-up's hour of cool-down pass (removes the lock it leaves).
+    async fn cool_down_passes(&self) {
+        self.app
+            .platform
+            .store
+            .delete(
+                &keys::auto_top_up_lock(self.tenant()),
+                shared::store::Condition::None,
+            )
+            .await
+            .unwrap();
+    }
+
     async fn put_auto_top_up(&self, body: Value) -> kotoba_tests::app::Reply {
         self.app
             .call(
@@ -575,15 +588,7 @@ async fn auto_top_up_starts_one_payment_keeps_its_cap_and_stops_after_three_fail
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     for failure in 1..=3 {
-        s.app
-            .platform
-            .store
-            .delete(
-                &keys::auto_top_up_lock(s.tenant()),
-                shared::store::Condition::None,
-            )
-            .await
-            .unwrap();
+        s.cool_down_passes().await;
         assert_eq!(chats(&s, 1).await, 1);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -613,15 +618,7 @@ async fn auto_top_up_starts_one_payment_keeps_its_cap_and_stops_after_three_fail
             .contains(&"credits.auto_top_up_disabled".to_string())
     );
     // Switched off: draining further starts nothing.
-    s.app
-        .platform
-        .store
-        .delete(
-            &keys::auto_top_up_lock(s.tenant()),
-            shared::store::Condition::None,
-        )
-        .await
-        .unwrap();
+    s.cool_down_passes().await;
     assert_eq!(chats(&s, 1).await, 1);
     assert_eq!(s.balance().await["auto_top_up"]["consecutive_failures"], 3);
     s.books().await;

@@ -16,7 +16,6 @@ use serde_json::Value;
 use crate::Platform;
 use crate::billing::{Billing, BillingError};
 use crate::ids::{PackageId, TenantId};
-use crate::mail::EmailAddress;
 use crate::store::{Add, Condition, Item, StoreError, Update, Write, keys};
 
 use super::account::{self, AccountRecord};
@@ -475,31 +474,20 @@ async fn tell(
     settings: &AutoTopUp,
     disabled: bool,
 ) {
-    let tenant = match crate::tenants::get_tenant(platform.store.as_ref(), tenant_id).await {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(error = %e, "reading the tenant to tell about a failed top-up");
-            return;
-        }
-    };
-    let Some(to) = tenant
-        .billing_email
-        .as_deref()
-        .and_then(|e| EmailAddress::parse(e).ok())
-    else {
-        tracing::warn!(tenant = %tenant_id, "no billing email to tell about a failed top-up");
-        return;
-    };
     let notice = crate::deadlines::notices::Notice::TopUpFailed {
         credits: purchase.map(|p| p.credits.0),
         code: code.to_string(),
         failures: settings.consecutive_failures,
         disabled,
     };
-    let mail = crate::deadlines::notices::render(&notice, &tenant, &platform.mail_from, to);
-    if let Err(e) = platform.mail.send(mail).await {
-        tracing::error!(error = %e, "mailing about a failed top-up failed");
-    }
+    crate::deadlines::notices::tell_tenant(
+        platform.store.as_ref(),
+        platform.mail.as_ref(),
+        &platform.mail_from,
+        tenant_id,
+        notice,
+    )
+    .await;
 }
 
 /// A top-up was paid: the slot frees and the failure count resets.

@@ -536,6 +536,37 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Mails a notice to a tenant's billing address, in its language, outside the deadline job (a
+/// disabled webhook, a failed top-up). Best effort: a tenant without a billing email, or a failed send,
+/// is logged, never an error for the caller.
+pub async fn tell_tenant(
+    store: &dyn crate::store::ItemStore,
+    mailer: &dyn crate::mail::Mailer,
+    from: &EmailAddress,
+    tenant_id: &crate::ids::TenantId,
+    notice: Notice,
+) {
+    let tenant = match crate::tenants::get_tenant(store, tenant_id).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(tenant = %tenant_id, error = %e, ?notice, "reading the tenant to mail a notice");
+            return;
+        }
+    };
+    let Some(to) = tenant
+        .billing_email
+        .as_deref()
+        .and_then(|e| EmailAddress::parse(e).ok())
+    else {
+        tracing::warn!(tenant = %tenant_id, ?notice, "no billing email to mail a notice to");
+        return;
+    };
+    let mail = render(&notice, &tenant, from, to);
+    if let Err(e) = mailer.send(mail).await {
+        tracing::error!(tenant = %tenant_id, error = %e, ?notice, "mailing a notice failed");
+    }
+}
+
 /// The notice as a mail from `from` to `to`.
 pub fn render(notice: &Notice, tenant: &Tenant, from: &EmailAddress, to: EmailAddress) -> Mail {
     let (subject, mut paragraphs) = words(notice, tenant);

@@ -483,23 +483,6 @@ impl Deliverer {
 
     async fn tell_disabled(&self, endpoint: &EndpointRecord) {
         tracing::warn!(tenant_id = %endpoint.tenant_id, webhook_id = %endpoint.webhook_id, "webhook endpoint disabled after three days of failures");
-        let tenant = match crate::tenants::get_tenant(self.store.as_ref(), &endpoint.tenant_id)
-            .await
-        {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::error!(error = %e, "reading the tenant to tell about a disabled webhook");
-                return;
-            }
-        };
-        let Some(to) = tenant
-            .billing_email
-            .as_deref()
-            .and_then(|e| EmailAddress::parse(e).ok())
-        else {
-            tracing::warn!(tenant_id = %tenant.tenant_id, "no billing email to tell about a disabled webhook");
-            return;
-        };
         // In the tenant's language, like every mail Kotoba sends a tenant.
         let notice = crate::deadlines::notices::Notice::WebhookDisabled {
             url: endpoint.url.clone(),
@@ -509,10 +492,14 @@ impl Deliverer {
                 .clone()
                 .unwrap_or_else(|| "failures".into()),
         };
-        let mail = crate::deadlines::notices::render(&notice, &tenant, &self.mail_from, to);
-        if let Err(e) = self.mail.send(mail).await {
-            tracing::error!(error = %e, "mailing about a disabled webhook failed");
-        }
+        crate::deadlines::notices::tell_tenant(
+            self.store.as_ref(),
+            self.mail.as_ref(),
+            &self.mail_from,
+            &endpoint.tenant_id,
+            notice,
+        )
+        .await;
     }
 }
 
