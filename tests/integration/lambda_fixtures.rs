@@ -308,6 +308,18 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
         &r.body[r.body.len().saturating_sub(400)..]
     );
 
+    // The console: an app route gets the page, with its policy and validator.
+    let console = console::app(&platform.config);
+    let r = invoke(&console, &fixture("console-page.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), "text/html; charset=utf-8");
+    assert!(
+        r.header("content-security-policy")
+            .starts_with("default-src 'self'")
+    );
+    assert!(r.header("etag").starts_with('"'));
+    assert!(r.body.contains("/console/assets/app-"), "{}", r.body);
+
     // Usage: the tenant's month, and the operator's view.
     let r = invoke(&usage, &fixture("usage.json")).await;
     assert_eq!(r.status, 200, "{}", r.body);
