@@ -222,6 +222,10 @@ id_type!(
     /// A credit package the operator sells.
     PackageId, "pkg_"
 );
+id_type!(
+    /// One attempt to buy a credit package: the Stripe PaymentIntent's idempotency key and metadata.
+    PurchaseId, "pur_"
+);
 
 /// Shared handle to an id generator.
 pub type Ids = Arc<dyn IdGenerator>;

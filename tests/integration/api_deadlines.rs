@@ -865,3 +865,72 @@ async fn monthly_credit_grants_embedded() {
 async fn monthly_credit_grants_aws() {
     monthly_credit_grants(Backend::Aws).await;
 }
+
+/// The low-balance digest: a settle that takes the balance below the threshold books it for the next
+/// day; it mails once a day (in the tenant's language, with the days left at the recent burn) while
+/// the balance stays low, and stops when it is back above.
+async fn low_balance_digest(backend: Backend) {
+    use shared::credits::{self, Credits, Meter, MeteredFunction};
+    let w = world(backend, datetime!(2026-03-20 09:00 UTC)).await;
+    let (tenant, email) = w.tenant("ko").await;
+    let (store, id) = (w.platform.store.as_ref(), &tenant.tenant_id);
+    credits::account::open(store, id, Plan::Starter, w.clock.now())
+        .await
+        .unwrap();
+    let free = credits::pricing::monthly_free_credits(Plan::Starter).0;
+    // No threshold of its own: a fifth of the plan's free credits.
+    let threshold = free / 5;
+    let meter = Meter::of(&w.platform);
+    let spend = free - threshold + 50;
+    let hold = meter
+        .reserve(id, MeteredFunction::Chat, Credits(spend), None)
+        .await
+        .unwrap();
+    meter.settle(hold, Credits(spend), None).await.unwrap();
+    let balance = free - spend;
+    assert!(balance < threshold);
+
+    let digests = |report: &RunReport| report.actions.get("low_balance").copied().unwrap_or(0);
+    assert_eq!(digests(&w.run_today().await), 0, "not on the day it happened");
+    w.clock.set(day(time::macros::date!(2026 - 03 - 21)));
+    assert_eq!(digests(&w.run_today().await), 1);
+    assert_eq!(digests(&w.run_today().await), 0, "once a day");
+    let sent = w.mails(id).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, email);
+    assert_eq!(sent[0].subject, "[Kotoba] AI 크레딧 잔액이 얼마 남지 않았습니다");
+    let days_left = balance * 14 / spend;
+    assert!(
+        sent[0].text.contains(&format!("약 {days_left}일")),
+        "{}",
+        sent[0].text
+    );
+    if w.backend == Backend::Embedded {
+        // moto's record of a sent mail keeps no headers.
+        assert!(sent[0].unsubscribe.is_some(), "a reminder can be unsubscribed from");
+    }
+
+    // Still low the next day: another digest.
+    w.clock.set(day(time::macros::date!(2026 - 03 - 22)));
+    assert_eq!(digests(&w.run_today().await), 1);
+    // Back above the threshold: the series ends.
+    credits::account::adjust(store, id, Credits(free), "test: top up", None, w.clock.now())
+        .await
+        .unwrap();
+    for d in [time::macros::date!(2026 - 03 - 23), time::macros::date!(2026 - 03 - 24)] {
+        w.clock.set(day(d));
+        assert_eq!(digests(&w.run_today().await), 0);
+    }
+    assert_eq!(w.mails(id).await.len(), 2);
+    credits::ledger::check_books(store, id).await.unwrap();
+}
+
+#[tokio::test]
+async fn low_balance_digest_embedded() {
+    low_balance_digest(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn low_balance_digest_aws() {
+    low_balance_digest(Backend::Aws).await;
+}

@@ -4,6 +4,7 @@
 
 mod api_billing;
 mod api_chat;
+mod api_credit_purchases;
 mod api_console;
 mod api_contract;
 mod api_credits;

@@ -1,30 +1,37 @@
-//! Credits: `GET /api/credits/balance`, `GET /api/credits/transactions` and
-//! `GET /api/credits/packages` for a tenant; `POST /api/admin/credits/packages` and
+//! Credits: `GET /api/credits/balance`, `GET /api/credits/transactions`, `GET /api/credits/packages`,
+//! `POST /api/credits/purchase` (a Stripe PaymentIntent; the credits arrive with its webhook),
+//! `GET /api/credits/purchases/{purchase_id}` and `PUT /api/credits/auto-top-up` for a tenant;
+//! `POST /api/admin/credits/packages` and
 //! `POST /api/admin/tenants/{tenant_id}/credits` for the operator (a bonus or a negative adjustment,
 //! never below zero, in the ledger like every other change).
 
 /// The secret variables this function's code reads (the admin route checks the operator key);
 /// shared::secrets fetches exactly these at start-up, and tests/deploy_template.rs checks the
 /// templates grant exactly these.
-pub const SECRETS: &[&str] = &["KOTOBA_ADMIN_KEY"];
+pub const SECRETS: &[&str] = &["KOTOBA_ADMIN_KEY", "STRIPE_SECRET_KEY"];
 
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use shared::Platform;
+use shared::billing::Billing;
 use shared::credits::account::{self, Balance};
+use shared::credits::auto_top_up::{self, AutoTopUp, AutoTopUpRequest};
+use shared::credits::purchases::{
+    self, Payment, Purchase, PurchaseSource, PurchaseStatus, Started,
+};
 use shared::credits::ledger::{self, DailyUsage, FunctionUsage, LedgerEntry, RecentUsage};
 use shared::credits::packages::{self, Currency, NewPackage, Package};
 use shared::credits::{Credits, MeteredFunction, TransactionType};
 use shared::http::openapi::{ErrorBody, SecuritySchemes};
 use shared::http::{AdminAuth, ApiError, ApiJson, TenantAuth, current_request_id};
-use shared::ids::TenantId;
+use shared::ids::{PackageId, PurchaseId, TenantId};
 use shared::tenants;
 
 pub fn routes(platform: Arc<Platform>) -> Router {
@@ -32,6 +39,9 @@ pub fn routes(platform: Arc<Platform>) -> Router {
         .route("/api/credits/balance", get(balance))
         .route("/api/credits/transactions", get(transactions))
         .route("/api/credits/packages", get(packages_on_sale))
+        .route("/api/credits/purchase", post(purchase))
+        .route("/api/credits/purchases/{purchase_id}", get(purchase_status))
+        .route("/api/credits/auto-top-up", put(set_auto_top_up))
         .route("/api/admin/credits/packages", post(create_package))
         .route("/api/admin/tenants/{tenant_id}/credits", post(adjust))
         .with_state(platform)
@@ -40,8 +50,24 @@ pub fn routes(platform: Arc<Platform>) -> Router {
 /// This function's part of the OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
-    paths(balance, transactions, packages_on_sale, create_package, adjust),
+    paths(
+        balance,
+        transactions,
+        packages_on_sale,
+        purchase,
+        purchase_status,
+        set_auto_top_up,
+        create_package,
+        adjust
+    ),
     components(schemas(
+        Started,
+        Payment,
+        Purchase,
+        PurchaseSource,
+        PurchaseStatus,
+        AutoTopUp,
+        AutoTopUpRequest,
         ErrorBody,
         LedgerEntry,
         TransactionType,
@@ -76,6 +102,10 @@ struct BalanceView {
     used_this_month: Credits,
     /// The balance over the average daily use of the last 14 days; absent without usage.
     estimated_days_left: Option<u64>,
+    /// Below this balance `credits.low` fires and the daily digest mails; absent: no alerts.
+    low_balance_threshold: Option<Credits>,
+    /// Absent until the tenant saves settings.
+    auto_top_up: Option<AutoTopUp>,
     usage: UsageView,
 }
 
@@ -87,7 +117,7 @@ struct UsageView {
 }
 
 impl BalanceView {
-    fn new(b: Balance, recent: RecentUsage) -> Self {
+    fn new(b: Balance, recent: RecentUsage, account: account::AccountRecord) -> Self {
         Self {
             balance: b.balance,
             granted: b.granted,
@@ -97,6 +127,8 @@ impl BalanceView {
             total_purchased: b.total_purchased,
             used_this_month: recent.used_this_month,
             estimated_days_left: recent.estimated_days_left,
+            low_balance_threshold: auto_top_up::threshold_of(&account),
+            auto_top_up: account.auto_top_up,
             usage: UsageView {
                 top_functions: recent.top_functions,
                 daily: recent.daily,
@@ -116,10 +148,10 @@ async fn balance(
     State(p): State<Arc<Platform>>,
     TenantAuth(tenant): TenantAuth,
 ) -> Result<Json<BalanceView>, ApiError> {
-    let balance = account::balance(p.store.as_ref(), &tenant).await?;
+    let (balance, record) = account::balance_and_record(p.store.as_ref(), &tenant).await?;
     let recent =
         ledger::recent_usage(p.store.as_ref(), &tenant, balance.balance, p.clock.now()).await?;
-    Ok(Json(BalanceView::new(balance, recent)))
+    Ok(Json(BalanceView::new(balance, recent, record)))
 }
 
 #[derive(Deserialize)]
@@ -263,4 +295,97 @@ async fn create_package(
     packages::create(p.store.as_ref(), &package).await?;
     tracing::info!(package = %package.package_id, credits = package.credits.0, amount = package.amount, "credit package created");
     Ok((StatusCode::CREATED, Json(package)))
+}
+
+/// `POST /api/credits/purchase`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PurchaseRequest {
+    /// A package on sale (`GET /api/credits/packages`).
+    package_id: String,
+    /// A card collected by Stripe.js (`pm_…`) to charge at once; without it the client confirms the
+    /// returned client secret with the Payment Element.
+    #[serde(default)]
+    payment_method: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/credits/purchase",
+    tag = "credits",
+    security(("tenant_key" = [])),
+    request_body = PurchaseRequest,
+    responses(
+        (status = 201, description = "The purchase and its PaymentIntent; credits arrive with Stripe's `payment_intent.succeeded`", body = Started),
+        (status = 400, description = "A malformed package id or payment method", body = ErrorBody),
+        (status = 402, description = "The card was declined (Stripe's code in `stripe_code`); the purchase is recorded as failed", body = ErrorBody),
+        (status = 404, description = "No such package", body = ErrorBody),
+        (status = 409, description = "The package is not on sale now", body = ErrorBody),
+        (status = 503, description = "Payments are not configured here, or Stripe is unreachable", body = ErrorBody)
+    )
+)]
+async fn purchase(
+    State(p): State<Arc<Platform>>,
+    TenantAuth(tenant): TenantAuth,
+    ApiJson(body): ApiJson<PurchaseRequest>,
+) -> Result<(StatusCode, Json<Started>), ApiError> {
+    let package = PackageId::parse(&body.package_id)
+        .map_err(|e| ApiError::invalid("package_id", e))?;
+    let billing = Billing::new(p);
+    let started = purchases::start(
+        &billing,
+        &tenant,
+        &package,
+        body.payment_method.as_deref(),
+        PurchaseSource::Manual,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(started)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/credits/purchases/{purchase_id}",
+    tag = "credits",
+    security(("tenant_key" = [])),
+    params(("purchase_id" = String, Path, description = "From `POST /api/credits/purchase`")),
+    responses(
+        (status = 200, description = "The purchase: pending until Stripe reports the payment", body = Purchase),
+        (status = 400, description = "Not a purchase id", body = ErrorBody),
+        (status = 404, description = "No such purchase of this tenant", body = ErrorBody)
+    )
+)]
+async fn purchase_status(
+    State(p): State<Arc<Platform>>,
+    TenantAuth(tenant): TenantAuth,
+    Path(purchase_id): Path<String>,
+) -> Result<Json<Purchase>, ApiError> {
+    let id = PurchaseId::parse(&purchase_id).map_err(|e| ApiError::invalid("purchase_id", e))?;
+    purchases::get(p.store.as_ref(), &tenant, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound("purchase not found".into()))
+}
+
+#[utoipa::path(
+    put,
+    path = "/api/credits/auto-top-up",
+    tag = "credits",
+    security(("tenant_key" = [])),
+    request_body = AutoTopUpRequest,
+    responses(
+        (status = 200, description = "The settings saved (the failure count starts again)", body = AutoTopUp),
+        (status = 400, description = "A field out of range, or no saved card for off-session payments", body = ErrorBody),
+        (status = 404, description = "No such package", body = ErrorBody),
+        (status = 409, description = "The package is not on sale now", body = ErrorBody),
+        (status = 503, description = "Payments are not configured here", body = ErrorBody)
+    )
+)]
+async fn set_auto_top_up(
+    State(p): State<Arc<Platform>>,
+    TenantAuth(tenant): TenantAuth,
+    ApiJson(body): ApiJson<AutoTopUpRequest>,
+) -> Result<Json<AutoTopUp>, ApiError> {
+    let billing = Billing::new(p);
+    Ok(Json(auto_top_up::save(&billing, &tenant, body).await?))
 }

@@ -5,9 +5,10 @@
 //! and is reported as a batch item failure, so SQS keeps it; the local runner feeds its local queue
 //! through the same [`Worker::handle`].
 
-/// The secret variables this function's code reads (the key that opens signing secrets);
+/// The secret variables this function's code reads (the key that opens signing secrets, and Stripe's
+/// for the automatic credit top-ups that ride the same queue);
 /// shared::secrets fetches exactly these at start-up.
-pub const SECRETS: &[&str] = &["KOTOBA_WEBHOOK_KEY"];
+pub const SECRETS: &[&str] = &["KOTOBA_WEBHOOK_KEY", "STRIPE_SECRET_KEY"];
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use shared::webhooks::{Deliverer, Disposition};
 
 pub struct Worker {
     deliverer: Deliverer,
+    platform: Arc<Platform>,
 }
 
 impl Worker {
@@ -56,6 +58,7 @@ impl Worker {
                 client,
                 jitter: shared::webhooks::backoff::jitter,
             },
+            platform: platform.clone(),
         })
     }
 
@@ -92,6 +95,18 @@ impl Worker {
     pub async fn handle_one(&self, record: SqsMessage) -> bool {
         let body = record.body.unwrap_or_default();
         let receipt = record.receipt_handle.unwrap_or_default();
+        if let Ok(shared::webhooks::Message::AutoTopUp { tenant_id, claim }) =
+            serde_json::from_str(&body)
+        {
+            return match shared::credits::auto_top_up::pay(&self.platform, &tenant_id, &claim).await
+            {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(tenant = %tenant_id, error = %e, "automatic top-up failed; it will be redelivered");
+                    false
+                }
+            };
+        }
         match self.deliverer.process(&body, &receipt).await {
             Disposition::Done => true,
             Disposition::Later => false,

@@ -121,12 +121,13 @@ pub async fn consume_webhooks(platform: Arc<Platform>, worker: Arc<webhook_worke
     }
 }
 
-/// The endpoint an attempt message is for (fan-out messages have none).
+/// The endpoint an attempt message is for (fan-out and top-up messages have none).
 fn endpoint_of(body: &str) -> Option<String> {
     match serde_json::from_str::<shared::webhooks::events::Message>(body).ok()? {
         shared::webhooks::events::Message::Attempt { webhook_id, .. } => {
             Some(webhook_id.to_string())
         }
-        shared::webhooks::events::Message::Event { .. } => None,
+        shared::webhooks::events::Message::Event { .. }
+        | shared::webhooks::events::Message::AutoTopUp { .. } => None,
     }
 }

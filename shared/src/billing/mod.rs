@@ -42,6 +42,9 @@ pub enum BillingError {
     Stripe(#[from] StripeError),
     #[error(transparent)]
     Tenant(#[from] TenantError),
+    /// Crediting a purchase failed (Stripe retries the event).
+    #[error("crediting a purchase: {0}")]
+    Credits(#[source] crate::credits::CreditError),
 }
 
 impl From<StoreError> for BillingError {
@@ -85,6 +88,11 @@ impl Billing {
         &self.platform
     }
 
+    /// The Stripe client (credit purchases create their PaymentIntents through it).
+    pub fn stripe(&self) -> &StripeClient {
+        &self.stripe
+    }
+
     pub fn settings(&self) -> &BillingSettings {
         &self.platform.config.billing
     }
@@ -105,7 +113,7 @@ impl Billing {
     }
 
     /// The tenant's Stripe customer, created (once, whatever the concurrency) on first use.
-    async fn customer(&self, tenant: &Tenant) -> Result<String, BillingError> {
+    pub(crate) async fn customer(&self, tenant: &Tenant) -> Result<String, BillingError> {
         if let Some(customer) = &tenant.stripe_customer_id {
             return Ok(customer.clone());
         }

@@ -395,8 +395,8 @@ impl Billing {
         Ok(None)
     }
 
-    /// Records a payment intent's outcome once per intent and status (credits are granted from
-    /// `payment_intent.succeeded` by the credits service; a failure is logged as an alert).
+    /// Records a payment intent's outcome once per intent and status; a credit purchase's intent grants
+    /// its credits (or fails the purchase) through `credits::purchases` first.
     async fn record_payment(
         &self,
         tenant: &TenantId,
@@ -412,6 +412,20 @@ impl Billing {
             "failed"
         };
         let object = &event.data.object;
+        // A credit purchase: granted (or failed) first, each once however often Stripe delivers the
+        // event, so a crash between the grant and the payment record below loses nothing on retry.
+        if let Some(purchase) = crate::credits::purchases::IntentEvent::of(object) {
+            let platform = self.platform.as_ref();
+            let outcome = if status == "succeeded" {
+                crate::credits::purchases::on_succeeded(platform, tenant, &purchase).await
+            } else {
+                crate::credits::purchases::on_failed(platform, tenant, &purchase).await
+            }
+            .map_err(BillingError::Credits)?;
+            if let crate::credits::purchases::Outcome::Mismatch(why) = &outcome {
+                tracing::error!(%tenant, payment_intent = intent, why, alert = true, "a purchase's payment does not match it; nothing credited");
+            }
+        }
         let item = Item::new(payment_key(intent))
             .with("tenant_id", tenant.to_string())
             .with("status", status)

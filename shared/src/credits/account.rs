@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::ids::TenantId;
-use crate::store::{Add, Condition, Item, ItemStore, StoreError, Write, keys};
+use crate::store::{Add, Condition, Item, ItemStore, StoreError, Update, Write, keys};
 use crate::tenants::Plan;
 
 use super::ledger::{LedgerEntry, TransactionType, transaction_id};
@@ -36,6 +36,10 @@ pub struct AccountRecord {
     /// Credits bought, ever.
     #[serde(default)]
     pub total_purchased: i64,
+    /// The low-balance threshold and automatic top-up (read by every settle at no extra cost, since
+    /// the settle reads this item anyway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_top_up: Option<super::auto_top_up::AutoTopUp>,
 }
 
 impl AccountRecord {
@@ -59,6 +63,14 @@ pub struct Balance {
 
 /// Reads a tenant's balance (an account never written reads as zero).
 pub async fn balance(store: &dyn ItemStore, tenant: &TenantId) -> Result<Balance, StoreError> {
+    Ok(balance_and_record(store, tenant).await?.0)
+}
+
+/// The balance and the account item it was read from (its settings).
+pub async fn balance_and_record(
+    store: &dyn ItemStore,
+    tenant: &TenantId,
+) -> Result<(Balance, AccountRecord), StoreError> {
     let (account, available) = tokio::join!(
         store.get(&keys::credit_account(tenant)),
         store.get(&keys::credits_available(tenant))
@@ -68,14 +80,15 @@ pub async fn balance(store: &dyn ItemStore, tenant: &TenantId) -> Result<Balance
         None => AccountRecord::default(),
     };
     let available = available?.map_or(0, |item| item.count(AVAILABLE));
-    Ok(Balance {
+    let balance = Balance {
         balance: Credits(record.balance()),
         granted: Credits(record.granted),
         paid: Credits(record.paid),
         available: Credits(available),
         monthly_free_credits: Credits(record.monthly_free_credits),
         total_purchased: Credits(record.total_purchased),
-    })
+    };
+    Ok((balance, record))
 }
 
 /// The available counter's attribute.
@@ -161,13 +174,29 @@ where
             reason: change.reason.clone(),
             created_at: now,
         };
-        let version = if exists {
-            Condition::AttributeEquals("seq".into(), next.seq.saturating_sub(1).into())
+        // An existing account is updated field by field (under its sequence number), so settings
+        // written beside the balance (the auto top-up) are never overwritten by a stale copy.
+        let account_write = if exists {
+            let mut update = Update::new(account_key.clone())
+                .set("granted", next.granted)
+                .set("paid", next.paid)
+                .set("seq", next.seq)
+                .when(Condition::AttributeEquals("seq".into(), record.seq.into()));
+            if next.total_purchased != record.total_purchased {
+                update = update.set("total_purchased", next.total_purchased);
+            }
+            if next.monthly_free_credits != record.monthly_free_credits {
+                update = update.set("monthly_free_credits", next.monthly_free_credits);
+            }
+            Write::Update(update)
         } else {
-            Condition::IfAbsent
+            Write::Put(
+                Item::from_record(account_key.clone(), &next)?,
+                Condition::IfAbsent,
+            )
         };
         let mut writes = vec![
-            Write::Put(Item::from_record(account_key.clone(), &next)?, version),
+            account_write,
             Write::Put(
                 Item::from_record(keys::credit_ledger_entry(tenant, next.seq), &entry)?,
                 Condition::IfAbsent,
@@ -261,23 +290,33 @@ pub async fn set_plan(
     let free = pricing::monthly_free_credits(plan).0;
     let key = keys::credit_account(tenant);
     for _ in 0..MAX_ATTEMPTS {
-        let current = store.get(&key).await?;
-        let (mut record, condition) = match current {
+        let written = match store.get(&key).await? {
             Some(item) => {
                 let record: AccountRecord = item.to_record()?;
-                let seq = record.seq;
-                (record, Condition::AttributeEquals("seq".into(), seq.into()))
+                if record.monthly_free_credits == free {
+                    return Ok(());
+                }
+                // Only this field: the balance and the other settings stay as other writers left them.
+                store
+                    .update(
+                        Update::new(key.clone())
+                            .set("monthly_free_credits", free)
+                            .when(Condition::IfExists),
+                    )
+                    .await
+                    .map(drop)
             }
-            None => (AccountRecord::default(), Condition::IfAbsent),
+            None => {
+                let record = AccountRecord {
+                    monthly_free_credits: free,
+                    ..AccountRecord::default()
+                };
+                store
+                    .put(Item::from_record(key.clone(), &record)?, Condition::IfAbsent)
+                    .await
+            }
         };
-        if record.monthly_free_credits == free && condition != Condition::IfAbsent {
-            return Ok(());
-        }
-        record.monthly_free_credits = free;
-        match store
-            .put(Item::from_record(key.clone(), &record)?, condition)
-            .await
-        {
+        match written {
             Ok(()) => return Ok(()),
             Err(StoreError::ConditionFailed) => continue,
             Err(e) => return Err(e.into()),

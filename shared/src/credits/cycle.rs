@@ -13,7 +13,7 @@ use super::account::{self, month_of};
 use super::metering::sweep_expired_reservations;
 use crate::clock::Clock;
 use crate::deadlines::CreditCycle;
-use crate::deadlines::actions::credits::Granted;
+use crate::deadlines::actions::credits::{Granted, LowBalance};
 use crate::ids::TenantId;
 use crate::platform::Platform;
 use crate::store::{ItemStore, StoreError, keys};
@@ -83,6 +83,36 @@ impl CreditCycle for LedgerCycle {
             let until = end_of_day.min(self.clock.now());
             let swept = sweep_expired_reservations(self.store.as_ref(), until).await?;
             Ok(swept.holds as u64)
+        })
+    }
+
+    fn low_balance(&self, tenant: &TenantId) -> BoxFuture<'_, anyhow::Result<Option<LowBalance>>> {
+        let tenant = tenant.clone();
+        Box::pin(async move {
+            let store = self.store.as_ref();
+            let Some(item) = store.get(&keys::credit_account(&tenant)).await? else {
+                return Ok(None);
+            };
+            let record: account::AccountRecord = item.to_record()?;
+            let Some(threshold) = super::auto_top_up::threshold_of(&record) else {
+                return Ok(None);
+            };
+            let balance = record.balance();
+            if balance >= threshold.0 {
+                return Ok(None);
+            }
+            let recent = super::ledger::recent_usage(
+                store,
+                &tenant,
+                super::Credits(balance),
+                self.clock.now(),
+            )
+            .await?;
+            Ok(Some(LowBalance {
+                balance,
+                threshold: threshold.0,
+                days_left: recent.estimated_days_left,
+            }))
         })
     }
 }

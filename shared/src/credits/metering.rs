@@ -114,6 +114,9 @@ pub struct Meter {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     settings: CreditSettings,
+    /// The platform, for what a settle may set off (`credits.low`, an automatic top-up); absent in
+    /// unit tests of the meter alone.
+    platform: Option<Arc<crate::platform::Platform>>,
 }
 
 impl std::fmt::Debug for Meter {
@@ -142,17 +145,20 @@ impl Meter {
             clock,
             ids,
             settings,
+            platform: None,
         }
     }
 
     /// The meter over a platform's store, clock, ids and credit settings.
-    pub fn of(platform: &crate::platform::Platform) -> Self {
-        Self::new(
+    pub fn of(platform: &Arc<crate::platform::Platform>) -> Self {
+        let mut meter = Self::new(
             platform.store.clone(),
             platform.clock.clone(),
             platform.ids.clone(),
             platform.config.credits.clone(),
-        )
+        );
+        meter.platform = Some(platform.clone());
+        meter
     }
 
     pub fn settings(&self) -> &CreditSettings {
@@ -313,10 +319,16 @@ impl Meter {
             hold_key.clone(),
             Condition::AttributeEquals("credits".into(), held.into()),
         );
+        // The account as the settle found it: its low-balance threshold and auto top-up settings.
+        let seen = std::sync::Mutex::new(None::<account::AccountRecord>);
         let usage = |available: i64, also: Vec<Write>| {
             let (function, request_id) = (hold.function, hold.request_id.clone());
             let reference_id = reference_id.map(str::to_string);
+            let seen = &seen;
             move |record: &account::AccountRecord| {
+                if let Ok(mut seen) = seen.lock() {
+                    *seen = Some(record.clone());
+                }
                 let (granted, paid) = draw(record, actual);
                 Ok(Some(Change {
                     kind: TransactionType::Usage,
@@ -333,7 +345,7 @@ impl Meter {
                 }))
             }
         };
-        match account::apply(
+        let settled = match account::apply(
             store,
             &hold.tenant,
             now,
@@ -360,7 +372,12 @@ impl Meter {
                 .await
             }
             Err(e) => Err(e),
+        }?;
+        let record = seen.lock().ok().and_then(|mut seen| seen.take());
+        if let (Some(platform), Some(entry), Some(record)) = (&self.platform, &settled, record) {
+            super::auto_top_up::after_usage(platform, &hold.tenant, &record, entry).await;
         }
+        Ok(settled)
     }
 
     /// Gives a hold back whole (the action failed before it cost anything).

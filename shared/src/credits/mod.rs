@@ -7,13 +7,18 @@
 //! - [`metering`]: reserve the most an action can cost with one conditional write (never below zero),
 //!   call the model, settle the actual cost and release the rest; a sweeper releases what never settles.
 //! - [`pricing`]: micro-USD to credits, one rounding rule for every action.
+//! - [`purchases`]: packages bought through Stripe PaymentIntents, credited only by the
+//!   `payment_intent.succeeded` webhook, once per intent; [`auto_top_up`]: the low-balance threshold
+//!   (`credits.low`, the daily digest) and at most one automatic top-up in flight.
 
 pub mod account;
+pub mod auto_top_up;
 pub mod cycle;
 pub mod ledger;
 pub mod metering;
 pub mod packages;
 pub mod pricing;
+pub mod purchases;
 
 #[cfg(test)]
 mod tests;

@@ -133,6 +133,35 @@ pub async fn schedule_monthly_grant(
     store.put(item, Condition::None).await
 }
 
+/// What a low-balance due record holds: the tenant whose balance fell below its threshold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LowBalanceDue {
+    pub tenant_id: TenantId,
+    pub day: String,
+}
+
+/// Books the low-balance digest for the day after `today` (a settle that took the balance below the
+/// threshold calls this; the digest books the next day itself while the balance stays low).
+pub async fn schedule_low_balance(
+    store: &dyn ItemStore,
+    tenant: &TenantId,
+    today: Date,
+) -> Result<(), StoreError> {
+    let day = today.next_day().unwrap_or(today);
+    let text = day_text(day);
+    let (pk, sk) = keys::low_balance_due_listing(tenant, &text);
+    let item = Item::from_record(
+        keys::low_balance_due(tenant, &text),
+        &LowBalanceDue {
+            tenant_id: tenant.clone(),
+            day: text.clone(),
+        },
+    )?
+    .with_index(Index::ByDue, pk, sk)
+    .expiring_at(expiry(day));
+    store.put(item, Condition::None).await
+}
+
 /// The cycle date one month after `day`, keeping the account's cycle day of month where the month
 /// has it (the 31st becomes the month's last day, and comes back in months that have it).
 pub fn next_cycle_day(day: Date, cycle_day: u8) -> Date {
@@ -151,7 +180,8 @@ fn expiry(day: Date) -> i64 {
         .unix_timestamp()
 }
 
-/// One page of a day's due records of one kind (`prefix`: `BILLING#`, `GRANT#`, `DOC#`, `JOB#`).
+/// One page of a day's due records of one kind (`prefix`: `BILLING#`, `GRANT#`, `LOWBAL#`, `DOC#`,
+/// `JOB#`).
 pub async fn page(
     store: &dyn ItemStore,
     day: Date,

@@ -25,6 +25,20 @@ pub enum Notice {
     Suspended { grace_ended_at: OffsetDateTime },
     /// A training job ran past its deadline and was stopped.
     TrainingStuck { site_name: String, job_id: String },
+    /// The credit balance is below the tenant's threshold (the daily digest).
+    LowBalance {
+        balance: i64,
+        threshold: i64,
+        /// At the last 14 days' burn; `None` without recent usage.
+        days_left: Option<u64>,
+    },
+    /// An automatic top-up failed; after `MAX_CONSECUTIVE_FAILURES` in a row it is switched off.
+    TopUpFailed {
+        credits: Option<i64>,
+        code: String,
+        failures: u32,
+        disabled: bool,
+    },
 }
 
 impl Notice {
@@ -32,7 +46,7 @@ impl Notice {
     pub fn is_reminder(&self) -> bool {
         matches!(
             self,
-            Notice::TrialEnding { .. } | Notice::RenewalSoon { .. }
+            Notice::TrialEnding { .. } | Notice::RenewalSoon { .. } | Notice::LowBalance { .. }
         )
     }
 }
@@ -244,6 +258,175 @@ fn words(notice: &Notice, tenant: &Tenant) -> (String, Vec<String>) {
                 "관리 화면에서 학습을 다시 시작해 주세요.".into(),
             ],
         ),
+        (
+            Notice::LowBalance {
+                balance,
+                threshold,
+                days_left,
+            },
+            language,
+        ) => low_balance_words(name, language, *balance, *threshold, *days_left),
+        (
+            Notice::TopUpFailed {
+                credits,
+                code,
+                failures,
+                disabled,
+            },
+            language,
+        ) => top_up_words(name, language, *credits, code, *failures, *disabled),
+    }
+}
+
+/// A number of credits with thousands separators (`12,345`), as all three languages write it.
+fn grouped(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+/// The daily low-balance digest.
+fn low_balance_words(
+    name: &str,
+    language: Language,
+    balance: i64,
+    threshold: i64,
+    days_left: Option<u64>,
+) -> (String, Vec<String>) {
+    match language {
+        Language::Ja => (
+            "【Kotoba】AIクレジットの残高が少なくなっています".into(),
+            vec![
+                format!("{name} 様"),
+                format!(
+                    "AIクレジットの残高が{}クレジットとなり、設定されたしきい値（{}クレジット）を下回っています。",
+                    grouped(balance),
+                    grouped(threshold)
+                ),
+                match days_left {
+                    Some(d) => format!("最近14日間のご利用ペースでは、あと約{d}日でなくなる見込みです。"),
+                    None => "残高がなくなると、チャットや電話応対などのAI機能が停止します。".into(),
+                },
+                "管理画面の「クレジット」からパッケージの購入や自動チャージの設定ができます。".into(),
+            ],
+        ),
+        Language::En => (
+            "Your Kotoba AI credits are running low".into(),
+            vec![
+                format!("Hello {name},"),
+                format!(
+                    "Your AI credit balance is {} credits, below your threshold of {} credits.",
+                    grouped(balance),
+                    grouped(threshold)
+                ),
+                match days_left {
+                    Some(d) => format!("At your usage of the last 14 days, it lasts about {d} more days."),
+                    None => "When it runs out, chat, phone answering and other AI features stop.".into(),
+                },
+                "Buy a credit package or set up automatic top-up under Credits in the console.".into(),
+            ],
+        ),
+        Language::Ko => (
+            "[Kotoba] AI 크레딧 잔액이 얼마 남지 않았습니다".into(),
+            vec![
+                format!("{name} 님, 안녕하세요."),
+                format!(
+                    "AI 크레딧 잔액이 {} 크레딧으로, 설정하신 기준({} 크레딧) 아래로 내려갔습니다.",
+                    grouped(balance),
+                    grouped(threshold)
+                ),
+                match days_left {
+                    Some(d) => format!("최근 14일간의 사용량 기준으로 약 {d}일 후 소진될 예정입니다."),
+                    None => "잔액이 소진되면 챗봇, 전화 응대 등 AI 기능이 중지됩니다.".into(),
+                },
+                "관리 화면의 [크레딧]에서 패키지를 구매하거나 자동 충전을 설정하실 수 있습니다.".into(),
+            ],
+        ),
+    }
+}
+
+/// A failed automatic top-up (and the switch-off after too many).
+fn top_up_words(
+    name: &str,
+    language: Language,
+    credits: Option<i64>,
+    code: &str,
+    failures: u32,
+    disabled: bool,
+) -> (String, Vec<String>) {
+    match language {
+        Language::Ja => (
+            if disabled {
+                "【Kotoba】自動チャージを停止しました".into()
+            } else {
+                "【Kotoba】自動チャージのお支払いができませんでした".into()
+            },
+            vec![
+                format!("{name} 様"),
+                match credits {
+                    Some(c) => format!(
+                        "AIクレジット{}クレジットの自動チャージで、お支払いができませんでした（理由: {code}）。",
+                        grouped(c)
+                    ),
+                    None => format!("AIクレジットの自動チャージを開始できませんでした（理由: {code}）。"),
+                },
+                if disabled {
+                    format!("{failures}回続けて失敗したため、自動チャージを停止しました。管理画面の「クレジット」でお支払い方法をご確認のうえ、再度有効にしてください。")
+                } else {
+                    "1時間後に再度お試しします。管理画面の「クレジット」でお支払い方法をご確認ください。".into()
+                },
+            ],
+        ),
+        Language::En => (
+            if disabled {
+                "Kotoba automatic top-up was switched off".into()
+            } else {
+                "Your Kotoba automatic top-up payment failed".into()
+            },
+            vec![
+                format!("Hello {name},"),
+                match credits {
+                    Some(c) => format!(
+                        "The automatic top-up of {} AI credits could not be paid (reason: {code}).",
+                        grouped(c)
+                    ),
+                    None => format!("The automatic top-up of your AI credits could not start (reason: {code})."),
+                },
+                if disabled {
+                    format!("After {failures} failures in a row we have switched automatic top-up off. Check your payment method under Credits in the console, then switch it on again.")
+                } else {
+                    "We will try again in an hour. Please check your payment method under Credits in the console.".into()
+                },
+            ],
+        ),
+        Language::Ko => (
+            if disabled {
+                "[Kotoba] 자동 충전이 중지되었습니다".into()
+            } else {
+                "[Kotoba] 자동 충전 결제에 실패했습니다".into()
+            },
+            vec![
+                format!("{name} 님, 안녕하세요."),
+                match credits {
+                    Some(c) => format!(
+                        "AI 크레딧 {} 크레딧 자동 충전 결제에 실패했습니다(사유: {code}).",
+                        grouped(c)
+                    ),
+                    None => format!("AI 크레딧 자동 충전을 시작하지 못했습니다(사유: {code})."),
+                },
+                if disabled {
+                    format!("{failures}회 연속 실패하여 자동 충전을 중지했습니다. 관리 화면의 [크레딧]에서 결제 수단을 확인하신 후 다시 켜 주세요.")
+                } else {
+                    "1시간 후에 다시 시도합니다. 관리 화면의 [크레딧]에서 결제 수단을 확인해 주세요.".into()
+                },
+            ],
+        ),
     }
 }
 
@@ -362,6 +545,23 @@ mod tests {
             Notice::TrainingStuck {
                 site_name: "Main".into(),
                 job_id: "job_1".into(),
+            },
+            Notice::LowBalance {
+                balance: 1_234,
+                threshold: 2_000,
+                days_left: Some(3),
+            },
+            Notice::TopUpFailed {
+                credits: Some(5_000),
+                code: "card_declined".into(),
+                failures: 1,
+                disabled: false,
+            },
+            Notice::TopUpFailed {
+                credits: Some(5_000),
+                code: "card_declined".into(),
+                failures: 3,
+                disabled: true,
             },
         ];
         for language in ["ja", "en", "ko"] {

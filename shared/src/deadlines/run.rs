@@ -206,6 +206,7 @@ impl DeadlineJob {
         self.billing(&ctx, report).await;
         if let Some(credits) = &self.credits {
             self.grants(&ctx, credits.as_ref(), report).await;
+            self.low_balances(&ctx, credits.as_ref(), report).await;
             for outcome in credits::release_reservations(&ctx, credits.as_ref()).await {
                 report.add(outcome);
             }
@@ -285,6 +286,18 @@ impl DeadlineJob {
             credits::GRANT,
             |id| TenantId::parse(id).ok(),
             |tenant| async move { vec![credits::grant(ctx, credits, &tenant).await] },
+            report,
+        )
+        .await;
+    }
+
+    async fn low_balances(&self, ctx: &Ctx<'_>, credits: &dyn CreditCycle, report: &mut RunReport) {
+        self.each_due(
+            ctx,
+            keys::prefix::LOW_BALANCE_DUE,
+            credits::LOW_BALANCE,
+            |id| TenantId::parse(id).ok(),
+            |tenant| async move { vec![credits::low_balance(ctx, credits, &tenant).await] },
             report,
         )
         .await;

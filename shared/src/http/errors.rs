@@ -9,6 +9,7 @@ use crate::billing::{BillingError, StripeError, WebhookError};
 use crate::chat::ChatError;
 use crate::chat::logs::FeedbackError;
 use crate::credits::CreditError;
+use crate::credits::purchases::PurchaseError;
 use crate::deadlines::DeadlineError;
 use crate::sites::SiteError;
 use crate::store::StoreError;
@@ -403,6 +404,37 @@ impl From<BillingError> for ApiError {
             },
             BillingError::Stripe(e) => e.into(),
             BillingError::Tenant(e) => e.into(),
+            BillingError::Credits(e) => e.into(),
+        }
+    }
+}
+
+impl From<PurchaseError> for ApiError {
+    fn from(e: PurchaseError) -> Self {
+        match e {
+            PurchaseError::UnknownPackage(_) => Self::NotFound(e.to_string()),
+            PurchaseError::NotOnSale(_) => Self::Conflict {
+                message: e.to_string(),
+                details: None,
+            },
+            PurchaseError::Invalid(message) => {
+                // "field: why" names the field.
+                match message.split_once(": ") {
+                    Some((field, why))
+                        if !field.is_empty()
+                            && field.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') =>
+                    {
+                        Self::invalid(field, why)
+                    }
+                    _ => Self::InvalidInput {
+                        field: None,
+                        message,
+                    },
+                }
+            }
+            PurchaseError::Refused(e) => e.into(),
+            PurchaseError::Billing(e) => e.into(),
+            PurchaseError::Store(e) => e.into(),
         }
     }
 }

@@ -17,6 +17,7 @@
 //! | billing watermark | `TENANT#{}` | `BILLING_STATE` | |
 //! | billing due record | `TENANT#{}` | `DUE#{n}-{n}-{n}#BILLING` | by_due `DUE#{}` / `BILLING#{}` |
 //! | credit grant due record | `TENANT#{}` | `DUE#{n}-{n}-{n}#GRANT` | by_due `DUE#{}` / `GRANT#{}` |
+//! | low-balance due record | `TENANT#{}` | `DUE#{n}-{n}-{n}#LOWBAL` | by_due `DUE#{}` / `LOWBAL#{}` |
 //! | tenant daily summary | `TENANT#{}` | `SUMMARY#{n}-{n}-{n}` | |
 //! | API key lookup | `APIKEY#{}` | `APIKEY` | |
 //! | console session | `CONSOLE#{}` | `SESSION` | |
@@ -42,6 +43,10 @@
 //! | monthly grant marker | `CREDITS#{}` | `GRANT#{n}-{n}` | |
 //! | credit usage, hour | `CREDITS#{}` | `HOUR#{n}` | |
 //! | AI suspension | `CREDITS#{}` | `SUSPENDED` | |
+//! | credit purchase | `CREDITS#{}` | `PURCHASE#{}` | |
+//! | purchase paid marker | `CREDITS#{}` | `PAID#{}` | |
+//! | auto top-up lock | `CREDITS#{}` | `TOPUP_LOCK` | |
+//! | auto top-ups, month | `CREDITS#{}` | `TOPUP#{n}-{n}` | |
 //! | credit security event | `CREDITS#{}` | `EVENT#{n}#{}` | |
 //! | credit package | `PACKAGE#{}` | `PACKAGE` | by_tenant `CREDIT_PACKAGES` / `PACKAGE#{}` |
 //! | credit reservation | `HOLD#{}` | `HOLD` | by_due `CREDIT_HOLDS` / `HOLD#{n}#{}` |
@@ -76,6 +81,7 @@ pub mod prefix {
     pub const MAIL: &str = "MAIL#";
     pub const BILLING_DUE: &str = "BILLING#";
     pub const GRANT_DUE: &str = "GRANT#";
+    pub const LOW_BALANCE_DUE: &str = "LOWBAL#";
     pub const JOB: &str = "JOB#";
     pub const WEBHOOK: &str = "WEBHOOK#";
     pub const DELIVERY: &str = "DELIVERY#";
@@ -345,6 +351,27 @@ pub fn credit_hour(tenant: impl Display, hour: i64) -> Key {
     Key::new(credit_partition(tenant), format!("HOUR#{hour}"))
 }
 
+/// One attempt to buy credits (a package, a payment intent, its outcome).
+pub fn credit_purchase(tenant: impl Display, purchase: impl Display) -> Key {
+    Key::new(credit_partition(tenant), format!("PURCHASE#{purchase}"))
+}
+
+/// The marker that a payment intent's credits were granted: written in the grant's transaction, so
+/// a payment is credited once however often Stripe delivers its success.
+pub fn purchase_paid(tenant: impl Display, payment_intent: &str) -> Key {
+    Key::new(credit_partition(tenant), format!("PAID#{payment_intent}"))
+}
+
+/// Present while an automatic top-up is in flight (or cooling down after a failure): at most one.
+pub fn auto_top_up_lock(tenant: impl Display) -> Key {
+    Key::new(credit_partition(tenant), "TOPUP_LOCK")
+}
+
+/// How many automatic top-ups started in a month (`YYYY-MM`), bounded by the monthly cap.
+pub fn auto_top_ups(tenant: impl Display, month: &str) -> Key {
+    Key::new(credit_partition(tenant), format!("TOPUP#{month}"))
+}
+
 /// Present (and unexpired) while the tenant's AI actions are suspended.
 pub fn ai_suspension(tenant: impl Display) -> Key {
     Key::new(credit_partition(tenant), "SUSPENDED")
@@ -415,6 +442,20 @@ pub fn grant_due(tenant: impl Display, day: &str) -> Key {
 /// The grant due record's place in the by-due index.
 pub fn grant_due_listing(tenant: impl Display, day: &str) -> (String, String) {
     (due_partition(day), format!("{}{tenant}", prefix::GRANT_DUE))
+}
+
+/// A tenant's low-balance digest due record (the day after its balance fell below the threshold,
+/// then daily while it stays there).
+pub fn low_balance_due(tenant: impl Display, day: &str) -> Key {
+    Key::new(tenant_partition(tenant), format!("DUE#{day}#LOWBAL"))
+}
+
+/// The low-balance due record's place in the by-due index.
+pub fn low_balance_due_listing(tenant: impl Display, day: &str) -> (String, String) {
+    (
+        due_partition(day),
+        format!("{}{tenant}", prefix::LOW_BALANCE_DUE),
+    )
 }
 
 /// A training job's place in the by-due index: the first day after its deadline.
@@ -600,6 +641,10 @@ pub const LAYOUT: &[Shape] = &[
     table("credit hour", "CREDITS#{}", "HOUR#{n}"),
     table("ai suspension", "CREDITS#{}", "SUSPENDED"),
     table("credit event", "CREDITS#{}", "EVENT#{n}#{}"),
+    table("credit purchase", "CREDITS#{}", "PURCHASE#{}"),
+    table("purchase paid", "CREDITS#{}", "PAID#{}"),
+    table("auto top-up lock", "CREDITS#{}", "TOPUP_LOCK"),
+    table("auto top-ups month", "CREDITS#{}", "TOPUP#{n}-{n}"),
     table("credit hold", "HOLD#{}", "HOLD"),
     table("credit package", "PACKAGE#{}", "PACKAGE"),
     table("webhook endpoint", "TENANT#{}", "WEBHOOK#{}"),
@@ -610,6 +655,7 @@ pub const LAYOUT: &[Shape] = &[
     table("demo seed", "SEED#DEMO", "SEED"),
     table("billing due", "TENANT#{}", "DUE#{n}-{n}-{n}#BILLING"),
     table("grant due", "TENANT#{}", "DUE#{n}-{n}-{n}#GRANT"),
+    table("low balance due", "TENANT#{}", "DUE#{n}-{n}-{n}#LOWBAL"),
     table("tenant summary", "TENANT#{}", "SUMMARY#{n}-{n}-{n}"),
     table("site summary", "SITE#{}", "SUMMARY#{n}-{n}-{n}"),
     table("deadline marker", "DEADLINE#{n}-{n}-{n}", "{}#{}"),
@@ -643,6 +689,7 @@ pub const LAYOUT: &[Shape] = &[
     ),
     index("billing due listing", Index::ByDue, "DUE#{}", "BILLING#{}"),
     index("grant due listing", Index::ByDue, "DUE#{}", "GRANT#{}"),
+    index("low balance due listing", Index::ByDue, "DUE#{}", "LOWBAL#{}"),
     index("job due listing", Index::ByDue, "DUE#{}", "JOB#{}"),
     index(
         "deadline mail listing",
@@ -835,11 +882,16 @@ mod tests {
             ("credit hour", credit_hour(t, 472_222)),
             ("ai suspension", ai_suspension(t)),
             ("credit event", credit_event(t, 1_700_000_000_000, "evt1")),
+            ("credit purchase", credit_purchase(t, "pur_1")),
+            ("purchase paid", purchase_paid(t, "pi_1")),
+            ("auto top-up lock", auto_top_up_lock(t)),
+            ("auto top-ups month", auto_top_ups(t, "2026-03")),
             ("credit hold", credit_hold("hold_1")),
             ("credit package", credit_package("pkg_1")),
             ("demo seed", demo_seed()),
             ("billing due", billing_due(t, "2026-03-09")),
             ("grant due", grant_due(t, "2026-03-09")),
+            ("low balance due", low_balance_due(t, "2026-03-09")),
             ("tenant summary", tenant_summary(t, "2026-03-09")),
             ("site summary", site_summary(s, "2026-03-09")),
             (
@@ -913,6 +965,11 @@ mod tests {
                 "grant due listing",
                 Index::ByDue,
                 grant_due_listing(t, "2026-03-09"),
+            ),
+            (
+                "low balance due listing",
+                Index::ByDue,
+                low_balance_due_listing(t, "2026-03-09"),
             ),
             (
                 "job due listing",

@@ -183,6 +183,11 @@ impl Deliverer {
                 self.attempt(&tenant_id, &webhook_id, &delivery_id, receipt)
                     .await
             }
+            // The worker pays top-ups itself before the deliverer sees a message; a deliverer alone
+            // (no Stripe key) leaves it for the queue to hand to a worker.
+            Message::AutoTopUp { tenant_id, .. } => Ok(Disposition::Retry(format!(
+                "the automatic top-up of {tenant_id} needs the worker"
+            ))),
         };
         result.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "webhook message failed; it will be redelivered");

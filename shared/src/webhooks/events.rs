@@ -269,6 +269,14 @@ pub enum Message {
         webhook_id: crate::ids::WebhookId,
         delivery_id: crate::ids::DeliveryId,
     },
+    /// An automatic credit top-up to pay (`credits::auto_top_up`): it rides this queue because its
+    /// worker is the one function besides billing that holds the Stripe key, so the functions that
+    /// settle usage (chat, training, calls) never do.
+    AutoTopUp {
+        tenant_id: TenantId,
+        /// The claim this message may act on (a redelivered message finds it taken and does nothing).
+        claim: String,
+    },
 }
 
 impl Message {

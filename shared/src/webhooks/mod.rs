@@ -23,7 +23,7 @@ pub mod target;
 
 pub use delivery::{Attempt, Deliverer, Delivery, DeliveryStatus, Disposition};
 pub use endpoints::{Endpoint, EndpointPatch, NewEndpoint};
-pub use events::{Event, EventType, emit, emit_to};
+pub use events::{Event, EventType, Message, emit, emit_to};
 
 use crate::store::StoreError;
 

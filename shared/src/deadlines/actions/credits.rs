@@ -14,6 +14,16 @@ use crate::ids::TenantId;
 
 pub const GRANT: &str = "monthly_credit_grant";
 pub const RESERVATIONS: &str = "expired_reservations_released";
+pub const LOW_BALANCE: &str = "low_balance";
+
+/// A balance below its threshold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LowBalance {
+    pub balance: i64,
+    pub threshold: i64,
+    /// At the last 14 days' burn.
+    pub days_left: Option<u64>,
+}
 
 /// What a grant did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +48,9 @@ pub trait CreditCycle: Send + Sync + 'static {
 
     /// Releases every reservation that expired by the end of `day`; returns how many.
     fn release_expired_reservations(&self, day: Date) -> BoxFuture<'_, anyhow::Result<u64>>;
+
+    /// The tenant's balance if it is below the tenant's threshold now; `None` otherwise.
+    fn low_balance(&self, tenant: &TenantId) -> BoxFuture<'_, anyhow::Result<Option<LowBalance>>>;
 }
 
 /// Grants one account's month (once per cycle date) and schedules its next cycle date.
@@ -114,4 +127,32 @@ pub async fn release_reservations(ctx: &Ctx<'_>, credits: &dyn CreditCycle) -> V
             vec![ctx.failure(RESERVATIONS, "all", e)]
         }
     }
+}
+
+/// The daily low-balance digest: mailed once a day while the balance stays below the threshold, and
+/// booked again for the next day; a balance back above it ends the series.
+pub async fn low_balance(ctx: &Ctx<'_>, credits: &dyn CreditCycle, tenant_id: &TenantId) -> Outcome {
+    let store = ctx.platform.store.as_ref();
+    let low = match credits.low_balance(tenant_id).await {
+        Ok(Some(low)) => low,
+        Ok(None) => return Outcome::NotDue,
+        Err(e) => return ctx.failure(LOW_BALANCE, tenant_id, e),
+    };
+    let tenant = match crate::tenants::get_tenant(store, tenant_id).await {
+        Ok(t) => t,
+        Err(crate::tenants::TenantError::NotFound(_)) => return Outcome::NotDue,
+        Err(e) => return ctx.failure(LOW_BALANCE, tenant_id, e),
+    };
+    let notice = super::super::notices::Notice::LowBalance {
+        balance: low.balance,
+        threshold: low.threshold,
+        days_left: low.days_left,
+    };
+    let outcome = ctx.mail_once(LOW_BALANCE, &tenant, notice).await;
+    if !matches!(outcome, Outcome::Failed(_) | Outcome::Busy)
+        && let Err(e) = due::schedule_low_balance(store, tenant_id, ctx.day).await
+    {
+        return ctx.failure(LOW_BALANCE, tenant_id, e);
+    }
+    outcome
 }
