@@ -83,17 +83,49 @@ async function startReceiver() {
   return { url: `http://127.0.0.1:${server.address().port}/hooks`, got, close: () => new Promise((r) => server.close(r)) };
 }
 
+const STRIPE = process.env.KOTOBA_TEST_STRIPE_BASE;
+const STRIPE_KEY = "sk_test_kotoba_console_0123456789";
+const STRIPE_WEBHOOK_SECRET = "whsec_kotoba_console_test";
+
+/** A form POST to localstripe with the test secret key. */
+async function stripe(path, form) {
+  const res = await fetch(STRIPE + path, {
+    method: "POST",
+    headers: { authorization: `Bearer ${STRIPE_KEY}`, "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams(form).toString(),
+  });
+  const body = await res.json().catch(() => null);
+  if (!res.ok) throw new Error(`localstripe ${path} → ${res.status}: ${JSON.stringify(body)}`);
+  return body;
+}
+
 before(async () => {
   peer = await startPeer({ delayMs: 5 });
   site = await startSlowSite();
   hook = await startReceiver();
-  const stripe = process.env.KOTOBA_TEST_STRIPE_BASE;
+  let env = {};
+  if (STRIPE) {
+    const plan = `kotoba-console-pro-${Date.now()}`;
+    await stripe("/v1/plans", { id: plan, amount: "4980", currency: "jpy", interval: "month", "product[name]": "Pro" });
+    env = {
+      KOTOBA_STRIPE_JS_URL: `${STRIPE}/js.stripe.com/v3/`,
+      STRIPE_API_BASE: STRIPE,
+      STRIPE_SECRET_KEY: STRIPE_KEY,
+      STRIPE_WEBHOOK_SECRET,
+      STRIPE_PRICE_PRO: plan,
+    };
+  }
   runner = await startRunner({
     modelBaseUrl: peer.url,
     // A model the price book knows, so chats cost something and draw credits.
     chatModel: "gpt-4o-mini",
-    env: stripe ? { KOTOBA_STRIPE_JS_URL: `${stripe}/js.stripe.com/v3/` } : {},
+    env,
   });
+  if (STRIPE) {
+    const form = new URLSearchParams({ url: `${runner.base}/api/webhooks/stripe`, secret: STRIPE_WEBHOOK_SECRET });
+    const res = await fetch(`${STRIPE}/_config/webhooks/console-${Date.now()}`, { method: "POST", body: form });
+    assert.ok(res.ok, `registering the webhook: ${res.status}`);
+  }
   const created = await runner.call("POST", "/api/admin/tenants", { body: { name: "Hinoki Ryokan KK", plan: "pro" } });
   await runner.call("PUT", `/api/admin/tenants/${created.tenant_id}/subscription`, { body: { status: "active" } });
   tenant = created.tenant_id;
@@ -393,6 +425,51 @@ describe("an owner", () => {
     assert.doesNotMatch(await page.locator("[data-package]").textContent(), /4,800\.00/);
     await close();
   });
+
+  test(
+    "sets a low-balance threshold with automatic top-up, and the package's credits arrive through Stripe's webhook",
+    { skip: !STRIPE && "needs localstripe (run under infra/dev/with-localstripe)" },
+    async () => {
+      // A subscription paid with a card: the card saved for off-session top-ups.
+      const card = await stripe("/v1/payment_methods", {
+        type: "card",
+        "card[number]": "4242424242424242",
+        "card[exp_month]": "12",
+        "card[exp_year]": "2034",
+        "card[cvc]": "123",
+      });
+      await runner.call("POST", "/api/billing/subscribe", { key: ownerKey, body: { plan: "pro", payment_method: card.id } });
+      const { page, close } = await newPage();
+      await signIn(page, ownerKey);
+      await page.locator("nav a", { hasText: "Credits" }).click();
+      await page.locator("#topup-threshold").waitFor();
+      const before = await runner.call("GET", "/api/credits/balance", { key: ownerKey });
+      await page.locator("#topup-switch").click();
+      await page.locator("#topup-threshold").fill(String(before.balance + 1000));
+      await page.locator("#topup-package").selectOption({ index: 0 });
+      await page.locator("#topup-cap").fill("1");
+      await page.locator("button", { hasText: "Save top-up settings" }).click();
+      await page.locator("#topup-h ~ form [role=status]", { hasText: "Saved." }).waitFor();
+      const saved = (await runner.call("GET", "/api/credits/balance", { key: ownerKey })).auto_top_up;
+      assert.equal(saved.enabled, true);
+      assert.equal(saved.threshold, before.balance + 1000);
+      assert.equal(saved.monthly_cap, 1);
+      // The next AI action settles below the threshold: one top-up starts, paid off-session; the
+      // credits come only with payment_intent.succeeded.
+      await runner.call("POST", "/api/chat", { key: ownerKey, body: { site_id: state.siteId, message: "Parking?" } });
+      let paid = "0";
+      for (let i = 0; i < 150 && paid !== "5,000"; i++) {
+        await page.reload();
+        await page.locator("[data-testid=credits-paid]").waitFor();
+        paid = await page.locator("[data-testid=credits-paid]").textContent();
+        if (paid !== "5,000") await page.waitForTimeout(200); // poll: until the webhook has credited the purchase
+      }
+      assert.equal(paid, "5,000", "the package's credits arrived");
+      await page.locator("tr[data-type=purchase]").waitFor();
+      assert.match(await page.locator("tr[data-type=purchase]").textContent(), /\+5,000/);
+      await close();
+    },
+  );
 
   test("takes a phone number, versions the greeting and reads a call's transcript", async () => {
     runner.insertCallLog({

@@ -316,6 +316,18 @@ const S = {
   "tx.adjustment": ["Adjustment", "調整", "조정"],
   "tx.expiry": ["Expiry", "失効", "만료"],
 
+  "topup.title": ["Low balance and automatic top-up", "残高不足の通知と自動チャージ", "잔액 부족 알림과 자동 충전"],
+  "topup.intro": [
+    "Below the threshold we email you once a day; with automatic top-up on, the package is bought with your saved card.",
+    "残高がしきい値を下回ると 1 日 1 回メールでお知らせします。自動チャージをオンにすると、保存済みのカードでパッケージを購入します。",
+    "잔액이 기준 아래로 내려가면 하루 한 번 이메일로 알려 드립니다. 자동 충전을 켜면 저장된 카드로 패키지를 구매합니다.",
+  ],
+  "topup.enabled": ["Automatic top-up", "自動チャージ", "자동 충전"],
+  "topup.threshold": ["Threshold (credits)", "しきい値（クレジット）", "기준(크레딧)"],
+  "topup.package": ["Package to buy", "購入するパッケージ", "구매할 패키지"],
+  "topup.cap": ["Top-ups a month, at most", "月あたりの最大チャージ回数", "월 최대 충전 횟수"],
+  "topup.save": ["Save top-up settings", "チャージ設定を保存", "충전 설정 저장"],
+  "topup.disabled": ["Automatic top-up was switched off: {reason}", "自動チャージは停止されました: {reason}", "자동 충전이 꺼졌습니다: {reason}"],
   "phone.title": ["Phone receptionist", "電話受付", "전화 응대"],
   "phone.numbers": ["Phone numbers", "電話番号", "전화번호"],
   "phone.no_numbers": ["You have no number yet.", "まだ電話番号がありません。", "아직 전화번호가 없습니다."],

@@ -1,12 +1,12 @@
 // Credits: the balance (granted and paid), usage by function, the daily trend, the ledger and the
 // packages on sale.
 import { useState } from "preact/hooks";
-import { get } from "../api.js";
+import { allows, get, put } from "../api.js";
 import { t } from "../i18n.js";
 import { fmtDateTime, fmtMoney, fmtNumber } from "../format.js";
-import { Chart, ErrorBox, Loading, PageTitle, useLoad } from "../ui.jsx";
+import { Chart, ErrorBox, Loading, Outcome, PageTitle, Switch, useAction, useLoad } from "../ui.jsx";
 
-export function Credits() {
+export function Credits({ session }) {
   const balance = useLoad(() => get("/api/credits/balance"));
   const packages = useLoad(() => get("/api/credits/packages"));
   const b = balance.data;
@@ -75,6 +75,14 @@ export function Credits() {
         ) : (
           <p>{t("credits.no_packages")}</p>
         )
+      ) : null}
+      {b && packages.data ? (
+        <AutoTopUp
+          balance={b}
+          packages={packages.data.packages}
+          owner={allows(session.role, "owner")}
+          onSaved={balance.reload}
+        />
       ) : null}
       <Transactions />
     </section>
@@ -165,3 +173,55 @@ function Transactions() {
   );
 }
 
+
+/** The low-balance threshold and automatic top-up (a package bought with the saved card when the
+ * balance falls below the threshold). Owners change it; others read it. */
+function AutoTopUp({ balance, packages, owner, onSaved }) {
+  const current = balance.auto_top_up;
+  const [enabled, setEnabled] = useState(current?.enabled ?? false);
+  const [threshold, setThreshold] = useState(current?.threshold ?? balance.low_balance_threshold ?? 0);
+  const [pkg, setPkg] = useState(current?.package_id ?? packages[0]?.package_id ?? "");
+  const [cap, setCap] = useState(current?.monthly_cap ?? 3);
+  const action = useAction();
+  async function save(e) {
+    e.preventDefault();
+    const body = { enabled, threshold: Number(threshold), monthly_cap: Number(cap) };
+    if (pkg) body.package_id = pkg;
+    if (await action.run(() => put("/api/credits/auto-top-up", body), t("saved"))) onSaved();
+  }
+  return (
+    <section class="panel" aria-labelledby="topup-h">
+      <h2 id="topup-h">{t("topup.title")}</h2>
+      <p class="hint">{t("topup.intro")}</p>
+      {current?.disabled_reason ? <p class="banner warn">{t("topup.disabled", { reason: current.disabled_reason })}</p> : null}
+      {owner ? (
+        <form onSubmit={save}>
+          <Switch checked={enabled} onChange={setEnabled} label={t("topup.enabled")} id="topup-switch" />
+          <label for="topup-threshold">{t("topup.threshold")}</label>
+          <input id="topup-threshold" type="number" min="0" value={threshold} onInput={(e) => setThreshold(e.currentTarget.value)} />
+          <label for="topup-package">{t("topup.package")}</label>
+          <select id="topup-package" value={pkg} onChange={(e) => setPkg(e.currentTarget.value)}>
+            {packages.map((p) => (
+              <option value={p.package_id}>
+                {p.display_name} — {t("credits.amount", { n: fmtNumber(p.credits) })} · {fmtMoney(p.amount, p.currency)}
+              </option>
+            ))}
+          </select>
+          <label for="topup-cap">{t("topup.cap")}</label>
+          <input id="topup-cap" type="number" min="1" max="31" value={cap} onInput={(e) => setCap(e.currentTarget.value)} />
+          <button type="submit" class="primary" disabled={action.busy}>
+            {t("topup.save")}
+          </button>
+          <Outcome action={action} />
+        </form>
+      ) : (
+        <dl class="facts">
+          <dt>{t("topup.enabled")}</dt>
+          <dd>{current?.enabled ? t("on") : t("off")}</dd>
+          <dt>{t("topup.threshold")}</dt>
+          <dd>{balance.low_balance_threshold == null ? "—" : fmtNumber(balance.low_balance_threshold)}</dd>
+        </dl>
+      )}
+    </section>
+  );
+}
