@@ -172,7 +172,7 @@ async function signIn(page, key) {
   await page.locator("main h1").first().waitFor();
 }
 
-/** Goes to a console path through the app's own navigation (a real link click when one exists). */
+/** Loads a console URL directly (the function serves the page for every app route) and waits for its view. */
 async function open(page, route) {
   await page.goto(`${runner.base}/console${route}`);
   await page.locator("main h1").first().waitFor();
@@ -678,6 +678,42 @@ describe("every page", () => {
       });
     }
   }
+
+  test("works by keyboard, and on a phone through the menu button", async () => {
+    const { page, close } = await newPage({ viewport: PHONE });
+    await signIn(page, ownerKey);
+    await page.reload();
+    await page.locator("main h1").waitFor();
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), "Skip to content");
+    await page.keyboard.press("Enter");
+    assert.equal(await page.evaluate(() => document.activeElement.id), "main", "the skip link moves focus to the content");
+    // At 360 px the navigation sits behind the menu button.
+    assert.ok(!(await page.locator("nav#nav").isVisible()));
+    const toggle = page.locator("button.menu-toggle");
+    await toggle.focus();
+    await page.keyboard.press("Enter");
+    assert.equal(await toggle.getAttribute("aria-expanded"), "true");
+    await page.locator("nav a", { hasText: "Usage" }).focus();
+    await page.keyboard.press("Enter");
+    await page.locator("main h1", { hasText: "Usage" }).waitFor();
+    assert.equal(
+      await page.evaluate(() => `${document.activeElement.tagName}:${document.activeElement.textContent}`),
+      "H1:Usage",
+      "focus moves to the new view's heading",
+    );
+    assert.equal(await toggle.getAttribute("aria-expanded"), "false", "the menu closes after navigating");
+    // The embed switch works from the keyboard too.
+    await open(page, `/sites/${state.siteId}`);
+    const toggleEmbed = page.locator("#embed-switch");
+    const was = await toggleEmbed.getAttribute("aria-checked");
+    await toggleEmbed.focus();
+    await page.keyboard.press("Space");
+    await page.locator(`#embed-switch[aria-checked="${was === "true" ? "false" : "true"}"]`).waitFor();
+    await page.keyboard.press("Space");
+    await page.locator(`#embed-switch[aria-checked="${was}"]`).waitFor();
+    await close();
+  });
 
   test("switches between Japanese, Korean and English, with dates and money per locale", async () => {
     const { page, close } = await newPage();

@@ -125,7 +125,8 @@ function Bar({ pct, level }) {
   return <div ref={ref} class={"gauge-fill " + level} />;
 }
 
-export function Switch({ checked, onChange, label, disabled, id }) {
+/** An on/off switch. While its change is saved (`busy`) it ignores presses but keeps focus. */
+export function Switch({ checked, onChange, label, busy, id }) {
   return (
     <button
       type="button"
@@ -133,8 +134,8 @@ export function Switch({ checked, onChange, label, disabled, id }) {
       id={id}
       class={"switch" + (checked ? " on" : "")}
       aria-checked={checked ? "true" : "false"}
-      disabled={disabled}
-      onClick={() => onChange(!checked)}
+      aria-busy={busy ? "true" : undefined}
+      onClick={() => !busy && onChange(!checked)}
     >
       <span class="switch-knob" aria-hidden="true" />
       <span class="switch-label">{label}</span>
@@ -221,12 +222,16 @@ export function Chart({ title, days, series, format = fmtNumber, bars = false })
   );
 }
 
-/** Focus the page's heading when a view opens, so screen readers announce where they are. */
+// The first view of a page load leaves focus where the browser put it (the skip link comes first).
+let firstView = true;
+
+/** Focus the page's heading when the app moves to another view, so screen readers announce it. */
 export function PageTitle({ children }) {
   const ref = useRef(null);
   useEffect(() => {
     document.title = `${ref.current.textContent} · Kotoba`;
-    ref.current.focus({ preventScroll: true });
+    if (!firstView) ref.current.focus({ preventScroll: true });
+    firstView = false;
   }, []);
   return (
     <h1 ref={ref} tabIndex={-1}>

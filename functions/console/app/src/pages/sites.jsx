@@ -282,7 +282,7 @@ function Embed({ site, canWrite, onChange }) {
     <section class="panel" aria-labelledby="embed-h">
       <h2 id="embed-h">{t("embed.title")}</h2>
       {canWrite ? (
-        <Switch checked={site.is_embed_enabled} onChange={toggle} disabled={action.busy} label={t("embed.switch")} id="embed-switch" />
+        <Switch checked={site.is_embed_enabled} onChange={toggle} busy={action.busy} label={t("embed.switch")} id="embed-switch" />
       ) : (
         <p>
           {t("embed.switch")}: {site.is_embed_enabled ? t("on") : t("off")}

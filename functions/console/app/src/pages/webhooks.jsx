@@ -72,7 +72,7 @@ function Endpoint({ w, canWrite, open, onOpen, onChange }) {
       {w.disabled_reason ? <p class="banner warn">{w.disabled_reason}</p> : null}
       {canWrite ? (
         <div class="actions">
-          <Switch checked={w.enabled} onChange={toggle} disabled={action.busy} label={t("webhooks.enabled")} />
+          <Switch checked={w.enabled} onChange={toggle} busy={action.busy} label={t("webhooks.enabled")} />
           <button type="button" onClick={test} disabled={action.busy}>
             {t("webhooks.test")}
           </button>
