@@ -115,7 +115,10 @@ impl Shop {
             if done(&b) {
                 return b;
             }
-            assert!(Instant::now() < deadline, "the balance never got there: {b}");
+            assert!(
+                Instant::now() < deadline,
+                "the balance never got there: {b}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await; // poll: inside a loop with a deadline
         }
     }
@@ -172,7 +175,9 @@ impl Shop {
     }
 
     async fn purchase(&self, body: Value) -> kotoba_tests::app::Reply {
-        self.app.post("/api/credits/purchase", &self.key, body).await
+        self.app
+            .post("/api/credits/purchase", &self.key, body)
+            .await
     }
 
     /// Delivers a signed event as Stripe would.
@@ -203,7 +208,11 @@ impl Shop {
             if r.body["status"] == status {
                 return r.body;
             }
-            assert!(Instant::now() < deadline, "purchase never {status}: {:?}", r.body);
+            assert!(
+                Instant::now() < deadline,
+                "purchase never {status}: {:?}",
+                r.body
+            );
             tokio::time::sleep(Duration::from_millis(100)).await; // poll: inside a loop with a deadline
         }
     }
@@ -283,12 +292,19 @@ async fn a_purchase_is_credited_once(backend: Backend) {
         );
     }
     let after = s.balance().await;
-    assert_eq!((after["paid"].as_i64(), after["balance"].as_i64()), (Some(100), Some(110)));
+    assert_eq!(
+        (after["paid"].as_i64(), after["balance"].as_i64()),
+        (Some(100), Some(110))
+    );
     let purchases = s.ledger("purchase").await;
     assert_eq!(purchases.len(), 1, "{purchases:?}");
     assert_eq!(purchases[0]["credits"], 100);
     assert_eq!(purchases[0]["reference_id"], intent_id.as_str());
-    assert!(s.audit_actions().await.contains(&"credits.purchased".to_string()));
+    assert!(
+        s.audit_actions()
+            .await
+            .contains(&"credits.purchased".to_string())
+    );
 
     // The purchase that waits for its card is still pending and credited nothing.
     let waiting = s
@@ -320,7 +336,11 @@ async fn a_declined_card_fails_the_purchase_with_an_alert_and_no_credits() {
         .purchase(json!({"package_id": s.package_id, "payment_method": card}))
         .await;
     assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{:?}", r.body);
-    assert_eq!(r.body["error"]["stripe_code"], "card_declined", "{:?}", r.body);
+    assert_eq!(
+        r.body["error"]["stripe_code"], "card_declined",
+        "{:?}",
+        r.body
+    );
     // Stripe's payment_intent.payment_failed comes too; the purchase failed once, with one alert.
     let audit = {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -341,13 +361,19 @@ async fn a_declined_card_fails_the_purchase_with_an_alert_and_no_credits() {
         1
     );
     let b = s.balance().await;
-    assert_eq!((b["paid"].as_i64(), b["balance"].as_i64()), (Some(0), Some(10)));
+    assert_eq!(
+        (b["paid"].as_i64(), b["balance"].as_i64()),
+        (Some(0), Some(10))
+    );
     assert!(s.ledger("purchase").await.is_empty());
 
     // Bad input: clear errors, nothing recorded.
     for (body, status) in [
         (json!({"package_id": "nope"}), StatusCode::BAD_REQUEST),
-        (json!({"package_id": "pkg_00000000000000000000000000"}), StatusCode::NOT_FOUND),
+        (
+            json!({"package_id": "pkg_00000000000000000000000000"}),
+            StatusCode::NOT_FOUND,
+        ),
         (
             json!({"package_id": s.package_id, "payment_method": "card_1"}),
             StatusCode::BAD_REQUEST,
@@ -361,12 +387,20 @@ async fn a_declined_card_fails_the_purchase_with_an_alert_and_no_credits() {
     // A viewer may read the balance but not buy.
     let viewer = s
         .app
-        .post("/api/keys", &s.key, json!({"role": "viewer", "name": "front desk"}))
+        .post(
+            "/api/keys",
+            &s.key,
+            json!({"role": "viewer", "name": "front desk"}),
+        )
         .await;
     let viewer = viewer.body["api_key"].as_str().unwrap();
     let r = s
         .app
-        .post("/api/credits/purchase", viewer, json!({"package_id": s.package_id}))
+        .post(
+            "/api/credits/purchase",
+            viewer,
+            json!({"package_id": s.package_id}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
     s.books().await;
@@ -408,7 +442,11 @@ impl Inbox {
             if got.len() >= n {
                 return got;
             }
-            assert!(Instant::now() < deadline, "only {} of {n} events: {got:?}", got.len());
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} events: {got:?}",
+                got.len()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await; // poll: inside a loop with a deadline
         }
     }
@@ -454,8 +492,10 @@ async fn auto_top_up_starts_one_payment_keeps_its_cap_and_stops_after_three_fail
         assert_eq!(r.body["error"]["field"], field, "{body}: {:?}", r.body);
     }
     let r = s
-        .put_auto_top_up(json!({"enabled": true, "threshold": 40, "package_id": s.package_id,
-                                "monthly_cap": 2, "payment_method": card}))
+        .put_auto_top_up(
+            json!({"enabled": true, "threshold": 40, "package_id": s.package_id,
+                                "monthly_cap": 2, "payment_method": card}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let shown = s.balance().await;
@@ -484,8 +524,14 @@ async fn auto_top_up_starts_one_payment_keeps_its_cap_and_stops_after_three_fail
     let low = events.iter().find(|e| e["type"] == "credits.low").unwrap();
     assert_eq!(low["data"]["threshold"], 40, "{low}");
     assert!(low["data"]["balance"].as_i64().unwrap() < 40, "{low}");
-    let bought = events.iter().find(|e| e["type"] == "credits.purchased").unwrap();
-    assert_eq!(bought["data"]["purchase_id"], purchases[0]["purchase_id"], "{bought}");
+    let bought = events
+        .iter()
+        .find(|e| e["type"] == "credits.purchased")
+        .unwrap();
+    assert_eq!(
+        bought["data"]["purchase_id"], purchases[0]["purchase_id"],
+        "{bought}"
+    );
     assert_eq!(bought["data"]["credits"], 100, "{bought}");
     assert_eq!(s.ledger("purchase").await.len(), 1);
 
@@ -522,15 +568,20 @@ async fn auto_top_up_starts_one_payment_keeps_its_cap_and_stops_after_three_fail
     // removing the lock), and the third switches auto top-up off and tells the tenant.
     let declined = ls.card("4000000000000341").await;
     let r = s
-        .put_auto_top_up(json!({"enabled": true, "threshold": 40, "package_id": s.package_id,
-                                "monthly_cap": 10, "payment_method": declined}))
+        .put_auto_top_up(
+            json!({"enabled": true, "threshold": 40, "package_id": s.package_id,
+                                "monthly_cap": 10, "payment_method": declined}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     for failure in 1..=3 {
         s.app
             .platform
             .store
-            .delete(&keys::auto_top_up_lock(&s.tenant()), shared::store::Condition::None)
+            .delete(
+                &keys::auto_top_up_lock(s.tenant()),
+                shared::store::Condition::None,
+            )
             .await
             .unwrap();
         assert_eq!(chats(&s, 1).await, 1);
@@ -541,7 +592,10 @@ async fn auto_top_up_starts_one_payment_keeps_its_cap_and_stops_after_three_fail
                 assert_eq!(b["auto_top_up"]["enabled"], failure < 3, "{b}");
                 break;
             }
-            assert!(Instant::now() < deadline, "failure {failure} never counted: {b}");
+            assert!(
+                Instant::now() < deadline,
+                "failure {failure} never counted: {b}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await; // poll: inside a loop with a deadline
         }
     }
@@ -553,12 +607,19 @@ async fn auto_top_up_starts_one_payment_keeps_its_cap_and_stops_after_three_fail
             .contains("3 automatic top-ups failed"),
         "{b}"
     );
-    assert!(s.audit_actions().await.contains(&"credits.auto_top_up_disabled".to_string()));
+    assert!(
+        s.audit_actions()
+            .await
+            .contains(&"credits.auto_top_up_disabled".to_string())
+    );
     // Switched off: draining further starts nothing.
     s.app
         .platform
         .store
-        .delete(&keys::auto_top_up_lock(&s.tenant()), shared::store::Condition::None)
+        .delete(
+            &keys::auto_top_up_lock(s.tenant()),
+            shared::store::Condition::None,
+        )
         .await
         .unwrap();
     assert_eq!(chats(&s, 1).await, 1);
@@ -574,6 +635,10 @@ async fn auto_top_up_starts_one_payment_keeps_its_cap_and_stops_after_three_fail
     .await;
     let events = inbox.wait_for(6).await;
     let count = |t: &str| events.iter().filter(|e| e["type"] == t).count();
-    assert_eq!((count("credits.low"), count("credits.purchased")), (4, 2), "{events:?}");
+    assert_eq!(
+        (count("credits.low"), count("credits.purchased")),
+        (4, 2),
+        "{events:?}"
+    );
     assert_eq!(events.len(), 6, "{events:?}");
 }

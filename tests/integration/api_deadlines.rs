@@ -891,14 +891,21 @@ async fn low_balance_digest(backend: Backend) {
     assert!(balance < threshold);
 
     let digests = |report: &RunReport| report.actions.get("low_balance").copied().unwrap_or(0);
-    assert_eq!(digests(&w.run_today().await), 0, "not on the day it happened");
+    assert_eq!(
+        digests(&w.run_today().await),
+        0,
+        "not on the day it happened"
+    );
     w.clock.set(day(time::macros::date!(2026 - 03 - 21)));
     assert_eq!(digests(&w.run_today().await), 1);
     assert_eq!(digests(&w.run_today().await), 0, "once a day");
     let sent = w.mails(id).await;
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].to, email);
-    assert_eq!(sent[0].subject, "[Kotoba] AI 크레딧 잔액이 얼마 남지 않았습니다");
+    assert_eq!(
+        sent[0].subject,
+        "[Kotoba] AI 크레딧 잔액이 얼마 남지 않았습니다"
+    );
     let days_left = balance * 14 / spend;
     assert!(
         sent[0].text.contains(&format!("약 {days_left}일")),
@@ -907,17 +914,30 @@ async fn low_balance_digest(backend: Backend) {
     );
     if w.backend == Backend::Embedded {
         // moto's record of a sent mail keeps no headers.
-        assert!(sent[0].unsubscribe.is_some(), "a reminder can be unsubscribed from");
+        assert!(
+            sent[0].unsubscribe.is_some(),
+            "a reminder can be unsubscribed from"
+        );
     }
 
     // Still low the next day: another digest.
     w.clock.set(day(time::macros::date!(2026 - 03 - 22)));
     assert_eq!(digests(&w.run_today().await), 1);
     // Back above the threshold: the series ends.
-    credits::account::adjust(store, id, Credits(free), "test: top up", None, w.clock.now())
-        .await
-        .unwrap();
-    for d in [time::macros::date!(2026 - 03 - 23), time::macros::date!(2026 - 03 - 24)] {
+    credits::account::adjust(
+        store,
+        id,
+        Credits(free),
+        "test: top up",
+        None,
+        w.clock.now(),
+    )
+    .await
+    .unwrap();
+    for d in [
+        time::macros::date!(2026 - 03 - 23),
+        time::macros::date!(2026 - 03 - 24),
+    ] {
         w.clock.set(day(d));
         assert_eq!(digests(&w.run_today().await), 0);
     }

@@ -488,7 +488,7 @@ async fn an_endpoint_failing_for_three_days_is_disabled_and_the_tenant_emailed()
         .patch(
             "/api/tenant",
             &key,
-            json!({"billing_email": "ops@tenant.example"}),
+            json!({"billing_email": "ops@tenant.example", "language": "ja"}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
@@ -553,7 +553,8 @@ async fn an_endpoint_failing_for_three_days_is_disabled_and_the_tenant_emailed()
                 m.body_text(0).unwrap_or_default()
             )
         })
-        .filter(|m| m.contains("webhook endpoint was disabled"))
+        // In the tenant's language.
+        .filter(|m| m.contains("【Kotoba】Webhookの送信先を停止しました"))
         .collect();
     assert_eq!(mails.len(), 1);
     assert!(mails[0].contains("ops@tenant.example"), "{}", mails[0]);

@@ -4,9 +4,9 @@
 
 mod api_billing;
 mod api_chat;
-mod api_credit_purchases;
 mod api_console;
 mod api_contract;
+mod api_credit_purchases;
 mod api_credits;
 mod api_deadlines;
 mod api_embed_script;

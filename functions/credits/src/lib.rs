@@ -23,11 +23,11 @@ use shared::Platform;
 use shared::billing::Billing;
 use shared::credits::account::{self, Balance};
 use shared::credits::auto_top_up::{self, AutoTopUp, AutoTopUpRequest};
+use shared::credits::ledger::{self, DailyUsage, FunctionUsage, LedgerEntry, RecentUsage};
+use shared::credits::packages::{self, Currency, NewPackage, Package};
 use shared::credits::purchases::{
     self, Payment, Purchase, PurchaseSource, PurchaseStatus, Started,
 };
-use shared::credits::ledger::{self, DailyUsage, FunctionUsage, LedgerEntry, RecentUsage};
-use shared::credits::packages::{self, Currency, NewPackage, Package};
 use shared::credits::{Credits, MeteredFunction, TransactionType};
 use shared::http::openapi::{ErrorBody, SecuritySchemes};
 use shared::http::{AdminAuth, ApiError, ApiJson, TenantAuth, current_request_id};
@@ -329,8 +329,8 @@ async fn purchase(
     TenantAuth(tenant): TenantAuth,
     ApiJson(body): ApiJson<PurchaseRequest>,
 ) -> Result<(StatusCode, Json<Started>), ApiError> {
-    let package = PackageId::parse(&body.package_id)
-        .map_err(|e| ApiError::invalid("package_id", e))?;
+    let package =
+        PackageId::parse(&body.package_id).map_err(|e| ApiError::invalid("package_id", e))?;
     let billing = Billing::new(p);
     let started = purchases::start(
         &billing,
@@ -384,8 +384,11 @@ async fn purchase_status(
 async fn set_auto_top_up(
     State(p): State<Arc<Platform>>,
     TenantAuth(tenant): TenantAuth,
+    ctx: shared::audit::Context,
     ApiJson(body): ApiJson<AutoTopUpRequest>,
 ) -> Result<Json<AutoTopUp>, ApiError> {
     let billing = Billing::new(p);
-    Ok(Json(auto_top_up::save(&billing, &tenant, body).await?))
+    Ok(Json(
+        auto_top_up::save(&billing, &tenant, body, &ctx).await?,
+    ))
 }

@@ -312,7 +312,10 @@ pub async fn set_plan(
                     ..AccountRecord::default()
                 };
                 store
-                    .put(Item::from_record(key.clone(), &record)?, Condition::IfAbsent)
+                    .put(
+                        Item::from_record(key.clone(), &record)?,
+                        Condition::IfAbsent,
+                    )
                     .await
             }
         };

@@ -78,7 +78,8 @@ pub struct AutoTopUpRequest {
 pub fn threshold_of(record: &AccountRecord) -> Option<Credits> {
     match &record.auto_top_up {
         Some(settings) => (settings.threshold.0 > 0).then_some(settings.threshold),
-        None => (record.monthly_free_credits / 5 > 0).then(|| Credits(record.monthly_free_credits / 5)),
+        None => (record.monthly_free_credits / 5 > 0)
+            .then_some(Credits(record.monthly_free_credits / 5)),
     }
 }
 
@@ -87,6 +88,7 @@ pub async fn save(
     billing: &Billing,
     tenant_id: &TenantId,
     request: AutoTopUpRequest,
+    actor: &crate::audit::Context,
 ) -> Result<AutoTopUp, PurchaseError> {
     let platform = billing.platform();
     let store = platform.store.as_ref();
@@ -127,9 +129,7 @@ pub async fn save(
         match &request.payment_method {
             Some(pm) => {
                 if !pm.starts_with("pm_") || pm.len() > 255 {
-                    return Err(invalid(
-                        "payment_method: a Stripe payment method id (pm_…)",
-                    ));
+                    return Err(invalid("payment_method: a Stripe payment method id (pm_…)"));
                 }
                 let key = format!("kotoba-topup-card-{tenant_id}-{pm}");
                 billing
@@ -156,20 +156,10 @@ pub async fn save(
         disabled_reason: None,
     };
     write(platform, tenant_id, &settings).await?;
-    let audit = crate::audit::Entry::new(
-        tenant_id,
-        &crate::audit::Context::system("api"),
-        "credits.auto_top_up_changed",
-        tenant_id,
-    )
-    .created(serde_json::to_value(&settings).unwrap_or(Value::Null));
-    crate::audit::record_or_log(
-        store,
-        platform.ids.as_ref(),
-        platform.clock.as_ref(),
-        audit,
-    )
-    .await;
+    let audit =
+        crate::audit::Entry::new(tenant_id, actor, "credits.auto_top_up_changed", tenant_id)
+            .created(serde_json::to_value(&settings).unwrap_or(Value::Null));
+    crate::audit::record_or_log(store, platform.ids.as_ref(), platform.clock.as_ref(), audit).await;
     Ok(settings)
 }
 
@@ -197,7 +187,10 @@ async fn write(
             ..AccountRecord::default()
         };
         match store
-            .put(Item::from_record(key.clone(), &record)?, Condition::IfAbsent)
+            .put(
+                Item::from_record(key.clone(), &record)?,
+                Condition::IfAbsent,
+            )
             .await
         {
             Ok(()) => return Ok(()),
@@ -309,11 +302,7 @@ async fn start(
         tenant_id: tenant.clone(),
         claim,
     };
-    if let Err(e) = platform
-        .webhook_queue
-        .send(&message.to_body())
-        .await
-    {
+    if let Err(e) = platform.webhook_queue.send(&message.to_body()).await {
         // Not queued: free the slot so the next settle tries again.
         tracing::warn!(%tenant, error = %e, "queueing an automatic top-up failed");
         store
@@ -325,7 +314,11 @@ async fn start(
 
 /// The worker's part: takes the claim (once, however often the message comes), then starts an
 /// off-session payment of the package with the customer's saved card.
-pub async fn pay(platform: &Arc<Platform>, tenant: &TenantId, claim: &str) -> Result<(), CreditError> {
+pub async fn pay(
+    platform: &Arc<Platform>,
+    tenant: &TenantId,
+    claim: &str,
+) -> Result<(), CreditError> {
     let store = platform.store.as_ref();
     let take = Update::new(keys::auto_top_up_lock(tenant))
         .set("state", format!("paying {claim}"))
@@ -466,13 +459,8 @@ async fn count_failure(
             "consecutive_failures": settings.consecutive_failures,
             "last_failure_code": code,
         }));
-        crate::audit::record_or_log(
-            store,
-            platform.ids.as_ref(),
-            platform.clock.as_ref(),
-            audit,
-        )
-        .await;
+        crate::audit::record_or_log(store, platform.ids.as_ref(), platform.clock.as_ref(), audit)
+            .await;
     }
     tell(platform, tenant, purchase, code, &settings, disabled).await;
     Ok(())

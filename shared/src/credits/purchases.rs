@@ -196,7 +196,10 @@ pub async fn start(
     };
     let key = keys::credit_purchase(tenant_id, &purchase.purchase_id);
     store
-        .put(Item::from_record(key.clone(), &purchase)?, Condition::IfAbsent)
+        .put(
+            Item::from_record(key.clone(), &purchase)?,
+            Condition::IfAbsent,
+        )
         .await?;
 
     let mut form = Form::new()
@@ -236,7 +239,12 @@ pub async fn start(
             });
         }
     };
-    let text = |field: &str| intent.get(field).and_then(Value::as_str).map(str::to_string);
+    let text = |field: &str| {
+        intent
+            .get(field)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     let (Some(intent_id), Some(status)) = (text("id"), text("status")) else {
         return Err(BillingError::Stripe(StripeError::Decode {
             what: "a payment intent",
@@ -358,7 +366,10 @@ pub async fn on_succeeded(
             function: None,
             reference_id: Some(intent.payment_intent_id.to_string()),
             request_id: crate::http::current_request_id(),
-            reason: Some(format!("{} ({})", purchase.display_name, purchase.purchase_id)),
+            reason: Some(format!(
+                "{} ({})",
+                purchase.display_name, purchase.purchase_id
+            )),
             also: vec![
                 Write::Put(marker.clone(), Condition::IfAbsent),
                 Write::Update(mark_purchase.clone()),
@@ -402,13 +413,7 @@ pub async fn on_succeeded(
         "source": purchase.source,
         "balance_after": entry.balance_after,
     }));
-    crate::audit::record_or_log(
-        store,
-        platform.ids.as_ref(),
-        platform.clock.as_ref(),
-        audit,
-    )
-    .await;
+    crate::audit::record_or_log(store, platform.ids.as_ref(), platform.clock.as_ref(), audit).await;
     crate::webhooks::emit(
         platform,
         tenant,
@@ -495,13 +500,7 @@ async fn fail(
         "failure_code": code,
         "source": purchase.source,
     }));
-    crate::audit::record_or_log(
-        store,
-        platform.ids.as_ref(),
-        platform.clock.as_ref(),
-        audit,
-    )
-    .await;
+    crate::audit::record_or_log(store, platform.ids.as_ref(), platform.clock.as_ref(), audit).await;
     if purchase.source == PurchaseSource::AutoTopUp {
         super::auto_top_up::on_failed(platform, tenant, &purchase, code).await?;
     }

@@ -32,6 +32,12 @@ pub enum Notice {
         /// At the last 14 days' burn; `None` without recent usage.
         days_left: Option<u64>,
     },
+    /// An outbound webhook endpoint failed for three days and was disabled.
+    WebhookDisabled {
+        url: String,
+        webhook_id: String,
+        reason: String,
+    },
     /// An automatic top-up failed; after `MAX_CONSECUTIVE_FAILURES` in a row it is switched off.
     TopUpFailed {
         credits: Option<i64>,
@@ -259,6 +265,14 @@ fn words(notice: &Notice, tenant: &Tenant) -> (String, Vec<String>) {
             ],
         ),
         (
+            Notice::WebhookDisabled {
+                url,
+                webhook_id,
+                reason,
+            },
+            language,
+        ) => webhook_disabled_words(name, language, url, webhook_id, reason),
+        (
             Notice::LowBalance {
                 balance,
                 threshold,
@@ -283,12 +297,63 @@ fn grouped(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
     }
     if n < 0 { format!("-{out}") } else { out }
+}
+
+/// An endpoint the webhook worker gave up on.
+fn webhook_disabled_words(
+    name: &str,
+    language: Language,
+    url: &str,
+    id: &str,
+    reason: &str,
+) -> (String, Vec<String>) {
+    match language {
+        Language::Ja => (
+            "【Kotoba】Webhookの送信先を停止しました".into(),
+            vec![
+                format!("{name} 様"),
+                format!(
+                    "Webhookの送信先 {url}（{id}）への配信が3日間すべて失敗したため、送信を停止しました。"
+                ),
+                format!("理由: {reason}"),
+                format!(
+                    "受信側を修正したうえで、管理画面または API（PATCH /api/webhooks/{id} に {{\"enabled\": true}}）で再度有効にし、届かなかった配信を配信ログから再送してください。"
+                ),
+            ],
+        ),
+        Language::En => (
+            "Kotoba: a webhook endpoint was disabled".into(),
+            vec![
+                format!("Hello {name},"),
+                format!(
+                    "Every delivery to your webhook endpoint {url} ({id}) has failed for three days, so we have stopped sending to it."
+                ),
+                format!("Reason: {reason}"),
+                format!(
+                    "Fix the receiver, then re-enable it (in the console, or PATCH /api/webhooks/{id} with {{\"enabled\": true}}) and replay the deliveries you missed from its delivery log."
+                ),
+            ],
+        ),
+        Language::Ko => (
+            "[Kotoba] 웹훅 엔드포인트가 중지되었습니다".into(),
+            vec![
+                format!("{name} 님, 안녕하세요."),
+                format!(
+                    "웹훅 엔드포인트 {url}({id})로의 전송이 3일 동안 모두 실패하여 전송을 중지했습니다."
+                ),
+                format!("사유: {reason}"),
+                format!(
+                    "수신 측을 수정한 뒤 관리 화면 또는 API(PATCH /api/webhooks/{id}, {{\"enabled\": true}})로 다시 활성화하고, 전달되지 않은 이벤트를 전송 로그에서 재전송해 주세요."
+                ),
+            ],
+        ),
+    }
 }
 
 /// The daily low-balance digest.
@@ -310,10 +375,13 @@ fn low_balance_words(
                     grouped(threshold)
                 ),
                 match days_left {
-                    Some(d) => format!("最近14日間のご利用ペースでは、あと約{d}日でなくなる見込みです。"),
+                    Some(d) => {
+                        format!("最近14日間のご利用ペースでは、あと約{d}日でなくなる見込みです。")
+                    }
                     None => "残高がなくなると、チャットや電話応対などのAI機能が停止します。".into(),
                 },
-                "管理画面の「クレジット」からパッケージの購入や自動チャージの設定ができます。".into(),
+                "管理画面の「クレジット」からパッケージの購入や自動チャージの設定ができます。"
+                    .into(),
             ],
         ),
         Language::En => (
@@ -326,10 +394,15 @@ fn low_balance_words(
                     grouped(threshold)
                 ),
                 match days_left {
-                    Some(d) => format!("At your usage of the last 14 days, it lasts about {d} more days."),
-                    None => "When it runs out, chat, phone answering and other AI features stop.".into(),
+                    Some(d) => {
+                        format!("At your usage of the last 14 days, it lasts about {d} more days.")
+                    }
+                    None => {
+                        "When it runs out, chat, phone answering and other AI features stop.".into()
+                    }
                 },
-                "Buy a credit package or set up automatic top-up under Credits in the console.".into(),
+                "Buy a credit package or set up automatic top-up under Credits in the console."
+                    .into(),
             ],
         ),
         Language::Ko => (
@@ -342,10 +415,13 @@ fn low_balance_words(
                     grouped(threshold)
                 ),
                 match days_left {
-                    Some(d) => format!("최근 14일간의 사용량 기준으로 약 {d}일 후 소진될 예정입니다."),
+                    Some(d) => {
+                        format!("최근 14일간의 사용량 기준으로 약 {d}일 후 소진될 예정입니다.")
+                    }
                     None => "잔액이 소진되면 챗봇, 전화 응대 등 AI 기능이 중지됩니다.".into(),
                 },
-                "관리 화면의 [크레딧]에서 패키지를 구매하거나 자동 충전을 설정하실 수 있습니다.".into(),
+                "관리 화면의 [크레딧]에서 패키지를 구매하거나 자동 충전을 설정하실 수 있습니다."
+                    .into(),
             ],
         ),
     }
@@ -374,10 +450,14 @@ fn top_up_words(
                         "AIクレジット{}クレジットの自動チャージで、お支払いができませんでした（理由: {code}）。",
                         grouped(c)
                     ),
-                    None => format!("AIクレジットの自動チャージを開始できませんでした（理由: {code}）。"),
+                    None => format!(
+                        "AIクレジットの自動チャージを開始できませんでした（理由: {code}）。"
+                    ),
                 },
                 if disabled {
-                    format!("{failures}回続けて失敗したため、自動チャージを停止しました。管理画面の「クレジット」でお支払い方法をご確認のうえ、再度有効にしてください。")
+                    format!(
+                        "{failures}回続けて失敗したため、自動チャージを停止しました。管理画面の「クレジット」でお支払い方法をご確認のうえ、再度有効にしてください。"
+                    )
                 } else {
                     "1時間後に再度お試しします。管理画面の「クレジット」でお支払い方法をご確認ください。".into()
                 },
@@ -396,10 +476,14 @@ fn top_up_words(
                         "The automatic top-up of {} AI credits could not be paid (reason: {code}).",
                         grouped(c)
                     ),
-                    None => format!("The automatic top-up of your AI credits could not start (reason: {code})."),
+                    None => format!(
+                        "The automatic top-up of your AI credits could not start (reason: {code})."
+                    ),
                 },
                 if disabled {
-                    format!("After {failures} failures in a row we have switched automatic top-up off. Check your payment method under Credits in the console, then switch it on again.")
+                    format!(
+                        "After {failures} failures in a row we have switched automatic top-up off. Check your payment method under Credits in the console, then switch it on again."
+                    )
                 } else {
                     "We will try again in an hour. Please check your payment method under Credits in the console.".into()
                 },
@@ -421,7 +505,9 @@ fn top_up_words(
                     None => format!("AI 크레딧 자동 충전을 시작하지 못했습니다(사유: {code})."),
                 },
                 if disabled {
-                    format!("{failures}회 연속 실패하여 자동 충전을 중지했습니다. 관리 화면의 [크레딧]에서 결제 수단을 확인하신 후 다시 켜 주세요.")
+                    format!(
+                        "{failures}회 연속 실패하여 자동 충전을 중지했습니다. 관리 화면의 [크레딧]에서 결제 수단을 확인하신 후 다시 켜 주세요."
+                    )
                 } else {
                     "1시간 후에 다시 시도합니다. 관리 화면의 [크레딧]에서 결제 수단을 확인해 주세요.".into()
                 },
@@ -556,6 +642,11 @@ mod tests {
                 code: "card_declined".into(),
                 failures: 1,
                 disabled: false,
+            },
+            Notice::WebhookDisabled {
+                url: "https://hooks.example.jp/kotoba".into(),
+                webhook_id: "wh_1".into(),
+                reason: "HTTP 500".into(),
             },
             Notice::TopUpFailed {
                 credits: Some(5_000),

@@ -689,7 +689,12 @@ pub const LAYOUT: &[Shape] = &[
     ),
     index("billing due listing", Index::ByDue, "DUE#{}", "BILLING#{}"),
     index("grant due listing", Index::ByDue, "DUE#{}", "GRANT#{}"),
-    index("low balance due listing", Index::ByDue, "DUE#{}", "LOWBAL#{}"),
+    index(
+        "low balance due listing",
+        Index::ByDue,
+        "DUE#{}",
+        "LOWBAL#{}",
+    ),
     index("job due listing", Index::ByDue, "DUE#{}", "JOB#{}"),
     index(
         "deadline mail listing",

@@ -17,7 +17,7 @@ use super::signing;
 use super::target::{TargetGuard, parse_url};
 use crate::clock::{Clock, rfc3339};
 use crate::ids::{DeliveryId, EventId, IdGenerator, TenantId, WebhookId};
-use crate::mail::{EmailAddress, Mail, Mailer};
+use crate::mail::{EmailAddress, Mailer};
 use crate::queue::{JobQueue, MAX_VISIBILITY};
 use crate::store::{Condition, Item, ItemStore, Query, StoreError, keys};
 
@@ -500,22 +500,16 @@ impl Deliverer {
             tracing::warn!(tenant_id = %tenant.tenant_id, "no billing email to tell about a disabled webhook");
             return;
         };
-        let mail = Mail {
-            from: self.mail_from.clone(),
-            to: vec![to],
-            subject: "Kotoba: a webhook endpoint was disabled".into(),
-            text: format!(
-                "Every delivery to your webhook endpoint {url} ({id}) has failed for three days, so we \
-                 have stopped sending to it.\n\nReason: {reason}\n\nFix the receiver, then re-enable it \
-                 (PATCH /api/webhooks/{id} with {{\"enabled\": true}}) and replay the deliveries you \
-                 missed from its delivery log.\n",
-                url = endpoint.url,
-                id = endpoint.webhook_id,
-                reason = endpoint.disabled_reason.as_deref().unwrap_or("failures"),
-            ),
-            html: None,
-            headers: Vec::new(),
+        // In the tenant's language, like every mail Kotoba sends a tenant.
+        let notice = crate::deadlines::notices::Notice::WebhookDisabled {
+            url: endpoint.url.clone(),
+            webhook_id: endpoint.webhook_id.to_string(),
+            reason: endpoint
+                .disabled_reason
+                .clone()
+                .unwrap_or_else(|| "failures".into()),
         };
+        let mail = crate::deadlines::notices::render(&notice, &tenant, &self.mail_from, to);
         if let Err(e) = self.mail.send(mail).await {
             tracing::error!(error = %e, "mailing about a disabled webhook failed");
         }

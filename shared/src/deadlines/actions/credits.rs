@@ -131,7 +131,11 @@ pub async fn release_reservations(ctx: &Ctx<'_>, credits: &dyn CreditCycle) -> V
 
 /// The daily low-balance digest: mailed once a day while the balance stays below the threshold, and
 /// booked again for the next day; a balance back above it ends the series.
-pub async fn low_balance(ctx: &Ctx<'_>, credits: &dyn CreditCycle, tenant_id: &TenantId) -> Outcome {
+pub async fn low_balance(
+    ctx: &Ctx<'_>,
+    credits: &dyn CreditCycle,
+    tenant_id: &TenantId,
+) -> Outcome {
     let store = ctx.platform.store.as_ref();
     let low = match credits.low_balance(tenant_id).await {
         Ok(Some(low)) => low,
