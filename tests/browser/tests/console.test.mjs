@@ -405,6 +405,12 @@ describe("an owner", () => {
     const csv = fs.readFileSync(await file.path(), "utf8");
     assert.match(csv, /^date,chats,embedding_tokens,cost_usd\n/);
     assert.match(csv, new RegExp(`^${today},3,`, "m"));
+    // Another month: its own (empty) numbers.
+    const d = new Date();
+    const previous = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() - 1, 1)).toISOString().slice(0, 7);
+    await page.locator("#usage-month").fill(previous);
+    await page.locator("main h2", { hasText: new Date(previous + "-01T00:00:00Z").toLocaleString("en-US", { month: "long", timeZone: "UTC" }) }).waitFor();
+    assert.equal(await page.locator("[data-testid=total-chats]").textContent(), "0");
     await close();
   });
 
@@ -569,6 +575,26 @@ describe("an owner", () => {
     assert.equal(keys.keys.find((k) => k.name === "night manager").role, "manager");
     await close();
   });
+});
+
+describe("the overview", () => {
+  for (const [status, banner] of [
+    ["past_due", "Your last payment failed."],
+    ["trialing", "You are on a trial."],
+    ["canceled", "Your subscription is not active"],
+  ]) {
+    test(`shows a ${status} subscription's banner`, async () => {
+      const other = await runner.call("POST", "/api/admin/tenants", { body: { name: `Banner ${status}`, plan: "starter" } });
+      await runner.call("PUT", `/api/admin/tenants/${other.tenant_id}/subscription`, { body: { status } });
+      const { page, close } = await newPage();
+      await signIn(page, other.api_key);
+      const shown = page.locator(".banner", { hasText: banner });
+      await shown.waitFor();
+      assert.equal(await shown.getAttribute("role"), status === "trialing" ? "status" : "alert");
+      assert.equal(await page.locator("[data-testid=plan]").textContent(), "Starter");
+      await close();
+    });
+  }
 });
 
 describe("a viewer", () => {
