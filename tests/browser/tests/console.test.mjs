@@ -99,6 +99,44 @@ async function stripe(path, form) {
   return body;
 }
 
+/**
+ * Stripe's API as the runner sees it: localstripe, and for the hosted pages localstripe lacks
+ * (Checkout and Billing Portal sessions) answers shaped as Stripe's, with what was asked kept.
+ */
+async function startStripeFront(upstream) {
+  const hosted = [];
+  const server = http.createServer(async (req, res) => {
+    let body = "";
+    for await (const c of req) body += c;
+    const reply = (status, json) => {
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(JSON.stringify(json));
+    };
+    if (req.method === "POST" && req.url === "/v1/checkout/sessions") {
+      hosted.push({ path: req.url, form: Object.fromEntries(new URLSearchParams(body)) });
+      return reply(200, { id: "cs_test_console", object: "checkout.session", url: "https://checkout.stripe.com/c/pay/cs_test_console" });
+    }
+    if (req.method === "POST" && req.url === "/v1/billing_portal/sessions") {
+      hosted.push({ path: req.url, form: Object.fromEntries(new URLSearchParams(body)) });
+      return reply(200, { id: "bps_console", object: "billing_portal.session", url: "https://billing.stripe.com/p/session/bps_console" });
+    }
+    const headers = {};
+    for (const h of ["authorization", "content-type", "idempotency-key", "stripe-version"]) {
+      if (req.headers[h]) headers[h] = req.headers[h];
+    }
+    const forwarded = await fetch(upstream + req.url, {
+      method: req.method,
+      headers,
+      body: ["GET", "HEAD"].includes(req.method) ? undefined : body,
+    });
+    res.writeHead(forwarded.status, { "content-type": forwarded.headers.get("content-type") || "application/json" });
+    res.end(Buffer.from(await forwarded.arrayBuffer()));
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${server.address().port}`, hosted, close: () => new Promise((r) => server.close(r)) };
+}
+let stripeFront;
+
 before(async () => {
   peer = await startPeer({ delayMs: 5 });
   site = await startSlowSite();
@@ -107,12 +145,16 @@ before(async () => {
   if (STRIPE) {
     const plan = `kotoba-console-pro-${Date.now()}`;
     await stripe("/v1/plans", { id: plan, amount: "4980", currency: "jpy", interval: "month", "product[name]": "Pro" });
+    const enterprise = `kotoba-console-enterprise-${Date.now()}`;
+    await stripe("/v1/plans", { id: enterprise, amount: "49800", currency: "jpy", interval: "month", "product[name]": "Enterprise" });
+    stripeFront = await startStripeFront(STRIPE);
     env = {
       KOTOBA_STRIPE_JS_URL: `${STRIPE}/js.stripe.com/v3/`,
-      STRIPE_API_BASE: STRIPE,
+      STRIPE_API_BASE: stripeFront.url,
       STRIPE_SECRET_KEY: STRIPE_KEY,
       STRIPE_WEBHOOK_SECRET,
       STRIPE_PRICE_PRO: plan,
+      STRIPE_PRICE_ENTERPRISE: enterprise,
     };
   }
   runner = await startRunner({
@@ -145,6 +187,7 @@ after(async () => {
   await runner?.close();
   await site?.close();
   await hook?.close();
+  await stripeFront?.close();
   await peer?.close();
   assert.deepEqual(offenders, [], "no request left loopback");
   assert.deepEqual(cspViolations, [], "nothing the console does is refused by its own policy");
@@ -258,6 +301,19 @@ describe("an owner", () => {
     });
     assert.equal(after.status, 401, "the session is dead after sign-out");
     assert.deepEqual(errors, []);
+    await close();
+  });
+
+  test("is sent back to sign-in, told why, when the session ends in another tab", async () => {
+    const { page, context, close } = await newPage();
+    await signIn(page, ownerKey);
+    const other = await context.newPage();
+    await other.goto(`${runner.base}/console/usage`);
+    await other.locator("button.signout").click();
+    await other.locator("#api-key").waitFor();
+    await page.locator("nav a", { hasText: "Sites" }).click();
+    await page.locator("#api-key").waitFor();
+    assert.match(await page.locator(".error[role=alert]").textContent(), /Your session has ended/);
     await close();
   });
 
@@ -477,6 +533,35 @@ describe("an owner", () => {
     },
   );
 
+  test(
+    "compares the plans and upgrades through Stripe Checkout, and is told when Stripe sends it back",
+    { skip: !STRIPE && "needs localstripe (run under infra/dev/with-localstripe)" },
+    async () => {
+      const { page, close } = await newPage();
+      await signIn(page, ownerKey);
+      await page.locator("nav a", { hasText: "Plans" }).click();
+      await page.locator('th[data-plan="pro"][aria-current="true"]').waitFor();
+      const sites = await page.locator("table.plans tr", { hasText: "Sites" }).locator("td").allTextContents();
+      assert.deepEqual(sites, ["3", "20", "200"], "the plans' site limits, from the API");
+      assert.equal(await page.locator("button", { hasText: "Switch to Starter" }).count(), 0, "starter is not sold here");
+      // Stripe's hosted page is not on loopback: the test answers for it and checks the browser went there.
+      await page.route(
+        (url) => url.origin !== runner.base,
+        (route) => route.fulfill({ status: 200, contentType: "text/html", body: "<title>Checkout</title>" }),
+      );
+      await page.locator("button", { hasText: "Switch to Enterprise" }).click();
+      // The session URL Stripe answered (the front's), which the API handed to the page.
+      await page.waitForURL("https://checkout.stripe.com/c/pay/cs_test_console");
+      const asked = stripeFront.hosted.find((h) => h.path === "/v1/checkout/sessions");
+      assert.ok(asked, "a Checkout session was created");
+      assert.match(JSON.stringify(asked.form), /kotoba-console-enterprise-/, "for the enterprise price");
+      assert.match(asked.form.success_url, /\/console\/billing\?checkout=success/, "Stripe sends the browser back to the console");
+      await page.goto(`${runner.base}/console/billing?checkout=success`);
+      await page.locator(".banner", { hasText: "Your plan changes as soon as Stripe confirms the payment." }).waitFor();
+      await close();
+    },
+  );
+
   test("takes a phone number, versions the greeting and reads a call's transcript", async () => {
     runner.insertCallLog({
       call_sid: "CA0123456789abcdef0123456789abcdef",
@@ -610,10 +695,11 @@ describe("a viewer", () => {
       assert.equal(await page.locator(`main ${control}`).count(), 0, `no ${control}`);
     }
     assert.ok(await page.locator("#prompt-text").isDisabled(), "the prompt is read-only");
-    for (const route of ["/sites", "/phone", "/webhooks", "/settings"]) {
+    for (const route of ["/sites", "/phone", "/webhooks", "/settings", "/billing"]) {
       await open(page, route);
       assert.equal(await page.locator("main button[type=submit]").count(), 0, `no submit on ${route}`);
       assert.equal(await page.locator("main button.danger").count(), 0, `no destructive button on ${route}`);
+      assert.equal(await page.locator("main button.primary").count(), 0, `no primary action on ${route}`);
     }
     assert.equal(await page.locator("#keys-h").count(), 0, "no keys for a viewer");
 
@@ -662,6 +748,7 @@ describe("every page", () => {
     ["phone", "/phone"],
     ["call", `/phone/calls/${state.callSid}`],
     ["webhooks", "/webhooks"],
+    ["plans", "/billing"],
     ["settings", "/settings"],
   ];
 

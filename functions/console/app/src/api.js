@@ -13,7 +13,12 @@ export class ApiError extends Error {
   }
 }
 
-const auth = { csrf: null, adminKey: null };
+const auth = { csrf: null, adminKey: null, onEnded: null };
+
+/** Called once a signed-in session is refused (expired, signed out elsewhere, key revoked). */
+export function onSessionEnded(f) {
+  auth.onEnded = f;
+}
 
 export function setCsrf(token) {
   auth.csrf = token;
@@ -50,6 +55,9 @@ export async function api(method, path, body) {
   }
   if (!res.ok) {
     const e = (json && json.error) || {};
+    if (res.status === 401 && (auth.csrf || auth.adminKey) && path !== "/api/console/session" && auth.onEnded) {
+      auth.onEnded();
+    }
     throw new ApiError({
       status: res.status,
       code: e.code || "http_" + res.status,

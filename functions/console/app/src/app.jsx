@@ -1,7 +1,7 @@
 // The console's shell: sign-in, the navigation the signed-in role may use, the language switch, and
 // the view for the current URL.
 import { useEffect, useState } from "preact/hooks";
-import { ApiError, del, get, post, setAdminKey, setCsrf } from "./api.js";
+import { ApiError, del, get, onSessionEnded, post, setAdminKey, setCsrf } from "./api.js";
 import { LANGS, lang, onLang, setLang, t } from "./i18n.js";
 import { Link, navigate, useRoute } from "./router.jsx";
 import { ErrorBox, Loading } from "./ui.jsx";
@@ -13,6 +13,7 @@ import { Settings } from "./pages/settings.jsx";
 import { Phone, CallDetail } from "./pages/phone.jsx";
 import { Webhooks } from "./pages/webhooks.jsx";
 import { Tenants } from "./pages/tenants.jsx";
+import { Plans } from "./pages/plans.jsx";
 
 const LANG_NAMES = { ja: "日本語", en: "English", ko: "한국어" };
 
@@ -24,6 +25,7 @@ const VIEWS = [
   { path: "/credits", key: "nav.credits", view: Credits },
   { path: "/phone", key: "nav.phone", view: Phone },
   { path: "/webhooks", key: "nav.webhooks", view: Webhooks },
+  { path: "/billing", key: "nav.plans", view: Plans },
   { path: "/settings", key: "nav.settings", view: Settings },
 ];
 const ADMIN_VIEWS = [{ path: "/admin/tenants", key: "nav.tenants", view: Tenants }];
@@ -57,6 +59,18 @@ export function App() {
   const [session, setSession] = useState(undefined);
   const [error, setError] = useState(null);
   useEffect(() => onLang(() => rerender((n) => n + 1)), []);
+  // A session that ends while the page is open (expiry, sign-out in another tab, a revoked key)
+  // brings back the sign-in form, saying why.
+  useEffect(
+    () =>
+      onSessionEnded(() => {
+        setCsrf(null);
+        setAdminKey(null);
+        setError(new ApiError({ status: 401, code: "session_ended", message: "" }));
+        setSession(null);
+      }),
+    [],
+  );
   useEffect(() => {
     get("/api/console/session").then(
       (s) => {
