@@ -4,7 +4,8 @@
 //! embedded in the binary, so a deployment serves exactly the bundle it was built with. Every response
 //! carries a strong ETag (the body's SHA-256; `If-None-Match` answers 304) and a strict
 //! Content-Security-Policy: scripts, styles and connections from this origin only, plus Stripe.js's
-//! origin for the payment element. Hashed bundle files are cached for a year (`immutable`); the page
+//! origin for the payment element. Bundles are also embedded gzipped (at build time) and sent so to
+//! browsers that accept it (`Vary: Accept-Encoding`, a validator per encoding). Hashed bundle files are cached for a year (`immutable`); the page
 //! itself is revalidated on every load (`no-cache`), so a deployment reaches browsers at once. Paths
 //! that are not files are the app's own routes (`/console/sites/…`): they get the page, and the app's
 //! router shows the view. A missing file under `/console/assets/` is a 404, never the page.
@@ -52,6 +53,8 @@ pub struct Asset {
     pub etag: String,
     pub cache_control: &'static str,
     pub csp: Arc<str>,
+    /// The same bytes gzipped at build time (bundles only), with their own validator.
+    pub gzip: Option<(Arc<[u8]>, String)>,
 }
 
 /// The console's files and headers, built once per process.
@@ -74,8 +77,18 @@ impl Console {
         let csp: Arc<str> = page_csp(stripe_js).into();
         let preview_csp: Arc<str> = preview_csp(&meta("widget-style-hash")).into();
         let mut files = HashMap::new();
+        let gzipped = |path: &str| {
+            built::FILES
+                .iter()
+                .find(|(p, _)| p.strip_suffix(".gz") == Some(path))
+                .map(|(_, body)| {
+                    let body: Arc<[u8]> = (*body).into();
+                    let tag = etag(&body);
+                    (body, tag)
+                })
+        };
         for (path, body) in built::FILES {
-            if path.starts_with(META_PREFIX) {
+            if path.starts_with(META_PREFIX) || path.ends_with(".gz") {
                 continue;
             }
             let body: Arc<[u8]> = if *path == INDEX_PAGE {
@@ -103,6 +116,7 @@ impl Console {
                     } else {
                         csp.clone()
                     },
+                    gzip: gzipped(path),
                 },
             );
         }
@@ -230,15 +244,44 @@ async fn file(
     }
 }
 
+/// Whether the request accepts gzip (`Accept-Encoding: gzip`, not with `q=0`).
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
 fn serve(asset: &Asset, request: &HeaderMap) -> Response {
-    let mut response = if not_modified(request, &asset.etag) {
+    let (body, tag, gzipped) = match &asset.gzip {
+        Some((body, tag)) if accepts_gzip(request) => (body, tag, true),
+        _ => (&asset.body, &asset.etag, false),
+    };
+    let mut response = if not_modified(request, tag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        (StatusCode::OK, asset.body.to_vec()).into_response()
+        (StatusCode::OK, body.to_vec()).into_response()
     };
     let h = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&asset.etag) {
+    if let Ok(value) = HeaderValue::from_str(tag) {
         h.insert(header::ETAG, value);
+    }
+    if gzipped {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    if asset.gzip.is_some() {
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
     h.insert(
         header::CONTENT_TYPE,
@@ -330,6 +373,50 @@ mod tests {
         let preview = &preview.lookup(PREVIEW_PAGE).unwrap().csp;
         assert!(preview.contains("style-src 'self' 'sha256-"), "{preview}");
         assert!(!preview.contains("unsafe-inline"));
+    }
+
+    #[test]
+    fn bundles_go_gzipped_to_browsers_that_accept_it() {
+        let c = console();
+        let js = c
+            .paths()
+            .find(|p| p.starts_with("assets/app-") && p.ends_with(".js"))
+            .unwrap();
+        let asset = c.lookup(js).unwrap();
+        let (gz, gz_tag) = asset.gzip.clone().expect("the bundle has a gzip variant");
+        assert!(gz.len() * 2 < asset.body.len(), "gzip saves at least half");
+        assert_ne!(gz_tag, asset.etag, "each encoding has its own validator");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("br, gzip"),
+        );
+        assert!(accepts_gzip(&h));
+        let r = serve(asset, &h);
+        assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(r.headers()[header::ETAG], gz_tag.as_str());
+        assert_eq!(r.headers()[header::VARY], "accept-encoding");
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_str(&gz_tag).unwrap(),
+        );
+        assert_eq!(serve(asset, &h).status(), StatusCode::NOT_MODIFIED);
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip;q=0, identity"),
+        );
+        assert!(!accepts_gzip(&h));
+        let r = serve(asset, &h);
+        assert!(r.headers().get(header::CONTENT_ENCODING).is_none());
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "the gzip validator does not match the identity body"
+        );
+        assert!(
+            c.lookup("").unwrap().gzip.is_none(),
+            "the page is served as written"
+        );
     }
 
     #[test]

@@ -262,6 +262,8 @@ describe("the console function", () => {
     assert.equal(asset.status, 200);
     assert.equal(asset.headers.get("content-type"), "text/javascript; charset=utf-8");
     assert.match(asset.headers.get("cache-control"), /immutable/);
+    assert.equal(asset.headers.get("content-encoding"), "gzip", "the bundle travels gzipped");
+    assert.match(await asset.text(), /\S/, "and decodes");
     const missing = await fetch(`${runner.base}/console/assets/app-NOPE.js`);
     assert.equal(missing.status, 404);
     if (process.env.KOTOBA_TEST_STRIPE_BASE) {
@@ -435,7 +437,8 @@ describe("an owner", () => {
 
     await page.locator("button", { hasText: "Roll back to v1" }).click();
     await page.locator("#prompt-h ~ p", { hasText: "Version 3 is in force." }).waitFor();
-    assert.equal(await text.inputValue(), original);
+    // The editor takes the rolled-back text once the site is read again.
+    await page.waitForFunction((o) => document.querySelector("#prompt-text").value === o, original);
     const versions = await runner.call("GET", `/api/sites/${state.siteId}/prompt/versions`, { key: ownerKey });
     assert.equal(versions.versions.length, 3);
     await close();
