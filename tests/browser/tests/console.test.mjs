@@ -737,6 +737,29 @@ describe("the operator", () => {
     assert.match(row, /Pro/);
     const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
     assert.ok(!stored.includes(runner.adminKey), "the admin key is not stored");
+
+    // A new tenant: its owner key shown once, and it signs in.
+    await page.locator("#tenant-name").fill("Sakura Clinic");
+    await page.locator("#tenant-plan").selectOption("enterprise");
+    await page.locator("button", { hasText: "Create tenant" }).click();
+    const key = await page.locator("[data-testid=tenant-key]").inputValue();
+    assert.match(key, /^kt_/);
+    const signedIn = await fetch(`${runner.base}/api/console/session`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ api_key: key }),
+    });
+    assert.equal(signedIn.status, 201);
+    const created = (await signedIn.json()).tenant_id;
+    const clinic = page.locator(`tr[data-tenant="${created}"]`);
+    await clinic.waitFor();
+    assert.match(await clinic.textContent(), /Sakura Clinic[\s\S]*Enterprise/);
+    // Its subscription, set by hand until Stripe owns it.
+    await clinic.locator("select").selectOption("past_due");
+    await clinic.locator("button", { hasText: "Save" }).click();
+    await page.locator(`tr[data-tenant="${created}"] td`, { hasText: "Payment overdue" }).waitFor();
+    const profile = await runner.call("GET", "/api/tenant", { key });
+    assert.equal(profile.subscription_status, "past_due");
     await close();
   });
 });

@@ -439,6 +439,11 @@ const S = {
   "plans.checkout_canceled": ["Checkout was canceled; nothing changed.", "購入手続きはキャンセルされ、変更はありません。", "결제가 취소되어 변경된 내용이 없습니다."],
   "tenants.title": ["Tenants", "テナント", "테넌트"],
   "tenants.name": ["Tenant", "テナント", "테넌트"],
+  "tenants.set_status": ["Subscription (set by hand)", "契約状況（手動設定）", "구독 상태(수동 설정)"],
+  "tenants.status_of": ["Subscription of {id}", "{id} の契約状況", "{id}의 구독 상태"],
+  "tenants.create": ["New tenant", "新しいテナント", "새 테넌트"],
+  "tenants.create_button": ["Create tenant", "テナントを作成", "테넌트 만들기"],
+  "tenants.created": ["Tenant {id} is created.", "テナント {id} を作成しました。", "테넌트 {id}을(를) 만들었습니다."],
 };
 
 const pick = (i) => Object.fromEntries(Object.entries(S).map(([k, v]) => [k, v[i]]));
