@@ -116,6 +116,15 @@ export function Gauge({ label, used, limit, unit }) {
   );
 }
 
+/** A horizontal bar of a share (0–100), drawn beside the number it shows. */
+export function ShareBar({ pct }) {
+  return (
+    <span class="share" aria-hidden="true">
+      <Bar pct={pct} level="share" />
+    </span>
+  );
+}
+
 // Widths are set through the CSSOM (the policy admits no inline style attributes in markup).
 function Bar({ pct, level }) {
   const ref = useRef(null);

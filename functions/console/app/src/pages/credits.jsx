@@ -4,7 +4,7 @@ import { useState } from "preact/hooks";
 import { allows, get, put } from "../api.js";
 import { t } from "../i18n.js";
 import { fmtDateTime, fmtMoney, fmtNumber } from "../format.js";
-import { Chart, ErrorBox, Loading, Outcome, PageTitle, Switch, useAction, useLoad } from "../ui.jsx";
+import { Chart, ErrorBox, Loading, Outcome, PageTitle, ShareBar, Switch, useAction, useLoad } from "../ui.jsx";
 
 export function Credits({ session }) {
   const balance = useLoad(() => get("/api/credits/balance"));
@@ -109,7 +109,10 @@ function ByFunction({ rows }) {
               <th scope="row">{t("fn." + r.function)}</th>
               <td>{fmtNumber(r.count)}</td>
               <td>{fmtNumber(r.credits)}</td>
-              <td>{Math.round((r.credits / total) * 100)}%</td>
+              <td class="share-cell">
+                <ShareBar pct={Math.round((r.credits / total) * 100)} />
+                {Math.round((r.credits / total) * 100)}%
+              </td>
             </tr>
           ))}
         </tbody>
