@@ -320,6 +320,18 @@ fn credit_settings(env: &Env<'_>) -> Result<crate::credits::CreditSettings, Conf
         call_minute_credits: env
             .parse_or("KOTOBA_CALL_MINUTE_CREDITS", defaults.call_minute_credits)?
             .max(0),
+        anomaly: crate::credits::anomaly::AnomalySettings {
+            critical_multiple: env
+                .parse_or(
+                    "KOTOBA_ANOMALY_CRITICAL_MULTIPLE",
+                    defaults.anomaly.critical_multiple,
+                )?
+                .max(defaults.anomaly.alert_multiple),
+            min_baseline: env
+                .parse_or("KOTOBA_ANOMALY_MIN_BASELINE", defaults.anomaly.min_baseline)?
+                .max(1),
+            ..defaults.anomaly
+        },
     })
 }
 

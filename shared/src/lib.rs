@@ -14,6 +14,7 @@ pub mod credits;
 pub mod deadlines;
 pub mod embedded_db;
 pub mod errorlog;
+pub mod execute;
 pub mod extract;
 #[cfg(test)]
 pub(crate) mod fixtures;

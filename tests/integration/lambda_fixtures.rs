@@ -352,6 +352,10 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
     let r = invoke(&credits, &fixture("credits-balance.json")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["monthly_free_credits"], 1_000, "{}", r.body);
+    // The credit report of a period.
+    let r = invoke(&credits, &fixture("credits-analytics.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["days"], 21, "{}", r.body);
 
     // The SQS fixtures: well-formed deliveries whose checksums SQS would have computed.
     let train: SqsEvent = serde_json::from_str(&fixture("train-worker-sqs.json")).unwrap();

@@ -6,6 +6,7 @@ mod api_billing;
 mod api_chat;
 mod api_console;
 mod api_contract;
+mod api_credit_analytics;
 mod api_credit_purchases;
 mod api_credits;
 mod api_deadlines;

@@ -9,6 +9,8 @@
 /// these at start-up, and tests/deploy_template.rs checks the templates grant exactly these.
 pub const SECRETS: &[&str] = &["OPENAI_API_KEY"];
 
+pub mod execute;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -53,7 +55,8 @@ impl FromRef<AppState> for Arc<Platform> {
 /// The routes, without the shared edge layers.
 pub fn routes(platform: Arc<Platform>) -> anyhow::Result<Router> {
     let http = shared::http::sockets::client_builder().build()?;
-    let service = Arc::new(ChatService::new(platform.clone(), http)?);
+    let service = Arc::new(ChatService::new(platform.clone(), http.clone())?);
+    let execute = execute::routes(platform.clone(), http)?;
     Ok(Router::new()
         // Answers carry their stage timings (shared::chat::timings).
         .route(
@@ -70,13 +73,14 @@ pub fn routes(platform: Arc<Platform>) -> anyhow::Result<Router> {
             "/api/embed/feedback",
             post(embed_feedback).options(embed_feedback_preflight),
         )
-        .with_state(AppState { service, platform }))
+        .with_state(AppState { service, platform })
+        .merge(execute))
 }
 
 /// This function's part of the OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
-    paths(tenant_chat, embed_chat, embed_chat_preflight, embed_feedback, embed_feedback_preflight),
+    paths(tenant_chat, embed_chat, embed_chat_preflight, embed_feedback, embed_feedback_preflight, execute::execute),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes)
 )]

@@ -10,6 +10,8 @@
 /// templates grant exactly these.
 pub const SECRETS: &[&str] = &["KOTOBA_ADMIN_KEY", "STRIPE_SECRET_KEY"];
 
+pub mod analytics;
+
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -38,6 +40,7 @@ pub fn routes(platform: Arc<Platform>) -> Router {
     Router::new()
         .route("/api/credits/balance", get(balance))
         .route("/api/credits/transactions", get(transactions))
+        .route("/api/credits/analytics", get(analytics::analytics))
         .route("/api/credits/packages", get(packages_on_sale))
         .route("/api/credits/purchase", post(purchase))
         .route("/api/credits/purchases/{purchase_id}", get(purchase_status))
@@ -58,7 +61,8 @@ pub fn routes(platform: Arc<Platform>) -> Router {
         purchase_status,
         set_auto_top_up,
         create_package,
-        adjust
+        adjust,
+        analytics::analytics
     ),
     components(schemas(
         Started,

@@ -114,6 +114,7 @@ pub struct Meter {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     settings: CreditSettings,
+    watch: super::anomaly::Watch,
     /// The platform, for what a settle may set off (`credits.low`, an automatic top-up); absent in
     /// unit tests of the meter alone.
     platform: Option<Arc<crate::platform::Platform>>,
@@ -140,25 +141,39 @@ impl Meter {
         ids: Arc<dyn IdGenerator>,
         settings: CreditSettings,
     ) -> Self {
+        let watch = super::anomaly::Watch::new(
+            store.clone(),
+            clock.clone(),
+            ids.clone(),
+            settings.anomaly.clone(),
+        );
         Self {
             store,
             clock,
             ids,
             settings,
+            watch,
             platform: None,
         }
     }
 
     /// The meter over a platform's store, clock, ids and credit settings.
     pub fn of(platform: &Arc<crate::platform::Platform>) -> Self {
-        let mut meter = Self::new(
+        let meter = Self::new(
             platform.store.clone(),
             platform.clock.clone(),
             platform.ids.clone(),
             platform.config.credits.clone(),
         );
-        meter.platform = Some(platform.clone());
-        meter
+        let watch = meter
+            .watch
+            .clone()
+            .with_events(platform.webhook_queue.clone());
+        Self {
+            watch,
+            platform: Some(platform.clone()),
+            ..meter
+        }
     }
 
     pub fn settings(&self) -> &CreditSettings {
@@ -299,6 +314,7 @@ impl Meter {
         actual: Credits,
         reference_id: Option<&str>,
     ) -> Result<Option<LedgerEntry>, CreditError> {
+        self.watch.observe(&hold).await; // anomaly detection, after the model call (anomaly.rs)
         let store = self.store.as_ref();
         let now = self.clock.now();
         if actual.0 > hold.credits.0 {

@@ -12,6 +12,8 @@
 //!   (`credits.low`, the daily digest) and at most one automatic top-up in flight.
 
 pub mod account;
+pub mod analytics;
+pub mod anomaly;
 pub mod auto_top_up;
 pub mod cycle;
 pub mod ledger;

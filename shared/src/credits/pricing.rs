@@ -29,6 +29,8 @@ pub struct CreditSettings {
     pub hold_secs: i64,
     /// Credits per started minute of a phone call (reserved a minute ahead, in 60-second blocks).
     pub call_minute_credits: i64,
+    /// Anomaly detection: when unusual usage alerts and when it suspends AI actions.
+    pub anomaly: super::anomaly::AnomalySettings,
 }
 
 impl Default for CreditSettings {
@@ -38,6 +40,7 @@ impl Default for CreditSettings {
             hourly_limit: 10_000,
             hold_secs: DEFAULT_HOLD_SECS,
             call_minute_credits: DEFAULT_CALL_MINUTE_CREDITS,
+            anomaly: Default::default(),
         }
     }
 }

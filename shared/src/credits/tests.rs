@@ -446,3 +446,30 @@ async fn suspension_and_hourly_limits_refuse_in_the_same_round_trip() {
     assert_eq!(w.balance().await.available, Credits(8));
     w.books().await;
 }
+
+#[tokio::test]
+async fn anomaly_detection_adds_nothing_before_the_model_call_and_one_add_after_it() {
+    let w = world();
+    w.fund(10).await;
+    let round_trips = |function| {
+        let w = &w;
+        async move {
+            let before = w.store.calls();
+            let hold = w
+                .meter
+                .reserve(&w.tenant, function, Credits(1), None)
+                .await
+                .unwrap();
+            let reserved = w.store.calls() - before;
+            let before = w.store.calls();
+            w.meter.settle(hold, Credits(1), None).await.unwrap();
+            (reserved, w.store.calls() - before)
+        }
+    };
+    // Training is not watched; chat is, below its first checkpoint.
+    let (reserve_unwatched, settle_unwatched) = round_trips(MeteredFunction::Training).await;
+    let (reserve_watched, settle_watched) = round_trips(MeteredFunction::Chat).await;
+    assert_eq!((reserve_unwatched, reserve_watched), (1, 1));
+    assert_eq!(settle_watched, settle_unwatched + 1);
+    w.books().await;
+}

@@ -545,6 +545,37 @@ impl From<ChatError> for ApiError {
     }
 }
 
+impl From<crate::execute::ExecuteError> for ApiError {
+    fn from(e: crate::execute::ExecuteError) -> Self {
+        use crate::execute::ExecuteError as E;
+        match e {
+            E::Invalid { field, message } => Self::invalid(field, message),
+            // A setting of the deployment, not an outage: retrying will not help.
+            E::NoModel => Self::Forbidden(
+                "direct AI calls are not available: no chat model is configured on this \
+                 deployment (KOTOBA_CHAT_MODEL)"
+                    .into(),
+            ),
+            E::ModelNotAllowed(m) => Self::Forbidden(m),
+            E::UnknownModel(m) => Self::invalid("model", m),
+            E::Subscription(status) => Self::SubscriptionInactive {
+                status: status.as_str(),
+            },
+            // The provider's message may name its endpoint or echo the input: logged, not answered.
+            E::ModelFailed(_) => {
+                tracing::warn!(
+                    request_id = current_request_id().unwrap_or_default(),
+                    error = format!("{:#}", anyhow::Error::new(e)),
+                    "the model failed an execution"
+                );
+                Self::Unavailable("the model cannot answer right now; try again".into())
+            }
+            E::Credits(e) => e.into(),
+            E::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<JobError> for ApiError {
     fn from(e: JobError) -> Self {
         match e {

@@ -31,6 +31,7 @@
 //! | chat session | `SESSION#{}#{}` | `SESSION` | |
 //! | rate window | `RATE#{}` | `W#{}` | |
 //! | usage log | `MSG#{}` | `MSG` | by_tenant `TENANT#{}` / `LOG#{}#{}` |
+//! | execution log (`POST /api/ai/execute`) | `EXEC#{}` | `EXEC` | by_tenant `TENANT#{}` / `EXEC#{}#{}` |
 //! | call log | `CALL#{}` | `CALL` | by_tenant `TENANT#{}` / `CALL#{}#{}` |
 //! | call stream claim | `CALL#{}` | `STREAM` | |
 //! | phone number | `PHONE#{}` | `PHONE` | by_tenant `TENANT#{}` or `PHONE_POOL` / `PHONE#{}`; by_site `PHONES` / `PHONE#{}` |
@@ -42,6 +43,7 @@
 //! | credit ledger entry | `CREDITS#{}` | `TX#{n}` | |
 //! | monthly grant marker | `CREDITS#{}` | `GRANT#{n}-{n}` | |
 //! | credit usage, hour | `CREDITS#{}` | `HOUR#{n}` | |
+//! | anomaly watch, hour | `CREDITS#{}` | `WATCH#{n}` | |
 //! | AI suspension | `CREDITS#{}` | `SUSPENDED` | |
 //! | credit purchase | `CREDITS#{}` | `PURCHASE#{}` | |
 //! | purchase paid marker | `CREDITS#{}` | `PAID#{}` | |
@@ -73,10 +75,13 @@ pub mod prefix {
     pub const KEY: &str = "KEY#";
     pub const VOICE_VERSION: &str = "VOICEVER#";
     pub const CALL: &str = "CALL#";
+    pub const EXECUTION: &str = "EXEC#";
     pub const PHONE: &str = "PHONE#";
     pub const USAGE: &str = "USAGE#";
     pub const LEDGER: &str = "TX#";
     pub const CREDIT_EVENT: &str = "EVENT#";
+    pub const CREDIT_HOUR: &str = "HOUR#";
+    pub const CREDIT_WATCH: &str = "WATCH#";
     pub const HOLD: &str = "HOLD#";
     pub const MAIL: &str = "MAIL#";
     pub const BILLING_DUE: &str = "BILLING#";
@@ -267,6 +272,23 @@ pub fn usage_log_listing(
     )
 }
 
+/// An execution log entry (`POST /api/ai/execute`), by execution id.
+pub fn execution_log(execution: impl Display) -> Key {
+    Key::new(format!("{}{execution}", prefix::EXECUTION), "EXEC")
+}
+
+/// An execution log entry's place in its tenant's listing, by time.
+pub fn execution_log_listing(
+    tenant: impl Display,
+    created_at: impl Display,
+    execution: impl Display,
+) -> (String, String) {
+    (
+        tenant_partition(tenant),
+        format!("{}{created_at}#{execution}", prefix::EXECUTION),
+    )
+}
+
 // Voice.
 
 pub fn call(call: impl Display) -> Key {
@@ -348,7 +370,19 @@ pub fn monthly_grant(tenant: impl Display, month: &str) -> Key {
 
 /// The tenant's AI actions and credits in one hour (unix hour number), per function.
 pub fn credit_hour(tenant: impl Display, hour: i64) -> Key {
-    Key::new(credit_partition(tenant), format!("HOUR#{hour}"))
+    Key::new(
+        credit_partition(tenant),
+        format!("{}{hour}", prefix::CREDIT_HOUR),
+    )
+}
+
+/// The anomaly detector's count of settled actions in one hour and its flag (apart from
+/// [`credit_hour`], which every reservation's transaction writes, so the two never contend).
+pub fn credit_watch(tenant: impl Display, hour: i64) -> Key {
+    Key::new(
+        credit_partition(tenant),
+        format!("{}{hour}", prefix::CREDIT_WATCH),
+    )
 }
 
 /// One attempt to buy credits (a package, a payment intent, its outcome).
@@ -628,6 +662,7 @@ pub const LAYOUT: &[Shape] = &[
     table("session", "SESSION#{}#{}", "SESSION"),
     table("rate window", "RATE#{}", "W#{}"),
     table("usage log", "MSG#{}", "MSG"),
+    table("execution log", "EXEC#{}", "EXEC"),
     table("call", "CALL#{}", "CALL"),
     table("call stream", "CALL#{}", "STREAM"),
     table("phone number", "PHONE#{}", "PHONE"),
@@ -639,6 +674,7 @@ pub const LAYOUT: &[Shape] = &[
     table("credit ledger entry", "CREDITS#{}", "TX#{n}"),
     table("monthly grant", "CREDITS#{}", "GRANT#{n}-{n}"),
     table("credit hour", "CREDITS#{}", "HOUR#{n}"),
+    table("anomaly watch", "CREDITS#{}", "WATCH#{n}"),
     table("ai suspension", "CREDITS#{}", "SUSPENDED"),
     table("credit event", "CREDITS#{}", "EVENT#{n}#{}"),
     table("credit purchase", "CREDITS#{}", "PURCHASE#{}"),
@@ -670,6 +706,12 @@ pub const LAYOUT: &[Shape] = &[
         "LOG#{}#{}",
     ),
     index("call listing", Index::ByTenant, "TENANT#{}", "CALL#{}#{}"),
+    index(
+        "execution log listing",
+        Index::ByTenant,
+        "TENANT#{}",
+        "EXEC#{}#{}",
+    ),
     index("phone listing", Index::ByTenant, "TENANT#{}", "PHONE#{}"),
     index("phone pool", Index::ByTenant, "PHONE_POOL", "PHONE#{}"),
     index("phone catalogue", Index::BySite, "PHONES", "PHONE#{}"),
@@ -874,6 +916,7 @@ mod tests {
             ("session", session(s, "ses_1")),
             ("rate window", rate_window("ip:ab", 1_700_000_000)),
             ("usage log", usage_log("msg_1")),
+            ("execution log", execution_log("exec_1")),
             ("call", call("CA1")),
             ("call stream", call_stream("CA1")),
             ("phone number", phone_number("+81312345678")),
@@ -885,6 +928,7 @@ mod tests {
             ("credit ledger entry", credit_ledger_entry(t, 7)),
             ("monthly grant", monthly_grant(t, "2026-03")),
             ("credit hour", credit_hour(t, 472_222)),
+            ("anomaly watch", credit_watch(t, 472_222)),
             ("ai suspension", ai_suspension(t)),
             ("credit event", credit_event(t, 1_700_000_000_000, "evt1")),
             ("credit purchase", credit_purchase(t, "pur_1")),
@@ -931,6 +975,11 @@ mod tests {
                 "call listing",
                 Index::ByTenant,
                 call_listing(t, "2026-03-09T10:00:00Z", "CA1"),
+            ),
+            (
+                "execution log listing",
+                Index::ByTenant,
+                execution_log_listing(t, "2026-03-09T10:00:00Z", "exec_1"),
             ),
             (
                 "phone listing",

@@ -1,6 +1,7 @@
 //! Daily usage summaries: the run for day D sums up D−1 (complete by then) per tenant and per site —
-//! requests, answers, errors, tokens, cost, p95 latency — into one row each, so monthly reports and
-//! the admin report read 31 rows instead of every log entry.
+//! requests, answers, errors, tokens, cost, p95 latency, and on the tenant's row its direct AI calls
+//! — into one row each, so monthly reports, the admin report and the credit analytics read a row a
+//! day instead of every log entry.
 //!
 //! Tenants are walked through the all-tenants listing (an index partition, paged), and each tenant's
 //! log entries of the day through its by-tenant listing (`LOG#<day>…`): no table scan.
@@ -14,6 +15,7 @@ use super::super::day_text;
 use super::super::marker::{Claim, Done, Marker};
 use super::{Ctx, Outcome};
 use crate::chat::logs::{AnswerOutcome, UsageLog};
+use crate::execute::{ExecutionLog, ExecutionOutcome};
 use crate::ids::{SiteId, TenantId};
 use crate::store::{Condition, Index, Item, ItemStore, Page, Query, StoreError, keys};
 
@@ -40,6 +42,35 @@ pub struct DailySummary {
     pub cost_micros: i64,
     /// 95th percentile of latency (nearest rank), milliseconds.
     pub p95_latency_ms: u64,
+    /// Every request's latency added up (mean latency = this / calls); absent on rows written
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms_total: Option<u64>,
+    /// Direct AI calls (`POST /api/ai/execute`) of the day, on the tenant's row when there were any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executions: Option<ExecutionSummary>,
+}
+
+/// A day's direct AI calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExecutionSummary {
+    pub calls: u64,
+    pub errors: u64,
+    /// Every call's latency added up, milliseconds.
+    pub latency_ms_total: u64,
+}
+
+impl ExecutionSummary {
+    fn of(logs: &[ExecutionLog]) -> Option<Self> {
+        (!logs.is_empty()).then(|| Self {
+            calls: logs.len() as u64,
+            errors: logs
+                .iter()
+                .filter(|l| l.outcome == ExecutionOutcome::Failed)
+                .count() as u64,
+            latency_ms_total: logs.iter().map(|l| l.latency_ms).sum(),
+        })
+    }
 }
 
 #[derive(Default)]
@@ -87,6 +118,8 @@ impl Tally {
             embedding_tokens: self.embedding_tokens,
             cost_micros: self.cost_micros,
             p95_latency_ms: p95,
+            latency_ms_total: Some(self.latencies.iter().sum()),
+            executions: None,
         }
     }
 }
@@ -114,24 +147,24 @@ pub async fn tenant_page(
     Ok((ids, page.next))
 }
 
-/// Every log entry of the tenant on `day`.
-async fn logs_of(
+/// Every log entry of the tenant under `prefix` (`LOG#<day>`: chat, `EXEC#<day>`: executions).
+async fn logs_of<T: serde::de::DeserializeOwned>(
     store: &dyn ItemStore,
     tenant: &TenantId,
-    day: &str,
-) -> Result<Vec<UsageLog>, StoreError> {
+    prefix: String,
+) -> Result<Vec<T>, StoreError> {
     let mut logs = Vec::new();
     let mut cursor = None;
     loop {
         let page = store
             .query(
                 Query::on(Index::ByTenant, keys::tenant_partition(tenant))
-                    .prefix(format!("LOG#{day}"))
+                    .prefix(prefix.clone())
                     .limit(1000)
                     .after(cursor),
             )
             .await?;
-        logs.extend(crate::store::stored::readable::<UsageLog>(&page.items));
+        logs.extend(crate::store::stored::readable::<T>(&page.items));
         match page.next {
             Some(next) => cursor = Some(next),
             None => return Ok(logs),
@@ -146,8 +179,12 @@ pub async fn summarize(
     day: Date,
 ) -> Result<Option<(DailySummary, Vec<DailySummary>)>, StoreError> {
     let text = day_text(day);
-    let logs = logs_of(store, tenant, &text).await?;
-    if logs.is_empty() {
+    let (logs, executions) = tokio::join!(
+        logs_of::<UsageLog>(store, tenant, format!("LOG#{text}")),
+        logs_of::<ExecutionLog>(store, tenant, format!("{}{text}", keys::prefix::EXECUTION)),
+    );
+    let (logs, executions) = (logs?, executions?);
+    if logs.is_empty() && executions.is_empty() {
         return Ok(None);
     }
     let mut all = Tally::default();
@@ -160,7 +197,9 @@ pub async fn summarize(
         .into_iter()
         .map(|(site, tally)| tally.summary(&text, tenant, Some(site)))
         .collect();
-    Ok(Some((all.summary(&text, tenant, None), sites)))
+    let mut row = all.summary(&text, tenant, None);
+    row.executions = ExecutionSummary::of(&executions);
+    Ok(Some((row, sites)))
 }
 
 /// A stored summary row.
