@@ -6,7 +6,9 @@ export CARGO_TARGET_DIR
 .PHONY: dev test lint fmt package fuzz
 
 ## Build and start the local runner on KOTOBA_LISTEN (default 127.0.0.1:3000), data under KOTOBA_DATA_DIR.
+## The console app (functions/console/app) is bundled with npm and embedded by the console's build.rs.
 dev:
+	infra/dev/console-app
 	cargo run -p local-runner --bin kotoba-local
 
 ## Lint the templates, check formatting and clippy, then run every test (AWS adapters on a moto server).

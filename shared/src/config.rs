@@ -133,6 +133,10 @@ pub struct Config {
     /// Where the chat widget streams answers when it is not the API itself (`KOTOBA_CHAT_STREAM_URL`:
     /// deployed, the CloudFront distribution in front of the streaming function URL).
     pub chat_stream_url: Option<Url>,
+    /// Where the console loads Stripe.js from (`KOTOBA_STRIPE_JS_URL`, default Stripe's own; tests
+    /// point it at localstripe's fake at `<base>/js.stripe.com/v3/`); its origin is the only third party
+    /// the console's Content-Security-Policy admits.
+    pub stripe_js_url: Url,
     /// Stripe: API, secrets, plan prices, grace period.
     pub billing: crate::billing::BillingSettings,
     /// Prepaid credits: the micro-USD a credit is worth, hourly limits, reservation lifetime.
@@ -282,6 +286,7 @@ impl Config {
                 Some(_) => Some(env.url_or("KOTOBA_CHAT_STREAM_URL", "")?),
                 None => None,
             },
+            stripe_js_url: env.url_or("KOTOBA_STRIPE_JS_URL", "https://js.stripe.com/v3/")?,
             billing,
             credits: credit_settings(&env)?,
             webhook_key: env.get("KOTOBA_WEBHOOK_KEY").map(Secret::from),

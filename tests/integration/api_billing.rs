@@ -996,3 +996,43 @@ async fn a_past_due_date_at_the_end_of_the_calendar_does_not_break_the_tenant() 
     let site = app.create_site(&key, &["example.com"]).await;
     assert!(site["site_id"].is_string(), "{site}");
 }
+
+#[tokio::test]
+async fn every_role_compares_the_plans_with_their_limits_and_what_checkout_sells() {
+    let app = TestApp::spawn_with(Backend::Embedded, &[("STRIPE_PRICE_PRO", "price_pro_1")]).await;
+    let key = app.demo.api_key.clone();
+    let viewer = app
+        .call(
+            Method::POST,
+            "/api/keys",
+            Some(&key),
+            Some(json!({"role": "viewer"})),
+        )
+        .await;
+    assert_eq!(viewer.status, StatusCode::CREATED, "{:?}", viewer.body);
+    let viewer = viewer.body["api_key"].as_str().unwrap().to_string();
+    for key in [&key, &viewer] {
+        let r = app.get("/api/plans", key).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let plans = r.body["plans"].as_array().unwrap();
+        let field = |name: &str| -> Vec<Value> { plans.iter().map(|p| p[name].clone()).collect() };
+        assert_eq!(
+            field("plan"),
+            vec![json!("starter"), json!("pro"), json!("enterprise")]
+        );
+        assert_eq!(
+            field("monthly_free_credits"),
+            vec![json!(1_000), json!(10_000), json!(100_000)]
+        );
+        assert_eq!(
+            field("purchasable"),
+            vec![json!(false), json!(true), json!(false)]
+        );
+        let sites: Vec<Value> = plans.iter().map(|p| p["limits"]["sites"].clone()).collect();
+        assert_eq!(sites, vec![json!(3), json!(20), json!(200)]);
+    }
+    assert_eq!(
+        app.call(Method::GET, "/api/plans", None, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}

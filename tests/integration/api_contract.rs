@@ -7,7 +7,8 @@
 //! - every documented operation reaches a handler of the local runner (which schemathesis drives).
 //!
 //! The call bridge (its own Fargate service, Twilio's webhook and media socket) is not behind the HTTP
-//! API and is not part of this document.
+//! API and is not part of this document. Nor is the console (`/console`, `/console/{proxy+}`): it serves
+//! the web app's HTML and files, not the API; its own test below checks its template routes reach it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -110,7 +111,10 @@ fn routed_in_sources() -> BTreeMap<String, PathBuf> {
     let mut files = Vec::new();
     for function in std::fs::read_dir(repo_root().join("functions")).expect("functions/") {
         let dir = function.expect("entry").path();
-        if dir.file_name().is_some_and(|n| n == "call-bridge") {
+        if dir
+            .file_name()
+            .is_some_and(|n| n == "call-bridge" || n == "console")
+        {
             continue;
         }
         if dir.join("src").is_dir() {
@@ -187,12 +191,68 @@ async fn send(app: &Router, method: &Method, uri: &str) -> (StatusCode, Value) {
     )
 }
 
+/// The template resource of the console (the web app: not part of the API document).
+const CONSOLE: &str = "ConsoleFunction";
+
+#[tokio::test]
+async fn the_console_is_routed_at_console_and_below_and_nowhere_else() {
+    let console: BTreeSet<(String, String)> = template_routes()
+        .into_iter()
+        .filter(|r| r.function == CONSOLE || r.path.starts_with("/console"))
+        .map(|r| {
+            assert_eq!(r.function, CONSOLE, "{} routes {}", r.function, r.path);
+            (r.method, r.path)
+        })
+        .collect();
+    assert_eq!(
+        console,
+        BTreeSet::from([
+            ("GET".to_string(), "/console".to_string()),
+            ("GET".to_string(), "/console/{proxy+}".to_string()),
+        ])
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vars = std::collections::HashMap::from([(
+        "KOTOBA_DATA_DIR".to_string(),
+        dir.path().display().to_string(),
+    )]);
+    let config =
+        shared::config::Config::from_vars(&vars, shared::config::Mode::Deployed).expect("config");
+    let app = console::app(&config);
+    for uri in [
+        "/console",
+        "/console/",
+        "/console/sites/site_probe",
+        "/console/usage",
+    ] {
+        let request = Request::builder()
+            .uri(uri)
+            .body(Body::empty())
+            .expect("request");
+        let response = app.clone().oneshot(request).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/html; charset=utf-8",
+            "{uri}"
+        );
+    }
+    let (status, body) = send(&app, &Method::GET, "/console/assets/missing-0000.js").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"]["message"].is_string(), "{body}");
+    let (status, _) = send(&app, &Method::POST, "/console").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
 #[tokio::test]
 async fn routers_document_and_template_agree() {
     let doc: Value = serde_json::from_str(&embed_script::openapi_json()).expect("document is JSON");
     assert_eq!(doc["openapi"], "3.1.0");
     let documented = documented(&doc);
-    let template = template_routes();
+    let template: Vec<TemplateRoute> = template_routes()
+        .into_iter()
+        .filter(|r| r.function != CONSOLE)
+        .collect();
     let mut problems = Vec::new();
 
     // Template ↔ document.

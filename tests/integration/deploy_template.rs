@@ -133,6 +133,7 @@ fn reads(binary: &str) -> BTreeSet<String> {
         "webhook" => webhook::SECRETS,
         "deadline-cron" => deadline_cron::SECRETS,
         "webhook-worker" => webhook_worker::SECRETS,
+        "console" => console::SECRETS,
         other => panic!("template builds an unknown binary {other}"),
     };
     list.iter().map(|s| s.to_string()).collect()
@@ -153,7 +154,7 @@ fn every_secret_reaches_exactly_the_lambda_functions_whose_code_reads_it() {
     }
     let resources = mapping(&template, &["Resources"]);
     let functions = functions(&template);
-    assert_eq!(functions.len(), 12, "{functions:?}");
+    assert_eq!(functions.len(), 13, "{functions:?}");
     let mut readers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (id, binary) in &functions {
         let properties = &resources[id.as_str()]["Properties"];
@@ -189,7 +190,7 @@ fn every_secret_reaches_exactly_the_lambda_functions_whose_code_reads_it() {
         }
     }
     // The public functions hold no secret at all.
-    for public in ["EmbedScriptFunction", "TrainFunction"] {
+    for public in ["EmbedScriptFunction", "TrainFunction", "ConsoleFunction"] {
         assert!(
             readers.values().all(|ids| !ids.contains(public)),
             "{public} holds a secret: {readers:?}"

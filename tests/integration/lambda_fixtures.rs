@@ -308,6 +308,40 @@ async fn every_fixture_runs_through_its_lambda_entry_point() {
         &r.body[r.body.len().saturating_sub(400)..]
     );
 
+    // The console: an app route gets the page, with its policy and validator.
+    let console = console::app(&platform.config);
+    let r = invoke(&console, &fixture("console-page.json")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), "text/html; charset=utf-8");
+    assert!(
+        r.header("content-security-policy")
+            .starts_with("default-src 'self'")
+    );
+    assert!(r.header("etag").starts_with('"'));
+    assert!(r.body.contains("/console/assets/app-"), "{}", r.body);
+    // The page's bundle, gzipped through the Lambda response (binary, so base64 on the wire).
+    let bundle = r
+        .body
+        .split("src=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut event: serde_json::Value = serde_json::from_str(&fixture("console-page.json")).unwrap();
+    event["rawPath"] = bundle.clone().into();
+    event["requestContext"]["http"]["path"] = bundle.clone().into();
+    event["pathParameters"]["proxy"] = bundle.trim_start_matches("/console/").into();
+    event["headers"]["accept-encoding"] = "gzip, deflate, br".into();
+    let r = invoke(&console, &event.to_string()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-encoding"), "gzip");
+    assert_eq!(r.header("content-type"), "text/javascript; charset=utf-8");
+    let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &r.body)
+        .expect("a gzipped body travels base64-encoded");
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b], "gzip magic");
+
     // Usage: the tenant's month, and the operator's view.
     let r = invoke(&usage, &fixture("usage.json")).await;
     assert_eq!(r.status, 200, "{}", r.body);

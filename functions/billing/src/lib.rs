@@ -26,6 +26,7 @@ pub fn routes(platform: Arc<Platform>) -> Router {
     Router::new()
         .route("/api/tenant", get(read_profile).patch(patch_profile))
         .route("/api/billing", get(read_billing))
+        .route("/api/plans", get(list_plans))
         .route("/api/billing/checkout", post(checkout))
         .route("/api/billing/portal", post(portal))
         .route("/api/billing/subscribe", post(subscribe))
@@ -39,11 +40,60 @@ pub fn app(platform: Arc<Platform>) -> Router {
 /// This function's part of the OpenAPI document (assembled and served by the embed-script function).
 #[derive(OpenApi)]
 #[openapi(
-    paths(read_profile, patch_profile, read_billing, checkout, portal, subscribe),
+    paths(
+        read_profile,
+        patch_profile,
+        read_billing,
+        list_plans,
+        checkout,
+        portal,
+        subscribe
+    ),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;
+
+/// One plan: what it allows, the credits it grants each month, and whether it can be bought here
+/// (its Stripe price is configured).
+#[derive(Serialize, ToSchema)]
+struct PlanOffer {
+    plan: Plan,
+    limits: shared::tenants::PlanLimits,
+    monthly_free_credits: shared::credits::Credits,
+    /// Checkout (`POST /api/billing/checkout`) sells it.
+    purchasable: bool,
+}
+
+/// `GET /api/plans`.
+#[derive(Serialize, ToSchema)]
+struct PlanList {
+    plans: Vec<PlanOffer>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/plans",
+    tag = "billing",
+    security(("tenant_key" = [])),
+    responses((status = 200, description = "Every plan, to compare them: limits, monthly free credits, and whether Checkout sells it here", body = PlanList))
+)]
+async fn list_plans(
+    State(billing): State<Billing>,
+    TenantAuth(_tenant): TenantAuth,
+) -> Json<PlanList> {
+    let prices = &billing.platform().config.billing.prices;
+    let plans = [Plan::Starter, Plan::Pro, Plan::Enterprise]
+        .into_iter()
+        .map(|plan| PlanOffer {
+            plan,
+            limits: plan.limits(),
+            monthly_free_credits: shared::credits::pricing::monthly_free_credits(plan),
+            purchasable: prices.price_of(plan).is_some(),
+        })
+        .collect();
+    Json(PlanList { plans })
+}
 
 /// The tenant's profile (`GET/PATCH /api/tenant`).
 #[derive(Serialize, ToSchema)]

@@ -165,6 +165,7 @@ fn app(platform: &Arc<Platform>, demo: &Demo) -> anyhow::Result<Router> {
         .merge(embed_script::routes(platform.clone()))
         .merge(billing::routes(platform.clone()))
         .merge(webhook::routes(platform.clone()))
+        .merge(console::routes(&platform.config))
         .merge(demo::routes(&demo.site_id))
         .merge(sample_site::routes());
     if let Backend::Embedded = platform.config.backend

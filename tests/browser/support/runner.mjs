@@ -12,7 +12,7 @@ function runnerBinary() {
   return path.join(target, "debug/kotoba-local");
 }
 
-export async function startRunner({ modelBaseUrl, chatModel = "peer-chat-model" }) {
+export async function startRunner({ modelBaseUrl, chatModel = "peer-chat-model", env = {} }) {
   const bin = runnerBinary();
   if (!fs.existsSync(bin)) {
     throw new Error(`${bin} is missing: run infra/dev/browser-test (it builds the runner), or set KOTOBA_RUNNER_BIN`);
@@ -34,6 +34,7 @@ export async function startRunner({ modelBaseUrl, chatModel = "peer-chat-model" 
       OPENAI_BASE_URL: modelBaseUrl,
       OPENAI_API_KEY: "sk-browser-test-peer",
       KOTOBA_CHAT_MODEL: chatModel,
+      ...env,
     },
     stdio: ["ignore", "pipe", out],
   });
@@ -106,6 +107,19 @@ print(row[0] if row else "null")`;
         encoding: "utf8",
       });
       return JSON.parse(out);
+    },
+    /** Writes a call log as the call bridge stores it (the bridge itself needs Twilio and a realtime model). */
+    insertCallLog(log) {
+      const script = `
+import json, sqlite3, sys
+log = json.loads(sys.argv[2])
+db = sqlite3.connect(sys.argv[1])
+db.execute(
+    "INSERT INTO items (pk, sk, attributes, by_tenant_pk, by_tenant_sk) VALUES (?, 'CALL', ?, ?, ?)",
+    ("CALL#" + log["call_sid"], json.dumps(log), "TENANT#" + log["tenant_id"], "CALL#" + log["started_at"] + "#" + log["call_sid"]),
+)
+db.commit()`;
+      execFileSync("python3", ["-c", script, path.join(dataDir, "kotoba.sqlite3"), JSON.stringify(log)]);
     },
     async close() {
       if (child.exitCode === null) {

@@ -1,0 +1,230 @@
+// Credits: the balance (granted and paid), usage by function, the daily trend, the ledger and the
+// packages on sale.
+import { useState } from "preact/hooks";
+import { allows, get, put } from "../api.js";
+import { t } from "../i18n.js";
+import { fmtDateTime, fmtMoney, fmtNumber } from "../format.js";
+import { Chart, ErrorBox, Loading, Outcome, PageTitle, ShareBar, Switch, useAction, useLoad } from "../ui.jsx";
+
+export function Credits({ session }) {
+  const balance = useLoad(() => get("/api/credits/balance"));
+  const packages = useLoad(() => get("/api/credits/packages"));
+  const b = balance.data;
+  return (
+    <section>
+      <PageTitle>{t("credits.title")}</PageTitle>
+      <ErrorBox error={balance.error} />
+      {balance.loading && !b ? <Loading /> : null}
+      {b ? (
+        <>
+          <div class="cards">
+            <div class="card">
+              <h2>{t("credits.balance")}</h2>
+              <p class="big" data-testid="credits-balance">
+                {t("credits.amount", { n: fmtNumber(b.balance) })}
+              </p>
+              <dl class="facts">
+                <dt>{t("credits.granted")}</dt>
+                <dd>{fmtNumber(b.granted)}</dd>
+                <dt>{t("credits.paid")}</dt>
+                <dd data-testid="credits-paid">{fmtNumber(b.paid)}</dd>
+                <dt>{t("credits.available")}</dt>
+                <dd>{fmtNumber(b.available)}</dd>
+              </dl>
+            </div>
+            <div class="card">
+              <h2>{t("credits.month")}</h2>
+              <dl class="facts">
+                <dt>{t("credits.used_this_month")}</dt>
+                <dd>{fmtNumber(b.used_this_month)}</dd>
+                <dt>{t("credits.monthly_free")}</dt>
+                <dd>{fmtNumber(b.monthly_free_credits)}</dd>
+                <dt>{t("credits.total_purchased")}</dt>
+                <dd>{fmtNumber(b.total_purchased)}</dd>
+                <dt>{t("credits.days_left")}</dt>
+                <dd>{b.estimated_days_left == null ? "—" : fmtNumber(b.estimated_days_left)}</dd>
+              </dl>
+            </div>
+          </div>
+          <h2>{t("credits.by_function")}</h2>
+          <ByFunction rows={b.usage.top_functions} />
+          <Chart
+            title={t("credits.daily")}
+            days={b.usage.daily.map((d) => d.day)}
+            series={[{ label: t("credits.used"), values: b.usage.daily.map((d) => d.credits) }]}
+            bars
+          />
+        </>
+      ) : null}
+      <h2>{t("credits.packages")}</h2>
+      <ErrorBox error={packages.error} />
+      {packages.data ? (
+        packages.data.packages.length ? (
+          <ul class="packages">
+            {packages.data.packages.map((p) => (
+              <li class="card" data-package={p.package_id}>
+                <h3>{p.display_name}</h3>
+                <p class="big">{t("credits.amount", { n: fmtNumber(p.credits) })}</p>
+                <p>
+                  {fmtMoney(p.amount, p.currency)}
+                  {p.discount_percent ? ` (${t("credits.discount", { n: p.discount_percent })})` : ""}
+                </p>
+              </li>
+            ))}
+          </ul>
+        ) : (
+          <p>{t("credits.no_packages")}</p>
+        )
+      ) : null}
+      {b && packages.data ? (
+        <AutoTopUp
+          balance={b}
+          packages={packages.data.packages}
+          owner={allows(session.role, "owner")}
+          onSaved={balance.reload}
+        />
+      ) : null}
+      <Transactions />
+    </section>
+  );
+}
+
+function ByFunction({ rows }) {
+  if (!rows.length) return <p>{t("credits.no_usage")}</p>;
+  const total = rows.reduce((s, r) => s + r.credits, 0) || 1;
+  return (
+    <div class="table-wrap" tabIndex={0}>
+      <table class="by-function">
+        <thead>
+          <tr>
+            <th scope="col">{t("credits.function")}</th>
+            <th scope="col">{t("credits.count")}</th>
+            <th scope="col">{t("credits.used")}</th>
+            <th scope="col">{t("credits.share")}</th>
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map((r) => (
+            <tr>
+              <th scope="row">{t("fn." + r.function)}</th>
+              <td>{fmtNumber(r.count)}</td>
+              <td>{fmtNumber(r.credits)}</td>
+              <td class="share-cell">
+                <ShareBar pct={Math.round((r.credits / total) * 100)} />
+                {Math.round((r.credits / total) * 100)}%
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+function Transactions() {
+  const [pages, setPages] = useState([]);
+  const first = useLoad(() => get("/api/credits/transactions"));
+  const [more, setMore] = useState({ busy: false, error: null });
+  const all = first.data ? [first.data, ...pages] : [];
+  const cursor = all.length ? all[all.length - 1].next_cursor : null;
+  async function loadMore() {
+    setMore({ busy: true, error: null });
+    try {
+      const next = await get(`/api/credits/transactions?cursor=${encodeURIComponent(cursor)}`);
+      setPages((p) => [...p, next]);
+      setMore({ busy: false, error: null });
+    } catch (e) {
+      setMore({ busy: false, error: e });
+    }
+  }
+  const rows = all.flatMap((p) => p.transactions);
+  return (
+    <>
+      <h2>{t("credits.transactions")}</h2>
+      <ErrorBox error={first.error || more.error} />
+      <div class="table-wrap" tabIndex={0}>
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">{t("credits.when")}</th>
+              <th scope="col">{t("credits.type")}</th>
+              <th scope="col">{t("credits.change")}</th>
+              <th scope="col">{t("credits.after")}</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((x) => (
+              <tr data-type={x.type}>
+                <td>{fmtDateTime(x.created_at)}</td>
+                <td>
+                  {t("tx." + x.type)}
+                  {x.function ? ` · ${t("fn." + x.function)}` : ""}
+                </td>
+                <td class={x.credits < 0 ? "neg" : "pos"}>{(x.credits > 0 ? "+" : "") + fmtNumber(x.credits)}</td>
+                <td>{fmtNumber(x.balance_after)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      {cursor ? (
+        <button type="button" onClick={loadMore} disabled={more.busy}>
+          {t("more")}
+        </button>
+      ) : null}
+    </>
+  );
+}
+
+
+/** The low-balance threshold and automatic top-up (a package bought with the saved card when the
+ * balance falls below the threshold). Owners change it; others read it. */
+function AutoTopUp({ balance, packages, owner, onSaved }) {
+  const current = balance.auto_top_up;
+  const [enabled, setEnabled] = useState(current?.enabled ?? false);
+  const [threshold, setThreshold] = useState(current?.threshold ?? balance.low_balance_threshold ?? 0);
+  const [pkg, setPkg] = useState(current?.package_id ?? packages[0]?.package_id ?? "");
+  const [cap, setCap] = useState(current?.monthly_cap ?? 3);
+  const action = useAction();
+  async function save(e) {
+    e.preventDefault();
+    const body = { enabled, threshold: Number(threshold), monthly_cap: Number(cap) };
+    if (pkg) body.package_id = pkg;
+    if (await action.run(() => put("/api/credits/auto-top-up", body), t("saved"))) onSaved();
+  }
+  return (
+    <section class="panel" aria-labelledby="topup-h">
+      <h2 id="topup-h">{t("topup.title")}</h2>
+      <p class="hint">{t("topup.intro")}</p>
+      {current?.disabled_reason ? <p class="banner warn">{t("topup.disabled", { reason: current.disabled_reason })}</p> : null}
+      {owner ? (
+        <form onSubmit={save}>
+          <Switch checked={enabled} onChange={setEnabled} label={t("topup.enabled")} id="topup-switch" />
+          <label for="topup-threshold">{t("topup.threshold")}</label>
+          <input id="topup-threshold" type="number" min="0" value={threshold} onInput={(e) => setThreshold(e.currentTarget.value)} />
+          <label for="topup-package">{t("topup.package")}</label>
+          <select id="topup-package" value={pkg} onChange={(e) => setPkg(e.currentTarget.value)}>
+            {packages.map((p) => (
+              <option value={p.package_id}>
+                {p.display_name} — {t("credits.amount", { n: fmtNumber(p.credits) })} · {fmtMoney(p.amount, p.currency)}
+              </option>
+            ))}
+          </select>
+          <label for="topup-cap">{t("topup.cap")}</label>
+          <input id="topup-cap" type="number" min="1" max="31" value={cap} onInput={(e) => setCap(e.currentTarget.value)} />
+          <button type="submit" class="primary" disabled={action.busy}>
+            {t("topup.save")}
+          </button>
+          <Outcome action={action} />
+        </form>
+      ) : (
+        <dl class="facts">
+          <dt>{t("topup.enabled")}</dt>
+          <dd>{current?.enabled ? t("on") : t("off")}</dd>
+          <dt>{t("topup.threshold")}</dt>
+          <dd>{balance.low_balance_threshold == null ? "—" : fmtNumber(balance.low_balance_threshold)}</dd>
+        </dl>
+      )}
+    </section>
+  );
+}
