@@ -486,6 +486,14 @@ describe("an owner", () => {
     await page.locator("table.by-function th", { hasText: "Chat" }).waitFor();
     await page.locator("tr[data-type=monthly_grant]").waitFor();
     await page.locator("tr[data-type=usage]").first().waitFor();
+    // This month's analysis, as the API reports it.
+    const analytics = await runner.call("GET", "/api/credits/analytics", { key: ownerKey });
+    await page.locator("[data-testid=projected]").waitFor();
+    assert.equal(
+      await page.locator("[data-testid=projected]").textContent(),
+      `${analytics.projected_month.projected_credits.toLocaleString("en-US")} credits`,
+    );
+    await page.locator('#analytics-h ~ div tr[data-function="chat"]').waitFor();
     assert.match(await page.locator("[data-package]").textContent(), /¥4,800/);
     assert.doesNotMatch(await page.locator("[data-package]").textContent(), /4,800\.00/);
     await close();

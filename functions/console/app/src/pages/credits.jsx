@@ -3,7 +3,7 @@
 import { useState } from "preact/hooks";
 import { allows, get, put } from "../api.js";
 import { t } from "../i18n.js";
-import { fmtDateTime, fmtMoney, fmtNumber } from "../format.js";
+import { fmtDate, fmtDateTime, fmtMoney, fmtNumber } from "../format.js";
 import { Chart, ErrorBox, Loading, Outcome, PageTitle, ShareBar, Switch, useAction, useLoad } from "../ui.jsx";
 
 export function Credits({ session }) {
@@ -56,6 +56,7 @@ export function Credits({ session }) {
           />
         </>
       ) : null}
+      <Analytics />
       <h2>{t("credits.packages")}</h2>
       <ErrorBox error={packages.error} />
       {packages.data ? (
@@ -225,6 +226,67 @@ function AutoTopUp({ balance, packages, owner, onSaved }) {
           <dd>{balance.low_balance_threshold == null ? "—" : fmtNumber(balance.low_balance_threshold)}</dd>
         </dl>
       )}
+    </section>
+  );
+}
+
+/** This month so far (`GET /api/credits/analytics`): the projection, the average and peak day, each
+ * function's success rate and latency, and a cheaper plan when one would do. */
+function Analytics() {
+  const report = useLoad(() => get("/api/credits/analytics"));
+  const a = report.data;
+  return (
+    <section class="panel" aria-labelledby="analytics-h">
+      <h2 id="analytics-h">{t("analytics.title")}</h2>
+      <ErrorBox error={report.error} />
+      {a ? (
+        <>
+          <dl class="facts">
+            <dt>{t("analytics.projected")}</dt>
+            <dd data-testid="projected">{t("credits.amount", { n: fmtNumber(a.projected_month.projected_credits) })}</dd>
+            <dt>{t("analytics.average")}</dt>
+            <dd>{t("credits.amount", { n: fmtNumber(Math.round(a.average_daily.credits * 10) / 10) })}</dd>
+            <dt>{t("analytics.peak")}</dt>
+            <dd>
+              {a.peak_day ? `${fmtDate(a.peak_day.day)} · ${t("credits.amount", { n: fmtNumber(a.peak_day.credits) })}` : "—"}
+            </dd>
+          </dl>
+          {a.plan_suggestion ? (
+            <p class="banner info" data-testid="plan-suggestion">
+              {t("analytics.suggest", {
+                plan: t("plan." + a.plan_suggestion.plan),
+                n: fmtNumber(a.plan_suggestion.monthly_free_credits),
+              })}
+            </p>
+          ) : null}
+          {a.functions.length ? (
+            <div class="table-wrap" tabIndex={0}>
+              <table>
+                <thead>
+                  <tr>
+                    <th scope="col">{t("credits.function")}</th>
+                    <th scope="col">{t("credits.count")}</th>
+                    <th scope="col">{t("credits.used")}</th>
+                    <th scope="col">{t("analytics.success")}</th>
+                    <th scope="col">{t("analytics.latency")}</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {a.functions.map((f) => (
+                    <tr data-function={f.function}>
+                      <th scope="row">{t("fn." + f.function)}</th>
+                      <td>{fmtNumber(f.count)}</td>
+                      <td>{fmtNumber(f.credits)}</td>
+                      <td>{f.success_rate == null ? "—" : `${Math.round(f.success_rate * 1000) / 10}%`}</td>
+                      <td>{f.mean_latency_ms == null ? "—" : `${fmtNumber(Math.round(f.mean_latency_ms))} ms`}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          ) : null}
+        </>
+      ) : null}
     </section>
   );
 }
