@@ -521,7 +521,7 @@ async fn within_one_hour(margin: i64) -> OffsetDateTime {
             std::time::Instant::now() < deadline,
             "the hour never turned"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await; // poll: inside a loop with a deadline
     }
 }
 

@@ -392,6 +392,15 @@ async fn a_declined_card_fails_the_purchase_with_an_alert_and_no_credits() {
             StatusCode::BAD_REQUEST,
         ),
         (json!({"package": s.package_id}), StatusCode::BAD_REQUEST),
+        // No card saved yet (no subscription, no top-up card), or both ways at once.
+        (
+            json!({"package_id": s.package_id, "saved_card": true}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"package_id": s.package_id, "saved_card": true, "payment_method": card}),
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         let r = s.purchase(body.clone()).await;
         assert_eq!(r.status, status, "{body}: {:?}", r.body);
@@ -616,6 +625,16 @@ async fn auto_top_up_starts_one_payment_keeps_its_cap_and_stops_after_three_fail
         s.audit_actions()
             .await
             .contains(&"credits.auto_top_up_disabled".to_string())
+    );
+    // A one-click purchase charges the saved card — the declined one now.
+    let r = s
+        .purchase(json!({"package_id": s.package_id, "saved_card": true}))
+        .await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{:?}", r.body);
+    assert_eq!(
+        r.body["error"]["stripe_code"], "card_declined",
+        "{:?}",
+        r.body
     );
     // Switched off: draining further starts nothing.
     s.cool_down_passes().await;

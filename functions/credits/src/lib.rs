@@ -196,7 +196,9 @@ async fn transactions(
 /// A bonus (positive) or an adjustment (negative) of a tenant's credits.
 #[derive(Deserialize, ToSchema)]
 struct AdjustRequest {
-    /// Non-zero; negative draws granted credits first and never goes below zero.
+    /// Non-zero, at most 100,000,000 either way; negative draws granted credits first and never goes
+    /// below zero.
+    #[schema(minimum = -100_000_000, maximum = 100_000_000)]
     credits: i64,
     /// Why, kept in the ledger (1 to 500 characters).
     reason: String,
@@ -231,8 +233,11 @@ async fn adjust(
             "a reason of 1 to 500 characters is required",
         ));
     }
-    if body.credits == 0 {
-        return Err(ApiError::invalid("credits", "credits must not be 0"));
+    if body.credits == 0 || body.credits.unsigned_abs() > account::MAX_ADJUSTMENT as u64 {
+        return Err(ApiError::invalid(
+            "credits",
+            "credits must be non-zero and at most 100,000,000 either way",
+        ));
     }
     tenants::get_tenant(p.store.as_ref(), &tenant).await?;
     let entry = account::adjust(
@@ -307,10 +312,13 @@ async fn create_package(
 struct PurchaseRequest {
     /// A package on sale (`GET /api/credits/packages`).
     package_id: String,
-    /// A card collected by Stripe.js (`pm_…`) to charge at once; without it the client confirms the
-    /// returned client secret with the Payment Element.
+    /// A card collected by Stripe.js (`pm_…`) to charge at once; without it (and without
+    /// `saved_card`) the client confirms the returned client secret with the Payment Element.
     #[serde(default)]
     payment_method: Option<String>,
+    /// Charge the card saved with the subscription or for automatic top-up (one-click purchase).
+    #[serde(default)]
+    saved_card: bool,
 }
 
 #[utoipa::path(
@@ -321,7 +329,7 @@ struct PurchaseRequest {
     request_body = PurchaseRequest,
     responses(
         (status = 201, description = "The purchase and its PaymentIntent; credits arrive with Stripe's `payment_intent.succeeded`", body = Started),
-        (status = 400, description = "A malformed package id or payment method", body = ErrorBody),
+        (status = 400, description = "A malformed package id or payment method, or no saved card", body = ErrorBody),
         (status = 402, description = "The card was declined (Stripe's code in `stripe_code`); the purchase is recorded as failed", body = ErrorBody),
         (status = 404, description = "No such package", body = ErrorBody),
         (status = 409, description = "The package is not on sale now", body = ErrorBody),
@@ -336,11 +344,30 @@ async fn purchase(
     let package =
         PackageId::parse(&body.package_id).map_err(|e| ApiError::invalid("package_id", e))?;
     let billing = Billing::new(p);
+    let card = match (body.saved_card, body.payment_method) {
+        (true, Some(_)) => {
+            return Err(ApiError::invalid(
+                "saved_card",
+                "give either a payment_method or saved_card, not both",
+            ));
+        }
+        (true, None) => Some(
+            auto_top_up::saved_card(&billing, &tenant)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "saved_card",
+                        "no card is saved: subscribe with a card or send a payment_method",
+                    )
+                })?,
+        ),
+        (false, card) => card,
+    };
     let started = purchases::start(
         &billing,
         &tenant,
         &package,
-        body.payment_method.as_deref(),
+        card.as_deref(),
         PurchaseSource::Manual,
     )
     .await?;

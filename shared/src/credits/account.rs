@@ -18,6 +18,10 @@ use crate::tenants::Plan;
 use super::ledger::{LedgerEntry, TransactionType, transaction_id};
 use super::{CreditError, Credits, MeteredFunction, pricing};
 
+/// The most credits one operator adjustment may add or take (far beyond any real one; keeps every
+/// balance far from overflowing and exact in a DynamoDB number or a JSON client's double).
+pub const MAX_ADJUSTMENT: i64 = 100_000_000;
+
 /// How often a change retries when another writer moved the account first.
 const MAX_ATTEMPTS: u32 = 400;
 
@@ -251,6 +255,11 @@ pub async fn adjust(
         return Err(CreditError::Invalid(
             "an adjustment of 0 credits changes nothing".into(),
         ));
+    }
+    if credits.0.unsigned_abs() > MAX_ADJUSTMENT as u64 {
+        return Err(CreditError::Invalid(format!(
+            "an adjustment is at most {MAX_ADJUSTMENT} credits either way"
+        )));
     }
     let entry = apply(store, tenant, now, |record| {
         let (granted, paid, kind) = if credits.0 > 0 {

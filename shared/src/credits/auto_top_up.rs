@@ -202,6 +202,18 @@ async fn write(
     ))
 }
 
+/// The tenant's saved card (its Stripe customer's default), for a one-click purchase.
+pub async fn saved_card(
+    billing: &Billing,
+    tenant: &TenantId,
+) -> Result<Option<String>, PurchaseError> {
+    let tenant = crate::tenants::get_tenant(billing.platform().store.as_ref(), tenant).await?;
+    match &tenant.stripe_customer_id {
+        Some(customer) => Ok(default_payment_method(billing, customer).await?),
+        None => Ok(None),
+    }
+}
+
 /// The card Stripe charges off-session: the customer's default for invoices.
 async fn default_payment_method(
     billing: &Billing,

@@ -545,6 +545,27 @@ describe("an owner", () => {
   );
 
   test(
+    "buys a package with the saved card and sees the balance change once Stripe's webhook credits it",
+    { skip: !STRIPE && "needs localstripe (run under infra/dev/with-localstripe)" },
+    async () => {
+      // The card saved with the subscription in the previous test pays.
+      const before = await runner.call("GET", "/api/credits/balance", { key: ownerKey });
+      const { page, close } = await newPage();
+      await signIn(page, ownerKey);
+      await page.locator("nav a", { hasText: "Credits" }).click();
+      await page.locator("[data-buy]").first().click();
+      await page.locator("button", { hasText: "Pay now" }).click();
+      await page.locator(".buy [role=status]", { hasText: "credits added." }).waitFor({ timeout: 60_000 });
+      const after = await runner.call("GET", "/api/credits/balance", { key: ownerKey });
+      const bought = after.paid - before.paid;
+      assert.ok(bought > 0, "paid credits went up");
+      assert.equal(after.total_purchased - before.total_purchased, bought);
+      await page.locator("[data-testid=credits-paid]", { hasText: after.paid.toLocaleString("en-US") }).waitFor();
+      await close();
+    },
+  );
+
+  test(
     "compares the plans and upgrades through Stripe Checkout, and is told when Stripe sends it back",
     { skip: !STRIPE && "needs localstripe (run under infra/dev/with-localstripe)" },
     async () => {

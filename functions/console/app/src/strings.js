@@ -322,6 +322,30 @@ const S = {
   "tx.adjustment": ["Adjustment", "調整", "조정"],
   "tx.expiry": ["Expiry", "失効", "만료"],
 
+  "buy.button": ["Buy with the saved card", "登録済みのカードで購入", "등록된 카드로 구매"],
+  "buy.confirm": [
+    "Pay {money} for {n} credits with the card saved with your subscription?",
+    "ご契約で登録済みのカードで {money} をお支払いし、{n} クレジットを購入しますか？",
+    "구독에 등록된 카드로 {money}을(를) 결제하고 {n} 크레딧을 구매하시겠습니까?",
+  ],
+  "buy.pay": ["Pay now", "支払う", "결제하기"],
+  "buy.cancel": ["Cancel", "キャンセル", "취소"],
+  "buy.waiting": [
+    "Payment started; the credits arrive when Stripe confirms it…",
+    "決済を開始しました。Stripe の確認後にクレジットが追加されます…",
+    "결제를 시작했습니다. Stripe 확인 후 크레딧이 추가됩니다…",
+  ],
+  "buy.done": ["{n} credits added.", "{n} クレジットを追加しました。", "{n} 크레딧이 추가되었습니다."],
+  "buy.failed": [
+    "The payment failed ({code}); no credits were added. Check the card under Plans and billing.",
+    "決済できませんでした（{code}）。クレジットは追加されていません。お支払い方法をご確認ください。",
+    "결제에 실패했습니다({code}). 크레딧은 추가되지 않았습니다. 결제 수단을 확인해 주세요.",
+  ],
+  "buy.slow": [
+    "Stripe has not confirmed the payment yet; the credits appear here once it does.",
+    "Stripe からの確認がまだありません。確認され次第、ここに反映されます。",
+    "Stripe의 결제 확인이 아직 없습니다. 확인되는 대로 여기에 반영됩니다.",
+  ],
   "topup.title": ["Low balance and automatic top-up", "残高不足の通知と自動チャージ", "잔액 부족 알림과 자동 충전"],
   "topup.intro": [
     "Below the threshold we email you once a day; with automatic top-up on, the package is bought with your saved card.",

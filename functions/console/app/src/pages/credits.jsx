@@ -1,7 +1,7 @@
 // Credits: the balance (granted and paid), usage by function, the daily trend, the ledger and the
 // packages on sale.
 import { useState } from "preact/hooks";
-import { allows, get, put } from "../api.js";
+import { allows, get, post, put } from "../api.js";
 import { t } from "../i18n.js";
 import { fmtDate, fmtDateTime, fmtMoney, fmtNumber } from "../format.js";
 import { Chart, ErrorBox, Loading, Outcome, PageTitle, ShareBar, Switch, useAction, useLoad } from "../ui.jsx";
@@ -70,6 +70,7 @@ export function Credits({ session }) {
                   {fmtMoney(p.amount, p.currency)}
                   {p.discount_percent ? ` (${t("credits.discount", { n: p.discount_percent })})` : ""}
                 </p>
+                {allows(session.role, "owner") ? <Buy pkg={p} onPaid={balance.reload} /> : null}
               </li>
             ))}
           </ul>
@@ -180,6 +181,57 @@ function Transactions() {
 
 /** The low-balance threshold and automatic top-up (a package bought with the saved card when the
  * balance falls below the threshold). Owners change it; others read it. */
+/** One-click purchase with the saved card: the payment starts at once, and the credits arrive when
+ * Stripe's webhook confirms it, so the purchase is followed until it is settled (at most a minute). */
+function Buy({ pkg, onPaid }) {
+  const action = useAction();
+  const [confirming, setConfirming] = useState(false);
+  async function buy() {
+    setConfirming(false);
+    const started = await action.run(() =>
+      post("/api/credits/purchase", { package_id: pkg.package_id, saved_card: true }),
+    );
+    if (!started) return;
+    action.setDone(t("buy.waiting"));
+    for (let i = 0; i < 120; i++) {
+      const p = await action.run(() => get(`/api/credits/purchases/${encodeURIComponent(started.purchase_id)}`));
+      if (!p) return;
+      if (p.status === "succeeded") {
+        action.setDone(t("buy.done", { n: fmtNumber(p.credits) }));
+        onPaid();
+        return;
+      }
+      if (p.status === "failed") {
+        action.setDone(t("buy.failed", { code: p.failure_code ?? "" }));
+        return;
+      }
+      action.setDone(t("buy.waiting"));
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    action.setDone(t("buy.slow"));
+  }
+  return (
+    <div class="buy">
+      {confirming ? (
+        <>
+          <p>{t("buy.confirm", { money: fmtMoney(pkg.amount, pkg.currency), n: fmtNumber(pkg.credits) })}</p>
+          <button type="button" class="primary" onClick={buy} disabled={action.busy}>
+            {t("buy.pay")}
+          </button>{" "}
+          <button type="button" onClick={() => setConfirming(false)}>
+            {t("buy.cancel")}
+          </button>
+        </>
+      ) : (
+        <button type="button" onClick={() => setConfirming(true)} disabled={action.busy} data-buy={pkg.package_id}>
+          {t("buy.button")}
+        </button>
+      )}
+      <Outcome action={action} />
+    </div>
+  );
+}
+
 function AutoTopUp({ balance, packages, owner, onSaved }) {
   const current = balance.auto_top_up;
   const [enabled, setEnabled] = useState(current?.enabled ?? false);
