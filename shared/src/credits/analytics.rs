@@ -112,7 +112,7 @@ pub struct DayUsage {
 
 /// The period's totals.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct Totals {
+pub struct CreditTotals {
     pub credits_used: Credits,
     /// Charged actions (ledger `usage` entries).
     pub actions: u64,
@@ -168,7 +168,7 @@ pub struct Analytics {
     pub from: String,
     pub to: String,
     pub days: i64,
-    pub totals: Totals,
+    pub totals: CreditTotals,
     pub average_daily: AverageDaily,
     /// The day with the most credits used (the earliest on a tie); null without usage.
     pub peak_day: Option<DayUsage>,
@@ -308,7 +308,7 @@ pub fn compute(period: Period, now: OffsetDateTime, plan: Plan, inputs: &Inputs)
         }
     }
     let daily: Vec<DayUsage> = daily.into_values().collect();
-    let totals = Totals {
+    let totals = CreditTotals {
         credits_used: Credits(daily.iter().map(|d| d.credits.0).sum()),
         actions: daily.iter().map(|d| d.actions).sum(),
     };
