@@ -1,7 +1,8 @@
 //! Rate limits for the public widget routes: fixed windows counted in the store, so every Lambda
-//! instance shares them, each hit one atomic "add unless over the limit".
+//! instance shares them, each hit one atomic "add unless over the limit", written in the chat
+//! reservation's transaction.
 
-use crate::store::{Add, Item, ItemStore, StoreError, keys};
+use crate::store::{Add, Item, keys};
 
 /// A limit: at most `max` hits per `window_secs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,14 +40,6 @@ pub fn ip_scope(ip: &str) -> Option<String> {
     Some(format!("ip:{}", super::logs::hash_ip(&bucket)))
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum LimitError {
-    #[error("rate limited; retry in {retry_after_secs}s")]
-    Limited { retry_after_secs: u64 },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
 /// One hit of `scope` in the current window: the add that counts it (refused past the limit), for a
 /// caller that writes it in a transaction of its own, and when to retry if it is refused.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,23 +70,6 @@ impl Window {
 }
 
 const HITS: &str = "hits";
-
-/// Counts one hit for `scope` (e.g. `ip:<hash>`) and refuses it past the limit.
-pub async fn hit(
-    store: &dyn ItemStore,
-    scope: &str,
-    limit: RateLimit,
-    now_unix: i64,
-) -> Result<(), LimitError> {
-    let window = Window::of(scope, limit, now_unix);
-    match store.add(window.add).await {
-        Ok(_) => Ok(()),
-        Err(StoreError::ConditionFailed) => Err(LimitError::Limited {
-            retry_after_secs: window.retry_after_secs,
-        }),
-        Err(e) => Err(e.into()),
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -1085,11 +1085,6 @@ impl Settlement {
         }
         self.clock.settled(started.elapsed());
     }
-
-    /// How many store writes it holds besides the credits' (tests).
-    pub fn writes(&self) -> usize {
-        self.writes.len()
-    }
 }
 
 /// The answer's sources: the passages' pages, a snippet each, scores rounded for display.
