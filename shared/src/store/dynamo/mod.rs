@@ -473,7 +473,9 @@ impl DynamoStore {
     }
 
     /// Strongly consistent reads of up to [`MAX_READS`] items in one `BatchGetItem` (again for any
-    /// keys DynamoDB left unprocessed), in the order asked; expired items read as absent.
+    /// keys DynamoDB left unprocessed), in the order asked; expired items read as absent. Not
+    /// `TransactGetItems`: a transactional read is cancelled whenever a transaction writes one of its
+    /// items at the same moment, and chat reads the credit account that every settle writes.
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Item>>, StoreError> {
         if keys.len() > MAX_READS {
             return Err(StoreError::Invalid(format!(
