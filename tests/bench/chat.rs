@@ -11,6 +11,8 @@
 //! - chat: `POST /api/chat` (auth, quota, query embedding, retrieval, prompt, streamed model call, usage
 //!   and history writes). The peer adds up the time it spends inside its handlers (request parsed → last
 //!   chunk produced) per request; "platform" is the request's total minus that.
+//! - chat streamed: the same with `Accept: text/event-stream`, timed to the final `done` event (the
+//!   answer delivered; the settle runs after it) and to the stream's end (after the settle).
 //!
 //! Ten warm-up requests of each kind are not counted. Only loopback addresses are used.
 //!
@@ -161,6 +163,63 @@ async fn main() {
         }
     }
 
+    let json_events: Vec<HashMap<&'static str, f64>> = captured
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.contains_key("total_ms"))
+        .skip(10)
+        .cloned()
+        .collect();
+
+    // Chat streamed (SSE), one request at a time: to the `done` event, and to the end of the stream.
+    captured.0.lock().unwrap().clear();
+    let mut sse_done = Vec::with_capacity(requests);
+    let mut sse_end = Vec::with_capacity(requests);
+    let mut sse_platform = Vec::with_capacity(requests);
+    for i in 0..requests + 10 {
+        use futures::StreamExt;
+        let question = QUESTIONS[i % QUESTIONS.len()];
+        let before = peer.state.busy_ns.load(Ordering::SeqCst);
+        let t = Instant::now();
+        let response = app
+            .client
+            .post(app.url("/api/chat"))
+            .bearer_auth(&key)
+            .header("accept", "text/event-stream")
+            .json(&json!({"site_id": site_id, "message": question}))
+            .send()
+            .await
+            .expect("chat sent");
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut body = response.bytes_stream();
+        let (mut text, mut done) = (String::new(), None);
+        while let Some(chunk) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.expect("stream chunk")));
+            if done.is_none() && text.contains("event: done") && text.ends_with("\n\n") {
+                done = Some(t.elapsed());
+            }
+        }
+        let end = t.elapsed();
+        let done = done.unwrap_or_else(|| panic!("no done event in {text:?}"));
+        let inside = Duration::from_nanos(peer.state.busy_ns.load(Ordering::SeqCst) - before);
+        if i >= 10 {
+            sse_done.push(done);
+            sse_end.push(end);
+            sse_platform.push(done.saturating_sub(inside));
+        }
+    }
+    let sse_events: Vec<HashMap<&'static str, f64>> = captured
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.contains_key("total_ms"))
+        .skip(10)
+        .cloned()
+        .collect();
+
     println!(
         "requests: {requests} of each kind, sequential, one connection; cores: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -175,6 +234,12 @@ async fn main() {
             &model[..],
         ),
         ("… platform's own (total − peer)", &platform[..]),
+        ("`POST /api/chat` SSE: to the `done` event", &sse_done[..]),
+        ("… platform's own (to `done` − peer)", &sse_platform[..]),
+        (
+            "… to the end of the stream (after the settle)",
+            &sse_end[..],
+        ),
     ] {
         println!(
             "| {name} | {:.2} | {:.2} |",
@@ -184,17 +249,14 @@ async fn main() {
     }
 
     // The stages of the counted requests (the first ten events are the warm-ups').
-    let events: Vec<HashMap<&'static str, f64>> = captured
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .skip(10)
-        .cloned()
-        .collect();
+    stage_table("JSON", &json_events);
+    stage_table("SSE", &sse_events);
+}
+
+fn stage_table(kind: &str, events: &[HashMap<&'static str, f64>]) {
     println!();
     println!(
-        "stages of the {} counted chat requests (`chat timings` events; ms):",
+        "stages of the {} counted {kind} chat requests (`chat timings` events; ms):",
         events.len()
     );
     println!("| stage | p50 (ms) | p99 (ms) | mean (ms) |");

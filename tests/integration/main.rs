@@ -19,6 +19,7 @@ mod api_train;
 mod api_webhooks;
 mod blobs_conformance;
 mod call_bridge;
+mod chat_round_trips;
 mod deploy_secrets;
 mod deploy_template;
 mod lambda_events;

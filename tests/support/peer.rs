@@ -57,6 +57,18 @@ pub struct PeerState {
     /// below it; `None` keeps the order given.
     pub rerank_prefer: std::sync::Mutex<Option<String>>,
     pub rerank_requests: AtomicUsize,
+    /// Called as each chat request arrives, before it is answered (tests that check what the
+    /// platform did before it called the model).
+    pub on_chat: std::sync::Mutex<Option<ChatHook>>,
+}
+
+/// A test's hook on chat requests (see [`PeerState::on_chat`]).
+pub struct ChatHook(pub Box<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for ChatHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChatHook")
+    }
 }
 
 pub struct ModelPeer {
@@ -107,6 +119,7 @@ impl ModelPeer {
             busy_ns: AtomicU64::new(0),
             rerank_prefer: std::sync::Mutex::new(None),
             rerank_requests: AtomicUsize::new(0),
+            on_chat: std::sync::Mutex::new(None),
         });
         let app = axum::Router::new()
             .route("/v1/chat/completions", post(chat))
@@ -342,6 +355,9 @@ impl Drop for DisconnectGuard {
 async fn chat(State(state): State<Arc<PeerState>>, Json(body): Json<Value>) -> Response {
     let started = std::time::Instant::now();
     state.chat_requests.fetch_add(1, Ordering::SeqCst);
+    if let Some(hook) = state.on_chat.lock().unwrap().as_ref() {
+        (hook.0)();
+    }
     *state.last_chat.lock().unwrap() = Some(body.clone());
     let mode = state.chat_mode.lock().unwrap().clone();
     let (reply, delay) = match mode {

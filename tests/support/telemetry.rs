@@ -18,7 +18,8 @@ pub type OutboundLog = Arc<Mutex<Vec<(ThreadId, String, String)>>>;
 
 static OUTBOUND: OnceLock<OutboundLog> = OnceLock::new();
 
-/// Installs the binary's one global subscriber (later calls do nothing) and returns the outbound log.
+/// Installs the binary's one global subscriber (later calls do nothing; a binary that installed its
+/// own keeps it) and returns the outbound log.
 pub fn init() -> &'static OutboundLog {
     OUTBOUND.get_or_init(|| {
         let log = OutboundLog::default();
@@ -35,8 +36,11 @@ pub fn init() -> &'static OutboundLog {
         let outbound = Outbound(log.clone())
             .with_filter(filter_fn(|meta| meta.target() == call_bridge::OUTBOUND));
         let subscriber = tracing_subscriber::registry().with(outbound).with(readable);
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("the test binary's only global subscriber");
+        // A benchmark binary installs its own subscriber first (to read the chat timings): it keeps
+        // it, and this binary's outbound log stays empty.
+        if tracing::subscriber::set_global_default(subscriber).is_err() {
+            tracing::debug!("a global subscriber was already installed; keeping it");
+        }
         log
     })
 }

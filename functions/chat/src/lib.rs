@@ -24,7 +24,7 @@ use axum::{Extension, Json, Router};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use utoipa::{OpenApi, ToSchema};
 
@@ -426,7 +426,10 @@ fn with_cors(mut response: Response, origin: Option<&str>) -> Response {
     response
 }
 
-/// Answers as JSON, or streams it as SSE once the first text arrives.
+/// Answers as JSON, or streams it as SSE once the first text arrives. The settle (usage log, counters,
+/// session, credits: one store transaction) runs before a JSON response, so what a client reads next
+/// (its session, usage, balance, the message it rates) already includes the answer; a stream settles
+/// after its final event has been handed to the server, and ends once the settle is written.
 async fn respond(
     service: Arc<ChatService>,
     caller: Caller,
@@ -438,22 +441,57 @@ async fn respond(
         let answer = service.answer(caller, question, meta, None).await?;
         return Ok(Json(answer).into_response());
     }
+    let clock = meta.timings.clone();
     let (tx, mut rx) = mpsc::channel::<String>(64);
+    let (done_tx, done_rx) = oneshot::channel();
     // The answer runs on its own task: if the client disconnects, the stream (and `rx`) is dropped, the
-    // task sees its sends fail, stops the model and still settles what was generated.
+    // task sees its sends fail, stops the model and still settles what was generated. Otherwise it
+    // settles once the stream has handed the final event to the server (`delivered`).
     let task = shared::http::spawn_in_request(async move {
-        service.answer(caller, question, meta, Some(tx)).await
+        let (result, settlement) = service
+            .answer_deferred(caller, question, meta, Some(tx))
+            .await;
+        let (delivered_tx, delivered_rx) = oneshot::channel::<()>();
+        let (settled_tx, settled_rx) = oneshot::channel::<()>();
+        let _ = done_tx.send(Finished {
+            result,
+            delivered: delivered_tx,
+            settled: settled_rx,
+        });
+        // Delivered, or the stream is gone (client away): settle either way.
+        let _ = delivered_rx.await;
+        if let Some(settlement) = settlement {
+            settlement.run().await;
+        }
+        let _ = settled_tx.send(());
     });
     let first = rx.recv().await;
     let Some(first) = first else {
         // No text at all: either an error before generation (a plain HTTP error) or an empty answer.
-        return match task.await {
-            Ok(Ok(answer)) => Ok(sse(futures::stream::once(
+        let finished = done_rx.await;
+        return match finished {
+            Ok(Finished {
+                result: Ok(answer),
+                delivered,
+                settled,
+            }) => Ok(sse(futures::stream::once(
                 async move { done_event(&answer) },
             )
+            .chain(settle_after(clock, delivered, settled))
             .boxed())),
-            Ok(Err(e)) => Err(e.into()),
-            Err(e) => Err(ApiError::Internal(anyhow::anyhow!("chat task failed: {e}"))),
+            Ok(Finished {
+                result: Err(e),
+                delivered,
+                settled,
+            }) => {
+                let _ = delivered.send(());
+                let _ = settled.await;
+                Err(e.into())
+            }
+            Err(_) => Err(ApiError::Internal(anyhow::anyhow!(
+                "chat task failed: {:?}",
+                task.await.err()
+            ))),
         };
     };
     let deltas = futures::stream::once(async move { first })
@@ -468,18 +506,72 @@ async fn respond(
             )
         });
     // The stream outlives the handler: the request goes with it into the error event and the logs.
-    let last = futures::stream::once(shared::http::within_request(last_event(task)));
-    Ok(sse(deltas.chain(last).boxed()))
+    let tail = futures::stream::once(shared::http::within_request(last_event(done_rx, task)))
+        .flat_map(move |(event, finished)| {
+            let settle = match finished {
+                Some((delivered, settled)) => {
+                    settle_after(clock.clone(), delivered, settled).boxed()
+                }
+                None => futures::stream::empty().boxed(),
+            };
+            futures::stream::once(async move { event }).chain(settle)
+        });
+    Ok(sse(deltas.chain(tail).boxed()))
 }
 
-/// The stream's last event: the whole answer, or the error in the contract's shape.
-async fn last_event(task: JoinHandle<Result<Answer, ChatError>>) -> Result<Event, Infallible> {
-    match task.await {
-        Ok(Ok(answer)) => done_event(&answer),
-        Ok(Err(e)) => error_event(e.into()),
-        Err(e) => error_event(ApiError::Internal(
-            anyhow::Error::new(e).context("the chat task failed"),
-        )),
+/// What the answering task hands the stream: the answer, and the signals around its settlement.
+struct Finished {
+    result: Result<Answer, ChatError>,
+    /// Sent (or dropped) once the final event has been handed to the server.
+    delivered: oneshot::Sender<()>,
+    /// Resolves once the settlement has been written.
+    settled: oneshot::Receiver<()>,
+}
+
+/// After the final event: marks it handed over, lets the task settle, and ends the stream only once
+/// the settlement is written (in Lambda response streaming the invocation lasts as long as the
+/// stream, so the settle is never cut off by a frozen sandbox; the client already has its answer).
+fn settle_after(
+    clock: StageClock,
+    delivered: oneshot::Sender<()>,
+    settled: oneshot::Receiver<()>,
+) -> impl futures::Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    futures::stream::once(async move {
+        clock.mark(Stage::Flushed);
+        let _ = delivered.send(());
+        let _ = settled.await;
+    })
+    .filter_map(|()| async { None })
+}
+
+/// The stream's last event (the whole answer, or the error in the contract's shape) and, when the
+/// task finished, its settlement signals.
+async fn last_event(
+    done: oneshot::Receiver<Finished>,
+    task: JoinHandle<()>,
+) -> (
+    Result<Event, Infallible>,
+    Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>,
+) {
+    match done.await {
+        Ok(Finished {
+            result,
+            delivered,
+            settled,
+        }) => {
+            let event = match result {
+                Ok(answer) => done_event(&answer),
+                Err(e) => error_event(e.into()),
+            };
+            (event, Some((delivered, settled)))
+        }
+        Err(_) => {
+            let why = match task.await {
+                Err(e) => anyhow::Error::new(e).context("the chat task failed"),
+                Ok(()) => anyhow::anyhow!("the chat task ended without an answer"),
+            };
+            (error_event(ApiError::Internal(why)), None)
+        }
     }
 }
 
@@ -516,15 +608,24 @@ mod tests {
     #[tokio::test]
     async fn a_streamed_error_event_carries_the_request_id() {
         let response = shared::http::in_request(Some("req-stream-1".into()), async {
-            let task = shared::http::spawn_in_request(async {
+            let (done_tx, done_rx) = oneshot::channel();
+            let task = shared::http::spawn_in_request(async move {
                 // The answer's own log lines and errors run inside the request too.
                 assert_eq!(current_request_id().as_deref(), Some("req-stream-1"));
-                Err::<Answer, _>(ChatError::NotTrained)
+                let (delivered, _) = oneshot::channel();
+                let (_, settled) = oneshot::channel();
+                let _ = done_tx.send(Finished {
+                    result: Err(ChatError::NotTrained),
+                    delivered,
+                    settled,
+                });
             });
             let deltas = futures::stream::once(async {
                 Ok::<_, Infallible>(Event::default().event("delta").data("{}"))
             });
-            let last = futures::stream::once(shared::http::within_request(last_event(task)));
+            let last =
+                futures::stream::once(shared::http::within_request(last_event(done_rx, task)))
+                    .map(|(event, _)| event);
             sse(deltas.chain(last).boxed())
         })
         .await;

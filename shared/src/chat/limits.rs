@@ -1,7 +1,8 @@
 //! Rate limits for the public widget routes: fixed windows counted in the store, so every Lambda
-//! instance shares them, each hit one atomic "add unless over the limit".
+//! instance shares them, each hit one atomic "add unless over the limit", written in the chat
+//! reservation's transaction.
 
-use crate::store::{Add, ItemStore, StoreError, keys};
+use crate::store::{Add, Item, keys};
 
 /// A limit: at most `max` hits per `window_secs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,35 +40,36 @@ pub fn ip_scope(ip: &str) -> Option<String> {
     Some(format!("ip:{}", super::logs::hash_ip(&bucket)))
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum LimitError {
-    #[error("rate limited; retry in {retry_after_secs}s")]
-    Limited { retry_after_secs: u64 },
-    #[error(transparent)]
-    Store(#[from] StoreError),
+/// One hit of `scope` in the current window: the add that counts it (refused past the limit), for a
+/// caller that writes it in a transaction of its own, and when to retry if it is refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub add: Add,
+    pub retry_after_secs: u64,
+    max: i64,
 }
 
-/// Counts one hit for `scope` (e.g. `ip:<hash>`) and refuses it past the limit.
-pub async fn hit(
-    store: &dyn ItemStore,
-    scope: &str,
-    limit: RateLimit,
-    now_unix: i64,
-) -> Result<(), LimitError> {
-    let window = now_unix.div_euclid(limit.window_secs) * limit.window_secs;
-    let window_end = window + limit.window_secs;
-    let key = keys::rate_window(scope, window);
-    let add = Add::new(key, "hits", 1)
-        .up_to(limit.max)
-        .expiring_at(window_end + 60);
-    match store.add(add).await {
-        Ok(_) => Ok(()),
-        Err(StoreError::ConditionFailed) => Err(LimitError::Limited {
+impl Window {
+    pub fn of(scope: &str, limit: RateLimit, now_unix: i64) -> Self {
+        let window = now_unix.div_euclid(limit.window_secs) * limit.window_secs;
+        let window_end = window + limit.window_secs;
+        let key = keys::rate_window(scope, window);
+        Self {
+            add: Add::new(key, HITS, 1)
+                .up_to(limit.max)
+                .expiring_at(window_end + 60),
             retry_after_secs: (window_end - now_unix).max(1) as u64,
-        }),
-        Err(e) => Err(e.into()),
+            max: limit.max,
+        }
+    }
+
+    /// Whether the window as read (`None`: no hit yet) has no room for one more hit.
+    pub fn refuses(&self, item: Option<&Item>) -> bool {
+        item.map_or(0, |i| i.count(HITS)) >= self.max
     }
 }
+
+const HITS: &str = "hits";
 
 #[cfg(test)]
 mod tests {

@@ -96,15 +96,19 @@ fn key(message: &MessageId) -> Key {
 
 /// Writes an entry (once: a retried write of the same message cannot duplicate it).
 pub async fn write(store: &dyn ItemStore, log: &UsageLog, now_unix: i64) -> Result<(), StoreError> {
-    let (pk, sk) =
-        keys::usage_log_listing(&log.tenant_id, rfc3339(log.created_at), &log.message_id);
-    let item = Item::from_record(key(&log.message_id), log)?
-        .with_index(Index::ByTenant, pk, sk)
-        .expiring_at(now_unix + LOG_TTL_SECS);
-    match store.put(item, Condition::IfAbsent).await {
+    match store.put(item(log, now_unix)?, Condition::IfAbsent).await {
         Ok(()) | Err(StoreError::ConditionFailed) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// The stored item of an entry (listed by tenant, kept [`LOG_TTL_SECS`]).
+pub fn item(log: &UsageLog, now_unix: i64) -> Result<Item, StoreError> {
+    let (pk, sk) =
+        keys::usage_log_listing(&log.tenant_id, rfc3339(log.created_at), &log.message_id);
+    Ok(Item::from_record(key(&log.message_id), log)?
+        .with_index(Index::ByTenant, pk, sk)
+        .expiring_at(now_unix + LOG_TTL_SECS))
 }
 
 pub async fn read(

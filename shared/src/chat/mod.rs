@@ -320,16 +320,16 @@ impl ChatService {
     }
 
     /// Checks that the caller may use the site.
-    async fn admit(
+    fn admit(
         &self,
         caller: &Caller,
         question: &Question,
         site: &Site,
         now: i64,
-    ) -> Result<(), ChatError> {
+    ) -> Result<Vec<limits::Window>, ChatError> {
         match caller {
             Caller::Tenant(tenant) if tenant != &site.tenant_id => Err(ChatError::SiteNotFound),
-            Caller::Tenant(_) => Ok(()),
+            Caller::Tenant(_) => Ok(Vec::new()),
             Caller::Visitor { origin, ip } => {
                 if !site.is_embed_enabled {
                     return Err(ChatError::NotAvailable(
@@ -342,36 +342,21 @@ impl ChatService {
                 if !origin_allowed(site, origin.as_deref()) {
                     return Err(ChatError::OriginNotAllowed);
                 }
-                let store = self.platform.store.as_ref();
                 let Some(ip_scope) = ip.as_deref().and_then(limits::ip_scope) else {
                     tracing::warn!("embed chat without a client address; refused");
                     return Err(ChatError::NotAvailable(
                         "the client's address is unknown".into(),
                     ));
                 };
-                let by_ip = limits::hit(store, &ip_scope, limits::PER_IP, now);
+                // The hits are counted in the reservation's transaction (no round trip of their own).
+                let mut windows = vec![limits::Window::of(&ip_scope, limits::PER_IP, now)];
                 // Scoped by site: another site's visitor presenting this id counts against a scope of
                 // their own site, never against this session's.
-                let by_session = async {
-                    match &question.session_id {
-                        Some(s) => {
-                            let scope = format!("session:{}:{s}", site.site_id);
-                            limits::hit(store, &scope, limits::PER_SESSION, now).await
-                        }
-                        None => Ok(()),
-                    }
-                };
-                let (a, b) = tokio::join!(by_ip, by_session);
-                for result in [a, b] {
-                    match result {
-                        Ok(()) => {}
-                        Err(limits::LimitError::Limited { retry_after_secs }) => {
-                            return Err(ChatError::RateLimited(retry_after_secs));
-                        }
-                        Err(limits::LimitError::Store(e)) => return Err(e.into()),
-                    }
+                if let Some(s) = &question.session_id {
+                    let scope = format!("session:{}:{s}", site.site_id);
+                    windows.push(limits::Window::of(&scope, limits::PER_SESSION, now));
                 }
-                Ok(())
+                Ok(windows)
             }
         }
     }
@@ -472,12 +457,35 @@ impl ChatService {
         meta: RequestMeta,
         deltas: Option<mpsc::Sender<String>>,
     ) -> Result<Answer, ChatError> {
+        let (result, settlement) = self.answer_deferred(caller, question, meta, deltas).await;
+        if let Some(settlement) = settlement {
+            settlement.run().await;
+        }
+        result
+    }
+
+    /// Answers a question, leaving its settlement (usage log, counters, session and credits, one
+    /// store transaction) to the caller, to run once the answer has been delivered: the response
+    /// does not wait for it. A settlement that is dropped unrun is lost (its hold is then released
+    /// by the reservation sweeper, and the answer is never charged): run it, or use
+    /// [`ChatService::answer`], which settles before it returns. A failed answer has one too (it
+    /// gives the quota back and logs the failure).
+    pub async fn answer_deferred(
+        &self,
+        caller: Caller,
+        question: Question,
+        meta: RequestMeta,
+        deltas: Option<mpsc::Sender<String>>,
+    ) -> (Result<Answer, ChatError>, Option<Settlement>) {
         let site_id = question.site_id.clone();
-        let result = self.answer_inner(caller, question, meta, deltas).await;
+        let (result, settlement) = match self.answer_inner(caller, question, meta, deltas).await {
+            Ok((answer, settlement)) => (Ok(answer), Some(settlement)),
+            Err((e, settlement)) => (Err(e), settlement),
+        };
         if let Err(e) = &result {
             self.tell_webhooks(&site_id, e).await;
         }
-        result
+        (result, settlement)
     }
 
     /// Queues `limit.reached` (once per tenant, limit and day) or `chat.error` (failures on our or
@@ -551,7 +559,9 @@ impl ChatService {
         question: Question,
         meta: RequestMeta,
         deltas: Option<mpsc::Sender<String>>,
-    ) -> Result<Answer, ChatError> {
+    ) -> Result<(Answer, Settlement), (ChatError, Option<Settlement>)> {
+        // Everything up to the reservation refuses without anything to settle.
+        let refused = |e: ChatError| (e, None);
         let started = Instant::now();
         let clock = meta.timings.clone();
         let message = question.message.as_str().to_string();
@@ -560,18 +570,25 @@ impl ChatService {
         let now = platform.clock.now();
         let now_unix = now.unix_timestamp();
 
-        let (site, tenant) = self.site_and_tenant(&question.site_id).await?;
-        self.admit(&caller, &question, &site, now_unix).await?;
+        let (site, tenant) = self
+            .site_and_tenant(&question.site_id)
+            .await
+            .map_err(refused)?;
+        let windows = self
+            .admit(&caller, &question, &site, now_unix)
+            .map_err(refused)?;
         if let Err(Inactive(status)) = tenant.standing(now, platform.config.billing.past_due_grace)
         {
-            return Err(ChatError::Subscription(status));
+            return Err(refused(ChatError::Subscription(status)));
         }
         let requested_model = match caller {
             Caller::Tenant(_) => question.model.as_deref(),
             Caller::Visitor { .. } => None,
         };
-        let (policy, fallback) = self.chat_policy(requested_model, tenant.plan, now)?;
-        let index = self.load_index(&site).await?;
+        let (policy, fallback) = self
+            .chat_policy(requested_model, tenant.plan, now)
+            .map_err(refused)?;
+        let index = self.load_index(&site).await.map_err(refused)?;
         let mut warnings: Vec<Warning> = fallback.into_iter().collect();
         if let Some(e) = &self.embeddings
             && index.index.embedding_model.as_deref() != Some(e.model.as_str())
@@ -616,15 +633,11 @@ impl ChatService {
         };
         clock.mark(Stage::Admit);
 
-        // Reserve while reading the session history.
-        let history = async {
-            match &question.session_id {
-                Some(s) => sessions::load(store, &site.site_id, s).await,
-                None => Ok(None),
-            }
-        };
-        // The most this answer can cost, in credits: the largest prompt and the site's max tokens at the
-        // model's price, and the query's embedding.
+        // One store round trip before the model: the visitor's rate-limit windows, the quota (the
+        // month's chats and query tokens, the site's day), the credit hold, all in one transaction,
+        // and the session history and the credit account (for the settle) read alongside.
+        // The most this answer can cost, in credits: the largest prompt and the site's max tokens at
+        // the model's price, and the query's embedding.
         let max_cost = policy
             .as_ref()
             .map_or(MicroUsd::ZERO, |p| {
@@ -637,37 +650,55 @@ impl ChatService {
                 MicroUsd::for_tokens(estimated_query_tokens as u64, p.input_per_1k)
             }));
         let max_credits = self.meter.settings().credits_for(max_cost);
-        let (reservation, hold, history) = tokio::join!(
-            self.reserve(&tenant, &site, now, estimated_query_tokens),
-            self.meter.reserve(
+        let reservation = quota(&tenant, &site, now, estimated_query_tokens);
+        let credits = self
+            .meter
+            .reservation(
                 &tenant.tenant_id,
                 MeteredFunction::Chat,
                 max_credits,
-                meta.request_id.as_deref()
-            ),
-            history
-        );
-        // Both or neither: whichever half was granted goes back when the other is refused.
-        let (reservation, hold) = match (reservation, hold) {
-            (Ok(r), Ok(h)) => (r, h),
-            (Ok(r), Err(e)) => {
-                self.give_back_chats(&r).await;
-                return Err(e.into());
+                meta.request_id.as_deref(),
+            )
+            .map_err(|e| refused(e.into()))?;
+        let mut writes: Vec<Write> = windows.iter().map(|w| Write::Add(w.add.clone())).collect();
+        writes.extend(reservation.writes());
+        writes.extend(credits.writes);
+        let mut reads = vec![crate::credits::account_key(&tenant.tenant_id)];
+        if let Some(s) = &question.session_id {
+            reads.push(sessions::key(&site.site_id, s));
+        }
+        let done = store.transact_and_read(writes, reads).await;
+        match done.written {
+            Ok(()) => {}
+            Err(StoreError::ConditionFailed) => {
+                return Err(refused(
+                    self.why_refused(&windows, &tenant, &reservation, max_credits)
+                        .await,
+                ));
             }
-            (Err(e), Ok(h)) => {
-                if let Err(release) = self.meter.release(h).await {
-                    tracing::error!(error = %release, "releasing a credit hold failed; the sweeper will");
-                }
-                return Err(e);
-            }
-            (Err(e), Err(_)) => return Err(e),
-        };
+            Err(e) => return Err(refused(e.into())),
+        }
+        let hold = credits.hold;
         clock.mark(Stage::Reserve);
         // A session id the site does not know (another site's, expired, made up) is not adopted: the
         // conversation continues under a new id, so no one can choose or hijack a session id.
+        let (account, history) = match done.read {
+            Ok(mut items) => {
+                let session = match &question.session_id {
+                    Some(_) => items.pop().flatten(),
+                    None => None,
+                };
+                let account = items.pop();
+                (
+                    account,
+                    session.map(|item| sessions::turns(&site.site_id, &item)),
+                )
+            }
+            Err(e) => (None, Some(Err(e))),
+        };
         let (session_id, history) = match (question.session_id.clone(), history) {
-            (Some(id), Ok(Some(turns))) => (id, turns),
-            (Some(id), Err(e)) => {
+            (Some(id), Some(Ok(Some(turns)))) => (id, turns),
+            (Some(id), Some(Err(e))) => {
                 tracing::warn!(error = %e, "session history unavailable; answering without it");
                 (id, Vec::new())
             }
@@ -740,20 +771,10 @@ impl ChatService {
         );
         let (failed, cost) = (log.outcome == AnswerOutcome::Failed, log.cost);
 
-        // Settle: the usage log, the actual spend, the session; a failed answer gives its quota back.
-        let settle_log = logs::write(store, &log, now_unix);
-        let settle_usage = self.settle(&tenant.tenant_id, &reservation, &log);
-        let settle_credits = self.meter.settle(
-            hold,
-            self.meter.settings().credits_for(cost),
-            Some(message_id.as_str()),
-        );
-        let settle_session = async {
-            if failed || generation.cancelled {
-                return Ok(());
-            }
-            sessions::append(
-                store,
+        // The settlement: the usage log, the actual spend on the counters (a failed answer gives its
+        // chats back), the session, the credits, in one transaction, run by the caller.
+        let session = (!failed && !generation.cancelled).then(|| {
+            sessions::item(
                 &site.site_id,
                 &session_id,
                 history.clone(),
@@ -761,20 +782,37 @@ impl ChatService {
                 &generation.text,
                 now_unix,
             )
-            .await
-        };
-        let (a, b, c, d) = tokio::join!(settle_log, settle_usage, settle_session, settle_credits);
-        clock.mark(Stage::Settle);
-        for (what, result) in [("usage log", a), ("usage counters", b), ("session", c)] {
-            if let Err(e) = result {
-                tracing::error!(error = %e, message_id = %message_id, "settling the {what} failed");
+        });
+        let settlement =
+            settle_writes(&tenant.tenant_id, &reservation, &log, session, now).map(|writes| {
+                Settlement {
+                    meter: self.meter.clone(),
+                    hold: hold.clone(),
+                    credits: self.meter.settings().credits_for(cost),
+                    message_id: message_id.clone(),
+                    writes,
+                    account: account.clone(),
+                    clock: clock.clone(),
+                }
+            });
+        let settlement = match settlement {
+            Ok(settlement) => settlement,
+            // Records that do not serialise (never expected): still settle the credits.
+            Err(e) => {
+                tracing::error!(error = %e, message_id = %message_id, "building the usage records failed");
+                Settlement {
+                    meter: self.meter.clone(),
+                    hold,
+                    credits: self.meter.settings().credits_for(cost),
+                    message_id: message_id.clone(),
+                    writes: Vec::new(),
+                    account,
+                    clock: clock.clone(),
+                }
             }
-        }
-        if let Err(e) = d {
-            tracing::error!(error = %e, message_id = %message_id, "settling the credits failed");
-        }
+        };
         if let (true, Some(error)) = (failed, generation.error) {
-            return Err(ChatError::ModelFailed(error));
+            return Err((ChatError::ModelFailed(error), Some(settlement)));
         }
         tracing::info!(
             message_id = %message_id,
@@ -784,7 +822,7 @@ impl ChatService {
             cancelled = generation.cancelled,
             "answered"
         );
-        Ok(Answer {
+        let answer = Answer {
             answer: generation.text,
             sources,
             model_used,
@@ -796,215 +834,257 @@ impl ChatService {
             cost_usd: cost,
             session_id,
             message_id,
-        })
+        };
+        Ok((answer, settlement))
     }
 
-    /// Settles a reservation against what the answer actually spent (its usage log): records the
-    /// spend, corrects the embedding estimate, and for a failed answer gives the reserved chat back.
-    async fn settle(
+    /// A visitor's request refused for quota or credits still counts against its rate limits (their
+    /// hits were rolled back with the refused transaction), so refusals cannot be hammered for free.
+    async fn count_refused_hits(&self, windows: &[limits::Window]) {
+        let store = self.platform.store.as_ref();
+        for window in windows {
+            if let Err(e) = store.add(window.add.clone()).await
+                && !matches!(e, StoreError::ConditionFailed)
+            {
+                tracing::warn!(error = %e, "counting a refused request's rate-limit hit failed");
+            }
+        }
+    }
+
+    /// After the reservation's transaction was refused: which of its conditions refused it, in the
+    /// order a caller should hear them (rate limit, then quota, then credits). Reads, on this rare
+    /// path only.
+    async fn why_refused(
         &self,
-        tenant: &TenantId,
+        windows: &[limits::Window],
+        tenant: &Tenant,
         reservation: &Reservation,
-        log: &UsageLog,
-    ) -> Result<(), StoreError> {
-        let store = self.platform.store.as_ref();
-        let now = self.platform.clock.now();
-        let failed = log.outcome == AnswerOutcome::Failed;
-        let (monthly, day, reserved_query_tokens) = (
-            &reservation.monthly,
-            &reservation.day,
-            reservation.query_tokens,
-        );
-        let reservation = &reservation.chats;
-        if failed {
-            // Only the chat counts come back: embedding tokens already spent on the query stay spent.
-            let give_back: Vec<Write> = reservation
-                .iter()
-                .filter(|a| a.attribute == counters::CHATS)
-                .map(|a| Write::Add(Add::new(a.key.clone(), a.attribute.clone(), -a.amount)))
-                .collect();
-            store.transact(give_back).await?;
-        }
-        if reserved_query_tokens > 0 && log.embedding_tokens as i64 != reserved_query_tokens {
-            // The estimate was reserved; correct it to what the provider counted.
-            let correction = log.embedding_tokens as i64 - reserved_query_tokens;
-            usage::record(
-                store,
-                monthly.clone(),
-                counters::EMBEDDING_TOKENS,
-                correction,
-                now,
-            )
-            .await?;
-        }
-        let tenant_day = keys::tenant_day(tenant, day);
-        let spend = [
-            (monthly.clone(), counters::COST_MICROS, log.cost.0),
-            (
-                monthly.clone(),
-                counters::CHAT_INPUT_TOKENS,
-                log.chat_input_tokens as i64,
-            ),
-            (
-                monthly.clone(),
-                counters::CHAT_OUTPUT_TOKENS,
-                log.chat_output_tokens as i64,
-            ),
-            (tenant_day.clone(), counters::COST_MICROS, log.cost.0),
-            (
-                tenant_day.clone(),
-                counters::CHATS,
-                if failed { 0 } else { 1 },
-            ),
-            (
-                tenant_day,
-                counters::EMBEDDING_TOKENS,
-                log.embedding_tokens as i64,
-            ),
-        ];
-        for (key, attribute, amount) in spend {
-            if amount != 0 {
-                usage::record(store, key, attribute, amount, now).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Reserves one chat on the tenant's month and the site's day (one transaction, all or nothing) and
-    /// the query's estimated embedding tokens on the month (a second atomic add alongside: both live on
-    /// the monthly item). Refused: whatever half succeeded is given back, and the error names the limit.
-    async fn reserve(
-        &self,
-        tenant: &Tenant,
-        site: &Site,
-        now: OffsetDateTime,
-        query_tokens: i64,
-    ) -> Result<Reservation, ChatError> {
-        let store = self.platform.store.as_ref();
-        let now_unix = now.unix_timestamp();
-        let limits = tenant.plan.limits();
-        let day = usage::day_of(now);
-        let monthly = usage::tenant_month(&tenant.tenant_id, &usage::month_of(now));
-        let daily = usage::site_day(&site.site_id, &day);
-        let chats = vec![
-            Add::new(monthly.clone(), counters::CHATS, 1)
-                .up_to(limits.monthly_chats as i64)
-                .expiring_at(now_unix + 400 * 86_400),
-            Add::new(daily.clone(), counters::CHATS, 1)
-                .up_to(limits.daily_site_chats as i64)
-                .expiring_at(now_unix + 40 * 86_400),
-        ];
-        let reserve_chats = reserve_all(store, &chats);
-        let reserve_tokens = async {
-            if query_tokens == 0 {
-                return Ok(());
-            }
-            let add = Add::new(monthly.clone(), counters::EMBEDDING_TOKENS, query_tokens)
-                .up_to(limits.monthly_embedding_tokens as i64);
-            store.add(add).await.map(|_| ())
-        };
-        let (reserved_chats, reserved_tokens) = tokio::join!(reserve_chats, reserve_tokens);
-        if reserved_chats.is_ok() && reserved_tokens.is_ok() {
-            return Ok(Reservation {
-                monthly,
-                day,
-                chats,
-                query_tokens,
-            });
-        }
-        // Give back whichever half did succeed, then say which limit stopped us.
-        if reserved_chats.is_ok() {
-            let back = chats
-                .iter()
-                .map(|a| Write::Add(Add::new(a.key.clone(), a.attribute.clone(), -a.amount)));
-            let _ = store.transact(back.collect()).await;
-        }
-        if reserved_tokens.is_ok() && query_tokens > 0 {
-            let _ = store
-                .add(Add::new(
-                    monthly.clone(),
-                    counters::EMBEDDING_TOKENS,
-                    -query_tokens,
-                ))
-                .await;
-        }
-        let error = reserved_chats
-            .err()
-            .or(reserved_tokens.err())
-            .unwrap_or(StoreError::ConditionFailed);
-        Err(match error {
-            StoreError::ConditionFailed => {
-                self.which_quota(tenant, &monthly, &daily, query_tokens)
-                    .await
-            }
-            other => other.into(),
-        })
-    }
-
-    /// Gives back the chats a reservation counted (its credit half was refused).
-    async fn give_back_chats(&self, reservation: &Reservation) {
-        let back = reservation
-            .chats
-            .iter()
-            .map(|a| Write::Add(Add::new(a.key.clone(), a.attribute.clone(), -a.amount)))
-            .collect();
-        if let Err(e) = self.platform.store.transact(back).await {
-            tracing::error!(error = %e, "giving back a chat reservation failed");
-        }
-    }
-
-    /// After a refused reservation: which limit was reached (read only on this rare path).
-    async fn which_quota(
-        &self,
-        tenant: &Tenant,
-        monthly: &Key,
-        daily: &Key,
-        query_tokens: i64,
+        credits: crate::credits::Credits,
     ) -> ChatError {
-        let limits = tenant.plan.limits();
         let store = self.platform.store.as_ref();
-        let (m, d) = tokio::join!(store.get(monthly), store.get(daily));
-        let month = m.ok().flatten();
-        let count = |item: &Option<crate::store::Item>, attr: &str| {
-            item.as_ref().map_or(0, |i| i.count(attr))
-        };
-        let what = if count(&month, counters::CHATS) >= limits.monthly_chats as i64 {
-            format!("the monthly chat quota ({})", limits.monthly_chats)
-        } else if count(&d.ok().flatten(), counters::CHATS) >= limits.daily_site_chats as i64 {
-            format!("the site's daily chat quota ({})", limits.daily_site_chats)
-        } else if query_tokens > 0 {
-            format!(
-                "the monthly embedding-token quota ({})",
-                limits.monthly_embedding_tokens
-            )
-        } else {
-            "the chat quota".to_string()
-        };
-        ChatError::QuotaExhausted {
-            plan: tenant.plan,
-            what,
+        let limits = tenant.plan.limits();
+        let mut keys: Vec<Key> = windows.iter().map(|w| w.add.key.clone()).collect();
+        keys.push(reservation.monthly.clone());
+        keys.push(reservation.daily.clone());
+        if let Ok(items) = store.transact_and_read(Vec::new(), keys).await.read {
+            for (window, item) in windows.iter().zip(&items) {
+                if window.refuses(item.as_ref()) {
+                    return ChatError::RateLimited(window.retry_after_secs);
+                }
+            }
+            let count = |i: usize, attribute: &str| {
+                items[i].as_ref().map_or(0, |item| item.count(attribute))
+            };
+            let (month, day) = (windows.len(), windows.len() + 1);
+            let what = if count(month, counters::CHATS) >= limits.monthly_chats as i64 {
+                Some(format!("the monthly chat quota ({})", limits.monthly_chats))
+            } else if count(day, counters::CHATS) >= limits.daily_site_chats as i64 {
+                Some(format!(
+                    "the site's daily chat quota ({})",
+                    limits.daily_site_chats
+                ))
+            } else if reservation.query_tokens > 0
+                && count(month, counters::EMBEDDING_TOKENS) + reservation.query_tokens
+                    > limits.monthly_embedding_tokens as i64
+            {
+                Some(format!(
+                    "the monthly embedding-token quota ({})",
+                    limits.monthly_embedding_tokens
+                ))
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                self.count_refused_hits(windows).await;
+                return ChatError::QuotaExhausted {
+                    plan: tenant.plan,
+                    what,
+                };
+            }
+        }
+        self.count_refused_hits(windows).await;
+        match self
+            .meter
+            .refusal(&tenant.tenant_id, MeteredFunction::Chat, credits)
+            .await
+        {
+            Some(e) => e.into(),
+            // Nothing explains it any more (the counters moved since): the quota, as before.
+            None => ChatError::QuotaExhausted {
+                plan: tenant.plan,
+                what: "the chat quota".to_string(),
+            },
         }
     }
 }
 
-/// All-or-nothing reservation of several counters.
-async fn reserve_all(store: &dyn crate::store::ItemStore, adds: &[Add]) -> Result<(), StoreError> {
-    store
-        .transact(adds.iter().cloned().map(Write::Add).collect())
-        .await
+/// The quota one answer reserves: one chat on the tenant's month (and the query's estimated
+/// embedding tokens, on the same item) and one on the site's day, each within the plan's limit.
+fn quota(tenant: &Tenant, site: &Site, now: OffsetDateTime, query_tokens: i64) -> Reservation {
+    let now_unix = now.unix_timestamp();
+    let limits = tenant.plan.limits();
+    let day = usage::day_of(now);
+    let monthly = usage::tenant_month(&tenant.tenant_id, &usage::month_of(now));
+    let daily = usage::site_day(&site.site_id, &day);
+    Reservation {
+        monthly,
+        daily,
+        day,
+        query_tokens,
+        monthly_chats: limits.monthly_chats as i64,
+        daily_chats: limits.daily_site_chats as i64,
+        monthly_tokens: limits.monthly_embedding_tokens as i64,
+        now_unix,
+    }
 }
 
-/// The quota one answer holds between [`ChatService::reserve`] and [`ChatService::settle`].
+/// The quota one answer holds from its reservation to its settlement.
 #[derive(Debug, Clone, PartialEq)]
 struct Reservation {
     /// The tenant's counters for the month.
     monthly: Key,
+    /// The site's counters for the day.
+    daily: Key,
     /// The day (`YYYY-MM-DD`) of the site's and the tenant's daily counters.
     day: String,
-    /// The chats reserved (month and site-day), given back if the answer fails.
-    chats: Vec<Add>,
     /// The query's embedding tokens as estimated, corrected on settling.
     query_tokens: i64,
+    monthly_chats: i64,
+    daily_chats: i64,
+    monthly_tokens: i64,
+    now_unix: i64,
+}
+
+impl Reservation {
+    /// The reservation's writes: one add per item, within the plan's limits.
+    fn writes(&self) -> Vec<Write> {
+        let mut monthly = Add::new(self.monthly.clone(), counters::CHATS, 1)
+            .up_to(self.monthly_chats)
+            .expiring_at(self.now_unix + 400 * 86_400);
+        if self.query_tokens > 0 {
+            monthly = monthly.and(
+                counters::EMBEDDING_TOKENS,
+                self.query_tokens,
+                Some(self.monthly_tokens),
+            );
+        }
+        vec![
+            Write::Add(monthly),
+            Write::Add(
+                Add::new(self.daily.clone(), counters::CHATS, 1)
+                    .up_to(self.daily_chats)
+                    .expiring_at(self.now_unix + 40 * 86_400),
+            ),
+        ]
+    }
+}
+
+/// The writes that settle a reservation against what the answer actually spent (its usage log): the
+/// log itself, the spend on the month and the tenant's day (the embedding estimate corrected to what
+/// was counted), a failed answer's chats given back, and the session's new turns.
+fn settle_writes(
+    tenant: &TenantId,
+    reservation: &Reservation,
+    log: &UsageLog,
+    session: Option<Result<crate::store::Item, StoreError>>,
+    now: OffsetDateTime,
+) -> Result<Vec<Write>, StoreError> {
+    let failed = log.outcome == AnswerOutcome::Failed;
+    // Written unconditionally: the settle is one transaction, run once (a retry after an unknown
+    // outcome is refused by the credit account's sequence number, not by the log).
+    let mut writes = vec![Write::Put(
+        logs::item(log, now.unix_timestamp())?,
+        crate::store::Condition::None,
+    )];
+    // Counters that do not move are left out (an add of 0 would still create the attribute).
+    let counted = |key: &Key, changes: &[(&str, i64)]| {
+        let mut moving = changes.iter().filter(|(_, amount)| *amount != 0);
+        let (attribute, amount) = moving.next()?;
+        let add = moving.fold(Add::new(key.clone(), *attribute, *amount), |add, (a, n)| {
+            add.and(*a, *n, None)
+        });
+        Some(Write::Add(add.expiring_at(usage::expiry(key, now))))
+    };
+    let correction = if reservation.query_tokens > 0 {
+        log.embedding_tokens as i64 - reservation.query_tokens
+    } else {
+        0
+    };
+    let tenant_day = keys::tenant_day(tenant, &reservation.day);
+    writes.extend(counted(
+        &reservation.monthly,
+        &[
+            (counters::COST_MICROS, log.cost.0),
+            (counters::CHAT_INPUT_TOKENS, log.chat_input_tokens as i64),
+            (counters::CHAT_OUTPUT_TOKENS, log.chat_output_tokens as i64),
+            // Only the chat comes back: embedding tokens spent on the query stay spent.
+            (counters::CHATS, if failed { -1 } else { 0 }),
+            (counters::EMBEDDING_TOKENS, correction),
+        ],
+    ));
+    writes.extend(counted(
+        &tenant_day,
+        &[
+            (counters::COST_MICROS, log.cost.0),
+            (counters::CHATS, if failed { 0 } else { 1 }),
+            (counters::EMBEDDING_TOKENS, log.embedding_tokens as i64),
+        ],
+    ));
+    writes.extend(counted(
+        &reservation.daily,
+        &[(counters::CHATS, if failed { -1 } else { 0 })],
+    ));
+    if let Some(session) = session {
+        writes.push(Write::Put(session?, crate::store::Condition::None));
+    }
+    Ok(writes)
+}
+
+/// What an answer still has to write once it has been delivered (see
+/// [`ChatService::answer_deferred`]): one store transaction with the credit settle.
+#[must_use = "an unrun settlement is never charged (the sweeper releases its hold)"]
+pub struct Settlement {
+    meter: Meter,
+    hold: crate::credits::Hold,
+    credits: crate::credits::Credits,
+    message_id: MessageId,
+    writes: Vec<Write>,
+    account: Option<Option<crate::store::Item>>,
+    clock: StageClock,
+}
+
+impl std::fmt::Debug for Settlement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settlement")
+            .field("hold", &self.hold.hold_id)
+            .field("credits", &self.credits)
+            .field("message_id", &self.message_id)
+            .field("writes", &self.writes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settlement {
+    /// Writes it; a failure is logged (the answer was delivered: there is no one to tell).
+    pub async fn run(self) {
+        let started = Instant::now();
+        let result = self
+            .meter
+            .settle_with(
+                self.hold,
+                self.credits,
+                Some(self.message_id.as_str()),
+                crate::credits::Along {
+                    writes: self.writes,
+                    account: self.account,
+                },
+            )
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, message_id = %self.message_id, "settling the answer failed");
+        }
+        self.clock.settled(started.elapsed());
+    }
 }
 
 /// The answer's sources: the passages' pages, a snippet each, scores rounded for display.
@@ -1563,8 +1643,9 @@ mod tests {
         let (_dir, service, tenant, site) = reserving_service().await;
         let store = service.platform.store.as_ref();
         let now = service.platform.clock.now();
-        let reservation = service.reserve(&tenant, &site, now, 40).await.unwrap();
+        let reservation = quota(&tenant, &site, now, 40);
         assert_eq!(reservation.day, "2026-05-01");
+        store.transact(reservation.writes()).await.unwrap();
         let month = store.get(&reservation.monthly).await.unwrap().unwrap();
         assert_eq!(
             (
@@ -1580,7 +1661,14 @@ mod tests {
             .add(Add::new(daily.clone(), counters::CHATS, limit - 1))
             .await
             .unwrap();
-        let err = service.reserve(&tenant, &site, now, 40).await.unwrap_err();
+        let refused = store.transact(reservation.writes()).await;
+        assert!(
+            matches!(refused, Err(StoreError::ConditionFailed)),
+            "{refused:?}"
+        );
+        let err = service
+            .why_refused(&[], &tenant, &reservation, crate::credits::Credits(0))
+            .await;
         assert!(
             matches!(&err, ChatError::QuotaExhausted { what, .. } if what.contains("daily")),
             "{err:?}"
@@ -1612,9 +1700,13 @@ mod tests {
             }))
             .unwrap()
         };
-        let reservation = service.reserve(&tenant, &site, now, 40).await.unwrap();
-        service
-            .settle(&tenant.tenant_id, &reservation, &log("answered", 30, 7))
+        let settle = |reservation: &Reservation, log: &UsageLog| {
+            settle_writes(&tenant.tenant_id, reservation, log, None, now).unwrap()
+        };
+        let reservation = quota(&tenant, &site, now, 40);
+        store.transact(reservation.writes()).await.unwrap();
+        store
+            .transact(settle(&reservation, &log("answered", 30, 7)))
             .await
             .unwrap();
         let month = store.get(&reservation.monthly).await.unwrap().unwrap();
@@ -1630,9 +1722,10 @@ mod tests {
             (1, 7)
         );
 
-        let failed = service.reserve(&tenant, &site, now, 0).await.unwrap();
-        service
-            .settle(&tenant.tenant_id, &failed, &log("failed", 0, 0))
+        let failed = quota(&tenant, &site, now, 0);
+        store.transact(failed.writes()).await.unwrap();
+        store
+            .transact(settle(&failed, &log("failed", 0, 0)))
             .await
             .unwrap();
         let month = store.get(&reservation.monthly).await.unwrap().unwrap();

@@ -21,8 +21,14 @@ pub struct Session {
 
 /// Sessions are keyed by site and id: a visitor of one site who presents another site's session id
 /// reaches nothing of it (neither its history nor, see `ChatService`, its rate limit).
-fn key(site: &SiteId, session: &SessionId) -> Key {
+pub fn key(site: &SiteId, session: &SessionId) -> Key {
     keys::session(site, session)
+}
+
+/// The history in a session item read under [`key`], or `None` when it is another site's.
+pub fn turns(site: &SiteId, item: &Item) -> Result<Option<Vec<Message>>, StoreError> {
+    let stored: Session = item.to_record()?;
+    Ok((stored.site_id.as_ref() == Some(site)).then_some(stored.turns))
 }
 
 /// The session's history, or `None` when the site has no such session (never had, expired, or it is
@@ -35,8 +41,7 @@ pub async fn load(
     let Some(item) = store.get(&key(site, session)).await? else {
         return Ok(None);
     };
-    let stored: Session = item.to_record()?;
-    Ok((stored.site_id.as_ref() == Some(site)).then_some(stored.turns))
+    turns(site, &item)
 }
 
 /// Appends a question and its answer, keeping the last [`MAX_TURNS`] messages.
@@ -44,11 +49,25 @@ pub async fn append(
     store: &dyn ItemStore,
     site: &SiteId,
     session: &SessionId,
-    mut history: Vec<Message>,
+    history: Vec<Message>,
     question: &str,
     answer: &str,
     now_unix: i64,
 ) -> Result<(), StoreError> {
+    let item = item(site, session, history, question, answer, now_unix)?;
+    store.put(item, Condition::None).await
+}
+
+/// The session item with a question and its answer appended (the last [`MAX_TURNS`] messages), to
+/// write in a transaction of the caller's.
+pub fn item(
+    site: &SiteId,
+    session: &SessionId,
+    mut history: Vec<Message>,
+    question: &str,
+    answer: &str,
+    now_unix: i64,
+) -> Result<Item, StoreError> {
     history.push(Message {
         role: Role::User,
         content: question.to_string(),
@@ -63,7 +82,5 @@ pub async fn append(
         site_id: Some(site.clone()),
         turns: history,
     };
-    let item =
-        Item::from_record(key(site, session), &record)?.expiring_at(now_unix + SESSION_TTL_SECS);
-    store.put(item, Condition::None).await
+    Ok(Item::from_record(key(site, session), &record)?.expiring_at(now_unix + SESSION_TTL_SECS))
 }

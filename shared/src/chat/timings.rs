@@ -204,6 +204,37 @@ impl StageClock {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).timings
     }
 
+    /// A settlement that took `took` finished: while the request is still being measured (the
+    /// settle ran before the response ended), it closes the `settle` stage; after it was recorded
+    /// (the settle ran after the response was delivered), it is recorded on its own, as a
+    /// `chat settled` event (and in Lambda an EMF line) with `settle_ms` and `deferred = true`.
+    pub fn settled(&self, took: Duration) {
+        let recorded = self.0.lock().unwrap_or_else(|p| p.into_inner()).recorded;
+        if !recorded {
+            self.mark(Stage::Settle);
+            return;
+        }
+        tracing::info!(
+            target: TIMINGS_TARGET,
+            settle_ms = millis(took),
+            deferred = true,
+            "chat settled"
+        );
+        if let Some(function) = lambda_function() {
+            let mut t = StageTimings::default();
+            t.stages[Stage::Settle.index()] = Some(took);
+            t.total = took;
+            let now = time::OffsetDateTime::now_utc();
+            let line = t.emf_line(
+                function,
+                (now.unix_timestamp_nanos() / 1_000_000) as i64,
+                crate::http::current_request_id().as_deref(),
+            );
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        }
+    }
+
     /// Closes the last stage and records the request once (later calls do nothing).
     fn finish(&self) {
         self.mark(Stage::Flushed);

@@ -138,6 +138,21 @@ pub(crate) async fn apply<F>(
     store: &dyn ItemStore,
     tenant: &TenantId,
     now: OffsetDateTime,
+    plan: F,
+) -> Result<Option<LedgerEntry>, CreditError>
+where
+    F: FnMut(&AccountRecord) -> Result<Option<Change>, CreditError>,
+{
+    apply_from(store, tenant, now, None, plan).await
+}
+
+/// [`apply`], whose first attempt starts from `known` (the account item as read before, `Some(None)`
+/// when it did not exist) instead of reading it: one round trip fewer when nobody moved it since.
+pub(crate) async fn apply_from<F>(
+    store: &dyn ItemStore,
+    tenant: &TenantId,
+    now: OffsetDateTime,
+    mut known: Option<Option<Item>>,
     mut plan: F,
 ) -> Result<Option<LedgerEntry>, CreditError>
 where
@@ -145,7 +160,11 @@ where
 {
     let account_key = keys::credit_account(tenant);
     for attempt in 0..MAX_ATTEMPTS {
-        let (record, exists) = match store.get(&account_key).await? {
+        let current = match known.take() {
+            Some(item) => item,
+            None => store.get(&account_key).await?,
+        };
+        let (record, exists) = match current {
             Some(item) => (item.to_record::<AccountRecord>()?, true),
             None => (AccountRecord::default(), false),
         };

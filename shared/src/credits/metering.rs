@@ -191,6 +191,28 @@ impl Meter {
         credits: Credits,
         request_id: Option<&str>,
     ) -> Result<Hold, CreditError> {
+        let Reservation { hold, writes } =
+            self.reservation(tenant, function, credits, request_id)?;
+        match self.store.transact(writes).await {
+            Ok(()) => Ok(hold),
+            Err(StoreError::ConditionFailed) => {
+                Err(self.why_refused(tenant, function, credits).await)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The writes of a reservation, for a caller that runs them in a transaction of its own along
+    /// with other writes (chat reserves its quota, its credits and reads its session in one round
+    /// trip). The hold exists once those writes are committed; if that transaction is refused,
+    /// [`Meter::refusal`] tells whether the credits refused it.
+    pub fn reservation(
+        &self,
+        tenant: &TenantId,
+        function: MeteredFunction,
+        credits: Credits,
+        request_id: Option<&str>,
+    ) -> Result<Reservation, CreditError> {
         if credits.0 < 0 {
             return Err(CreditError::Invalid(format!(
                 "a reservation of {credits} is negative"
@@ -220,12 +242,21 @@ impl Meter {
             ));
             writes.push(Write::Put(hold.item()?, Condition::IfAbsent));
         }
-        match self.store.transact(writes).await {
-            Ok(()) => Ok(hold),
-            Err(StoreError::ConditionFailed) => {
-                Err(self.why_refused(tenant, function, credits).await)
-            }
-            Err(e) => Err(e.into()),
+        Ok(Reservation { hold, writes })
+    }
+
+    /// After a transaction holding a [`Meter::reservation`] was refused: the credit system's reason
+    /// (suspended, the hourly limit, or exhausted), or `None` when none of its conditions explains
+    /// it (another write of that transaction refused it). Reads; only on that rare path.
+    pub async fn refusal(
+        &self,
+        tenant: &TenantId,
+        function: MeteredFunction,
+        credits: Credits,
+    ) -> Option<CreditError> {
+        match self.why_refused(tenant, function, credits).await {
+            CreditError::Exhausted { available, needed } if available.0 >= needed.0 => None,
+            other => Some(other),
         }
     }
 
@@ -314,7 +345,22 @@ impl Meter {
         actual: Credits,
         reference_id: Option<&str>,
     ) -> Result<Option<LedgerEntry>, CreditError> {
-        self.watch.observe(&hold).await; // anomaly detection, after the model call (anomaly.rs)
+        self.settle_with(hold, actual, reference_id, Along::default())
+            .await
+    }
+
+    /// [`Meter::settle`] with the caller's own writes in the same transaction (an answer's usage log,
+    /// counters and session: one round trip settles everything), starting from the account as the
+    /// caller read it earlier when it did. The writes in `along` are written exactly once, whether the
+    /// action is charged, costs nothing, or its hold was already swept.
+    #[tracing::instrument(skip(self, hold, along), fields(tenant = %hold.tenant, hold = %hold.hold_id, actual = actual.0))]
+    pub async fn settle_with(
+        &self,
+        hold: Hold,
+        actual: Credits,
+        reference_id: Option<&str>,
+        along: Along,
+    ) -> Result<Option<LedgerEntry>, CreditError> {
         let store = self.store.as_ref();
         let now = self.clock.now();
         if actual.0 > hold.credits.0 {
@@ -325,9 +371,13 @@ impl Meter {
             );
         }
         let actual = actual.0.clamp(0, hold.credits.0);
+        let Along {
+            writes: also,
+            account,
+        } = along;
         if actual == 0 {
-            self.release(hold).await?;
-            return Ok(None);
+            self.watch.observe(&hold).await;
+            return self.release_with(hold, also).await.map(|()| None);
         }
         let hold_key = keys::credit_hold(&hold.hold_id);
         let held = hold.credits.0;
@@ -361,11 +411,14 @@ impl Meter {
                 }))
             }
         };
-        let settled = match account::apply(
+        let mut with_release = vec![release];
+        with_release.extend(also.iter().cloned());
+        let settled = match account::apply_from(
             store,
             &hold.tenant,
             now,
-            usage(held - actual, vec![release]),
+            account,
+            usage(held - actual, with_release),
         )
         .await
         {
@@ -374,8 +427,8 @@ impl Meter {
             // what is available.
             Err(CreditError::Invalid(_)) => {
                 tracing::warn!(hold = %hold.hold_id, "settling a hold the sweeper released");
-                account::apply(store, &hold.tenant, now, {
-                    let plan = usage(-actual, Vec::new());
+                let charged = account::apply(store, &hold.tenant, now, {
+                    let plan = usage(-actual, also.clone());
                     move |record: &account::AccountRecord| {
                         plan(record).map(|change| {
                             change.map(|mut c| {
@@ -385,10 +438,19 @@ impl Meter {
                         })
                     }
                 })
-                .await
+                .await;
+                if charged.is_err() && !also.is_empty() {
+                    // Not charged (the credits ran out meanwhile): the caller's records still land.
+                    store.transact(also).await?;
+                }
+                charged
             }
             Err(e) => Err(e),
         }?;
+        // After the settle's one transaction: anomaly detection counts the action (one add, for the
+        // watched functions; anomaly.rs), and a balance that fell below the threshold sets off
+        // `credits.low` or a top-up (auto_top_up.rs; nothing when it did not).
+        self.watch.observe(&hold).await;
         let record = seen.lock().ok().and_then(|mut seen| seen.take());
         if let (Some(platform), Some(entry), Some(record)) = (&self.platform, &settled, record) {
             super::auto_top_up::after_usage(platform, &hold.tenant, &record, entry).await;
@@ -398,27 +460,61 @@ impl Meter {
 
     /// Gives a hold back whole (the action failed before it cost anything).
     pub async fn release(&self, hold: Hold) -> Result<(), CreditError> {
+        self.release_with(hold, Vec::new()).await
+    }
+
+    /// Gives a hold back whole with the caller's writes in the same transaction.
+    async fn release_with(&self, hold: Hold, also: Vec<Write>) -> Result<(), CreditError> {
+        let store = self.store.as_ref();
         if hold.credits.0 == 0 {
+            if !also.is_empty() {
+                store.transact(also).await?;
+            }
             return Ok(());
         }
-        release_hold(
-            self.store.as_ref(),
-            &hold.tenant,
-            &hold.hold_id,
-            hold.credits.0,
-        )
-        .await
+        let mut writes = release_writes(&hold.tenant, &hold.hold_id, hold.credits.0);
+        writes.extend(also.iter().cloned());
+        match store.transact(writes).await {
+            Ok(()) => Ok(()),
+            // Already settled, released or swept: nothing is held any more; the rest still lands.
+            Err(StoreError::ConditionFailed) => {
+                if !also.is_empty() {
+                    store.transact(also).await?;
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
-/// Deletes a hold (if it still holds `credits`) and returns its credits to the available counter.
-async fn release_hold(
-    store: &dyn ItemStore,
-    tenant: &TenantId,
-    hold_id: &str,
-    credits: i64,
-) -> Result<(), CreditError> {
-    let writes = vec![
+/// A reservation's writes and the hold they make (see [`Meter::reservation`]).
+#[derive(Debug)]
+pub struct Reservation {
+    pub hold: Hold,
+    pub writes: Vec<Write>,
+}
+
+/// What a caller settles along with a hold ([`Meter::settle_with`]).
+#[derive(Debug, Default)]
+pub struct Along {
+    /// Writes that land with the settle, in its transaction (an answer's usage log, counters,
+    /// session). They must not touch the credit items, and their own conditions must hold.
+    pub writes: Vec<Write>,
+    /// The account item as read before (`Some(None)`: it did not exist): the settle's first attempt
+    /// works from it instead of reading it again; a stale one costs a retry, never a wrong charge (the
+    /// write is conditional on the account's sequence number).
+    pub account: Option<Option<Item>>,
+}
+
+/// The key a caller reads to hand the account to [`Meter::settle_with`] ([`Along::account`]).
+pub fn account_key(tenant: &TenantId) -> crate::store::Key {
+    keys::credit_account(tenant)
+}
+
+/// The writes that delete a hold (if it still holds `credits`) and return them to the available counter.
+fn release_writes(tenant: &TenantId, hold_id: &str, credits: i64) -> Vec<Write> {
+    vec![
         Write::Delete(
             keys::credit_hold(hold_id),
             Condition::AttributeEquals("credits".into(), credits.into()),
@@ -428,8 +524,20 @@ async fn release_hold(
             AVAILABLE,
             credits,
         )),
-    ];
-    match store.transact(writes).await {
+    ]
+}
+
+/// Deletes a hold (if it still holds `credits`) and returns its credits to the available counter.
+async fn release_hold(
+    store: &dyn ItemStore,
+    tenant: &TenantId,
+    hold_id: &str,
+    credits: i64,
+) -> Result<(), CreditError> {
+    match store
+        .transact(release_writes(tenant, hold_id, credits))
+        .await
+    {
         // Already settled, released or swept: nothing is held any more.
         Ok(()) | Err(StoreError::ConditionFailed) => Ok(()),
         Err(e) => Err(e.into()),

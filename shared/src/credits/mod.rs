@@ -31,7 +31,9 @@ use crate::store::StoreError;
 
 pub use account::{Balance, monthly_grant};
 pub use ledger::{LedgerEntry, TransactionType};
-pub use metering::{Hold, Meter, MeteredFunction, sweep_expired_reservations};
+pub use metering::{
+    Along, Hold, Meter, MeteredFunction, Reservation, account_key, sweep_expired_reservations,
+};
 pub use pricing::CreditSettings;
 
 /// An amount of credits. Signed: ledger entries subtract as well as add.

@@ -471,5 +471,187 @@ async fn anomaly_detection_adds_nothing_before_the_model_call_and_one_add_after_
     let (reserve_watched, settle_watched) = round_trips(MeteredFunction::Chat).await;
     assert_eq!((reserve_unwatched, reserve_watched), (1, 1));
     assert_eq!(settle_watched, settle_unwatched + 1);
+}
+
+/// A record of the caller's that lands with the settle (an answer's usage log, say).
+fn along_record(n: i64) -> Write {
+    Write::Put(
+        Item::new(Key::new("log#t", format!("msg_{n}"))).with("n", n),
+        Condition::None,
+    )
+}
+
+#[tokio::test]
+async fn a_settle_with_the_account_read_before_is_one_round_trip_and_carries_the_callers_writes() {
+    // Training, which anomaly detection does not watch (a watched settle adds its one count after).
+    let w = world();
+    w.fund(10).await;
+    let hold = w
+        .meter
+        .reserve(&w.tenant, MeteredFunction::Training, Credits(4), None)
+        .await
+        .unwrap();
+    let account = w.store().get(&account_key(&w.tenant)).await.unwrap();
+    let before = w.store.calls();
+    w.meter
+        .settle_with(
+            hold,
+            Credits(3),
+            Some("msg_1"),
+            Along {
+                writes: vec![along_record(1)],
+                account: Some(account),
+            },
+        )
+        .await
+        .unwrap()
+        .expect("a usage entry");
+    assert_eq!(
+        w.store.calls() - before,
+        1,
+        "one transaction settles it all"
+    );
+    assert_eq!(w.balance().await.balance, Credits(7));
+    assert!(
+        w.store()
+            .get(&Key::new("log#t", "msg_1"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    w.books().await;
+}
+
+#[tokio::test]
+async fn a_stale_account_costs_a_retry_never_a_wrong_charge() {
+    let w = world();
+    w.fund(10).await;
+    let first = w
+        .meter
+        .reserve(&w.tenant, MeteredFunction::Chat, Credits(4), None)
+        .await
+        .unwrap();
+    let second = w
+        .meter
+        .reserve(&w.tenant, MeteredFunction::Chat, Credits(4), None)
+        .await
+        .unwrap();
+    // Both read the account at reservation; the first settles, which moves it.
+    let stale = w.store().get(&account_key(&w.tenant)).await.unwrap();
+    w.meter
+        .settle_with(
+            first,
+            Credits(2),
+            None,
+            Along {
+                writes: vec![along_record(1)],
+                account: Some(stale.clone()),
+            },
+        )
+        .await
+        .unwrap();
+    let before = w.store.calls();
+    w.meter
+        .settle_with(
+            second,
+            Credits(3),
+            None,
+            Along {
+                writes: vec![along_record(2)],
+                account: Some(stale),
+            },
+        )
+        .await
+        .unwrap();
+    // Refused on the sequence number, re-read (and the refusal checked), written.
+    assert!(w.store.calls() - before > 1);
+    let balance = w.balance().await;
+    assert_eq!(
+        (balance.balance, balance.available),
+        (Credits(5), Credits(5))
+    );
+    for n in [1, 2] {
+        assert!(
+            w.store()
+                .get(&Key::new("log#t", format!("msg_{n}")))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    w.books().await;
+}
+
+#[tokio::test]
+async fn the_callers_writes_land_when_nothing_is_charged_or_the_hold_was_swept() {
+    let w = world();
+    w.fund(3).await;
+    // Nothing to charge: the hold goes back whole, with the caller's writes.
+    let free = w
+        .meter
+        .reserve(&w.tenant, MeteredFunction::Chat, Credits(2), None)
+        .await
+        .unwrap();
+    let entry = w
+        .meter
+        .settle_with(
+            free,
+            Credits(0),
+            None,
+            Along {
+                writes: vec![along_record(1)],
+                account: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(entry.is_none());
+    assert_eq!(w.balance().await.available, Credits(3));
+    // Swept before it settled, then the credits were spent elsewhere: not charged, records kept.
+    let late = w
+        .meter
+        .reserve(&w.tenant, MeteredFunction::Chat, Credits(2), None)
+        .await
+        .unwrap();
+    w.clock.advance(std::time::Duration::from_secs(
+        (w.meter.settings().hold_secs + 1) as u64,
+    ));
+    let swept = sweep_expired_reservations(w.store(), w.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(swept.holds, 1);
+    let other = w
+        .meter
+        .reserve(&w.tenant, MeteredFunction::Chat, Credits(3), None)
+        .await
+        .unwrap();
+    w.meter.settle(other, Credits(3), None).await.unwrap();
+    let result = w
+        .meter
+        .settle_with(
+            late,
+            Credits(2),
+            None,
+            Along {
+                writes: vec![along_record(2)],
+                account: None,
+            },
+        )
+        .await;
+    assert!(
+        matches!(result, Err(CreditError::Exhausted { .. })),
+        "{result:?}"
+    );
+    for n in [1, 2] {
+        assert!(
+            w.store()
+                .get(&Key::new("log#t", format!("msg_{n}")))
+                .await
+                .unwrap()
+                .is_some(),
+            "record {n} landed"
+        );
+    }
+    assert_eq!(w.balance().await.balance, Credits(0));
     w.books().await;
 }

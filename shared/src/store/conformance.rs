@@ -92,6 +92,8 @@ macro_rules! store_conformance_tests {
                 add_with_negative_amount_gives_back,
                 add_over_the_limit_changes_nothing,
                 add_keeps_other_attributes,
+                add_of_several_counters_is_all_or_nothing,
+                transact_and_read_reads_and_writes_in_one_call,
                 add_with_expiry_creates_an_expiring_counter,
                 concurrent_debits_never_go_below_the_floor,
                 add_under_the_floor_changes_nothing,
@@ -859,6 +861,133 @@ pub async fn add_over_the_limit_changes_nothing(store: &dyn ItemStore, _clock: &
             .expect("unlimited add"),
         1_000_002
     );
+}
+
+/// One add of several counters of an item: each within its own limit, all or none, also inside a
+/// transaction and over an expired item.
+pub async fn add_of_several_counters_is_all_or_nothing(store: &dyn ItemStore, clock: &ManualClock) {
+    let key = Key::new("tenant#t1", "month");
+    let both = |chats: i64, tokens: i64| {
+        Add::new(key.clone(), "chats", chats)
+            .up_to(3)
+            .and("tokens", tokens, Some(100))
+            .and("cost", 7, None)
+    };
+    assert_eq!(store.add(both(1, 40)).await.expect("a first add"), 1);
+    let item = get(store, &key).await.expect("the counters");
+    assert_eq!(
+        (
+            item.count("chats"),
+            item.count("tokens"),
+            item.count("cost")
+        ),
+        (1, 40, 7)
+    );
+    // The second counter's limit refuses the whole add.
+    assert_condition_failed(store.add(both(1, 61)).await, "tokens past their limit");
+    // So does the first's, inside a transaction too.
+    store
+        .transact(vec![Write::Add(both(2, 60))])
+        .await
+        .expect("exactly both limits");
+    assert_condition_failed(
+        store.transact(vec![Write::Add(both(1, 0))]).await,
+        "chats past their limit in a transaction",
+    );
+    let item = get(store, &key).await.expect("the counters");
+    assert_eq!(
+        (
+            item.count("chats"),
+            item.count("tokens"),
+            item.count("cost")
+        ),
+        (3, 100, 14),
+        "refused adds changed nothing"
+    );
+    // Over an expired item, every counter starts afresh.
+    let day = Key::new("tenant#t1", "day");
+    let expiring = |n: i64| {
+        Add::new(day.clone(), "chats", n)
+            .and("tokens", 2 * n, Some(10))
+            .expiring_at(clock.unix_seconds() + 60)
+    };
+    store.add(expiring(3)).await.expect("a day's counters");
+    clock.advance(Duration::from_secs(120));
+    store
+        .transact(vec![Write::Add(expiring(1))])
+        .await
+        .expect("a fresh day");
+    let item = get(store, &day).await.expect("the fresh counters");
+    assert_eq!((item.count("chats"), item.count("tokens")), (1, 2));
+    // An attribute named twice is a malformed add.
+    assert_invalid(
+        store
+            .add(Add::new(key.clone(), "chats", 1).and("chats", 1, None))
+            .await,
+        "an attribute twice",
+    );
+}
+
+/// Writes and reads in one call: the reads come back in order (absent and expired items as `None`),
+/// also when the transaction is refused, which then writes nothing.
+pub async fn transact_and_read_reads_and_writes_in_one_call(
+    store: &dyn ItemStore,
+    clock: &ManualClock,
+) {
+    let (a, b, gone, missing) = (
+        Key::new("session#1", "s"),
+        Key::new("account#1", "a"),
+        Key::new("session#2", "s"),
+        Key::new("session#3", "s"),
+    );
+    put(store, Item::new(a.clone()).with("turns", 2)).await;
+    put(store, Item::new(b.clone()).with("seq", 5)).await;
+    put(
+        store,
+        Item::new(gone.clone())
+            .with("turns", 1)
+            .expiring_at(clock.unix_seconds() + 10),
+    )
+    .await;
+    clock.advance(Duration::from_secs(20));
+    let counter = Key::new("tenant#1", "month");
+    let reserve = |n: i64| vec![Write::Add(Add::new(counter.clone(), "chats", n).up_to(2))];
+    let reads = vec![b.clone(), missing.clone(), a.clone(), gone.clone()];
+
+    let done = store.transact_and_read(reserve(2), reads.clone()).await;
+    done.written.expect("the reservation");
+    let read = done.read.expect("the reads");
+    assert_eq!(read.len(), 4);
+    assert_eq!(read[0].as_ref().map(|i| i.count("seq")), Some(5));
+    assert!(read[1].is_none(), "a missing item reads as None");
+    assert_eq!(read[2].as_ref().map(|i| i.count("turns")), Some(2));
+    assert!(read[3].is_none(), "an expired item reads as None");
+    assert_eq!(get(store, &counter).await.unwrap().count("chats"), 2);
+
+    let refused = store.transact_and_read(reserve(1), vec![a.clone()]).await;
+    assert_condition_failed(refused.written, "past the limit");
+    let read = refused
+        .read
+        .expect("reads stand when the writes are refused");
+    assert_eq!(read[0].as_ref().map(|i| i.count("turns")), Some(2));
+    assert_eq!(get(store, &counter).await.unwrap().count("chats"), 2);
+
+    // Reads alone, and writes alone.
+    let only_reads = store.transact_and_read(Vec::new(), vec![b.clone()]).await;
+    only_reads.written.expect("nothing to write");
+    assert!(only_reads.read.unwrap()[0].is_some());
+    let only_writes = store
+        .transact_and_read(
+            vec![Write::Put(
+                Item::new(missing.clone()).with("turns", 0),
+                Condition::IfAbsent,
+            )],
+            Vec::new(),
+        )
+        .await;
+    only_writes.written.expect("the put");
+    assert!(only_writes.read.unwrap().is_empty());
+    assert!(get(store, &missing).await.is_some());
 }
 
 pub async fn add_keeps_other_attributes(store: &dyn ItemStore, _clock: &ManualClock) {

@@ -16,8 +16,9 @@ use rusqlite::{
 use serde_json::{Map, Value};
 
 use super::{
-    Add, Condition, Cursor, Index, Item, ItemStore, Key, Page, Query, StoreError, Update, Write,
-    check_query, check_transaction, check_write, sk_prefix, values_equal,
+    Add, Condition, Cursor, Index, Item, ItemStore, Key, MAX_READS, Page, Query, ReadWrite,
+    StoreError, Update, Write, check_key, check_query, check_transaction, check_write, sk_prefix,
+    values_equal,
 };
 use crate::clock::Clock;
 use crate::embedded_db::EmbeddedDb;
@@ -201,6 +202,67 @@ impl ItemStore for EmbeddedStore {
             .await
         })
     }
+
+    fn transact_and_read(&self, writes: Vec<Write>, reads: Vec<Key>) -> BoxFuture<'_, ReadWrite> {
+        Box::pin(async move {
+            let checked = (|| {
+                if !writes.is_empty() {
+                    check_transaction(&writes)?;
+                }
+                for write in &writes {
+                    check_write(write)?;
+                }
+                if reads.len() > MAX_READS {
+                    return Err(StoreError::Invalid(format!(
+                        "at most {MAX_READS} reads, not {}",
+                        reads.len()
+                    )));
+                }
+                reads.iter().try_for_each(check_key)
+            })();
+            if let Err(e) = checked {
+                let read = Err(StoreError::Invalid(e.to_string()));
+                return ReadWrite {
+                    written: Err(e),
+                    read,
+                };
+            }
+            // One SQLite transaction: the reads first, then every condition, then every write.
+            let outcome = self
+                .run(TransactionBehavior::Immediate, move |tx, now| {
+                    let read = reads
+                        .iter()
+                        .map(|key| load(tx, key, now))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let planned = writes
+                        .into_iter()
+                        .map(|write| plan(tx, write, now))
+                        .collect::<Result<Vec<_>, _>>();
+                    let written = match planned {
+                        Ok(effects) => {
+                            for effect in effects {
+                                effect.apply(tx)?;
+                            }
+                            Ok(())
+                        }
+                        // Refused before anything was written: the reads still stand.
+                        Err(e) => Err(e),
+                    };
+                    Ok((written, read))
+                })
+                .await;
+            match outcome {
+                Ok((written, read)) => ReadWrite {
+                    written,
+                    read: Ok(read),
+                },
+                Err(e) => ReadWrite {
+                    read: Err(StoreError::Backend(anyhow::anyhow!("{e}"))),
+                    written: Err(e),
+                },
+            }
+        })
+    }
 }
 
 /// What a write does once its condition has held.
@@ -265,22 +327,27 @@ fn plan(tx: &Transaction<'_>, write: Write, now: i64) -> Result<Effect, StoreErr
         Write::Add(add) => {
             // A missing (or expired) item starts afresh: no attributes, no index keys.
             let mut item = current.unwrap_or_else(|| Item::new(add.key.clone()));
-            let before = match item.attributes.get(&add.attribute) {
-                None => 0,
-                Some(value) => value.as_i64().ok_or_else(|| {
-                    StoreError::Invalid(format!(
-                        "attribute {:?} is not an integer counter",
-                        add.attribute
-                    ))
-                })?,
-            };
-            let total = before.checked_add(add.amount).ok_or_else(|| {
-                StoreError::Invalid(format!("counter {:?} would overflow", add.attribute))
-            })?;
-            if !add.allows(total) {
-                return Err(StoreError::ConditionFailed);
+            let mut totals = Vec::new();
+            for (attribute, amount, limit, floor) in add.counters() {
+                let before = match item.attributes.get(attribute) {
+                    None => 0,
+                    Some(value) => value.as_i64().ok_or_else(|| {
+                        StoreError::Invalid(format!(
+                            "attribute {attribute:?} is not an integer counter"
+                        ))
+                    })?,
+                };
+                let total = before.checked_add(amount).ok_or_else(|| {
+                    StoreError::Invalid(format!("counter {attribute:?} would overflow"))
+                })?;
+                if limit.is_some_and(|l| total > l) || floor.is_some_and(|f| total < f) {
+                    return Err(StoreError::ConditionFailed);
+                }
+                totals.push((attribute.to_string(), total));
             }
-            item.attributes.insert(add.attribute, Value::from(total));
+            for (attribute, total) in totals {
+                item.attributes.insert(attribute, Value::from(total));
+            }
             item.expires_at = item.expires_at.or(add.expires_at);
             Ok(Effect::Save(item))
         }

@@ -218,6 +218,17 @@ pub struct Add {
     /// Set when the add creates the item (counters for a day expire on their own); kept on later adds.
     /// (Precisely: set when the item has no expiry yet, which is how DynamoDB's `if_not_exists` does it.)
     pub expires_at: Option<i64>,
+    /// More counters of the same item added in the same write, each within its own limit: a transaction
+    /// writes an item once, so a month's chats and tokens, reserved or settled together, are one add.
+    pub more: Vec<Counter>,
+}
+
+/// One more counter of an [`Add`]: `amount` added to `attribute`, refused past `limit`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Counter {
+    pub attribute: String,
+    pub amount: i64,
+    pub limit: Option<i64>,
 }
 
 impl Add {
@@ -229,7 +240,43 @@ impl Add {
             limit: None,
             floor: None,
             expires_at: None,
+            more: Vec::new(),
         }
+    }
+
+    /// Also adds `amount` to `attribute` of the same item (refused past `limit`, when given).
+    pub fn and(mut self, attribute: impl Into<String>, amount: i64, limit: Option<i64>) -> Self {
+        self.more.push(Counter {
+            attribute: attribute.into(),
+            amount,
+            limit,
+        });
+        self
+    }
+
+    /// Every counter of the add as `(attribute, amount, limit, floor)`, the first one first.
+    pub fn counters(&self) -> impl Iterator<Item = (&str, i64, Option<i64>, Option<i64>)> {
+        std::iter::once((self.attribute.as_str(), self.amount, self.limit, self.floor)).chain(
+            self.more
+                .iter()
+                .map(|c| (c.attribute.as_str(), c.amount, c.limit, None)),
+        )
+    }
+
+    /// Whether every counter fits when the item stands at `current` (a missing attribute is 0).
+    pub fn fits(&self, current: Option<&Item>) -> bool {
+        self.counters().all(|(attribute, amount, limit, floor)| {
+            let total = current
+                .map_or(0, |item| item.count(attribute))
+                .saturating_add(amount);
+            limit.is_none_or(|l| total <= l) && floor.is_none_or(|f| total >= f)
+        })
+    }
+
+    /// Whether any counter has a bound (a refusal can only come from a bound or an expired item).
+    pub fn bounded(&self) -> bool {
+        self.counters()
+            .any(|(_, _, limit, floor)| limit.is_some() || floor.is_some())
     }
 
     pub fn up_to(mut self, limit: i64) -> Self {
@@ -397,10 +444,47 @@ pub trait ItemStore: Send + Sync + 'static {
     fn query(&self, query: Query) -> BoxFuture<'_, Result<Page, StoreError>>;
     /// All or nothing: at most 25 writes, each to a different item.
     fn transact(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// A transaction of `writes` (none: only read) and reads of `reads`, as one round trip: what the
+    /// chat path does before the model is called (its reservation and its session read).
+    ///
+    /// The embedded store reads inside the transaction, before its writes. DynamoDB has no call that
+    /// reads and writes, so its adapter sends the transaction and a strongly consistent
+    /// `BatchGetItem` side by side: one round trip of latency, two requests, and the reads are not
+    /// isolated from the writes (they may see the state before or after them). Callers must not read
+    /// an item they write here. Reads come back in the order of `reads`, `None` for absent or expired
+    /// items, also when the transaction was refused. This default runs the two side by side through
+    /// the other methods (wrappers that only forward need nothing more).
+    fn transact_and_read(&self, writes: Vec<Write>, reads: Vec<Key>) -> BoxFuture<'_, ReadWrite> {
+        Box::pin(async move {
+            let write = async {
+                if writes.is_empty() {
+                    Ok(())
+                } else {
+                    self.transact(writes).await
+                }
+            };
+            let read = futures::future::try_join_all(reads.iter().map(|key| self.get(key)));
+            let (written, read) = futures::join!(write, read);
+            ReadWrite { written, read }
+        })
+    }
+}
+
+/// What [`ItemStore::transact_and_read`] did.
+#[derive(Debug)]
+pub struct ReadWrite {
+    /// The transaction's outcome (`Ok` when there was nothing to write).
+    pub written: Result<(), StoreError>,
+    /// The items read, in the order asked.
+    pub read: Result<Vec<Option<Item>>, StoreError>,
 }
 
 /// Most writes a transaction may hold (DynamoDB allows 100; we keep well inside it).
 pub const MAX_TRANSACTION_WRITES: usize = 25;
+
+/// Most items one [`ItemStore::transact_and_read`] may read (DynamoDB's `BatchGetItem` allows 100).
+pub const MAX_READS: usize = 100;
 
 pub(crate) fn check_transaction(writes: &[Write]) -> Result<(), StoreError> {
     if writes.is_empty() || writes.len() > MAX_TRANSACTION_WRITES {
@@ -489,7 +573,17 @@ pub(crate) fn check_write(write: &Write) -> Result<(), StoreError> {
             }
             check_condition(&update.condition)
         }
-        Write::Add(add) => check_names([add.attribute.as_str()]),
+        Write::Add(add) => {
+            check_names(add.counters().map(|(name, ..)| name))?;
+            let mut names: Vec<&str> = add.counters().map(|(name, ..)| name).collect();
+            names.sort_unstable();
+            if names.windows(2).any(|w| w[0] == w[1]) {
+                return Err(StoreError::Invalid(
+                    "an add names each attribute once".into(),
+                ));
+            }
+            Ok(())
+        }
     }
 }
 

@@ -70,7 +70,8 @@ pub enum UsageError {
     Store(#[from] StoreError),
 }
 
-fn expiry(key: &Key, now: OffsetDateTime) -> i64 {
+/// When a counter item expires: daily counters after the daily retention, monthly ones after the monthly.
+pub(crate) fn expiry(key: &Key, now: OffsetDateTime) -> i64 {
     let keep = if key.sk.len() > keys::prefix::USAGE.len() + "YYYY-MM".len() {
         DAILY_RETENTION_SECS
     } else {

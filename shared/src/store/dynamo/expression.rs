@@ -156,51 +156,55 @@ impl UpdateParts {
     pub(super) fn of_add(add: &Add, now: i64) -> Result<Self, StoreError> {
         let mut expr = Expr::default();
         let mut condition = expr.live(now);
-        if let Some(limit) = add.limit {
-            let attribute = expr.name(&add.attribute);
-            match limit.checked_sub(add.amount) {
-                Some(max) => {
-                    let zero_fits = 0 <= max;
-                    let max = expr.value(AttributeValue::N(max.to_string()));
-                    // A missing attribute is 0, which is within the limit exactly when 0 <= max.
-                    let within = if zero_fits {
-                        format!("(attribute_not_exists({attribute}) OR {attribute} <= {max})")
-                    } else {
-                        format!("(attribute_exists({attribute}) AND {attribute} <= {max})")
-                    };
-                    condition = format!("{condition} AND {within}");
+        let mut adds = Vec::new();
+        for (name, amount, limit, floor) in add.counters() {
+            if let Some(limit) = limit {
+                let attribute = expr.name(name);
+                match limit.checked_sub(amount) {
+                    Some(max) => {
+                        let zero_fits = 0 <= max;
+                        let max = expr.value(AttributeValue::N(max.to_string()));
+                        // A missing attribute is 0, which is within the limit exactly when 0 <= max.
+                        let within = if zero_fits {
+                            format!("(attribute_not_exists({attribute}) OR {attribute} <= {max})")
+                        } else {
+                            format!("(attribute_exists({attribute}) AND {attribute} <= {max})")
+                        };
+                        condition = format!("{condition} AND {within}");
+                    }
+                    // limit - amount below i64::MIN: nothing an i64 counter holds is low enough.
+                    None if amount > 0 => return Err(StoreError::ConditionFailed),
+                    // limit - amount above i64::MAX: every counter is within it.
+                    None => {}
                 }
-                // limit - amount below i64::MIN: nothing an i64 counter holds is low enough.
-                None if add.amount > 0 => return Err(StoreError::ConditionFailed),
-                // limit - amount above i64::MAX: every counter is within it.
-                None => {}
             }
-        }
-        if let Some(floor) = add.floor {
-            let attribute = expr.name(&add.attribute);
-            match floor.checked_sub(add.amount) {
-                Some(min) => {
-                    let zero_fits = 0 >= min;
-                    let min = expr.value(AttributeValue::N(min.to_string()));
-                    // A missing attribute is 0, which is above the floor exactly when 0 >= min.
-                    let within = if zero_fits {
-                        format!("(attribute_not_exists({attribute}) OR {attribute} >= {min})")
-                    } else {
-                        format!("(attribute_exists({attribute}) AND {attribute} >= {min})")
-                    };
-                    condition = format!("{condition} AND {within}");
+            if let Some(floor) = floor {
+                let attribute = expr.name(name);
+                match floor.checked_sub(amount) {
+                    Some(min) => {
+                        let zero_fits = 0 >= min;
+                        let min = expr.value(AttributeValue::N(min.to_string()));
+                        // A missing attribute is 0, which is above the floor exactly when 0 >= min.
+                        let within = if zero_fits {
+                            format!("(attribute_not_exists({attribute}) OR {attribute} >= {min})")
+                        } else {
+                            format!("(attribute_exists({attribute}) AND {attribute} >= {min})")
+                        };
+                        condition = format!("{condition} AND {within}");
+                    }
+                    // floor - amount above i64::MAX: nothing an i64 counter holds is high enough.
+                    None if amount < 0 => return Err(StoreError::ConditionFailed),
+                    // floor - amount below i64::MIN: every counter is above it.
+                    None => {}
                 }
-                // floor - amount above i64::MAX: nothing an i64 counter holds is high enough.
-                None if add.amount < 0 => return Err(StoreError::ConditionFailed),
-                // floor - amount below i64::MIN: every counter is above it.
-                None => {}
             }
+            let (attribute, amount) = (
+                expr.name(name),
+                expr.value(AttributeValue::N(amount.to_string())),
+            );
+            adds.push(format!("{attribute} {amount}"));
         }
-        let (attribute, amount) = (
-            expr.name(&add.attribute),
-            expr.value(AttributeValue::N(add.amount.to_string())),
-        );
-        let mut update = format!("ADD {attribute} {amount}");
+        let mut update = format!("ADD {}", adds.join(", "));
         if let Some(expires_at) = add.expires_at {
             let expires = expr.name(EXPIRES_AT);
             let value = expr.value(AttributeValue::N(expires_at.to_string()));

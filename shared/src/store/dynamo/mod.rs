@@ -17,14 +17,14 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, ReturnValue, TransactWriteItem,
+    AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, ReturnValue, TransactWriteItem,
     Update as DynamoUpdate,
 };
 use futures::future::BoxFuture;
 
 use super::{
-    Add, Condition, Cursor, Item, ItemStore, Key, Page, Query, StoreError, Update, Write,
-    check_query, check_transaction, check_write, sk_prefix, values_equal,
+    Add, Condition, Cursor, Item, ItemStore, Key, MAX_READS, Page, Query, ReadWrite, StoreError,
+    Update, Write, check_key, check_query, check_transaction, check_write, sk_prefix, values_equal,
 };
 use crate::clock::Clock;
 use expression::{Expr, UpdateParts};
@@ -35,6 +35,17 @@ const EXPIRES_AT: &str = "expires_at";
 
 /// How often an add or transaction is retried when an expired item changed under it (see [`plan_add`]).
 const MAX_ATTEMPTS: usize = 5;
+/// How often a transaction DynamoDB cancelled for a conflict (`TransactionConflict`: another
+/// transaction held one of its items) runs again before the conflict is the caller's error.
+pub const MAX_CONFLICT_RETRIES: u32 = 8;
+
+/// The wait before the `n`th re-run of a conflicted transaction (n ≥ 1): "full jitter", a random time
+/// up to 4 ms doubled per conflict and capped at 250 ms, so contenders spread out instead of
+/// colliding again in step.
+pub fn conflict_backoff(n: u32) -> std::time::Duration {
+    let cap_ms = (4u64 << n.min(6)).min(250);
+    std::time::Duration::from_micros(rand::random_range(0..=cap_ms * 1000))
+}
 
 type Attributes = HashMap<String, AttributeValue>;
 
@@ -241,7 +252,7 @@ impl DynamoStore {
             // The condition failed: either the limit, or an expired item that ADD must not build on.
             match self.get_raw(&add.key).await? {
                 Some(item) if item.is_expired(now) => {
-                    if !add.allows(add.amount) {
+                    if !add.fits(None) {
                         return Err(StoreError::ConditionFailed);
                     }
                     // Replace the expired item with a fresh counter, unless someone else already has.
@@ -271,15 +282,14 @@ impl DynamoStore {
                     }
                 }
                 Some(item) => {
-                    let total = item.count(&add.attribute).saturating_add(add.amount);
-                    if (add.limit.is_none() && add.floor.is_none()) || !add.allows(total) {
+                    if !add.bounded() || !add.fits(Some(&item)) {
                         return Err(StoreError::ConditionFailed);
                     }
                     // It changed between the two calls (expired and re-created, or went down): retry.
                 }
                 None => {
                     // Missing now: either the limit refused a fresh counter, or it was deleted in between.
-                    if !add.allows(add.amount) {
+                    if !add.fits(None) {
                         return Err(StoreError::ConditionFailed);
                     }
                 }
@@ -379,7 +389,8 @@ impl DynamoStore {
             check_write(write)?;
         }
         let mut expired_before: Option<Vec<(Key, bool)>> = None;
-        for _ in 0..MAX_ATTEMPTS {
+        let (mut attempts, mut conflicts) = (0, 0);
+        while attempts < MAX_ATTEMPTS {
             let now = self.clock.unix_seconds();
             // An add over an expired item must replace it, which needs to know the item is expired.
             // The first attempt assumes none is (an add's live condition refuses an expired item), so
@@ -410,11 +421,29 @@ impl DynamoStore {
                 Ok(_) => return Ok(()),
                 Err(e) => e,
             };
-            let condition_failed = matches!(
-                error.as_service_error(),
-                Some(TransactWriteItemsError::TransactionCanceledException(cancelled))
-                    if cancelled.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
-            );
+            let reasons: Vec<&str> = match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .filter_map(|r| r.code())
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let condition_failed = reasons.contains(&"ConditionalCheckFailed");
+            // Another transaction or write held one of the items at that moment (DynamoDB cancels
+            // rather than waits): nothing was written, so the same transaction may run again, after a
+            // jittered wait so the contenders do not collide again in step.
+            let conflicted = !condition_failed
+                && reasons
+                    .iter()
+                    .any(|r| *r == "TransactionConflict" || *r == "ThrottlingError");
+            if conflicted && conflicts < MAX_CONFLICT_RETRIES {
+                conflicts += 1;
+                tracing::debug!(conflicts, "transaction conflict; retrying");
+                tokio::time::sleep(conflict_backoff(conflicts)).await;
+                continue;
+            }
+            attempts += 1;
             if !condition_failed {
                 return Err(backend("running a transaction".into(), error));
             }
@@ -441,6 +470,65 @@ impl DynamoStore {
         Err(StoreError::Backend(anyhow!(
             "items kept changing under a transaction"
         )))
+    }
+
+    /// Strongly consistent reads of up to [`MAX_READS`] items in one `BatchGetItem` (again for any
+    /// keys DynamoDB left unprocessed), in the order asked; expired items read as absent. Not
+    /// `TransactGetItems`: a transactional read is cancelled whenever a transaction writes one of its
+    /// items at the same moment, and chat reads the credit account that every settle writes.
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Item>>, StoreError> {
+        if keys.len() > MAX_READS {
+            return Err(StoreError::Invalid(format!(
+                "at most {MAX_READS} reads, not {}",
+                keys.len()
+            )));
+        }
+        keys.iter().try_for_each(check_key)?;
+        let mut unique: Vec<&Key> = keys.iter().collect();
+        unique.sort();
+        unique.dedup();
+        let mut found: HashMap<Key, Item> = HashMap::new();
+        let mut pending: Vec<Attributes> = unique.iter().map(|key| key_attributes(key)).collect();
+        let mut rounds = 0u32;
+        while !pending.is_empty() {
+            rounds += 1;
+            if rounds > 1 {
+                if rounds > 8 {
+                    return Err(StoreError::Backend(anyhow!(
+                        "BatchGetItem kept leaving keys unprocessed"
+                    )));
+                }
+                tokio::time::sleep(conflict_backoff(rounds)).await;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| {
+                    StoreError::Backend(anyhow::Error::new(e).context("building a read"))
+                })?;
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| backend(format!("reading {} items", unique.len()), e))?;
+            if let Some(items) = output.responses().and_then(|r| r.get(&self.table)) {
+                for raw in items {
+                    let item = convert::item_from_dynamo(raw)?;
+                    found.insert(item.key.clone(), item);
+                }
+            }
+            if let Some(left) = output.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                pending = left.keys().to_vec();
+            }
+        }
+        let now = self.clock.unix_seconds();
+        Ok(keys
+            .iter()
+            .map(|key| found.get(key).filter(|item| !item.is_expired(now)).cloned())
+            .collect())
     }
 
     /// One write as a transaction item; None for a check that checks nothing.
@@ -516,7 +604,7 @@ impl DynamoStore {
                 }
             },
             Write::Add(add) if item_expired => {
-                if !add.allows(add.amount) {
+                if !add.fits(None) {
                     return Err(StoreError::ConditionFailed);
                 }
                 let mut expr = Expr::default();
@@ -592,6 +680,28 @@ impl ItemStore for DynamoStore {
     fn transact(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(self.run_transaction(writes))
     }
+
+    fn transact_and_read(&self, writes: Vec<Write>, reads: Vec<Key>) -> BoxFuture<'_, ReadWrite> {
+        Box::pin(async move {
+            // DynamoDB cannot read and write in one call: both requests go out at once.
+            let write = async {
+                if writes.is_empty() {
+                    Ok(())
+                } else {
+                    self.run_transaction(writes).await
+                }
+            };
+            let read = async {
+                if reads.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    self.get_many(&reads).await
+                }
+            };
+            let (written, read) = futures::join!(write, read);
+            ReadWrite { written, read }
+        })
+    }
 }
 
 fn string(text: &str) -> AttributeValue {
@@ -607,9 +717,13 @@ fn key_attributes(key: &Key) -> Attributes {
 
 /// What an add writes when it starts a counter afresh.
 fn fresh_counter(add: &Add) -> Item {
+    let mut item = Item::new(add.key.clone());
+    for (attribute, amount, ..) in add.counters() {
+        item = item.with(attribute, amount);
+    }
     Item {
         expires_at: add.expires_at,
-        ..Item::new(add.key.clone()).with(add.attribute.clone(), add.amount)
+        ..item
     }
 }
 
