@@ -371,6 +371,32 @@ async fn the_operator_sells_packages_and_tenants_see_those_on_sale() {
         .map(|p| p["display_name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["1,000 credits", "Big pack"]);
+    // The operator sees the whole catalogue, newest first, on sale or not.
+    let all = app.get("/api/admin/credits/packages", &admin).await;
+    assert_eq!(all.status, StatusCode::OK, "{:?}", all.body);
+    let all: Vec<(&str, bool)> = all.body["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["display_name"].as_str().unwrap(),
+                p["active"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        all,
+        [
+            ("Soon", true),
+            ("Gone", true),
+            ("Off", false),
+            ("Big pack", true),
+            ("1,000 credits", true)
+        ]
+    );
+    let r = app.get("/api/admin/credits/packages", &key).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
 
     // Bad input names its field; only the operator may create.
     for (body, field) in [

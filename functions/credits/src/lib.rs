@@ -45,7 +45,10 @@ pub fn routes(platform: Arc<Platform>) -> Router {
         .route("/api/credits/purchase", post(purchase))
         .route("/api/credits/purchases/{purchase_id}", get(purchase_status))
         .route("/api/credits/auto-top-up", put(set_auto_top_up))
-        .route("/api/admin/credits/packages", post(create_package))
+        .route(
+            "/api/admin/credits/packages",
+            get(all_packages).post(create_package),
+        )
         .route("/api/admin/tenants/{tenant_id}/credits", post(adjust))
         .with_state(platform)
 }
@@ -62,6 +65,7 @@ pub fn routes(platform: Arc<Platform>) -> Router {
         set_auto_top_up,
         create_package,
         adjust,
+        all_packages,
         analytics::analytics
     ),
     components(schemas(
@@ -279,6 +283,21 @@ async fn packages_on_sale(
     TenantAuth(_tenant): TenantAuth,
 ) -> Result<Json<PackageList>, ApiError> {
     let packages = packages::on_sale(p.store.as_ref(), p.clock.now()).await?;
+    Ok(Json(PackageList { packages }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/admin/credits/packages",
+    tag = "admin",
+    security(("admin_key" = [])),
+    responses((status = 200, description = "Every package, on sale or not, newest first", body = PackageList))
+)]
+async fn all_packages(
+    State(p): State<Arc<Platform>>,
+    _admin: AdminAuth,
+) -> Result<Json<PackageList>, ApiError> {
+    let packages = packages::all(p.store.as_ref()).await?;
     Ok(Json(PackageList { packages }))
 }
 

@@ -182,6 +182,32 @@ pub async fn get(
         .transpose()
 }
 
+/// Every package in the catalogue, on sale or not, newest first (the operator's list).
+pub async fn all(store: &dyn ItemStore) -> Result<Vec<Package>, StoreError> {
+    let mut packages = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .query(
+                Query::on(Index::ByTenant, keys::CREDIT_PACKAGES)
+                    .limit(1000)
+                    .after(cursor),
+            )
+            .await?;
+        for item in &page.items {
+            packages.push(item.to_record::<Package>()?);
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    packages.sort_by(|a, b| {
+        (b.created_at, b.package_id.as_str()).cmp(&(a.created_at, a.package_id.as_str()))
+    });
+    Ok(packages)
+}
+
 /// The packages on sale at `now`, smallest first.
 pub async fn on_sale(
     store: &dyn ItemStore,

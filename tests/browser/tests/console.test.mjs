@@ -789,6 +789,24 @@ describe("the operator", () => {
     await page.locator(`tr[data-tenant="${created}"] td`, { hasText: "Payment overdue" }).waitFor();
     const profile = await runner.call("GET", "/api/tenant", { key });
     assert.equal(profile.subscription_status, "past_due");
+
+    // The credit packages: the whole catalogue, and a new one priced in dollars (typed in dollars,
+    // sent in cents), on sale at once for tenants.
+    await page.locator("nav a", { hasText: "Packages" }).click();
+    await page.locator("[data-package-row]").first().waitFor();
+    await page.locator("#package-name").fill("Clinic pack");
+    await page.locator("#package-credits").fill("2000");
+    await page.locator("#package-currency").selectOption("USD");
+    await page.locator("#package-price").fill("19.99");
+    await page.locator("button", { hasText: "Create package" }).click();
+    const pack = page.locator("tr[data-package-row]", { hasText: "Clinic pack" });
+    await pack.waitFor();
+    assert.match(await pack.textContent(), /2,000[\s\S]*\$19\.99[\s\S]*On sale/);
+    await axe(page, "packages (en, desktop)");
+    const onSale = await runner.call("GET", "/api/credits/packages", { key });
+    const clinicPack = onSale.packages.find((p) => p.display_name === "Clinic pack");
+    assert.equal(clinicPack.price, 1999);
+    assert.equal(clinicPack.currency, "USD");
     await close();
   });
 });
@@ -890,7 +908,9 @@ describe("every page", () => {
     await page.locator("header select").selectOption("ja");
     await page.locator("main h1", { hasText: "クレジット" }).waitFor();
     assert.match(await page.locator("[data-testid=credits-balance]").textContent(), /クレジット$/);
-    assert.match(await page.locator("[data-package]").textContent(), /[¥￥]4,800/);
+    assert.match(await page.locator("[data-package]", { hasText: "Starter pack" }).textContent(), /[¥￥]4,800/);
+    // The operator's dollar package: cents shown as dollars, with decimals.
+    assert.match(await page.locator("[data-package]", { hasText: "Clinic pack" }).textContent(), /\$19\.99/);
     await page.locator("header select").selectOption("ko");
     await page.locator("main h1", { hasText: "크레딧" }).waitFor();
     assert.equal(await page.evaluate(() => document.documentElement.lang), "ko");

@@ -13,6 +13,7 @@ import { Settings } from "./pages/settings.jsx";
 import { Phone, CallDetail } from "./pages/phone.jsx";
 import { Webhooks } from "./pages/webhooks.jsx";
 import { Tenants } from "./pages/tenants.jsx";
+import { Packages } from "./pages/packages.jsx";
 import { Plans } from "./pages/plans.jsx";
 
 const LANG_NAMES = { ja: "日本語", en: "English", ko: "한국어" };
@@ -28,7 +29,10 @@ const VIEWS = [
   { path: "/billing", key: "nav.plans", view: Plans },
   { path: "/settings", key: "nav.settings", view: Settings },
 ];
-const ADMIN_VIEWS = [{ path: "/admin/tenants", key: "nav.tenants", view: Tenants }];
+const ADMIN_VIEWS = [
+  { path: "/admin/tenants", key: "nav.tenants", view: Tenants },
+  { path: "/admin/packages", key: "nav.packages", view: Packages },
+];
 
 function match(path, session) {
   if (session.admin) {

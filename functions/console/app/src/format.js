@@ -22,6 +22,10 @@ export function fmtMoney(amount, currency) {
 
 export const fmtUsd = (amount) => fmtMoney(amount, "USD");
 
+/** An amount in the currency's smallest unit, as Stripe and the package API count it (yen; US cents). */
+export const fmtMinor = (amount, currency) =>
+  fmtMoney(String(currency).toUpperCase() === "USD" ? amount / 100 : amount, currency);
+
 export function fmtDate(value) {
   if (!value) return "—";
   const d = new Date(value.length === 10 ? value + "T00:00:00Z" : value);

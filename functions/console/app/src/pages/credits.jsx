@@ -3,7 +3,7 @@
 import { useState } from "preact/hooks";
 import { allows, get, post, put } from "../api.js";
 import { t } from "../i18n.js";
-import { fmtDate, fmtDateTime, fmtMoney, fmtNumber } from "../format.js";
+import { fmtDate, fmtDateTime, fmtMinor, fmtNumber } from "../format.js";
 import { Chart, ErrorBox, Loading, Outcome, PageTitle, ShareBar, Switch, useAction, useLoad } from "../ui.jsx";
 
 export function Credits({ session }) {
@@ -67,7 +67,7 @@ export function Credits({ session }) {
                 <h3>{p.display_name}</h3>
                 <p class="big">{t("credits.amount", { n: fmtNumber(p.credits) })}</p>
                 <p>
-                  {fmtMoney(p.amount, p.currency)}
+                  {fmtMinor(p.amount, p.currency)}
                   {p.discount_percent ? ` (${t("credits.discount", { n: p.discount_percent })})` : ""}
                 </p>
                 {allows(session.role, "owner") ? <Buy pkg={p} onPaid={balance.reload} /> : null}
@@ -214,7 +214,7 @@ function Buy({ pkg, onPaid }) {
     <div class="buy">
       {confirming ? (
         <>
-          <p>{t("buy.confirm", { money: fmtMoney(pkg.amount, pkg.currency), n: fmtNumber(pkg.credits) })}</p>
+          <p>{t("buy.confirm", { money: fmtMinor(pkg.amount, pkg.currency), n: fmtNumber(pkg.credits) })}</p>
           <button type="button" class="primary" onClick={buy} disabled={action.busy}>
             {t("buy.pay")}
           </button>{" "}
@@ -259,7 +259,7 @@ function AutoTopUp({ balance, packages, owner, onSaved }) {
           <select id="topup-package" value={pkg} onChange={(e) => setPkg(e.currentTarget.value)}>
             {packages.map((p) => (
               <option value={p.package_id}>
-                {p.display_name} — {t("credits.amount", { n: fmtNumber(p.credits) })} · {fmtMoney(p.amount, p.currency)}
+                {p.display_name} — {t("credits.amount", { n: fmtNumber(p.credits) })} · {fmtMinor(p.amount, p.currency)}
               </option>
             ))}
           </select>
