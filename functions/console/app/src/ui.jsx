@@ -2,6 +2,7 @@
 import { useCallback, useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
+import { get } from "./api.js";
 import { has, t } from "./i18n.js";
 import { fmtNumber, locale } from "./format.js";
 
@@ -21,6 +22,32 @@ export function useLoad(fn, deps = []) {
     reload();
   }, [reload]);
   return { ...state, reload };
+}
+
+/** A listing read page by page: the first page of `path` (a query string without `cursor`), then each
+ * `next_cursor` on demand. Returns the first load (for its error, loading flag and reload), every page
+ * so far, whether there is more, and `loadMore` with its own busy flag and error. */
+export function usePaged(path, deps = []) {
+  const [pages, setPages] = useState([]);
+  const first = useLoad(() => {
+    setPages([]);
+    return get(path);
+  }, deps);
+  const [more, setMore] = useState({ busy: false, error: null });
+  const all = first.data ? [first.data, ...pages] : [];
+  const cursor = all.length ? all[all.length - 1].next_cursor : null;
+  async function loadMore() {
+    setMore({ busy: true, error: null });
+    try {
+      const join = path.includes("?") ? "&" : "?";
+      const next = await get(`${path}${join}cursor=${encodeURIComponent(cursor)}`);
+      setPages((p) => [...p, next]);
+      setMore({ busy: false, error: null });
+    } catch (e) {
+      setMore({ busy: false, error: e });
+    }
+  }
+  return { first, all, cursor, more, loadMore };
 }
 
 /** An API error as a sentence a person can act on, with the request id for support. */

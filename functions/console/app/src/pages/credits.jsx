@@ -4,7 +4,7 @@ import { useState } from "preact/hooks";
 import { allows, get, post, put } from "../api.js";
 import { t } from "../i18n.js";
 import { fmtDate, fmtDateTime, fmtMinor, fmtNumber } from "../format.js";
-import { Chart, ErrorBox, Loading, Outcome, PageTitle, ShareBar, Switch, useAction, useLoad } from "../ui.jsx";
+import { Chart, ErrorBox, Loading, Outcome, PageTitle, ShareBar, Switch, useAction, useLoad, usePaged } from "../ui.jsx";
 
 export function Credits({ session }) {
   const balance = useLoad(() => get("/api/credits/balance"));
@@ -124,21 +124,7 @@ function ByFunction({ rows }) {
 }
 
 function Transactions() {
-  const [pages, setPages] = useState([]);
-  const first = useLoad(() => get("/api/credits/transactions"));
-  const [more, setMore] = useState({ busy: false, error: null });
-  const all = first.data ? [first.data, ...pages] : [];
-  const cursor = all.length ? all[all.length - 1].next_cursor : null;
-  async function loadMore() {
-    setMore({ busy: true, error: null });
-    try {
-      const next = await get(`/api/credits/transactions?cursor=${encodeURIComponent(cursor)}`);
-      setPages((p) => [...p, next]);
-      setMore({ busy: false, error: null });
-    } catch (e) {
-      setMore({ busy: false, error: e });
-    }
-  }
+  const { first, all, cursor, more, loadMore } = usePaged("/api/credits/transactions");
   const rows = all.flatMap((p) => p.transactions);
   return (
     <>
@@ -179,8 +165,6 @@ function Transactions() {
 }
 
 
-/** The low-balance threshold and automatic top-up (a package bought with the saved card when the
- * balance falls below the threshold). Owners change it; others read it. */
 /** One-click purchase with the saved card: the payment starts at once, and the credits arrive when
  * Stripe's webhook confirms it, so the purchase is followed until it is settled (at most a minute). */
 function Buy({ pkg, onPaid }) {
@@ -232,6 +216,8 @@ function Buy({ pkg, onPaid }) {
   );
 }
 
+/** The low-balance threshold and automatic top-up (a package bought with the saved card when the
+ * balance falls below the threshold). Owners change it; others read it. */
 function AutoTopUp({ balance, packages, owner, onSaved }) {
   const current = balance.auto_top_up;
   const [enabled, setEnabled] = useState(current?.enabled ?? false);

@@ -1,32 +1,15 @@
 // The operator's view of every tenant: plan, subscription status, the month's usage and cost.
 import { useState } from "preact/hooks";
-import { get, post, put } from "../api.js";
+import { post, put } from "../api.js";
 import { t } from "../i18n.js";
 import { fmtMonth, fmtNumber, fmtUsd, thisMonth } from "../format.js";
-import { ErrorBox, Loading, Outcome, PageTitle, useAction, useLoad } from "../ui.jsx";
+import { ErrorBox, Loading, Outcome, PageTitle, useAction, usePaged } from "../ui.jsx";
 
 const STATUSES = ["active", "trialing", "past_due", "canceled"];
 
 export function Tenants() {
   const [month, setMonth] = useState(thisMonth());
-  const [pages, setPages] = useState([]);
-  const first = useLoad(() => {
-    setPages([]);
-    return get(`/api/admin/usage?month=${month}`);
-  }, [month]);
-  const [more, setMore] = useState({ busy: false, error: null });
-  const all = first.data ? [first.data, ...pages] : [];
-  const cursor = all.length ? all[all.length - 1].next_cursor : null;
-  async function loadMore() {
-    setMore({ busy: true, error: null });
-    try {
-      const next = await get(`/api/admin/usage?month=${month}&cursor=${encodeURIComponent(cursor)}`);
-      setPages((p) => [...p, next]);
-      setMore({ busy: false, error: null });
-    } catch (e) {
-      setMore({ busy: false, error: e });
-    }
-  }
+  const { first, all, cursor, more, loadMore } = usePaged(`/api/admin/usage?month=${month}`, [month]);
   const rows = all.flatMap((p) => p.tenants);
   return (
     <section>
