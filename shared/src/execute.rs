@@ -449,18 +449,35 @@ impl ExecuteService {
         // A failure before any text costs nothing (the settle of 0 releases the hold); after some
         // text, only what was generated is charged.
         let store = platform.store.as_ref();
-        // The month's and the day's spend, as chat records its own (the usage report's cost).
+        // The month's and the day's spend, as chat records its own (the usage report's cost), and
+        // the model's share of the month.
         let spend = async {
-            if cost.0 == 0 {
-                return Ok(());
-            }
+            let breakdown = usage::Breakdown::new().model(usage::ModelSpend {
+                model: &policy.name,
+                input_tokens: log.input_tokens,
+                output_tokens: log.output_tokens,
+                cost,
+                ..Default::default()
+            });
             let month = usage::tenant_month(tenant_id, &usage::month_of(now));
             let day = keys::tenant_day(tenant_id, &usage::day_of(now));
             let (m, d) = tokio::join!(
-                usage::record(store, month, usage::counters::COST_MICROS, cost.0, now),
-                usage::record(store, day, usage::counters::COST_MICROS, cost.0, now)
+                usage::record_all(
+                    store,
+                    month,
+                    std::iter::once((usage::counters::COST_MICROS, cost.0))
+                        .chain(breakdown.counters())
+                        .collect(),
+                    now
+                ),
+                usage::record_all(
+                    store,
+                    day,
+                    vec![(usage::counters::COST_MICROS, cost.0)],
+                    now
+                )
             );
-            m.and(d).map(|_| ())
+            m.and(d)
         };
         let (settled, logged, spent) = tokio::join!(
             self.meter.settle(hold, credits, Some(&execution_id)),

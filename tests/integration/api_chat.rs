@@ -246,7 +246,42 @@ async fn streams_answers_and_charges_the_price_table() {
     // The usage API shows what was spent.
     let usage = t.app.get("/api/usage", &t.key).await.body;
     assert_eq!(usage["totals"]["chats"], 1);
-    assert!((usage["totals"]["cost_usd"].as_f64().unwrap() * 1e6).round() as u64 >= expected);
+    let micros_of = |v: &Value| (v["cost_usd"].as_f64().unwrap() * 1e6).round() as u64;
+    let total = micros_of(&usage["totals"]);
+    assert!(total >= expected);
+    // … by site (the training's embeddings and the chat) and by model, adding up to the total.
+    let sites = usage["sites"].as_array().unwrap();
+    assert_eq!(sites.len(), 1, "{usage}");
+    assert_eq!(sites[0]["site_id"], t.site_id.as_str());
+    assert_eq!(sites[0]["chats"], 1);
+    assert_eq!(micros_of(&sites[0]), total);
+    let models = usage["models"].as_array().unwrap();
+    let model = |name: &str| {
+        models
+            .iter()
+            .find(|m| m["model"] == name)
+            .unwrap_or_else(|| panic!("{name} in {usage}"))
+    };
+    let chat = model("gpt-4o-mini");
+    assert_eq!(chat["requests"], 1);
+    assert_eq!(chat["input_tokens"], prompt);
+    assert_eq!(chat["output_tokens"], completion);
+    assert_eq!(
+        micros_of(chat),
+        micros(prompt, 150) + micros(completion, 600)
+    );
+    let embedder = model("text-embedding-3-small");
+    assert!(
+        embedder["requests"].as_u64().unwrap() >= 2,
+        "training and the query"
+    );
+    assert!(embedder["input_tokens"].as_u64().unwrap() > embedding);
+    assert_eq!(models.len(), 2, "{usage}");
+    assert_eq!(micros_of(chat) + micros_of(embedder), total);
+    assert_eq!(
+        sites[0]["embedding_tokens"], usage["totals"]["embedding_tokens"],
+        "every embedding token was spent for the one site"
+    );
 
     // A model outside the plan is refused with 403; an unknown one with 400.
     let r = t

@@ -316,6 +316,7 @@ fn usage_log(
         session_id: SessionId::generate(&RandomIds),
         channel: Channel::Api,
         model: "gpt-4o-mini".into(),
+        embedding_model: None,
         outcome,
         chat_input_tokens: 100,
         chat_output_tokens: 20,

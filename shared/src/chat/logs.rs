@@ -67,6 +67,9 @@ pub struct UsageLog {
     pub session_id: SessionId,
     pub channel: Channel,
     pub model: String,
+    /// The model that embedded the question, when the site's index has vectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_model: Option<String>,
     pub outcome: AnswerOutcome,
     pub chat_input_tokens: u64,
     pub chat_output_tokens: u64,

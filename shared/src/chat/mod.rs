@@ -761,6 +761,7 @@ impl ChatService {
             session: &session_id,
             message: &message_id,
             model: &model_used,
+            embedding_model: embedding_policy.as_ref().map(|p| p.name.as_str()),
             prices,
         }
         .build(
@@ -997,14 +998,38 @@ fn settle_writes(
         crate::store::Condition::None,
     )];
     // Counters that do not move are left out (an add of 0 would still create the attribute).
-    let counted = |key: &Key, changes: &[(&str, i64)]| {
-        let mut moving = changes.iter().filter(|(_, amount)| *amount != 0);
+    let counted = |key: &Key, changes: &mut dyn Iterator<Item = (&str, i64)>| {
+        let mut moving = changes.filter(|(_, amount)| *amount != 0);
         let (attribute, amount) = moving.next()?;
-        let add = moving.fold(Add::new(key.clone(), *attribute, *amount), |add, (a, n)| {
-            add.and(*a, *n, None)
+        let add = moving.fold(Add::new(key.clone(), attribute, amount), |add, (a, n)| {
+            add.and(a, n, None)
         });
         Some(Write::Add(add.expiring_at(usage::expiry(key, now))))
     };
+    // The month by site and by model: the chat model's share, and the query's embedding model's.
+    let embedding_cost = MicroUsd::for_tokens(log.embedding_tokens, log.prices.embedding_per_1k);
+    let mut breakdown = usage::Breakdown::new()
+        .site(
+            &log.site_id,
+            if failed { 0 } else { 1 },
+            log.embedding_tokens as i64,
+            log.cost,
+        )
+        .model(usage::ModelSpend {
+            model: &log.model,
+            input_tokens: log.chat_input_tokens,
+            output_tokens: log.chat_output_tokens,
+            cost: MicroUsd(log.cost.0 - embedding_cost.0),
+            ..Default::default()
+        });
+    if let Some(model) = log.embedding_model.as_deref() {
+        breakdown = breakdown.model(usage::ModelSpend {
+            model,
+            input_tokens: log.embedding_tokens,
+            cost: embedding_cost,
+            ..Default::default()
+        });
+    }
     let correction = if reservation.query_tokens > 0 {
         log.embedding_tokens as i64 - reservation.query_tokens
     } else {
@@ -1013,26 +1038,29 @@ fn settle_writes(
     let tenant_day = keys::tenant_day(tenant, &reservation.day);
     writes.extend(counted(
         &reservation.monthly,
-        &[
+        &mut [
             (counters::COST_MICROS, log.cost.0),
             (counters::CHAT_INPUT_TOKENS, log.chat_input_tokens as i64),
             (counters::CHAT_OUTPUT_TOKENS, log.chat_output_tokens as i64),
             // Only the chat comes back: embedding tokens spent on the query stay spent.
             (counters::CHATS, if failed { -1 } else { 0 }),
             (counters::EMBEDDING_TOKENS, correction),
-        ],
+        ]
+        .into_iter()
+        .chain(breakdown.counters()),
     ));
     writes.extend(counted(
         &tenant_day,
-        &[
+        &mut [
             (counters::COST_MICROS, log.cost.0),
             (counters::CHATS, if failed { 0 } else { 1 }),
             (counters::EMBEDDING_TOKENS, log.embedding_tokens as i64),
-        ],
+        ]
+        .into_iter(),
     ));
     writes.extend(counted(
         &reservation.daily,
-        &[(counters::CHATS, if failed { -1 } else { 0 })],
+        &mut [(counters::CHATS, if failed { -1 } else { 0 })].into_iter(),
     ));
     if let Some(session) = session {
         writes.push(Write::Put(session?, crate::store::Condition::None));
@@ -1139,6 +1167,7 @@ struct UsageLogBuilder<'a> {
     session: &'a SessionId,
     message: &'a MessageId,
     model: &'a str,
+    embedding_model: Option<&'a str>,
     prices: PriceSnapshot,
 }
 
@@ -1173,6 +1202,7 @@ impl UsageLogBuilder<'_> {
                 Caller::Visitor { .. } => Channel::Embed,
             },
             model: self.model.to_string(),
+            embedding_model: self.embedding_model.map(str::to_string),
             outcome: if failed {
                 AnswerOutcome::Failed
             } else if generation.cancelled {
@@ -1528,6 +1558,7 @@ mod tests {
             session: &session,
             message: &message,
             model: "gpt-4o-mini",
+            embedding_model: Some("text-embedding-3-small"),
             prices: PriceSnapshot {
                 chat_input_per_1k: MicroUsd(150),
                 chat_output_per_1k: MicroUsd(600),
@@ -1740,6 +1771,21 @@ mod tests {
             "the failed answer's chat came back"
         );
         assert_eq!(site_day.count(counters::CHATS), 1);
+        // The month by site and by model: the failed answer is a request of its model, not a chat.
+        let (sites, models) = usage::breakdown::read(Some(&month));
+        assert_eq!(sites.len(), 1);
+        assert_eq!(
+            (
+                sites[0].site_id.as_str(),
+                sites[0].chats,
+                sites[0].embedding_tokens
+            ),
+            (site.site_id.as_str(), 1, 30)
+        );
+        assert_eq!(models.len(), 1, "no embedding model: no query was embedded");
+        assert_eq!((models[0].model.as_str(), models[0].requests), ("m", 2));
+        assert_eq!(models[0].input_tokens, 200);
+        assert_eq!(models[0].cost_usd, 0.000007);
     }
 
     #[test]

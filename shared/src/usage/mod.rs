@@ -4,8 +4,12 @@
 //! Counters are plain attributes on one item per (tenant, month) and per (site, day), so a reservation
 //! is a single conditional write: N concurrent requests against a remaining quota of Q serve exactly Q.
 
+pub mod breakdown;
+
 use serde::Serialize;
 use time::OffsetDateTime;
+
+pub use breakdown::{Breakdown, ModelSpend, ModelUsage, SiteUsage};
 
 use crate::ids::{SiteId, TenantId};
 use crate::store::{Add, ItemStore, Key, StoreError, keys};
@@ -133,6 +137,25 @@ pub async fn record(
         .await
 }
 
+/// Adds several counters of one item at once, with no limit (what an action spent, with its
+/// [`Breakdown`]); counters that do not move are left out.
+pub async fn record_all(
+    store: &dyn ItemStore,
+    key: Key,
+    counters: Vec<(&str, i64)>,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let mut moving = counters.into_iter().filter(|(_, amount)| *amount != 0);
+    let Some((attribute, amount)) = moving.next() else {
+        return Ok(());
+    };
+    let exp = expiry(&key, now);
+    let add = moving.fold(Add::new(key, attribute, amount), |add, (a, n)| {
+        add.and(a, n, None)
+    });
+    store.add(add.expiring_at(exp)).await.map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +201,10 @@ pub struct MonthlyReport {
     pub totals: Totals,
     pub quotas: Vec<QuotaUse>,
     pub days: Vec<DayRow>,
+    /// The month by site, highest cost first.
+    pub sites: Vec<SiteUsage>,
+    /// The month by model (chat, embedding, realtime), highest cost first.
+    pub models: Vec<ModelUsage>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Default, utoipa::ToSchema)]
@@ -232,6 +259,7 @@ pub async fn monthly_report(
     let (monthly, days) = tokio::join!(monthly, days);
     let monthly = monthly?;
     let totals = totals_of(monthly.as_ref());
+    let (sites, models) = breakdown::read(monthly.as_ref());
     let limits = tenant.plan.limits();
     let quotas = vec![
         QuotaUse {
@@ -274,5 +302,7 @@ pub async fn monthly_report(
         totals,
         quotas,
         days,
+        sites,
+        models,
     })
 }

@@ -66,14 +66,21 @@ pub async fn settle(
         },
         _ => (transcript::extractive_summary(&lines), "extractive"),
     };
+    // The month's cost (its minutes were settled above), and the realtime model's share of the month.
     let cost = call.usage.cost(&call.policy);
-    if cost.0 != 0 {
-        let key = usage::tenant_month(tenant, &usage::month_of(call.started_at));
-        if let Err(e) =
-            usage::record(store, key, usage::counters::COST_MICROS, cost.0, ended_at).await
-        {
-            tracing::error!(error = %e, "call cost not recorded on the usage counter");
-        }
+    let breakdown = usage::Breakdown::new().model(usage::ModelSpend {
+        model: &call.policy.name,
+        input_tokens: call.usage.input_tokens(),
+        output_tokens: call.usage.output_tokens(),
+        seconds: seconds as u64,
+        cost,
+    });
+    let key = usage::tenant_month(tenant, &usage::month_of(call.started_at));
+    let counters = std::iter::once((usage::counters::COST_MICROS, cost.0))
+        .chain(breakdown.counters())
+        .collect();
+    if let Err(e) = usage::record_all(store, key, counters, ended_at).await {
+        tracing::error!(error = %e, "call cost not recorded on the usage counter");
     }
 
     let log = CallLog {
@@ -195,6 +202,17 @@ mod tests {
             .unwrap();
         assert_eq!(counters.count(usage::counters::CALL_SECONDS), 62);
         assert_eq!(counters.count(usage::counters::COST_MICROS), 3_000);
+        let (_, models) = usage::breakdown::read(Some(&counters));
+        assert_eq!(models.len(), 1);
+        assert_eq!(
+            (
+                models[0].requests,
+                models[0].seconds,
+                models[0].input_tokens
+            ),
+            (1, 62, 1_000)
+        );
+        assert_eq!(models[0].cost_usd, 0.003);
         let sid = CallSid::parse(call_sid).unwrap();
         assert_eq!(
             calls::get(&store, &tenant.tenant_id, &sid).await.unwrap(),

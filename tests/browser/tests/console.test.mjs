@@ -458,12 +458,28 @@ describe("an owner", () => {
     const chats = page.locator("figure.chart").first();
     await chats.locator("summary").click();
     assert.equal(await chats.locator(`tr:has(th:text-is("${today}")) td`).textContent(), "3");
-    const download = page.waitForEvent("download");
-    await page.locator("button", { hasText: "Download CSV" }).click();
-    const file = await download;
-    const csv = fs.readFileSync(await file.path(), "utf8");
+    const csvOf = async (button) => {
+      const download = page.waitForEvent("download");
+      await page.getByRole("button", { name: button, exact: true }).click();
+      return fs.readFileSync(await (await download).path(), "utf8");
+    };
+    const csv = await csvOf("Download CSV");
     assert.match(csv, /^date,chats,embedding_tokens,cost_usd\n/);
     assert.match(csv, new RegExp(`^${today},3,`, "m"));
+    // The month by site (named) and by model, as the API counts them.
+    const report = await runner.call("GET", "/api/usage", { key: ownerKey });
+    const siteRow = page.locator(`[data-testid=by-site] tr[data-site="${state.siteId}"]`);
+    assert.equal(await siteRow.locator("th").textContent(), "Hinoki Ryokan");
+    assert.equal(await siteRow.locator("td").first().textContent(), "3");
+    const model = report.models.find((m) => m.model === "gpt-4o-mini");
+    assert.ok(model && model.requests >= 3 && model.cost_usd > 0, JSON.stringify(report.models));
+    const modelRow = page.locator('[data-testid=by-model] tr[data-model="gpt-4o-mini"]');
+    assert.equal(await modelRow.locator("td").first().textContent(), model.requests.toLocaleString("en-US"));
+    assert.match(await csvOf("Download CSV by site"), new RegExp(`^${state.siteId},Hinoki Ryokan,3,`, "m"));
+    assert.match(
+      await csvOf("Download CSV by model"),
+      new RegExp(`^gpt-4o-mini,${model.requests},${model.input_tokens},${model.output_tokens},0,${model.cost_usd}\n`, "m"),
+    );
     // Another month: its own (empty) numbers.
     const d = new Date();
     const previous = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() - 1, 1)).toISOString().slice(0, 7);

@@ -943,20 +943,28 @@ impl Trainer {
             // The vectors are paid for by the provider already: keep them, and say so loudly.
             tracing::error!(error = %e, job_id = %run.job.job_id, "settling embedding credits failed");
         }
-        let correction = tokens as i64 - estimate;
-        if correction != 0 {
-            usage::record(
-                store,
-                month.clone(),
-                counters::EMBEDDING_TOKENS,
-                correction,
-                now,
-            )
-            .await?;
-        }
-        if cost.0 != 0 {
-            usage::record(store, month, counters::COST_MICROS, cost.0, now).await?;
-        }
+        // The month's tokens (the estimate corrected), its cost, and the same by site and by model.
+        let breakdown = usage::Breakdown::new()
+            .site(&run.site.site_id, 0, tokens as i64, cost)
+            .model(usage::ModelSpend {
+                model: &client.model,
+                input_tokens: tokens,
+                cost,
+                ..Default::default()
+            });
+        usage::record_all(
+            store,
+            month,
+            [
+                (counters::EMBEDDING_TOKENS, tokens as i64 - estimate),
+                (counters::COST_MICROS, cost.0),
+            ]
+            .into_iter()
+            .chain(breakdown.counters())
+            .collect(),
+            now,
+        )
+        .await?;
         for (slot, vector) in missing.into_iter().zip(embedded.vectors) {
             vectors[slot] = Some(vector);
         }

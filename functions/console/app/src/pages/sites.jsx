@@ -394,20 +394,20 @@ function Prompt({ site, canWrite, onSaved }) {
   const [maxTokens, setMaxTokens] = useState(site.prompt.max_tokens);
   const versions = useLoad(() => get(`/api/sites/${site.site_id}/prompt/versions`), [site.prompt.version]);
   const action = useAction();
-  const [from, setFrom] = useState(null);
-  const [to, setTo] = useState(null);
+  // A choice of versions to compare belongs to the list it was made in: when the list is read again (after a
+  // save or a rollback) the comparison goes back to newest-against-previous in the same render, never showing a
+  // stale pair for a frame.
+  const [picked, setPicked] = useState({ of: null, from: null, to: null });
   useEffect(() => {
     setText(site.prompt.system_prompt);
     setTemperature(site.prompt.temperature);
     setMaxTokens(site.prompt.max_tokens);
   }, [site.prompt.version]);
   const list = versions.data?.versions || [];
-  useEffect(() => {
-    if (list.length) {
-      setTo(list[0].version);
-      setFrom(list[Math.min(1, list.length - 1)].version);
-    }
-  }, [versions.data]);
+  const current = picked.of === versions.data ? picked : null;
+  const from = current?.from ?? list[Math.min(1, list.length - 1)]?.version;
+  const to = current?.to ?? list[0]?.version;
+  const pick = (which, version) => setPicked({ of: versions.data, from, to, [which]: version });
 
   async function save(e) {
     e.preventDefault();
@@ -510,7 +510,7 @@ function Prompt({ site, canWrite, onSaved }) {
           <div class="row">
             <div>
               <label for="diff-from">{t("prompt.from")}</label>
-              <select id="diff-from" value={from} onChange={(e) => setFrom(Number(e.currentTarget.value))}>
+              <select id="diff-from" value={from} onChange={(e) => pick("from", Number(e.currentTarget.value))}>
                 {list.map((v) => (
                   <option value={v.version}>v{v.version}</option>
                 ))}
@@ -518,7 +518,7 @@ function Prompt({ site, canWrite, onSaved }) {
             </div>
             <div>
               <label for="diff-to">{t("prompt.to")}</label>
-              <select id="diff-to" value={to} onChange={(e) => setTo(Number(e.currentTarget.value))}>
+              <select id="diff-to" value={to} onChange={(e) => pick("to", Number(e.currentTarget.value))}>
                 {list.map((v) => (
                   <option value={v.version}>v{v.version}</option>
                 ))}

@@ -1,5 +1,5 @@
 // Usage: a month's daily chats, embedding tokens and cost as charts, the month's totals and quotas,
-// and the daily rows as CSV.
+// the month by site and by model, and each table as CSV.
 import { useMemo, useState } from "preact/hooks";
 import { get } from "../api.js";
 import { t } from "../i18n.js";
@@ -22,15 +22,132 @@ export function monthDays(month, rows, pick) {
   return { days, values: (f) => days.map((d) => (byDay.has(d) ? f(byDay.get(d)) : 0)) };
 }
 
-function csv(report) {
-  const head = ["date", "chats", "embedding_tokens", "cost_usd"];
-  const rows = report.days.map((d) => [d.date, d.chats, d.embedding_tokens, d.cost_usd]);
-  return [head, ...rows].map((r) => r.join(",")).join("\n") + "\n";
+/** A CSV field: quoted when it holds a comma, a quote or a line break (a site's name may). */
+const field = (v) => (/[",\r\n]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
+
+function download(name, head, rows) {
+  const text = [head, ...rows].map((r) => r.map(field).join(",")).join("\n") + "\n";
+  const blob = new Blob([text], { type: "text/csv" });
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 0);
+}
+
+const csv = {
+  days: (r) =>
+    download(
+      `kotoba-usage-${r.month}.csv`,
+      ["date", "chats", "embedding_tokens", "cost_usd"],
+      r.days.map((d) => [d.date, d.chats, d.embedding_tokens, d.cost_usd]),
+    ),
+  sites: (r, names) =>
+    download(
+      `kotoba-usage-${r.month}-sites.csv`,
+      ["site_id", "name", "chats", "embedding_tokens", "cost_usd"],
+      r.sites.map((s) => [s.site_id, names.get(s.site_id) || "", s.chats, s.embedding_tokens, s.cost_usd]),
+    ),
+  models: (r) =>
+    download(
+      `kotoba-usage-${r.month}-models.csv`,
+      ["model", "requests", "input_tokens", "output_tokens", "seconds", "cost_usd"],
+      r.models.map((m) => [m.model, m.requests, m.input_tokens, m.output_tokens, m.seconds, m.cost_usd]),
+    ),
+};
+
+function BySite({ report, names }) {
+  return (
+    <section class="panel" aria-labelledby="by-site-h">
+      <h2 id="by-site-h">{t("usage.by_site")}</h2>
+      {report.sites.length ? (
+        <>
+          <div class="table-wrap" tabIndex={0}>
+            <table data-testid="by-site">
+              <thead>
+                <tr>
+                  <th scope="col">{t("usage.site")}</th>
+                  <th scope="col">{t("usage.chats")}</th>
+                  <th scope="col">{t("usage.embedding_tokens")}</th>
+                  <th scope="col">{t("usage.cost")}</th>
+                </tr>
+              </thead>
+              <tbody>
+                {report.sites.map((s) => (
+                  <tr data-site={s.site_id}>
+                    <th scope="row">{names.get(s.site_id) || <code>{s.site_id}</code>}</th>
+                    <td>{fmtNumber(s.chats)}</td>
+                    <td>{fmtNumber(s.embedding_tokens)}</td>
+                    <td>{fmtUsd(s.cost_usd)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+          <button type="button" onClick={() => csv.sites(report, names)}>
+            {t("usage.csv_sites")}
+          </button>
+        </>
+      ) : (
+        <p>{t("usage.none")}</p>
+      )}
+    </section>
+  );
+}
+
+function ByModel({ report }) {
+  return (
+    <section class="panel" aria-labelledby="by-model-h">
+      <h2 id="by-model-h">{t("usage.by_model")}</h2>
+      {report.models.length ? (
+        <>
+          <div class="table-wrap" tabIndex={0}>
+            <table data-testid="by-model">
+              <thead>
+                <tr>
+                  <th scope="col">{t("usage.model")}</th>
+                  <th scope="col">{t("usage.requests")}</th>
+                  <th scope="col">{t("usage.model_input")}</th>
+                  <th scope="col">{t("usage.model_output")}</th>
+                  <th scope="col">{t("usage.call_minutes")}</th>
+                  <th scope="col">{t("usage.cost")}</th>
+                </tr>
+              </thead>
+              <tbody>
+                {report.models.map((m) => (
+                  <tr data-model={m.model}>
+                    <th scope="row">
+                      <code>{m.model}</code>
+                    </th>
+                    <td>{fmtNumber(m.requests)}</td>
+                    <td>{fmtNumber(m.input_tokens)}</td>
+                    <td>{fmtNumber(m.output_tokens)}</td>
+                    <td>{m.seconds ? fmtNumber(Math.ceil(m.seconds / 60)) : "—"}</td>
+                    <td>{fmtUsd(m.cost_usd)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+          <button type="button" onClick={() => csv.models(report)}>
+            {t("usage.csv_models")}
+          </button>
+        </>
+      ) : (
+        <p>{t("usage.none")}</p>
+      )}
+    </section>
+  );
 }
 
 export function Usage() {
   const [month, setMonth] = useState(thisMonth());
   const report = useLoad(() => get(`/api/usage?month=${month}`), [month]);
+  // Site names for the breakdown; a deleted site keeps its id.
+  const sites = useLoad(() => get("/api/sites"));
+  const names = useMemo(() => new Map((sites.data?.sites || []).map((s) => [s.site_id, s.name])), [sites.data]);
   const r = report.data;
   const charts = useMemo(() => {
     if (!r) return null;
@@ -42,16 +159,6 @@ export function Usage() {
       cost: [{ label: t("usage.cost"), values: values((d) => d.cost_usd) }],
     };
   }, [r]);
-  function download() {
-    const blob = new Blob([csv(r)], { type: "text/csv" });
-    const a = document.createElement("a");
-    a.href = URL.createObjectURL(blob);
-    a.download = `kotoba-usage-${r.month}.csv`;
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(a.href), 0);
-  }
   return (
     <section>
       <PageTitle>{t("usage.title")}</PageTitle>
@@ -64,7 +171,7 @@ export function Usage() {
           value={month}
           onChange={(e) => e.currentTarget.value && setMonth(e.currentTarget.value)}
         />
-        <button type="button" onClick={download} disabled={!r}>
+        <button type="button" onClick={() => csv.days(r)} disabled={!r}>
           {t("usage.csv")}
         </button>
       </div>
@@ -97,6 +204,8 @@ export function Usage() {
             <Chart title={t("usage.tokens_daily")} days={charts.days} series={charts.tokens} bars />
             <Chart title={t("usage.cost_daily")} days={charts.days} series={charts.cost} format={fmtUsd} />
           </div>
+          <BySite report={r} names={names} />
+          <ByModel report={r} />
         </>
       ) : null}
     </section>
