@@ -120,6 +120,10 @@ pub struct BridgeConfig {
 pub struct Config {
     pub listen: SocketAddr,
     pub bridge_listen: SocketAddr,
+    /// The local runner's background work (training and webhook workers, the daily timer) runs at
+    /// this `nice` (1–19; 19 = only what the API leaves) with its database calls after requests'
+    /// calls, so a burst of it does not slow chat; 0 = on equal terms with requests.
+    pub background_nice: i32,
     pub data_dir: PathBuf,
     /// The operator's key for `/api/admin/*`. Without it, admin routes answer 401.
     pub admin_key: Option<Secret>,
@@ -190,6 +194,13 @@ impl Config {
             "KOTOBA_BRIDGE_LISTEN",
             "127.0.0.1:3001".parse().expect("literal"),
         )?;
+        let background_nice = env.parse_or("KOTOBA_BACKGROUND_NICE", 19)?;
+        if !(0..=19).contains(&background_nice) {
+            return Err(ConfigError {
+                variable: "KOTOBA_BACKGROUND_NICE",
+                problem: format!("{background_nice} is not a nice value from 0 to 19"),
+            });
+        }
         let data_dir = PathBuf::from(env.get("KOTOBA_DATA_DIR").unwrap_or("./.kotoba"));
         let admin_key = env.get("KOTOBA_ADMIN_KEY").map(Secret::from);
         if let Some(key) = &admin_key
@@ -267,6 +278,7 @@ impl Config {
         Ok(Self {
             listen,
             bridge_listen,
+            background_nice,
             data_dir,
             admin_key,
             public_url,
@@ -360,6 +372,16 @@ fn billing_settings(env: &Env<'_>, public_url: &Url) -> Result<BillingSettings, 
         api_base: env.url_or("STRIPE_API_BASE", crate::billing::stripe::DEFAULT_API_BASE)?,
         secret_key: secret("STRIPE_SECRET_KEY"),
         webhook_secret: secret("STRIPE_WEBHOOK_SECRET"),
+        publishable_key: match env.get("STRIPE_PUBLISHABLE_KEY") {
+            Some(key) if !key.starts_with("pk_") => {
+                return Err(ConfigError {
+                    variable: "STRIPE_PUBLISHABLE_KEY",
+                    problem: "a publishable key starts with pk_ (never put a secret key here)"
+                        .into(),
+                });
+            }
+            key => key.map(str::to_string),
+        },
         prices: PlanPrices::new(prices),
         return_url: env.url_or("KOTOBA_BILLING_RETURN_URL", default_return.as_str())?,
         past_due_grace: std::time::Duration::from_secs(grace_days * 86_400),
@@ -460,6 +482,19 @@ mod tests {
         let c = Config::from_vars(&vars(&[]), Mode::Local).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:3000");
         assert_eq!(c.bridge_listen.to_string(), "127.0.0.1:3001");
+        assert_eq!(c.background_nice, 19);
+        assert_eq!(c.billing.publishable_key, None);
+        let e = Config::from_vars(
+            &vars(&[("STRIPE_PUBLISHABLE_KEY", "sk_live_x")]),
+            Mode::Local,
+        )
+        .unwrap_err();
+        assert_eq!(e.variable, "STRIPE_PUBLISHABLE_KEY");
+        for bad in ["-1", "20", "low"] {
+            let e = Config::from_vars(&vars(&[("KOTOBA_BACKGROUND_NICE", bad)]), Mode::Local)
+                .unwrap_err();
+            assert_eq!(e.variable, "KOTOBA_BACKGROUND_NICE", "{bad}");
+        }
         assert_eq!(c.data_dir, PathBuf::from("./.kotoba"));
         assert!(c.fetch_allow_loopback);
         assert!(!c.log_json);

@@ -11,10 +11,87 @@ use rusqlite::Connection;
 ///
 /// One connection behind a mutex: SQLite serialises writers anyway, and holding the lock for a whole
 /// closure makes every read-modify-write (conditional puts, atomic adds, queue receives) atomic.
+/// Turns at the connection go to requests first: a call from a thread marked as background work
+/// ([`mark_this_thread_background`]) waits while a request's call is waiting.
 #[derive(Clone)]
 pub struct EmbeddedDb {
     conn: Arc<Mutex<Connection>>,
+    turns: Arc<Turns>,
     path: PathBuf,
+}
+
+std::thread_local! {
+    static BACKGROUND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the calling thread's database calls as background work (the local runner's workers): they
+/// take the connection only when no request's call is waiting for it. Deployed, the workers are
+/// Lambdas with their own database; locally they share this one with chat, and a burst of webhook
+/// deliveries must not make a chat wait.
+pub fn mark_this_thread_background() {
+    BACKGROUND.with(|b| b.set(true));
+}
+
+/// Whose turn it is at the connection: a request's waiting call goes before any background call.
+#[derive(Default)]
+struct Turns {
+    state: Mutex<TurnState>,
+    foreground: std::sync::Condvar,
+    background: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct TurnState {
+    busy: bool,
+    foreground_waiting: usize,
+    background_waiting: usize,
+}
+
+/// A turn at the connection, given back when dropped.
+struct Turn<'a>(&'a Turns);
+
+impl Turns {
+    fn state(&self) -> std::sync::MutexGuard<'_, TurnState> {
+        // The state is two counters and a flag, updated whole: a panic elsewhere cannot leave it half-done.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn take(&self, background: bool) -> Turn<'_> {
+        let mut state = self.state();
+        let wait = |cv: &std::sync::Condvar, state| {
+            cv.wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
+        if background {
+            state.background_waiting += 1;
+            while state.busy || state.foreground_waiting > 0 {
+                state = wait(&self.background, state);
+            }
+            state.background_waiting -= 1;
+        } else {
+            state.foreground_waiting += 1;
+            while state.busy {
+                state = wait(&self.foreground, state);
+            }
+            state.foreground_waiting -= 1;
+        }
+        state.busy = true;
+        Turn(self)
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        state.busy = false;
+        if state.foreground_waiting > 0 {
+            self.0.foreground.notify_one();
+        } else {
+            self.0.background.notify_one();
+        }
+    }
 }
 
 impl std::fmt::Debug for EmbeddedDb {
@@ -80,6 +157,7 @@ impl EmbeddedDb {
         spawn_checkpointer(path, Arc::downgrade(&conn))?;
         Ok(Self {
             conn,
+            turns: Arc::default(),
             path: path.to_path_buf(),
         })
     }
@@ -89,6 +167,7 @@ impl EmbeddedDb {
         let conn = Connection::open_in_memory().context("opening in-memory SQLite")?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            turns: Arc::default(),
             path: PathBuf::from(":memory:"),
         })
     }
@@ -103,8 +182,9 @@ impl EmbeddedDb {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
+        let (conn, turns) = (Arc::clone(&self.conn), Arc::clone(&self.turns));
         tokio::task::spawn_blocking(move || {
+            let _turn = turns.take(BACKGROUND.with(std::cell::Cell::get));
             // A panic inside a closure poisons the mutex; the connection itself is still consistent
             // (SQLite rolls back the open transaction), so carry on with it.
             let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -124,5 +204,41 @@ impl EmbeddedDb {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut guard)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spins until `ready` holds of the turn state (the other threads have queued up).
+    fn until(turns: &Turns, ready: impl Fn(&TurnState) -> bool) {
+        while !ready(&turns.state()) {
+            std::thread::yield_now(); // poll: another thread is about to wait
+        }
+    }
+
+    #[test]
+    fn a_waiting_request_goes_before_waiting_background_work() {
+        let turns = Arc::new(Turns::default());
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let held = turns.take(true);
+        let queue = |background: bool, name: &'static str| {
+            let (turns, order) = (Arc::clone(&turns), Arc::clone(&order));
+            std::thread::spawn(move || {
+                let _turn = turns.take(background);
+                order.lock().unwrap().push(name);
+            })
+        };
+        let worker = queue(true, "background");
+        until(&turns, |s| s.background_waiting == 1);
+        let request = queue(false, "request");
+        until(&turns, |s| s.foreground_waiting == 1);
+        drop(held);
+        request.join().unwrap();
+        worker.join().unwrap();
+        assert_eq!(*order.lock().unwrap(), ["request", "background"]);
+        let state = turns.state();
+        assert!(!state.busy && state.foreground_waiting == 0 && state.background_waiting == 0);
     }
 }

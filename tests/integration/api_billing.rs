@@ -754,6 +754,17 @@ async fn checkout_and_portal_sessions_come_from_stripe() {
         .post("/api/billing/checkout", &key, json!({"plan": "gold"}))
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // No publishable key: no card can be collected in the browser, and the answer says why.
+    let r = app.post("/api/billing/card-setup", &key, json!({})).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("STRIPE_PUBLISHABLE_KEY"),
+        "{:?}",
+        r.body
+    );
 
     let r = app
         .post("/api/billing/checkout", &key, json!({"plan": "starter"}))

@@ -28,6 +28,8 @@ struct Shop {
     package_id: String,
 }
 
+const PUBLISHABLE_KEY: &str = "pk_test_kotoba_console";
+
 /// A runner on localstripe (its signed webhooks registered to the runner), an embedding model (every
 /// answer costs one credit), a starter tenant with a trained site, and a 100-credit package for ¥500.
 async fn shop(backend: Backend) -> Shop {
@@ -39,6 +41,10 @@ async fn shop(backend: Backend) -> Shop {
         ("STRIPE_API_BASE".to_string(), ls.base.clone()),
         ("STRIPE_SECRET_KEY".to_string(), TEST_SECRET_KEY.to_string()),
         ("STRIPE_WEBHOOK_SECRET".to_string(), secret.clone()),
+        (
+            "STRIPE_PUBLISHABLE_KEY".to_string(),
+            PUBLISHABLE_KEY.to_string(),
+        ),
     ]);
     let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let app = TestApp::spawn_with(backend, &extra).await;
@@ -336,6 +342,90 @@ async fn a_purchase_is_credited_once_by_its_webhook() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_purchase_is_credited_once_by_its_webhook_on_aws_adapters() {
     a_purchase_is_credited_once(Backend::Aws).await;
+}
+
+/// A new card, as the console collects it: a SetupIntent on the tenant's customer, confirmed from the
+/// browser exactly as Stripe.js does it (localstripe's Stripe.js: `confirmCardSetup` posts the card to
+/// `/v1/setup_intents/{id}/confirm` with the publishable key and the client secret, never through
+/// Kotoba), then a purchase paid with the payment method it yields.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_card_set_up_in_the_browser_pays_for_credits() {
+    let s = shop(Backend::Embedded).await;
+    let ls = LocalStripe::new();
+    s.leave(10).await;
+    let r = s
+        .app
+        .post("/api/billing/card-setup", &s.key, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["publishable_key"], PUBLISHABLE_KEY);
+    let seti = r.body["setup_intent_id"].as_str().unwrap().to_string();
+    let client_secret = r.body["client_secret"].as_str().unwrap().to_string();
+    assert!(client_secret.starts_with(&format!("{seti}_secret_")));
+    let intent = ls.get(&format!("/v1/setup_intents/{seti}")).await;
+    assert_eq!(intent["usage"], "off_session");
+    assert_eq!(intent["metadata"]["tenant_id"], s.tenant_id.as_str());
+    let customer = intent["customer"].as_str().unwrap().to_string();
+
+    // The browser's part: the card goes to Stripe with the publishable key only.
+    let confirmed: Value = reqwest::Client::new()
+        .post(format!("{}/v1/setup_intents/{seti}/confirm", ls.base))
+        .body(
+            json!({
+                "key": PUBLISHABLE_KEY,
+                "use_stripe_sdk": true,
+                "client_secret": client_secret,
+                "payment_method_data": {
+                    "type": "card",
+                    "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+                    "billing_details": {"address": {"postal_code": "150-0001"}}
+                }
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(confirmed["status"], "succeeded", "{confirmed}");
+    let card = confirmed["payment_method"].as_str().unwrap().to_string();
+
+    let r = s
+        .purchase(json!({"package_id": s.package_id, "payment_method": card}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["payment"]["status"], "succeeded", "{:?}", r.body);
+    let payment = ls
+        .get(&format!(
+            "/v1/payment_intents/{}",
+            r.body["payment"]["payment_intent_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        payment["customer"],
+        customer.as_str(),
+        "the same customer pays"
+    );
+    let paid = s.wait_balance(|b| b["paid"] == 100).await;
+    assert_eq!(paid["balance"], 110, "{paid}");
+
+    // A second card set-up is a new SetupIntent on the same customer.
+    let again = s
+        .app
+        .post("/api/billing/card-setup", &s.key, json!({}))
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
+    assert_ne!(again.body["setup_intent_id"], seti.as_str());
+    let second = ls
+        .get(&format!(
+            "/v1/setup_intents/{}",
+            again.body["setup_intent_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(second["customer"], customer.as_str());
+    s.books().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

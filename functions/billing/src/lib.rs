@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use shared::Platform;
-use shared::billing::{Billing, BillingView, Subscribed};
+use shared::billing::{Billing, BillingView, CardSetup, Subscribed};
 use shared::http::openapi::{ErrorBody, SecuritySchemes};
 use shared::http::{ApiError, ApiJson, TenantAuth};
 use shared::ids::TenantId;
@@ -30,6 +30,7 @@ pub fn routes(platform: Arc<Platform>) -> Router {
         .route("/api/billing/checkout", post(checkout))
         .route("/api/billing/portal", post(portal))
         .route("/api/billing/subscribe", post(subscribe))
+        .route("/api/billing/card-setup", post(card_setup))
         .with_state(Billing::new(platform))
 }
 
@@ -47,7 +48,8 @@ pub fn app(platform: Arc<Platform>) -> Router {
         list_plans,
         checkout,
         portal,
-        subscribe
+        subscribe,
+        card_setup
     ),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes)
@@ -310,4 +312,23 @@ async fn subscribe(
     .created(serde_json::json!({"plan": plan.as_str(), "status": subscribed.status}));
     shared::audit::record_or_log(p.store.as_ref(), p.ids.as_ref(), p.clock.as_ref(), entry).await;
     Ok(Json(subscribed))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/billing/card-setup",
+    tag = "billing",
+    security(("tenant_key" = [])),
+    responses(
+        (status = 200, description = "A SetupIntent for a new card: confirm its `client_secret` with Stripe.js (`confirmCardSetup`), then pay with the payment method it yields", body = CardSetup),
+        (status = 400, description = "Stripe refused the request (`stripe_error`)", body = ErrorBody),
+        (status = 502, description = "Stripe failed (`stripe_error`); retry", body = ErrorBody),
+        (status = 503, description = "Billing, or collecting cards in the browser (no publishable key), is not configured here", body = ErrorBody)
+    )
+)]
+async fn card_setup(
+    State(billing): State<Billing>,
+    TenantAuth(tenant): TenantAuth,
+) -> Result<Json<CardSetup>, ApiError> {
+    Ok(Json(billing.card_setup(&tenant).await?))
 }

@@ -5,6 +5,7 @@
 //! a demo tenant and site on first start, trained on the sample site it serves itself (`/demo/site/`).
 //! Tests start it in-process (`start` on port 0), so they drive exactly what a developer runs.
 
+mod background;
 mod deadlines;
 mod demo;
 pub mod sample_site;
@@ -31,6 +32,7 @@ use axum::routing::get;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use background::Background;
 use shared::Platform;
 use shared::config::{Backend, Config};
 
@@ -229,20 +231,44 @@ impl Runner {
 
     /// As [`spawn`](Self::spawn); without the queue loops when `worker` is false (tests that deliver
     /// training or webhook messages themselves, e.g. to interrupt a job or step a clock).
+    ///
+    /// The queue loops and the timer run on the [`Background`] runtime, at a low CPU priority.
     pub fn spawn_with_worker(self, worker: bool) -> tokio::task::JoinHandle<()> {
-        let queue_loop = worker
-            .then(|| tokio::spawn(worker::consume(self.platform.clone(), self.worker.clone())));
-        let timer = AbortOnDrop(tokio::spawn(deadlines::daily(self.platform.clone())));
+        let background = match Background::start(self.platform.config.background_nice) {
+            Ok(background) => Some(background),
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "background work shares the API's runtime"
+                );
+                None
+            }
+        };
+        let spawn = |work: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
+            AbortOnDrop(match &background {
+                Some(background) => background.spawn(work),
+                None => tokio::spawn(work),
+            })
+        };
+        let queue_loop = worker.then(|| {
+            spawn(Box::pin(worker::consume(
+                self.platform.clone(),
+                self.worker.clone(),
+            )))
+        });
+        let timer = spawn(Box::pin(deadlines::daily(self.platform.clone())));
         let webhook_loop = worker.then(|| {
-            tokio::spawn(worker::consume_webhooks(
+            spawn(Box::pin(worker::consume_webhooks(
                 self.platform.clone(),
                 self.webhook_worker.clone(),
-            ))
+            )))
         });
         tokio::spawn(async move {
-            let _stop_loop_with_server = queue_loop.map(AbortOnDrop);
+            // Dropped in reverse order when the server stops: the loops, then their runtime.
+            let _background = background;
+            let _stop_loop_with_server = queue_loop;
             let _stop_timer_with_server = timer;
-            let _stop_webhooks_with_server = webhook_loop.map(AbortOnDrop);
+            let _stop_webhooks_with_server = webhook_loop;
             if let Err(e) = self.serve().await {
                 tracing::error!(error = format!("{e:#}"), "local runner stopped");
             }

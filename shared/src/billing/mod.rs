@@ -30,6 +30,11 @@ pub enum BillingError {
     /// No `STRIPE_SECRET_KEY` in this deployment.
     #[error("billing is not available in this deployment")]
     NotConfigured,
+    /// No `STRIPE_PUBLISHABLE_KEY`: Stripe.js cannot collect a new card here.
+    #[error(
+        "collecting a new card is not configured in this deployment (STRIPE_PUBLISHABLE_KEY); pay with the card saved with the subscription"
+    )]
+    NoPublishableKey,
     /// No Stripe price is configured for the plan.
     #[error("the {0} plan cannot be bought here (no Stripe price is configured for it)")]
     PlanNotSold(&'static str),
@@ -68,6 +73,16 @@ pub struct Subscribed {
     /// Present when the first payment needs the customer (3-D Secure): confirm it with Stripe.js.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
+}
+
+/// The result of `POST /api/billing/card-setup`: what Stripe.js needs to collect a new card.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct CardSetup {
+    pub setup_intent_id: String,
+    /// Confirmed in the browser with the card (`stripe.confirmCardSetup`); never stored by Kotoba.
+    pub client_secret: String,
+    /// The key Stripe.js is started with (`Stripe(publishable_key)`).
+    pub publishable_key: String,
 }
 
 /// The billing service, built once per process.
@@ -178,6 +193,44 @@ impl Billing {
             .stripe
             .create_portal_session(&customer, self.settings().return_url.as_str(), &key)
             .await?)
+    }
+
+    /// A SetupIntent for a new card on the tenant's customer (created if it has none yet), for
+    /// off-session use: the browser confirms it with the card, which Stripe then keeps on the customer,
+    /// and pays with the payment method it yields (`POST /api/credits/purchase {payment_method}`).
+    /// The card number only ever goes from the browser to Stripe.
+    pub async fn card_setup(&self, tenant: &TenantId) -> Result<CardSetup, BillingError> {
+        if !self.stripe.is_configured() {
+            return Err(BillingError::NotConfigured);
+        }
+        let publishable_key = self
+            .settings()
+            .publishable_key
+            .clone()
+            .ok_or(BillingError::NoPublishableKey)?;
+        let tenant = tenants::get_tenant(self.platform.store.as_ref(), tenant).await?;
+        let customer = self.customer(&tenant).await?;
+        let form = stripe::Form::new()
+            .set("customer", customer)
+            .set("usage", "off_session")
+            .set("payment_method_types[0]", "card")
+            .set("metadata[tenant_id]", tenant.tenant_id.as_str());
+        // Every press of "add a card" is a new setup: the key only guards this request's retries.
+        let key = format!("kotoba-card-setup-{}", self.platform.ids.secret_hex(12));
+        let intent = self.stripe.post("/v1/setup_intents", &form, &key).await?;
+        let field = |name: &str| {
+            intent[name].as_str().map(str::to_string).ok_or_else(|| {
+                BillingError::Stripe(StripeError::Decode {
+                    what: "a setup intent",
+                    problem: format!("no {name}"),
+                })
+            })
+        };
+        Ok(CardSetup {
+            setup_intent_id: field("id")?,
+            client_secret: field("client_secret")?,
+            publishable_key,
+        })
     }
 
     /// Subscribes directly with a payment method collected by the Payment Element. The subscription's

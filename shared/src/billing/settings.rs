@@ -45,6 +45,9 @@ pub struct BillingSettings {
     pub secret_key: Option<Secret>,
     /// `STRIPE_WEBHOOK_SECRET`: without it, the webhook refuses every delivery.
     pub webhook_secret: Option<Secret>,
+    /// `STRIPE_PUBLISHABLE_KEY` (`pk_…`, public by design): Stripe.js in the console collects a new
+    /// card with it. Without it, the console pays with the card saved with the subscription only.
+    pub publishable_key: Option<String>,
     /// `STRIPE_PRICE_STARTER`, `STRIPE_PRICE_PRO`, `STRIPE_PRICE_ENTERPRISE`.
     pub prices: PlanPrices,
     /// Where Checkout and the Billing Portal send the browser back to (`KOTOBA_BILLING_RETURN_URL`,
@@ -64,6 +67,7 @@ impl BillingSettings {
                 .expect("literal URL"),
             secret_key: None,
             webhook_secret: None,
+            publishable_key: None,
             prices: PlanPrices::default(),
             return_url: public_url
                 .join("/console/billing")

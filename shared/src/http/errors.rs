@@ -392,7 +392,9 @@ impl From<StripeError> for ApiError {
 impl From<BillingError> for ApiError {
     fn from(e: BillingError) -> Self {
         match e {
-            BillingError::NotConfigured => Self::Unavailable(e.to_string()),
+            BillingError::NotConfigured | BillingError::NoPublishableKey => {
+                Self::Unavailable(e.to_string())
+            }
             BillingError::PlanNotSold(_) => Self::invalid("plan", e.to_string()),
             BillingError::NoCustomer => Self::Conflict {
                 message: e.to_string(),

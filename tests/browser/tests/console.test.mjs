@@ -155,6 +155,7 @@ before(async () => {
       STRIPE_WEBHOOK_SECRET,
       STRIPE_PRICE_PRO: plan,
       STRIPE_PRICE_ENTERPRISE: enterprise,
+      STRIPE_PUBLISHABLE_KEY: "pk_test_kotoba_console",
     };
   }
   runner = await startRunner({
@@ -577,6 +578,38 @@ describe("an owner", () => {
       assert.ok(bought > 0, "paid credits went up");
       assert.equal(after.total_purchased - before.total_purchased, bought);
       await page.locator("[data-testid=credits-paid]", { hasText: after.paid.toLocaleString("en-US") }).waitFor();
+      await close();
+    },
+  );
+
+  test(
+    "buys a package with a new card entered in Stripe.js's card element (localstripe's Stripe.js)",
+    { skip: !STRIPE && "needs localstripe (run under infra/dev/with-localstripe)" },
+    async () => {
+      const before = await runner.call("GET", "/api/credits/balance", { key: ownerKey });
+      const { page, close, errors } = await newPage();
+      const seen = [];
+      page.on("request", (r) => seen.push(r.url()));
+      await signIn(page, ownerKey);
+      await page.locator("nav a", { hasText: "Credits" }).click();
+      await page.locator("[data-buy-new]").first().click();
+      // The card element Stripe.js mounts (localstripe's: five plain inputs).
+      const field = (name) => page.locator(`[data-testid=card-element] input[placeholder=${name}]`);
+      await field("number").waitFor();
+      await field("number").fill("4242424242424242");
+      await field("exp_month").fill("12");
+      await field("exp_year").fill("34");
+      await field("cvc").fill("123");
+      await field("postal_code").fill("15000");
+      await page.getByRole("button", { name: /^Pay ¥/ }).click();
+      await page.locator(".buy [role=status]", { hasText: "credits added." }).waitFor({ timeout: 60_000 });
+      const after = await runner.call("GET", "/api/credits/balance", { key: ownerKey });
+      assert.ok(after.paid > before.paid, "paid credits went up");
+      // The card number went to Stripe, never to Kotoba.
+      const toKotoba = seen.filter((u) => u.startsWith(runner.base));
+      assert.ok(toKotoba.some((u) => u.endsWith("/api/billing/card-setup")), toKotoba.join("\n"));
+      assert.ok(seen.some((u) => u.startsWith(STRIPE) && /\/v1\/setup_intents\/seti_\w+\/confirm$/.test(u)), seen.join("\n"));
+      assert.deepEqual(errors, []);
       await close();
     },
   );

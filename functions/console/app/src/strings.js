@@ -340,6 +340,20 @@ const S = {
     "구독에 등록된 카드로 {money}을(를) 결제하고 {n} 크레딧을 구매하시겠습니까?",
   ],
   "buy.pay": ["Pay now", "支払う", "결제하기"],
+  "card.button": ["Buy with a new card", "新しいカードで購入", "새 카드로 구매"],
+  "card.title": ["Pay with a new card", "新しいカードで支払う", "새 카드로 결제"],
+  "card.intro": [
+    "Enter the card to pay {money} for {n} credits. The card goes straight to Stripe and is kept for later purchases.",
+    "{money} で {n} クレジットを購入するカードを入力してください。カード情報は Stripe に直接送られ、次回以降の購入にも使えます。",
+    "{money}(으)로 {n} 크레딧을 구매할 카드를 입력하세요. 카드 정보는 Stripe로 직접 전송되며 다음 구매에도 사용됩니다.",
+  ],
+  "card.pay": ["Pay {money}", "{money} を支払う", "{money} 결제"],
+  "card.refused": ["Stripe refused the card.", "Stripe がカードを受け付けませんでした。", "Stripe가 카드를 거부했습니다."],
+  "card.unavailable": [
+    "The card form could not be loaded; try again or use the saved card.",
+    "カード入力フォームを読み込めませんでした。もう一度お試しいただくか、登録済みのカードをご利用ください。",
+    "카드 입력 양식을 불러오지 못했습니다. 다시 시도하거나 등록된 카드를 이용해 주세요.",
+  ],
   "buy.cancel": ["Cancel", "キャンセル", "취소"],
   "buy.waiting": [
     "Payment started; the credits arrive when Stripe confirms it…",

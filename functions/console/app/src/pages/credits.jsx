@@ -1,6 +1,6 @@
 // Credits: the balance (granted and paid), usage by function, the daily trend, the ledger and the
 // packages on sale.
-import { useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { allows, get, post, put } from "../api.js";
 import { t } from "../i18n.js";
 import { fmtDate, fmtDateTime, fmtMinor, fmtNumber } from "../format.js";
@@ -165,16 +165,34 @@ function Transactions() {
 }
 
 
-/** One-click purchase with the saved card: the payment starts at once, and the credits arrive when
- * Stripe's webhook confirms it, so the purchase is followed until it is settled (at most a minute). */
+/** Stripe.js, loaded once and only when a card is to be entered, from where the page says
+ * (`<meta name="kotoba-stripe-js">`, admitted by the page's Content-Security-Policy). */
+let stripeJs = null;
+function loadStripe() {
+  stripeJs ||= new Promise((resolve, reject) => {
+    const src = document.querySelector('meta[name="kotoba-stripe-js"]')?.content;
+    const script = document.createElement("script");
+    script.src = src;
+    script.onload = () => (window.Stripe ? resolve(window.Stripe) : reject(new Error(t("card.unavailable"))));
+    script.onerror = () => {
+      stripeJs = null;
+      reject(new Error(t("card.unavailable")));
+    };
+    document.head.append(script);
+  });
+  return stripeJs;
+}
+
+/** A purchase: with the saved card in one click, or with a new card entered in Stripe.js's card element
+ * (the card goes from the browser to Stripe; Kotoba only sees the payment method it becomes). The payment
+ * starts at once and the credits arrive when Stripe's webhook confirms it, so the purchase is followed
+ * until it is settled (at most a minute). */
 function Buy({ pkg, onPaid }) {
   const action = useAction();
-  const [confirming, setConfirming] = useState(false);
-  async function buy() {
-    setConfirming(false);
-    const started = await action.run(() =>
-      post("/api/credits/purchase", { package_id: pkg.package_id, saved_card: true }),
-    );
+  const [mode, setMode] = useState(null); // null | "saved" | "new"
+  async function pay(payment) {
+    setMode(null);
+    const started = await action.run(() => post("/api/credits/purchase", { package_id: pkg.package_id, ...payment }));
     if (!started) return;
     action.setDone(t("buy.waiting"));
     for (let i = 0; i < 120; i++) {
@@ -194,25 +212,81 @@ function Buy({ pkg, onPaid }) {
     }
     action.setDone(t("buy.slow"));
   }
+  const money = fmtMinor(pkg.amount, pkg.currency);
   return (
     <div class="buy">
-      {confirming ? (
+      {mode === "saved" ? (
         <>
-          <p>{t("buy.confirm", { money: fmtMinor(pkg.amount, pkg.currency), n: fmtNumber(pkg.credits) })}</p>
-          <button type="button" class="primary" onClick={buy} disabled={action.busy}>
+          <p>{t("buy.confirm", { money, n: fmtNumber(pkg.credits) })}</p>
+          <button type="button" class="primary" onClick={() => pay({ saved_card: true })} disabled={action.busy}>
             {t("buy.pay")}
           </button>{" "}
-          <button type="button" onClick={() => setConfirming(false)}>
+          <button type="button" onClick={() => setMode(null)}>
             {t("buy.cancel")}
           </button>
         </>
+      ) : mode === "new" ? (
+        <NewCard pkg={pkg} money={money} onCard={(pm) => pay({ payment_method: pm })} onCancel={() => setMode(null)} />
       ) : (
-        <button type="button" onClick={() => setConfirming(true)} disabled={action.busy} data-buy={pkg.package_id}>
-          {t("buy.button")}
-        </button>
+        <>
+          <button type="button" onClick={() => setMode("saved")} disabled={action.busy} data-buy={pkg.package_id}>
+            {t("buy.button")}
+          </button>{" "}
+          <button type="button" onClick={() => setMode("new")} disabled={action.busy} data-buy-new={pkg.package_id}>
+            {t("card.button")}
+          </button>
+        </>
       )}
       <Outcome action={action} />
     </div>
+  );
+}
+
+/** A new card: a SetupIntent from `POST /api/billing/card-setup`, Stripe.js's card element, and
+ * `confirmCardSetup`; the payment method it yields pays for the package (and stays on the customer). */
+function NewCard({ pkg, money, onCard, onCancel }) {
+  const holder = useRef(null);
+  const [stripe, setStripe] = useState(null);
+  const action = useAction();
+  useEffect(() => {
+    let card = null;
+    let gone = false;
+    action.run(async () => {
+      const setup = await post("/api/billing/card-setup", {});
+      const Stripe = await loadStripe();
+      if (gone) return;
+      const client = Stripe(setup.publishable_key);
+      card = client.elements().create("card");
+      card.mount(holder.current);
+      setStripe({ client, card, secret: setup.client_secret });
+    });
+    return () => {
+      gone = true;
+      card?.destroy();
+    };
+  }, []);
+  async function submit(e) {
+    e.preventDefault();
+    const pm = await action.run(async () => {
+      const r = await stripe.client.confirmCardSetup(stripe.secret, { payment_method: { card: stripe.card } });
+      if (r.error) throw new Error(r.error.message || t("card.refused"));
+      return r.setupIntent.payment_method;
+    });
+    if (pm) onCard(pm);
+  }
+  return (
+    <form onSubmit={submit} class="new-card" aria-label={t("card.title")}>
+      <p>{t("card.intro", { money, n: fmtNumber(pkg.credits) })}</p>
+      <div class="card-element" ref={holder} data-testid="card-element" />
+      {stripe ? null : <Loading />}
+      <button type="submit" class="primary" disabled={!stripe || action.busy}>
+        {t("card.pay", { money })}
+      </button>{" "}
+      <button type="button" onClick={onCancel}>
+        {t("buy.cancel")}
+      </button>
+      <Outcome action={action} />
+    </form>
   );
 }
 
