@@ -142,13 +142,17 @@ pub async fn claim_stream(
     }
 }
 
+/// A call's log as stored: by call, listed under its tenant by start time.
+pub fn item(log: &CallLog, now_unix: i64) -> Result<Item, StoreError> {
+    let (pk, sk) = keys::call_listing(&log.tenant_id, rfc3339(log.started_at), &log.call_sid);
+    Ok(Item::from_record(call_key(&log.call_sid), log)?
+        .with_index(Index::ByTenant, pk, sk)
+        .expiring_at(now_unix + CALL_LOG_RETENTION_SECS))
+}
+
 /// Writes a call's log once. `Ok(false)` when it was already written (a retry): nothing changes.
 pub async fn save(store: &dyn ItemStore, log: &CallLog, now_unix: i64) -> Result<bool, StoreError> {
-    let (pk, sk) = keys::call_listing(&log.tenant_id, rfc3339(log.started_at), &log.call_sid);
-    let item = Item::from_record(call_key(&log.call_sid), log)?
-        .with_index(Index::ByTenant, pk, sk)
-        .expiring_at(now_unix + CALL_LOG_RETENTION_SECS);
-    match store.put(item, Condition::IfAbsent).await {
+    match store.put(item(log, now_unix)?, Condition::IfAbsent).await {
         Ok(()) => Ok(true),
         Err(StoreError::ConditionFailed) => Ok(false),
         Err(e) => Err(e),

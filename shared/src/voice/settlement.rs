@@ -1,6 +1,7 @@
-//! The end of a call, whatever ended it: the minutes settled against the reservation, a summary (the
-//! chat model's, or the extractive one), the cost on the tenant's usage counter, and the call log,
-//! written once. Store writes are retried: this runs after both sockets closed, with nobody to answer.
+//! The end of a call, whatever ended it: a summary (the chat model's, or the extractive one), then in
+//! one transaction the call log (written once), the minutes settled against the reservation and the
+//! cost on the tenant's usage counter. Store writes are retried: this runs after both sockets closed,
+//! with nobody to answer.
 
 use time::OffsetDateTime;
 
@@ -13,8 +14,8 @@ use super::transcript::{self, TranscriptEntry};
 use super::{CallLog, EndReason};
 use crate::clock::Clock;
 use crate::models::ModelPolicy;
-use crate::store::ItemStore;
 use crate::store::retry::with_retries;
+use crate::store::{Add, Condition, ItemStore, StoreError, Write};
 use crate::usage;
 
 /// What the relay knows when a call ends.
@@ -44,14 +45,6 @@ pub async fn settle(
     let seconds = metering::billable_seconds(call.duration_ms);
     let tenant = &call.claims.tenant_id;
 
-    if let Err(e) = with_retries("settling call minutes", || {
-        metering::settle(store, &call.reservation, seconds, ended_at)
-    })
-    .await
-    {
-        tracing::error!(error = %e, seconds, "call minutes not settled");
-    }
-
     let lines = call.transcript;
     let (summary, summary_source) = match summarizer {
         Some(summarizer) if !lines.is_empty() => match summarizer.summarize(&lines).await {
@@ -66,23 +59,7 @@ pub async fn settle(
         },
         _ => (transcript::extractive_summary(&lines), "extractive"),
     };
-    // The month's cost (its minutes were settled above), and the realtime model's share of the month.
     let cost = call.usage.cost(&call.policy);
-    let breakdown = usage::Breakdown::new().model(usage::ModelSpend {
-        model: &call.policy.name,
-        input_tokens: call.usage.input_tokens(),
-        output_tokens: call.usage.output_tokens(),
-        seconds: seconds as u64,
-        cost,
-    });
-    let key = usage::tenant_month(tenant, &usage::month_of(call.started_at));
-    let counters = std::iter::once((usage::counters::COST_MICROS, cost.0))
-        .chain(breakdown.counters())
-        .collect();
-    if let Err(e) = usage::record_all(store, key, counters, ended_at).await {
-        tracing::error!(error = %e, "call cost not recorded on the usage counter");
-    }
-
     let log = CallLog {
         call_sid: call.claims.call_sid.clone(),
         tenant_id: tenant.clone(),
@@ -100,14 +77,55 @@ pub async fn settle(
         cost_micros: cost,
         metrics: call.metrics,
     };
-    match with_retries("writing the call log", || {
-        calls::save(store, &log, ended_at.unix_timestamp())
-    })
-    .await
-    {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!("the call log was already written"),
-        Err(e) => tracing::error!(error = %e, "the call log could not be written"),
+
+    // One transaction: the log (written once), the minutes settled against the reservation, the cost
+    // and the realtime model's share of the month, all on the month the call was admitted in. A retried
+    // end finds the log written and changes nothing, so no minute or cost is counted twice.
+    let breakdown = usage::Breakdown::new().model(usage::ModelSpend {
+        model: &call.policy.name,
+        input_tokens: log.usage.input_tokens(),
+        output_tokens: log.usage.output_tokens(),
+        seconds,
+        cost,
+    });
+    let reserved = call.reservation.reserved_secs;
+    let settle = |item: crate::store::Item| {
+        let month = &call.reservation.key;
+        let counters = [
+            (usage::counters::CALL_SECONDS, seconds as i64 - reserved),
+            (usage::counters::COST_MICROS, cost.0),
+        ]
+        .into_iter()
+        .chain(breakdown.counters())
+        .filter(|(_, amount)| *amount != 0);
+        let add = counters
+            .fold(None, |add: Option<Add>, (attribute, amount)| {
+                Some(match add {
+                    None => Add::new(month.clone(), attribute, amount),
+                    Some(add) => add.and(attribute, amount, None),
+                })
+            })
+            .map(|add| Write::Add(add.expiring_at(usage::expiry(month, ended_at))));
+        std::iter::once(Write::Put(item, Condition::IfAbsent))
+            .chain(add)
+            .collect::<Vec<_>>()
+    };
+    let written = match calls::item(&log, ended_at.unix_timestamp()) {
+        Ok(item) => {
+            with_retries("settling the call", || store.transact(settle(item.clone()))).await
+        }
+        Err(e) => Err(e),
+    };
+    match written {
+        Ok(()) => {}
+        Err(StoreError::ConditionFailed) => {
+            tracing::warn!("the call was already settled and logged; nothing counted again")
+        }
+        Err(e) => tracing::error!(
+            error = %e,
+            seconds,
+            "the call could not be settled and logged"
+        ),
     }
     log
 }
@@ -218,7 +236,8 @@ mod tests {
             calls::get(&store, &tenant.tenant_id, &sid).await.unwrap(),
             log
         );
-        // Settled again (a retried end): the stored log stays the first one.
+        // Settled again (a retried end): the stored log stays the first one, and no minute or cost
+        // is counted twice.
         clock.advance(std::time::Duration::from_secs(5));
         let again = settle(&store, &clock, None, call).await;
         assert_ne!(again.ended_at, log.ended_at);
@@ -226,5 +245,10 @@ mod tests {
             calls::get(&store, &tenant.tenant_id, &sid).await.unwrap(),
             log
         );
+        let after = crate::store::ItemStore::get(&store, &month)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(after, counters);
     }
 }
