@@ -120,10 +120,10 @@ pub struct BridgeConfig {
 pub struct Config {
     pub listen: SocketAddr,
     pub bridge_listen: SocketAddr,
-    /// The local runner's background work (training and webhook workers, the daily timer) runs at
-    /// this `nice` (1–19; 19 = only what the API leaves) with its database calls after requests'
-    /// calls, so a burst of it does not slow chat; 0 = on equal terms with requests.
-    pub background_nice: i32,
+    /// Whether the local runner's background work (training and webhook workers, the daily timer)
+    /// takes the embedded database only when no request is waiting for it, so a burst of it does not
+    /// slow chat (`KOTOBA_BACKGROUND_YIELDS`, default true; false = equal terms with requests).
+    pub background_yields: bool,
     pub data_dir: PathBuf,
     /// The operator's key for `/api/admin/*`. Without it, admin routes answer 401.
     pub admin_key: Option<Secret>,
@@ -194,13 +194,7 @@ impl Config {
             "KOTOBA_BRIDGE_LISTEN",
             "127.0.0.1:3001".parse().expect("literal"),
         )?;
-        let background_nice = env.parse_or("KOTOBA_BACKGROUND_NICE", 19)?;
-        if !(0..=19).contains(&background_nice) {
-            return Err(ConfigError {
-                variable: "KOTOBA_BACKGROUND_NICE",
-                problem: format!("{background_nice} is not a nice value from 0 to 19"),
-            });
-        }
+        let background_yields = env.parse_or("KOTOBA_BACKGROUND_YIELDS", true)?;
         let data_dir = PathBuf::from(env.get("KOTOBA_DATA_DIR").unwrap_or("./.kotoba"));
         let admin_key = env.get("KOTOBA_ADMIN_KEY").map(Secret::from);
         if let Some(key) = &admin_key
@@ -278,7 +272,7 @@ impl Config {
         Ok(Self {
             listen,
             bridge_listen,
-            background_nice,
+            background_yields,
             data_dir,
             admin_key,
             public_url,
@@ -482,7 +476,7 @@ mod tests {
         let c = Config::from_vars(&vars(&[]), Mode::Local).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:3000");
         assert_eq!(c.bridge_listen.to_string(), "127.0.0.1:3001");
-        assert_eq!(c.background_nice, 19);
+        assert!(c.background_yields);
         assert_eq!(c.billing.publishable_key, None);
         let e = Config::from_vars(
             &vars(&[("STRIPE_PUBLISHABLE_KEY", "sk_live_x")]),
@@ -490,11 +484,12 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.variable, "STRIPE_PUBLISHABLE_KEY");
-        for bad in ["-1", "20", "low"] {
-            let e = Config::from_vars(&vars(&[("KOTOBA_BACKGROUND_NICE", bad)]), Mode::Local)
-                .unwrap_err();
-            assert_eq!(e.variable, "KOTOBA_BACKGROUND_NICE", "{bad}");
-        }
+        let e = Config::from_vars(
+            &vars(&[("KOTOBA_BACKGROUND_YIELDS", "sometimes")]),
+            Mode::Local,
+        )
+        .unwrap_err();
+        assert_eq!(e.variable, "KOTOBA_BACKGROUND_YIELDS");
         assert_eq!(c.data_dir, PathBuf::from("./.kotoba"));
         assert!(c.fetch_allow_loopback);
         assert!(!c.log_json);

@@ -32,6 +32,11 @@ pub fn mark_this_thread_background() {
     BACKGROUND.with(|b| b.set(true));
 }
 
+/// Whether the calling thread was marked with [`mark_this_thread_background`].
+pub fn is_background_thread() -> bool {
+    BACKGROUND.with(std::cell::Cell::get)
+}
+
 /// Whose turn it is at the connection: a request's waiting call goes before any background call.
 #[derive(Default)]
 struct Turns {
@@ -184,7 +189,7 @@ impl EmbeddedDb {
     {
         let (conn, turns) = (Arc::clone(&self.conn), Arc::clone(&self.turns));
         tokio::task::spawn_blocking(move || {
-            let _turn = turns.take(BACKGROUND.with(std::cell::Cell::get));
+            let _turn = turns.take(is_background_thread());
             // A panic inside a closure poisons the mutex; the connection itself is still consistent
             // (SQLite rolls back the open transaction), so carry on with it.
             let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -17,9 +17,8 @@
 //!
 //! The whole run is made twice, in one process, one after the other, each on a fresh runner and data
 //! directory: with the local runner's background work (the webhook worker) on equal terms with
-//! requests (`KOTOBA_BACKGROUND_NICE=0`: the API's CPU priority, its database calls in the same line
-//! as requests' calls; the baseline) and as background work (`19`, the default: the lowest CPU
-//! priority, its database calls after any waiting request's).
+//! requests for the embedded database (`KOTOBA_BACKGROUND_YIELDS=false`, the baseline) and yielding
+//! to them (`true`, the default).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,21 +71,27 @@ async fn main() {
     let requests: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
     let events: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let runs = [
-        ("0: equal terms (baseline)", run(0, requests, events).await),
-        ("19: background (default)", run(19, requests, events).await),
+        (
+            "equal terms (`false`, baseline)",
+            run(false, requests, events).await,
+        ),
+        (
+            "yields to requests (`true`, default)",
+            run(true, requests, events).await,
+        ),
     ];
     println!(
         "chat requests: {requests} per phase, sequential, one connection; events: {events}; cores: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "| background nice | chat quiet p50 / p99 (ms) | while enqueued p50 / p99 | while draining p50 / p99 | events enqueued in | all delivered after |"
+        "| background work | chat quiet p50 / p99 (ms) | while enqueued p50 / p99 | while draining p50 / p99 | events enqueued in | all delivered after |"
     );
     println!("|---|---|---|---|---|---|");
-    for (nice, r) in &runs {
+    for (work, r) in &runs {
         let pair = |s: &[Duration]| format!("{:.2} / {:.2}", quantile(s, 0.5), quantile(s, 0.99));
         println!(
-            "| {nice} | {} | {} | {} | {:.1} s | {:.1} s ({:.0}/s; {} left after the enqueue phase, whose chats took {:.1} s) |",
+            "| {work} | {} | {} | {} | {:.1} s | {:.1} s ({:.0}/s; {} left after the enqueue phase, whose chats took {:.1} s) |",
             pair(&r.quiet),
             pair(&r.during),
             pair(&r.draining),
@@ -99,7 +104,7 @@ async fn main() {
     }
 }
 
-async fn run(nice: i32, requests: usize, events: usize) -> Run {
+async fn run(yields: bool, requests: usize, events: usize) -> Run {
     let peer = ModelPeer::start(ChatMode::Reply {
         reply: "We are open from 9am to 5pm on weekends.".into(),
         delay: Duration::ZERO,
@@ -109,7 +114,7 @@ async fn run(nice: i32, requests: usize, events: usize) -> Run {
     vars.push(("RUST_LOG".into(), "error".into()));
     // Hundreds of chats of one new tenant in an hour are a burst to the anomaly detector: not here.
     vars.push(("KOTOBA_ANOMALY_MIN_BASELINE".into(), "1000000".into()));
-    vars.push(("KOTOBA_BACKGROUND_NICE".into(), nice.to_string()));
+    vars.push(("KOTOBA_BACKGROUND_YIELDS".into(), yields.to_string()));
     let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut app = TestApp::spawn_with(Backend::Embedded, &extra).await;
     let site = TestSite::start().await;

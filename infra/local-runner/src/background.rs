@@ -1,13 +1,15 @@
 //! The local runner's background work (the training and webhook workers, the daily timer) on a tokio
-//! runtime of its own whose threads run at a low CPU priority (`KOTOBA_BACKGROUND_NICE`, default 19,
-//! the lowest).
+//! runtime of its own whose threads are marked as background work.
 //!
-//! Deployed, those workers are Lambdas of their own and never take CPU from a chat. On one laptop they
-//! share the cores and the one SQLite connection with the API. The workers' threads (their blocking
-//! pool too, where their SQLite and queue calls run) are niced, so the kernel's scheduler gives a chat
-//! request the CPU first, and marked as background work, so a request's database call goes before
-//! theirs ([`shared::embedded_db::mark_this_thread_background`]): a burst of webhook deliveries or a
-//! big training job does not make chat wait.
+//! Deployed, those workers are Lambdas of their own and never make a chat wait. On one laptop they share
+//! the one SQLite connection with the API: marked, their database calls (run on this runtime's blocking
+//! threads) take the connection only when no request's call is waiting for it
+//! ([`shared::embedded_db::mark_this_thread_background`]), so a burst of webhook deliveries or a big
+//! training job does not slow chat down (`KOTOBA_BACKGROUND_YIELDS`, default on).
+//!
+//! The threads keep normal CPU priority on purpose: a niced thread that holds the connection while
+//! the machine is busy would keep every request waiting for it (priority inversion), and nicing alone
+//! measured no gain (BENCHMARKS.md, "Webhook burst").
 
 use std::future::Future;
 
@@ -21,16 +23,14 @@ pub struct Background {
 }
 
 impl Background {
-    /// A runtime whose threads run at `nice`.
-    pub fn start(nice: i32) -> anyhow::Result<Self> {
+    /// A runtime whose threads' database calls yield to requests' calls when `yields`.
+    pub fn start(yields: bool) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            // One thread for the workers' async work: the other cores stay the API's.
+            .worker_threads(1)
             .thread_name("kotoba-background")
             .on_thread_start(move || {
-                lower_this_threads_priority(nice);
-                // Its SQLite calls (run on this runtime's blocking threads) wait for requests' calls,
-                // unless background work was asked to run on equal terms (nice 0).
-                if nice > 0 {
+                if yields {
                     shared::embedded_db::mark_this_thread_background();
                 }
             })
@@ -67,56 +67,30 @@ impl Drop for Background {
     }
 }
 
-/// Nices the calling thread. Linux schedules threads one by one, so this lowers only the background
-/// runtime's threads, not the process. Elsewhere, or when refused, the work still runs, at the
-/// process's priority.
-fn lower_this_threads_priority(nice: i32) {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid and setpriority take and return plain integers; no memory is shared.
-        let refused = unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, nice) != 0
-        };
-        if refused {
-            tracing::debug!(
-                error = %std::io::Error::last_os_error(),
-                "background thread keeps normal priority"
-            );
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::embedded_db::is_background_thread;
 
-    #[cfg(target_os = "linux")]
-    fn this_threads_nice() -> libc::c_int {
-        // SAFETY: as above.
-        unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::getpriority(libc::PRIO_PROCESS, tid)
-        }
-    }
-
-    #[cfg(target_os = "linux")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn background_work_runs_niced_and_the_callers_thread_is_left_alone() {
-        let before = this_threads_nice();
-        let background = Background::start(19).unwrap();
-        let (task, blocking) = background
-            .spawn(async {
-                let blocking = tokio::task::spawn_blocking(this_threads_nice)
-                    .await
-                    .unwrap();
-                (this_threads_nice(), blocking)
-            })
-            .await
-            .unwrap();
-        assert_eq!(task, 19, "the runtime's worker thread");
-        assert_eq!(blocking, 19, "its blocking pool, where SQLite calls run");
-        assert_eq!(this_threads_nice(), before);
-        drop(background);
+    async fn background_threads_are_marked_and_the_callers_are_not() {
+        for yields in [true, false] {
+            let background = Background::start(yields).unwrap();
+            let (task, blocking) = background
+                .spawn(async {
+                    let blocking = tokio::task::spawn_blocking(is_background_thread)
+                        .await
+                        .unwrap();
+                    (is_background_thread(), blocking)
+                })
+                .await
+                .unwrap();
+            assert_eq!(task, yields, "the runtime's worker thread");
+            assert_eq!(
+                blocking, yields,
+                "its blocking pool, where the SQLite calls run"
+            );
+            assert!(!is_background_thread(), "the caller's thread");
+        }
     }
 }

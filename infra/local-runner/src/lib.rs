@@ -232,9 +232,10 @@ impl Runner {
     /// As [`spawn`](Self::spawn); without the queue loops when `worker` is false (tests that deliver
     /// training or webhook messages themselves, e.g. to interrupt a job or step a clock).
     ///
-    /// The queue loops and the timer run on the [`Background`] runtime, at a low CPU priority.
+    /// The queue loops and the timer run on the [`Background`] runtime, whose database calls yield to
+    /// requests'.
     pub fn spawn_with_worker(self, worker: bool) -> tokio::task::JoinHandle<()> {
-        let background = match Background::start(self.platform.config.background_nice) {
+        let background = match Background::start(self.platform.config.background_yields) {
             Ok(background) => Some(background),
             Err(e) => {
                 tracing::warn!(
