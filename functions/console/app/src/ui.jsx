@@ -275,3 +275,42 @@ export function PageTitle({ children }) {
     </h1>
   );
 }
+
+/** A settings history (a site's prompt, the receptionist's greeting): each version, when it was made,
+ * an excerpt, and a rollback button on every version but the one in force. */
+export function VersionTable({ versions, current, excerptLabel, excerpt, created, canWrite, busy, onRollback }) {
+  return (
+    <div class="table-wrap" tabIndex={0}>
+      <table>
+        <thead>
+          <tr>
+            <th scope="col">{t("prompt.version")}</th>
+            <th scope="col">{t("prompt.created")}</th>
+            <th scope="col">{excerptLabel}</th>
+            {canWrite ? <th scope="col">{t("actions")}</th> : null}
+          </tr>
+        </thead>
+        <tbody>
+          {versions.map((v) => (
+            <tr data-version={v.version}>
+              <th scope="row">v{v.version}</th>
+              <td>{created(v)}</td>
+              <td class="excerpt">{excerpt(v)}</td>
+              {canWrite ? (
+                <td>
+                  {v.version !== current ? (
+                    <button type="button" onClick={() => onRollback(v.version)} disabled={busy}>
+                      {t("prompt.rollback_to", { n: v.version })}
+                    </button>
+                  ) : (
+                    t("prompt.in_force")
+                  )}
+                </td>
+              ) : null}
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}

@@ -5,7 +5,7 @@ import { allows, del, get, patch, post } from "../api.js";
 import { t } from "../i18n.js";
 import { fmtDateTime, fmtDuration, fmtUsd } from "../format.js";
 import { Link } from "../router.jsx";
-import { ErrorBox, Loading, Outcome, PageTitle, useAction, useLoad } from "../ui.jsx";
+import { ErrorBox, Loading, Outcome, PageTitle, useAction, useLoad, VersionTable } from "../ui.jsx";
 
 const VOICES = ["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"];
 
@@ -151,38 +151,16 @@ function ReceptionistForm({ settings, versions, canWrite, onSaved }) {
       </form>
       <Outcome action={action} />
       <h3>{t("prompt.versions")}</h3>
-      <div class="table-wrap" tabIndex={0}>
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">{t("prompt.version")}</th>
-              <th scope="col">{t("prompt.created")}</th>
-              <th scope="col">{t("phone.greeting")}</th>
-              {canWrite ? <th scope="col">{t("actions")}</th> : null}
-            </tr>
-          </thead>
-          <tbody>
-            {versions.map((v) => (
-              <tr>
-                <th scope="row">v{v.version}</th>
-                <td>{v.created_at ? fmtDateTime(v.created_at) : t("phone.default")}</td>
-                <td class="excerpt">{v.greeting}</td>
-                {canWrite ? (
-                  <td>
-                    {v.version !== settings.version ? (
-                      <button type="button" onClick={() => rollback(v.version)} disabled={action.busy}>
-                        {t("prompt.rollback_to", { n: v.version })}
-                      </button>
-                    ) : (
-                      t("prompt.in_force")
-                    )}
-                  </td>
-                ) : null}
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <VersionTable
+        versions={versions}
+        current={settings.version}
+        excerptLabel={t("phone.greeting")}
+        excerpt={(v) => v.greeting}
+        created={(v) => (v.created_at ? fmtDateTime(v.created_at) : t("phone.default"))}
+        canWrite={canWrite}
+        busy={action.busy}
+        onRollback={rollback}
+      />
     </>
   );
 }

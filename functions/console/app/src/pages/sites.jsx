@@ -7,7 +7,7 @@ import { t } from "../i18n.js";
 import { fmtDateTime, fmtNumber, fmtUsd } from "../format.js";
 import { diffLines } from "../diff.js";
 import { Link, navigate } from "../router.jsx";
-import { ErrorBox, Loading, Outcome, PageTitle, Switch, useAction, useLoad } from "../ui.jsx";
+import { ErrorBox, Loading, Outcome, PageTitle, Switch, useAction, useLoad, VersionTable } from "../ui.jsx";
 
 const domains = (text) =>
   text
@@ -472,38 +472,16 @@ function Prompt({ site, canWrite, onSaved }) {
       <Outcome action={action} />
       <h3>{t("prompt.versions")}</h3>
       <ErrorBox error={versions.error} />
-      <div class="table-wrap" tabIndex={0}>
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">{t("prompt.version")}</th>
-              <th scope="col">{t("prompt.created")}</th>
-              <th scope="col">{t("prompt.excerpt")}</th>
-              {canWrite ? <th scope="col">{t("actions")}</th> : null}
-            </tr>
-          </thead>
-          <tbody>
-            {list.map((v) => (
-              <tr data-version={v.version}>
-                <th scope="row">v{v.version}</th>
-                <td>{fmtDateTime(v.created_at)}</td>
-                <td class="excerpt">{v.system_prompt.slice(0, 80)}</td>
-                {canWrite ? (
-                  <td>
-                    {v.version !== site.prompt.version ? (
-                      <button type="button" onClick={() => rollback(v.version)} disabled={action.busy}>
-                        {t("prompt.rollback_to", { n: v.version })}
-                      </button>
-                    ) : (
-                      t("prompt.in_force")
-                    )}
-                  </td>
-                ) : null}
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <VersionTable
+        versions={list}
+        current={site.prompt.version}
+        excerptLabel={t("prompt.excerpt")}
+        excerpt={(v) => v.system_prompt.slice(0, 80)}
+        created={(v) => fmtDateTime(v.created_at)}
+        canWrite={canWrite}
+        busy={action.busy}
+        onRollback={rollback}
+      />
       {list.length > 1 ? (
         <div class="diff-box">
           <h3>{t("prompt.diff")}</h3>
