@@ -14,7 +14,7 @@
 use std::future::Future;
 
 use anyhow::Context;
-use tokio::runtime::{Handle, Runtime};
+use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
 /// A runtime for background work; shut down (without waiting for its tasks) when dropped.
@@ -42,19 +42,15 @@ impl Background {
         })
     }
 
-    pub fn handle(&self) -> &Handle {
-        self.runtime
-            .as_ref()
-            .expect("running until dropped")
-            .handle()
-    }
-
     pub fn spawn<F>(&self, work: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.handle().spawn(work)
+        self.runtime
+            .as_ref()
+            .expect("running until dropped")
+            .spawn(work)
     }
 }
 

@@ -53,6 +53,8 @@ pub struct Runner {
     app: Router,
     bridge: call_bridge::BridgeServer,
     stop: StopHandle,
+    /// Where the queue loops and the timer run (their database calls yield to requests').
+    background: Background,
 }
 
 /// Stops a spawned runner gracefully: the API stops accepting, the call bridge drains (its calls end by
@@ -137,6 +139,7 @@ pub async fn start_with(
         Arc::new(webhook_worker::Worker::new(&platform).context("building the webhook worker")?);
     let bridge = call_bridge::BridgeServer::from_listener(platform.clone(), bridge_listener)
         .context("preparing the call bridge")?;
+    let background = Background::start(platform.config.background_yields)?;
     Ok(Runner {
         addr,
         bridge_addr,
@@ -148,7 +151,25 @@ pub async fn start_with(
         app,
         bridge,
         stop: StopHandle::new(),
+        background,
     })
+}
+
+/// Serves the API and the call bridge until `stop` is used; ends when both have stopped.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    bridge: call_bridge::BridgeServer,
+    stop: StopHandle,
+) -> anyhow::Result<()> {
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let api = axum::serve(shared::http::sockets::nodelay(listener), app)
+        .with_graceful_shutdown(stop.stopped())
+        .into_future();
+    let bridge = bridge.serve(stop.stopped());
+    let (api, bridge) = tokio::join!(api, bridge);
+    api.context("serving the API")?;
+    bridge
 }
 
 /// Every function's routes on one router, plus what API Gateway and S3 would otherwise provide, and
@@ -235,34 +256,22 @@ impl Runner {
     /// The queue loops and the timer run on the [`Background`] runtime, whose database calls yield to
     /// requests'.
     pub fn spawn_with_worker(self, worker: bool) -> tokio::task::JoinHandle<()> {
-        let background = match Background::start(self.platform.config.background_yields) {
-            Ok(background) => Some(background),
-            Err(e) => {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "background work shares the API's runtime"
-                );
-                None
-            }
-        };
-        let spawn = |work: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
-            AbortOnDrop(match &background {
-                Some(background) => background.spawn(work),
-                None => tokio::spawn(work),
-            })
-        };
-        let queue_loop = worker.then(|| {
-            spawn(Box::pin(worker::consume(
-                self.platform.clone(),
-                self.worker.clone(),
-            )))
-        });
-        let timer = spawn(Box::pin(deadlines::daily(self.platform.clone())));
+        let Runner {
+            platform,
+            worker: training,
+            webhook_worker,
+            listener,
+            app,
+            bridge,
+            stop,
+            background,
+            ..
+        } = self;
+        let queue_loop = worker
+            .then(|| AbortOnDrop(background.spawn(worker::consume(platform.clone(), training))));
+        let timer = AbortOnDrop(background.spawn(deadlines::daily(platform.clone())));
         let webhook_loop = worker.then(|| {
-            spawn(Box::pin(worker::consume_webhooks(
-                self.platform.clone(),
-                self.webhook_worker.clone(),
-            )))
+            AbortOnDrop(background.spawn(worker::consume_webhooks(platform, webhook_worker)))
         });
         tokio::spawn(async move {
             // Dropped in reverse order when the server stops: the loops, then their runtime.
@@ -270,21 +279,10 @@ impl Runner {
             let _stop_loop_with_server = queue_loop;
             let _stop_timer_with_server = timer;
             let _stop_webhooks_with_server = webhook_loop;
-            if let Err(e) = self.serve().await {
+            if let Err(e) = serve(listener, app, bridge, stop).await {
                 tracing::error!(error = format!("{e:#}"), "local runner stopped");
             }
         })
-    }
-
-    async fn serve(self) -> anyhow::Result<()> {
-        let app = self.app.into_make_service_with_connect_info::<SocketAddr>();
-        let api = axum::serve(shared::http::sockets::nodelay(self.listener), app)
-            .with_graceful_shutdown(self.stop.stopped())
-            .into_future();
-        let bridge = self.bridge.serve(self.stop.stopped());
-        let (api, bridge) = tokio::join!(api, bridge);
-        api.context("serving the API")?;
-        bridge
     }
 
     /// What `make dev` does once started: serves everything in the background, trains the demo site on

@@ -997,15 +997,6 @@ fn settle_writes(
         logs::item(log, now.unix_timestamp())?,
         crate::store::Condition::None,
     )];
-    // Counters that do not move are left out (an add of 0 would still create the attribute).
-    let counted = |key: &Key, changes: &mut dyn Iterator<Item = (&str, i64)>| {
-        let mut moving = changes.filter(|(_, amount)| *amount != 0);
-        let (attribute, amount) = moving.next()?;
-        let add = moving.fold(Add::new(key.clone(), attribute, amount), |add, (a, n)| {
-            add.and(a, n, None)
-        });
-        Some(Write::Add(add.expiring_at(usage::expiry(key, now))))
-    };
     // The month by site and by model: the chat model's share, and the query's embedding model's.
     let embedding_cost = MicroUsd::for_tokens(log.embedding_tokens, log.prices.embedding_per_1k);
     let mut breakdown = usage::Breakdown::new()
@@ -1036,32 +1027,34 @@ fn settle_writes(
         0
     };
     let tenant_day = keys::tenant_day(tenant, &reservation.day);
-    writes.extend(counted(
-        &reservation.monthly,
-        &mut [
-            (counters::COST_MICROS, log.cost.0),
-            (counters::CHAT_INPUT_TOKENS, log.chat_input_tokens as i64),
-            (counters::CHAT_OUTPUT_TOKENS, log.chat_output_tokens as i64),
-            // Only the chat comes back: embedding tokens spent on the query stay spent.
-            (counters::CHATS, if failed { -1 } else { 0 }),
-            (counters::EMBEDDING_TOKENS, correction),
+    let month = [
+        (counters::COST_MICROS, log.cost.0),
+        (counters::CHAT_INPUT_TOKENS, log.chat_input_tokens as i64),
+        (counters::CHAT_OUTPUT_TOKENS, log.chat_output_tokens as i64),
+        // Only the chat comes back: embedding tokens spent on the query stay spent.
+        (counters::CHATS, if failed { -1 } else { 0 }),
+        (counters::EMBEDDING_TOKENS, correction),
+    ];
+    let day = [
+        (counters::COST_MICROS, log.cost.0),
+        (counters::CHATS, if failed { 0 } else { 1 }),
+        (counters::EMBEDDING_TOKENS, log.embedding_tokens as i64),
+    ];
+    let site_day = [(counters::CHATS, if failed { -1 } else { 0 })];
+    writes.extend(
+        [
+            usage::spend(
+                &reservation.monthly,
+                month.into_iter().chain(breakdown.counters()),
+                now,
+            ),
+            usage::spend(&tenant_day, day, now),
+            usage::spend(&reservation.daily, site_day, now),
         ]
         .into_iter()
-        .chain(breakdown.counters()),
-    ));
-    writes.extend(counted(
-        &tenant_day,
-        &mut [
-            (counters::COST_MICROS, log.cost.0),
-            (counters::CHATS, if failed { 0 } else { 1 }),
-            (counters::EMBEDDING_TOKENS, log.embedding_tokens as i64),
-        ]
-        .into_iter(),
-    ));
-    writes.extend(counted(
-        &reservation.daily,
-        &mut [(counters::CHATS, if failed { -1 } else { 0 })].into_iter(),
-    ));
+        .flatten()
+        .map(Write::Add),
+    );
     if let Some(session) = session {
         writes.push(Write::Put(session?, crate::store::Condition::None));
     }

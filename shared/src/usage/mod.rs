@@ -137,23 +137,33 @@ pub async fn record(
         .await
 }
 
-/// Adds several counters of one item at once, with no limit (what an action spent, with its
-/// [`Breakdown`]); counters that do not move are left out.
+/// One add of several counters of the item at `key`, with no limit (what an action spent, with its
+/// [`Breakdown`]), expiring as that counter item does. Counters that do not move are left out (an add
+/// of 0 would still create the attribute); `None` when none moves.
+pub fn spend<'a>(
+    key: &Key,
+    counters: impl IntoIterator<Item = (&'a str, i64)>,
+    now: OffsetDateTime,
+) -> Option<Add> {
+    let mut moving = counters.into_iter().filter(|(_, amount)| *amount != 0);
+    let (attribute, amount) = moving.next()?;
+    let add = moving.fold(Add::new(key.clone(), attribute, amount), |add, (a, n)| {
+        add.and(a, n, None)
+    });
+    Some(add.expiring_at(expiry(key, now)))
+}
+
+/// Writes a [`spend`] on its own (outside a transaction).
 pub async fn record_all(
     store: &dyn ItemStore,
     key: Key,
     counters: Vec<(&str, i64)>,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    let mut moving = counters.into_iter().filter(|(_, amount)| *amount != 0);
-    let Some((attribute, amount)) = moving.next() else {
-        return Ok(());
-    };
-    let exp = expiry(&key, now);
-    let add = moving.fold(Add::new(key, attribute, amount), |add, (a, n)| {
-        add.and(a, n, None)
-    });
-    store.add(add.expiring_at(exp)).await.map(|_| ())
+    match spend(&key, counters, now) {
+        Some(add) => store.add(add).await.map(|_| ()),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

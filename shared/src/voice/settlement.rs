@@ -15,7 +15,7 @@ use super::{CallLog, EndReason};
 use crate::clock::Clock;
 use crate::models::ModelPolicy;
 use crate::store::retry::with_retries;
-use crate::store::{Add, Condition, ItemStore, StoreError, Write};
+use crate::store::{Condition, ItemStore, StoreError, Write};
 use crate::usage;
 
 /// What the relay knows when a call ends.
@@ -89,25 +89,19 @@ pub async fn settle(
         cost,
     });
     let reserved = call.reservation.reserved_secs;
+    let month = &call.reservation.key;
+    let counters = [
+        (usage::counters::CALL_SECONDS, seconds as i64 - reserved),
+        (usage::counters::COST_MICROS, cost.0),
+    ];
+    let spent = usage::spend(
+        month,
+        counters.into_iter().chain(breakdown.counters()),
+        ended_at,
+    );
     let settle = |item: crate::store::Item| {
-        let month = &call.reservation.key;
-        let counters = [
-            (usage::counters::CALL_SECONDS, seconds as i64 - reserved),
-            (usage::counters::COST_MICROS, cost.0),
-        ]
-        .into_iter()
-        .chain(breakdown.counters())
-        .filter(|(_, amount)| *amount != 0);
-        let add = counters
-            .fold(None, |add: Option<Add>, (attribute, amount)| {
-                Some(match add {
-                    None => Add::new(month.clone(), attribute, amount),
-                    Some(add) => add.and(attribute, amount, None),
-                })
-            })
-            .map(|add| Write::Add(add.expiring_at(usage::expiry(month, ended_at))));
         std::iter::once(Write::Put(item, Condition::IfAbsent))
-            .chain(add)
+            .chain(spent.clone().map(Write::Add))
             .collect::<Vec<_>>()
     };
     let written = match calls::item(&log, ended_at.unix_timestamp()) {

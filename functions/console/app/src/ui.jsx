@@ -50,6 +50,15 @@ export function usePaged(path, deps = []) {
   return { first, all, cursor, more, loadMore };
 }
 
+/** The "more" button under a `usePaged` listing, while there is a next page. */
+export function MoreButton({ paged }) {
+  return paged.cursor ? (
+    <button type="button" onClick={paged.loadMore} disabled={paged.more.busy}>
+      {t("more")}
+    </button>
+  ) : null;
+}
+
 /** An API error as a sentence a person can act on, with the request id for support. */
 export function errorText(error) {
   if (!error) return "";

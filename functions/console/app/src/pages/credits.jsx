@@ -4,7 +4,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { allows, get, post, put } from "../api.js";
 import { t } from "../i18n.js";
 import { fmtDate, fmtDateTime, fmtMinor, fmtNumber } from "../format.js";
-import { Chart, ErrorBox, Loading, Outcome, PageTitle, ShareBar, Switch, useAction, useLoad, usePaged } from "../ui.jsx";
+import { Chart, ErrorBox, Loading, Outcome, PageTitle, ShareBar, Switch, useAction, useLoad, MoreButton, usePaged } from "../ui.jsx";
 
 export function Credits({ session }) {
   const balance = useLoad(() => get("/api/credits/balance"));
@@ -124,7 +124,8 @@ function ByFunction({ rows }) {
 }
 
 function Transactions() {
-  const { first, all, cursor, more, loadMore } = usePaged("/api/credits/transactions");
+  const paged = usePaged("/api/credits/transactions");
+  const { first, all, more } = paged;
   const rows = all.flatMap((p) => p.transactions);
   return (
     <>
@@ -155,11 +156,7 @@ function Transactions() {
           </tbody>
         </table>
       </div>
-      {cursor ? (
-        <button type="button" onClick={loadMore} disabled={more.busy}>
-          {t("more")}
-        </button>
-      ) : null}
+      <MoreButton paged={paged} />
     </>
   );
 }

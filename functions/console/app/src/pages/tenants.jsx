@@ -3,13 +3,14 @@ import { useState } from "preact/hooks";
 import { post, put } from "../api.js";
 import { t } from "../i18n.js";
 import { fmtMonth, fmtNumber, fmtUsd, thisMonth } from "../format.js";
-import { ErrorBox, Loading, Outcome, PageTitle, useAction, usePaged } from "../ui.jsx";
+import { ErrorBox, Loading, Outcome, PageTitle, useAction, MoreButton, usePaged } from "../ui.jsx";
 
 const STATUSES = ["active", "trialing", "past_due", "canceled"];
 
 export function Tenants() {
   const [month, setMonth] = useState(thisMonth());
-  const { first, all, cursor, more, loadMore } = usePaged(`/api/admin/usage?month=${month}`, [month]);
+  const paged = usePaged(`/api/admin/usage?month=${month}`, [month]);
+  const { first, all, more } = paged;
   const rows = all.flatMap((p) => p.tenants);
   return (
     <section>
@@ -65,11 +66,7 @@ export function Tenants() {
               </tbody>
             </table>
           </div>
-          {cursor ? (
-            <button type="button" onClick={loadMore} disabled={more.busy}>
-              {t("more")}
-            </button>
-          ) : null}
+          <MoreButton paged={paged} />
         </>
       ) : null}
       <CreateTenant onCreated={first.reload} />
