@@ -113,6 +113,13 @@ pub struct BridgeConfig {
     /// opens streams from few addresses, so it must fit a burst of simultaneous call starts).
     pub max_pending_sockets: usize,
     pub max_pending_per_ip: usize,
+    /// Behind a load balancer (`KOTOBA_BRIDGE_TRUST_FORWARDED_FOR`, the Fargate stack sets it): the
+    /// caller's address is the last hop of `X-Forwarded-For` (the one the balancer appended), not the
+    /// balancer's own. Off by default: without a balancer in front, the header is the client's to forge.
+    pub trust_forwarded_for: bool,
+    /// The ECS agent's endpoint (`ECS_AGENT_URI`, set by ECS in every task): the bridge protects its
+    /// task from scale-in through it while calls are live.
+    pub ecs_agent_uri: Option<Url>,
 }
 
 /// The whole configuration.
@@ -269,6 +276,9 @@ impl Config {
         };
 
         let billing = billing_settings(&env, &public_url)?;
+        if mode == Mode::Deployed {
+            check_public_urls(&env, Runtime::detect(vars))?;
+        }
         Ok(Self {
             listen,
             bridge_listen,
@@ -287,6 +297,11 @@ impl Config {
                 drain_seconds: env.parse_or("KOTOBA_BRIDGE_DRAIN_SECONDS", 90)?,
                 max_pending_sockets: env.parse_or("KOTOBA_BRIDGE_MAX_PENDING", 1024)?,
                 max_pending_per_ip: env.parse_or("KOTOBA_BRIDGE_MAX_PENDING_PER_IP", 128)?,
+                trust_forwarded_for: env.bool_or("KOTOBA_BRIDGE_TRUST_FORWARDED_FOR", false)?,
+                ecs_agent_uri: match env.get("ECS_AGENT_URI") {
+                    Some(_) => Some(env.url_or("ECS_AGENT_URI", "")?),
+                    None => None,
+                },
             },
             chat_stream_url: match env.get("KOTOBA_CHAT_STREAM_URL") {
                 Some(_) => Some(env.url_or("KOTOBA_CHAT_STREAM_URL", "")?),
@@ -304,6 +319,96 @@ impl Config {
             backend,
         })
     }
+}
+
+/// Where a deployed process runs, as the variables its platform sets say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// AWS Lambda (`AWS_LAMBDA_FUNCTION_NAME`).
+    Lambda,
+    /// ECS on Fargate (`ECS_CONTAINER_METADATA_URI_V4`, `ECS_AGENT_URI`).
+    Fargate,
+    /// Anywhere else (a laptop, a test).
+    Elsewhere,
+}
+
+impl Runtime {
+    pub fn detect(vars: &HashMap<String, String>) -> Self {
+        let set = |name: &str| vars.get(name).is_some_and(|v| !v.trim().is_empty());
+        if set("AWS_LAMBDA_FUNCTION_NAME") {
+            Runtime::Lambda
+        } else if set("ECS_CONTAINER_METADATA_URI_V4") || set("ECS_AGENT_URI") {
+            Runtime::Fargate
+        } else {
+            Runtime::Elsewhere
+        }
+    }
+}
+
+/// Whether a URL points back at the machine it is used on (loopback, unspecified, `localhost`).
+fn is_local(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_unspecified(),
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        None => true,
+    }
+}
+
+/// On Lambda and Fargate, the addresses customers and Twilio are sent to must be the stack's public
+/// ones: a loopback address (the local default) is a start-up error naming the variable and the stack
+/// parameter that sets it, never a Checkout that returns customers to `http://127.0.0.1:3000`.
+fn check_public_urls(env: &Env<'_>, runtime: Runtime) -> Result<(), ConfigError> {
+    if runtime == Runtime::Elsewhere {
+        return Ok(());
+    }
+    let on = match runtime {
+        Runtime::Lambda => "Lambda",
+        _ => "Fargate",
+    };
+    for (variable, parameter) in [
+        ("KOTOBA_PUBLIC_URL", "PublicUrl"),
+        ("KOTOBA_BRIDGE_PUBLIC_URL", "PublicUrl (infra/fargate.yaml)"),
+        ("KOTOBA_BILLING_RETURN_URL", "PublicUrl"),
+    ] {
+        if env.get(variable).is_some() && is_local(&env.url_or(variable, "")?) {
+            return Err(ConfigError {
+                variable,
+                problem: format!(
+                    "{:?} points at this machine; on {on} set the stack parameter {parameter} to \
+                     the https:// address clients reach the stack at",
+                    env.get(variable).unwrap_or_default()
+                ),
+            });
+        }
+    }
+    if env.get("KOTOBA_PUBLIC_URL").is_none() && env.get("STRIPE_SECRET_KEY").is_some() {
+        return Err(ConfigError {
+            variable: "KOTOBA_PUBLIC_URL",
+            problem: "is required when Stripe is configured (Checkout and the Billing Portal \
+                      send customers back to it): set the stack parameter PublicUrl"
+                .into(),
+        });
+    }
+    if runtime == Runtime::Fargate
+        && env.get("KOTOBA_BRIDGE_PUBLIC_URL").is_none()
+        && env.get("KOTOBA_PUBLIC_URL").is_none()
+    {
+        return Err(ConfigError {
+            variable: "KOTOBA_BRIDGE_PUBLIC_URL",
+            problem: "is required on Fargate (Twilio signs its webhooks over it): set the bridge \
+                      stack's parameter PublicUrl"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// Credit settings: `KOTOBA_MICRO_USD_PER_CREDIT` (default ¥1 ≈ 6,700), `KOTOBA_CREDIT_HOURLY_LIMIT`.
@@ -540,6 +645,51 @@ mod tests {
         let c = Config::from_vars(&vars(&[]), Mode::Deployed).unwrap();
         assert!(!c.fetch_allow_loopback);
         assert!(c.log_json);
+    }
+
+    #[test]
+    fn on_lambda_or_fargate_a_loopback_public_url_names_the_stack_parameter() {
+        let lambda = [("AWS_LAMBDA_FUNCTION_NAME", "kotoba-prod-BillingFunction-x")];
+        let fargate = [("ECS_CONTAINER_METADATA_URI_V4", "http://169.254.170.2/v4/abc")];
+        for (runtime, public) in [
+            (&lambda, "http://127.0.0.1:3000"),
+            (&fargate, "http://localhost:3001"),
+            (&lambda, "https://[::1]/"),
+        ] {
+            let mut v = vars(runtime);
+            v.insert("KOTOBA_PUBLIC_URL".into(), public.into());
+            let e = Config::from_vars(&v, Mode::Deployed).unwrap_err();
+            assert_eq!(e.variable, "KOTOBA_PUBLIC_URL", "{e}");
+            assert!(e.to_string().contains("PublicUrl"), "{e}");
+        }
+        // Stripe sends customers back to the public URL: on Lambda there must be one.
+        let mut v = vars(&lambda);
+        v.insert("STRIPE_SECRET_KEY".into(), "sk_live_x".into());
+        let e = Config::from_vars(&v, Mode::Deployed).unwrap_err();
+        assert_eq!(e.variable, "KOTOBA_PUBLIC_URL");
+        assert!(e.to_string().contains("PublicUrl"), "{e}");
+        v.insert("KOTOBA_PUBLIC_URL".into(), "https://api.example.co.jp".into());
+        let c = Config::from_vars(&v, Mode::Deployed).unwrap();
+        assert_eq!(
+            c.billing.return_url.as_str(),
+            "https://api.example.co.jp/console/billing"
+        );
+        // The bridge needs its own public address on Fargate.
+        let e = Config::from_vars(&vars(&fargate), Mode::Deployed).unwrap_err();
+        assert_eq!(e.variable, "KOTOBA_BRIDGE_PUBLIC_URL");
+        let mut v = vars(&fargate);
+        v.insert(
+            "KOTOBA_BRIDGE_PUBLIC_URL".into(),
+            "http://127.0.0.1:3001".into(),
+        );
+        v.insert("KOTOBA_PUBLIC_URL".into(), "https://voice.example.co.jp".into());
+        let e = Config::from_vars(&v, Mode::Deployed).unwrap_err();
+        assert_eq!(e.variable, "KOTOBA_BRIDGE_PUBLIC_URL");
+        // A function without Stripe needs none; off AWS (and locally) loopback is the default.
+        assert!(Config::from_vars(&vars(&lambda), Mode::Deployed).is_ok());
+        let local = Config::from_vars(&vars(&[]), Mode::Deployed).unwrap();
+        assert_eq!(local.public_url.as_str(), "http://127.0.0.1:3000/");
+        assert!(Config::from_vars(&vars(&lambda), Mode::Local).is_ok());
     }
 
     #[test]

@@ -1184,3 +1184,279 @@ async fn voice_management_on_the_embedded_adapters() {
 async fn voice_management_on_the_aws_adapters() {
     voice_management(TestApp::spawn(Backend::Aws).await).await;
 }
+
+/// The bridge on the AWS adapters, every call it makes signed as its ECS task and held by the IAM front
+/// to the task role of infra/fargate.yaml: admission claims the stream and reserves minutes and credits
+/// (transactions with condition checks), the end settles (the hold deleted) and logs the call.
+#[tokio::test]
+async fn a_call_on_the_aws_adapters_stays_within_the_bridge_task_role() {
+    use kotoba_tests::iam::CALL_BRIDGE_TASK;
+    use kotoba_tests::iam::policy::Decision;
+
+    let script = PeerScript::default();
+    let greeting = script.greeting_audio.clone();
+    let peer = RealtimePeer::start(script).await;
+    let app = TestApp::spawn_with(
+        Backend::Aws,
+        &[("OPENAI_REALTIME_URL", peer.url.as_str())],
+    )
+    .await;
+    let number = "+81312345679";
+    let (tenant, key) = receptionist(&app, "pro", number).await;
+    let sid = twilio::call_sid();
+    let record = connect_call(&app, &sid, number)
+        .await
+        .run(conversation(greeting.len(), &pattern(800, 7)), None)
+        .await;
+    assert_eq!(record.close_code, Some(1000));
+    let log = call_log(&app, &key, &sid).await;
+    assert_eq!(log["end_reason"], "stopped");
+    assert_eq!(
+        call_seconds(&app, &tenant).await,
+        log["duration_seconds"].as_i64().unwrap()
+    );
+
+    let iam = app.iam.clone().expect("the AWS adapters go through the IAM front");
+    let calls: Vec<_> = iam
+        .calls()
+        .into_iter()
+        .filter(|c| c.principal == CALL_BRIDGE_TASK)
+        .collect();
+    let used: std::collections::BTreeSet<String> =
+        calls.iter().map(|c| c.access.action.clone()).collect();
+    for action in [
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:DeleteItem",
+    ] {
+        assert!(used.contains(action), "the call never needed {action}: {used:?}");
+    }
+    // Each of them is needed: the task role without it refuses the very access the call made.
+    let role = iam.policy(CALL_BRIDGE_TASK).unwrap();
+    for call in &calls {
+        assert!(matches!(call.decision, Decision::Allowed { .. }), "{call:?}");
+        assert_eq!(
+            role.without_action(&call.access.action).decide(&call.access),
+            Decision::ImplicitDeny,
+            "{call:?}"
+        );
+    }
+    // Dropping the app fails the test if any call was refused.
+}
+
+/// A second, real bridge server (its own port, SIGTERM-style stop handle) on `app`'s data, reading and
+/// writing through `store`.
+async fn bridge_on(
+    app: &TestApp,
+    store: std::sync::Arc<FaultyStore>,
+) -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let p = &app.platform;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = p.config.clone();
+    config.bridge.public_url = Some(base.parse().unwrap());
+    let platform = std::sync::Arc::new(shared::Platform {
+        store,
+        blobs: p.blobs.clone(),
+        dir_blobs: p.dir_blobs.clone(),
+        train_queue: p.train_queue.clone(),
+        webhook_queue: p.webhook_queue.clone(),
+        webhook_key: p.webhook_key.clone(),
+        mail: p.mail.clone(),
+        mail_from: p.mail_from.clone(),
+        clock: p.clock.clone(),
+        ids: p.ids.clone(),
+        admin_key: p.admin_key.clone(),
+        config,
+    });
+    let server = call_bridge::BridgeServer::from_listener(platform, listener).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server
+            .serve(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    (base, stop, task)
+}
+
+/// Connects a call to `bridge` (placed and signed as Twilio would).
+async fn connect_call_at(app: &TestApp, bridge: &str, sid: &str, number: &str) -> MediaStream {
+    let (status, twiml) = place_call_at(app, bridge, sid, number).await;
+    assert_eq!(status, StatusCode::OK, "{twiml}");
+    let (_, params) = twilio::stream_of(&twiml).unwrap_or_else(|| panic!("not a stream: {twiml}"));
+    MediaStream::connect(bridge, sid, &params).await
+}
+
+#[tokio::test]
+async fn a_panic_in_one_call_ends_that_call_only() {
+    let script = PeerScript::default();
+    let greeting = script.greeting_audio.clone();
+    let peer = RealtimePeer::start(script).await;
+    let app = voice_app(&peer, &[]).await;
+    let (_, calm_key) = receptionist(&app, "pro", "+15005550101").await;
+    receptionist(&app, "pro", "+15005550102").await;
+    let store = FaultyStore::new(app.platform.store.clone());
+    let (bridge, stop, server) = bridge_on(&app, store.clone()).await;
+
+    // A long call on one number is under way …
+    let calm_sid = twilio::call_sid();
+    let calm = connect_call_at(&app, &bridge, &calm_sid, "+15005550101").await;
+    let mut steps = vec![Step::WaitHeard(greeting.len() as u64)];
+    steps.extend(frames(&pattern(4_000, 11)));
+    steps.push(Step::WaitPlayed);
+    steps.push(Step::Stop);
+    let calm = tokio::spawn(calm.run(steps, None));
+    assert!(wait_until(|| !peer.sessions().is_empty()).await);
+
+    // … when the bridge hits a bug on another call: claiming its stream panics.
+    let doomed_sid = twilio::call_sid();
+    store.panic_on_write(Some(&doomed_sid));
+    let doomed = connect_call_at(&app, &bridge, &doomed_sid, "+15005550102")
+        .await
+        .run(vec![], None)
+        .await;
+    assert_eq!(doomed.close_code, Some(1011), "the failed call is closed as an error");
+
+    // The other call goes on to its natural end and is logged as any call is.
+    let calm = calm.await.unwrap();
+    assert_eq!(calm.close_code, Some(1000));
+    let log = call_log(&app, &calm_key, &calm_sid).await;
+    assert_eq!(log["end_reason"], "stopped");
+    // The bridge is still healthy, and the failed call no longer counts as in progress.
+    let mut health = Value::Null;
+    for _ in 0..200 {
+        health = app
+            .client
+            .get(format!("{bridge}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if health["calls"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll: until the last guard is dropped
+    }
+    assert_eq!(health, json!({"status": "ok", "calls": 0}));
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_deploy_during_a_call_lets_it_run_to_its_natural_end() {
+    let script = PeerScript::default();
+    let greeting = script.greeting_audio.clone();
+    let peer = RealtimePeer::start(script).await;
+    let app = voice_app(&peer, &[]).await;
+    let (_, key) = receptionist(&app, "pro", "+15005550103").await;
+    let store = FaultyStore::new(app.platform.store.clone());
+    let (bridge, stop, server) = bridge_on(&app, store).await;
+
+    let sid = twilio::call_sid();
+    let stream = connect_call_at(&app, &bridge, &sid, "+15005550103").await;
+    let utterance = pattern(2_400, 5);
+    let call = tokio::spawn(stream.run(conversation(greeting.len(), &utterance), None));
+    assert!(wait_until(|| !peer.sessions().is_empty()).await);
+    // ECS stops the task (SIGTERM; the drain deadline is the default 90 s): new calls are refused, the
+    // health check fails, and the call in progress goes on.
+    stop.send(()).unwrap();
+    let health = app
+        .client
+        .get(format!("{bridge}/healthz"))
+        .send()
+        .await
+        .map(|r| r.status());
+    assert!(
+        !matches!(health, Ok(StatusCode::OK)),
+        "a draining bridge must not look healthy: {health:?}"
+    );
+    let record = call.await.unwrap();
+    assert_eq!(record.close_code, Some(1000), "ended by the caller, not cut");
+    assert_eq!(&record.audio[greeting.len()..], &utterance[..]);
+    // The server returns once the call has ended and is logged.
+    server.await.unwrap();
+    let log = call_log(&app, &key, &sid).await;
+    assert_eq!(log["end_reason"], "stopped");
+}
+
+/// The ECS agent's task-protection endpoint, played by a peer that records every request.
+struct EcsAgent {
+    url: String,
+    states: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl EcsAgent {
+    async fn start() -> EcsAgent {
+        let states: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
+        let seen = states.clone();
+        let app = axum::Router::new().route(
+            call_bridge::protection::PROTECTION_PATH,
+            axum::routing::put(move |axum::Json(body): axum::Json<Value>| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push(body.clone());
+                    axum::Json(json!({"protection": {
+                        "ProtectionEnabled": body["ProtectionEnabled"],
+                        "TaskArn": "arn:aws:ecs:us-east-1:123456789012:task/kotoba-test/abc",
+                    }}))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        EcsAgent { url, states }
+    }
+
+    fn states(&self) -> Vec<Value> {
+        self.states.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn a_task_with_live_calls_protects_itself_from_scale_in() {
+    let agent = EcsAgent::start().await;
+    let script = PeerScript::default();
+    let greeting = script.greeting_audio.clone();
+    let peer = RealtimePeer::start(script).await;
+    let app = voice_app(
+        &peer,
+        &[
+            ("ECS_AGENT_URI", agent.url.as_str()),
+            ("KOTOBA_CALL_MAX_SECONDS", "1500"),
+        ],
+    )
+    .await;
+    let number = "+15005550104";
+    let (_, key) = receptionist(&app, "pro", number).await;
+    assert!(agent.states().is_empty(), "no call, no protection");
+
+    let sid = twilio::call_sid();
+    let stream = connect_call(&app, &sid, number).await;
+    let call = tokio::spawn(stream.run(conversation(greeting.len(), &pattern(800, 3)), None));
+    // Protected while the call is live: longer than the longest call (25 minutes) plus a margin.
+    assert!(wait_until(|| !agent.states().is_empty()).await);
+    assert_eq!(
+        agent.states()[0],
+        json!({"ProtectionEnabled": true, "ExpiresInMinutes": 35})
+    );
+    let record = call.await.unwrap();
+    assert_eq!(record.close_code, Some(1000));
+    call_log(&app, &key, &sid).await;
+    // Cleared once the last call has ended.
+    assert!(
+        wait_until(|| agent.states().last() == Some(&json!({"ProtectionEnabled": false}))).await,
+        "{:?}",
+        agent.states()
+    );
+    assert_eq!(agent.states().len(), 2, "{:?}", agent.states());
+}

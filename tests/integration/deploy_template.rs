@@ -581,3 +581,333 @@ fn every_function_is_built_as_make_package_builds_it() {
     assert_eq!(recipe("package").trim(), "infra/dev/package");
     assert!(!recipe("test").contains("package"));
 }
+
+/// What an alarm notifies: `!If [Notify, [!If [HasAlarmTopic, !Ref AlarmTopicArn, !Ref AlarmTopic]], …]`.
+fn notifies_the_alarm_topic(alarm: &Value) -> bool {
+    ["AlarmActions", "OKActions"].iter().all(|actions| {
+        let Some(Value::Tagged(t)) = alarm["Properties"].get(*actions) else {
+            return false;
+        };
+        let text = format!("{:?}", t.value);
+        t.tag == "!If"
+            && t.value[0] == "Notify"
+            && text.contains("AlarmTopicArn")
+            && text.contains("AlarmTopic")
+    })
+}
+
+fn alarms(resources: &Mapping) -> Vec<(&str, &Value)> {
+    resources
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::CloudWatch::Alarm")
+        .map(|(id, r)| (id.as_str().unwrap(), r))
+        .collect()
+}
+
+#[test]
+fn alarms_reach_someone_and_cover_what_an_operator_must_know() {
+    let template = load("template.yaml");
+    let resources = mapping(&template, &["Resources"]);
+    let all = alarms(resources);
+    for (id, alarm) in &all {
+        assert!(notifies_the_alarm_topic(alarm), "{id} notifies no one");
+    }
+    // Given an address and no topic, the stack makes the topic and subscribes it.
+    let topic = &resources["AlarmTopic"];
+    assert_eq!(topic["Type"], "AWS::SNS::Topic");
+    assert_eq!(topic["Condition"], "CreateAlarmTopic");
+    assert_eq!(topic["Properties"]["Subscription"][0]["Protocol"], "email");
+    assert_eq!(
+        target(&topic["Properties"]["Subscription"][0]["Endpoint"]).as_deref(),
+        Some("AlarmEmail")
+    );
+    let on = |namespace: &str, metric: &str| {
+        all.iter().any(|(_, a)| {
+            let p = &a["Properties"];
+            (p["Namespace"] == namespace && p["MetricName"] == metric)
+                || p["Metrics"].as_sequence().is_some_and(|ms| {
+                    ms.iter().any(|m| {
+                        m["MetricStat"]["Metric"]["Namespace"] == namespace
+                            && m["MetricStat"]["Metric"]["MetricName"] == metric
+                    })
+                })
+        })
+    };
+    for (namespace, metric) in [
+        ("AWS/CloudFront", "5xxErrorRate"),
+        ("AWS/Lambda", "Url5xxCount"),
+        ("AWS/DynamoDB", "ReadThrottleEvents"),
+        ("AWS/DynamoDB", "WriteThrottleEvents"),
+        ("AWS/SES", "Reputation.BounceRate"),
+        ("AWS/SES", "Reputation.ComplaintRate"),
+    ] {
+        assert!(on(namespace, metric), "no alarm on {namespace} {metric}");
+    }
+    // Queue age on both queues.
+    for queue in ["TrainQueue", "WebhookQueue"] {
+        assert!(
+            all.iter().any(|(_, a)| {
+                a["Properties"]["MetricName"] == "ApproximateAgeOfOldestMessage"
+                    && target(&a["Properties"]["Dimensions"][0]["Value"]).as_deref() == Some(queue)
+            }),
+            "no age alarm on {queue}"
+        );
+    }
+    // `alert = true` lines: a filter on every function's log group, one alarm on their metric.
+    let functions = functions(&template);
+    let filtered: BTreeSet<String> = resources
+        .iter()
+        .filter(|(_, r)| {
+            r["Type"] == "AWS::Logs::MetricFilter"
+                && r["Properties"]["FilterPattern"] == "{ $.alert IS TRUE }"
+                && r["Properties"]["MetricTransformations"][0]["MetricName"] == "Alerts"
+        })
+        .filter_map(|(_, r)| target(&r["Properties"]["LogGroupName"]))
+        .collect();
+    for id in functions.keys() {
+        let group = get(&resources[id.as_str()], &["Properties", "LoggingConfig", "LogGroup"])
+            .and_then(target)
+            .unwrap();
+        assert!(filtered.contains(&group), "{id}'s alert lines are not counted");
+    }
+    assert!(
+        all.iter()
+            .any(|(_, a)| a["Properties"]["MetricName"] == "Alerts")
+    );
+    // Duration near each function's timeout: 90 % of it, in milliseconds.
+    let global_timeout = template["Globals"]["Function"]["Timeout"].as_u64().unwrap();
+    for id in functions.keys() {
+        let timeout = resources[id.as_str()]["Properties"]
+            .get("Timeout")
+            .and_then(Value::as_u64)
+            .unwrap_or(global_timeout);
+        let alarm = all
+            .iter()
+            .find(|(_, a)| {
+                a["Properties"]["MetricName"] == "Duration"
+                    && target(&a["Properties"]["Dimensions"][0]["Value"]).as_deref()
+                        == Some(id.as_str())
+            })
+            .unwrap_or_else(|| panic!("{id} has no duration alarm"));
+        assert_eq!(
+            alarm.1["Properties"]["Threshold"].as_u64(),
+            Some(timeout * 900),
+            "{id}"
+        );
+    }
+}
+
+#[test]
+fn one_dashboard_shows_stages_errors_queues_calls_and_credits() {
+    let template = load("template.yaml");
+    let resources = mapping(&template, &["Resources"]);
+    let dashboards: Vec<&Value> = resources
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::CloudWatch::Dashboard")
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(dashboards.len(), 1);
+    let Value::Tagged(body) = &dashboards[0]["Properties"]["DashboardBody"] else {
+        panic!("the body is a !Sub");
+    };
+    assert_eq!(body.tag, "!Sub");
+    // The body is JSON once substituted: every ${…} is a name the stack has.
+    let text = body.value.as_str().unwrap();
+    let substituted = text
+        .split("${")
+        .enumerate()
+        .map(|(i, part)| {
+            if i == 0 {
+                part.to_string()
+            } else {
+                let (name, rest) = part.split_once('}').unwrap();
+                let known = name.starts_with("AWS::")
+                    || template["Parameters"].get(name).is_some()
+                    || resources
+                        .get(name.split('.').next().unwrap())
+                        .is_some();
+                assert!(known, "the dashboard names {name}, which the stack lacks");
+                format!("x{rest}")
+            }
+        })
+        .collect::<String>();
+    let json: serde_json::Value = serde_json::from_str(&substituted).expect("dashboard JSON");
+    let titles: Vec<&str> = json["widgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["properties"]["title"].as_str().unwrap())
+        .collect();
+    let metrics = text;
+    for metric in [
+        "ChatFirstByteMs",
+        "ChatTotalMs",
+        "\"Errors\"",
+        "ApproximateAgeOfOldestMessage",
+        "ApproximateNumberOfMessagesVisible",
+        "ActiveCalls",
+        "CreditsSpent",
+    ] {
+        assert!(metrics.contains(metric), "the dashboard lacks {metric}: {titles:?}");
+    }
+    // The chat stages it graphs are the ones the chat function writes.
+    for stage in shared::chat::timings::Stage::ALL {
+        assert!(metrics.contains(stage.metric()), "{}", stage.metric());
+    }
+    // Every function's errors.
+    for id in functions(&template).keys() {
+        assert!(metrics.contains(&format!("${{{id}}}")), "{id}'s errors");
+    }
+    // Credits spent comes from a metric filter on the settle line.
+    assert!(resources.iter().any(|(_, r)| {
+        r["Type"] == "AWS::Logs::MetricFilter"
+            && r["Properties"]["MetricTransformations"][0]["MetricName"] == "CreditsSpent"
+            && r["Properties"]["FilterPattern"]
+                == format!("{{ $.message = \"{}\" }}", shared::credits::SETTLED_MESSAGE)
+    }));
+}
+
+#[test]
+fn queues_and_concurrency_fit_a_new_account_and_a_flood() {
+    let template = load("template.yaml");
+    let resources = mapping(&template, &["Resources"]);
+    // SQS event sources: visibility at least six times the worker's timeout; concurrency capped where
+    // SQS polls.
+    for (function, queue, event) in [
+        ("WebhookWorkerFunction", "WebhookQueue", "WebhookQueue"),
+        ("TrainWorkerFunction", "TrainQueue", "TrainQueue"),
+    ] {
+        let timeout = resources[function]["Properties"]["Timeout"].as_u64().unwrap();
+        let visibility = resources[queue]["Properties"]["VisibilityTimeout"]
+            .as_u64()
+            .unwrap();
+        assert!(visibility >= 6 * timeout, "{queue}: {visibility} < 6 × {timeout}");
+        let source = &resources[function]["Properties"]["Events"][event]["Properties"];
+        assert!(
+            source["ScalingConfig"]["MaximumConcurrency"] != Value::Null,
+            "{function} has no MaximumConcurrency"
+        );
+    }
+    // Reservations are parameters whose default (0: none) deploys on a new account; set, they cap.
+    for (function, parameter) in [
+        ("ChatFunction", "ChatConcurrency"),
+        ("ChatStreamFunction", "ChatStreamConcurrency"),
+    ] {
+        assert_eq!(template["Parameters"][parameter]["Default"], 0, "{parameter}");
+        let Value::Tagged(reserved) =
+            &resources[function]["Properties"]["ReservedConcurrentExecutions"]
+        else {
+            panic!("{function} has no reservation");
+        };
+        assert_eq!(reserved.tag, "!If");
+        assert_eq!(target(&reserved.value[1]).as_deref(), Some(parameter));
+    }
+    // The schedule's failures land in a dead-letter queue, and so do the function's own.
+    let schedule = &resources["DeadlineSchedule"]["Properties"]["Target"];
+    assert_eq!(
+        target(&schedule["DeadLetterConfig"]["Arn"]).as_deref(),
+        Some("DeadlineDeadLetterQueue")
+    );
+    let invoke = &resources["DeadlineCronInvokeConfig"]["Properties"];
+    assert_eq!(
+        target(&invoke["DestinationConfig"]["OnFailure"]["Destination"]).as_deref(),
+        Some("DeadlineDeadLetterQueue")
+    );
+    // With Stripe, PublicUrl is required (a rule CloudFormation checks before deploying).
+    let rule = &template["Rules"]["PublicUrlWithStripe"];
+    assert!(format!("{:?}", rule["RuleCondition"]).contains("StripeSecretKeySecretArn"));
+    assert!(format!("{:?}", rule["Assertions"]).contains("PublicUrl"));
+}
+
+#[test]
+fn the_call_bridge_stack_alarms_on_the_same_topic() {
+    let template = load("infra/fargate.yaml");
+    let resources = mapping(&template, &["Resources"]);
+    let all = alarms(resources);
+    for (id, alarm) in &all {
+        assert!(notifies_the_alarm_topic(alarm), "{id} notifies no one");
+    }
+    let metric = |a: &Value| {
+        let p = &a["Properties"];
+        p["MetricName"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| {
+                p["Metrics"].as_sequence().and_then(|ms| {
+                    ms.iter()
+                        .find_map(|m| m["MetricStat"]["Metric"]["MetricName"].as_str())
+                        .map(str::to_string)
+                })
+            })
+            .unwrap_or_default()
+    };
+    let covered: BTreeSet<String> = all.iter().map(|(_, a)| metric(a)).collect();
+    for needed in [
+        "UnHealthyHostCount",
+        "HTTPCode_Target_5XX_Count",
+        "RunningTaskCount",
+        "CPUUtilization",
+        "MemoryUtilization",
+        "ActiveCalls",
+    ] {
+        assert!(covered.contains(needed), "no bridge alarm on {needed}: {covered:?}");
+    }
+    assert_eq!(resources["AlarmTopic"]["Condition"], "CreateAlarmTopic");
+    // The bridge counts callers behind the balancer, and protects itself from scale-in with its role.
+    let container = &resources["TaskDefinition"]["Properties"]["ContainerDefinitions"][0];
+    assert!(
+        container["Environment"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|v| v["Name"] == "KOTOBA_BRIDGE_TRUST_FORWARDED_FOR" && v["Value"] == "true")
+    );
+    let task_policies = format!("{:?}", resources["TaskRole"]["Properties"]["Policies"]);
+    assert!(task_policies.contains("ecs:UpdateTaskProtection"));
+}
+
+/// The bridge's image is cross-compiled with the pinned toolchain and a profile whose panics unwind
+/// (one call's bug must not abort the task's other calls).
+#[test]
+fn the_bridge_image_is_cross_compiled_and_unwinds() {
+    let root = format!("{}/..", env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(format!("{root}/infra/call-bridge/Dockerfile")).unwrap();
+    assert!(dockerfile.contains("FROM --platform=$BUILDPLATFORM"), "built natively, no QEMU");
+    assert!(dockerfile.contains("COPY rust-toolchain.toml"));
+    assert!(!dockerfile.contains("RUST_VERSION"), "the toolchain comes from rust-toolchain.toml");
+    assert!(dockerfile.contains("cargo zigbuild --profile bridge"));
+    let manifest: toml_like::Manifest = toml_like::read(&format!("{root}/Cargo.toml"));
+    assert_eq!(manifest.get("profile.bridge", "panic"), Some("\"unwind\""));
+    assert_eq!(manifest.get("profile.bridge", "inherits"), Some("\"release\""));
+}
+
+/// Just enough of Cargo.toml: `key = value` lines under `[section]` headers.
+mod toml_like {
+    pub struct Manifest(Vec<(String, String, String)>);
+
+    pub fn read(path: &str) -> Manifest {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut section = String::new();
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_string();
+            } else if let Some((k, v)) = line.split_once('=')
+                && !line.starts_with('#')
+            {
+                out.push((section.clone(), k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        Manifest(out)
+    }
+
+    impl Manifest {
+        pub fn get(&self, section: &str, key: &str) -> Option<&str> {
+            self.0
+                .iter()
+                .find(|(s, k, _)| s == section && k == key)
+                .map(|(_, _, v)| v.as_str())
+        }
+    }
+}

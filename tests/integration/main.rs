@@ -20,6 +20,7 @@ mod api_webhooks;
 mod blobs_conformance;
 mod call_bridge;
 mod chat_round_trips;
+mod deploy_iam;
 mod deploy_secrets;
 mod deploy_template;
 mod lambda_events;

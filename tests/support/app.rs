@@ -29,6 +29,10 @@ pub struct TestApp {
     pub platform: std::sync::Arc<shared::Platform>,
     pub worker: std::sync::Arc<train_worker::Worker>,
     pub client: reqwest::Client,
+    /// On the AWS adapters: the IAM-enforcing front every function's calls go through (each signed as
+    /// its function, held to its role in the templates). A refused call fails the test when the app
+    /// is dropped, even if the code only logged the error.
+    pub iam: Option<crate::iam::IamFront>,
     _data_dir: tempfile::TempDir,
     server: tokio::task::JoinHandle<()>,
 }
@@ -42,6 +46,7 @@ struct Prepared {
     demo: local_runner::Demo,
     platform: std::sync::Arc<shared::Platform>,
     worker: std::sync::Arc<train_worker::Worker>,
+    iam: Option<crate::iam::IamFront>,
     dir: tempfile::TempDir,
 }
 
@@ -58,6 +63,7 @@ impl Prepared {
             client: shared::http::sockets::client_builder()
                 .build()
                 .expect("client"),
+            iam: self.iam,
             _data_dir: self.dir,
             server,
         }
@@ -67,6 +73,16 @@ impl Prepared {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
+        if let Some(iam) = &self.iam
+            && !std::thread::panicking()
+        {
+            let denied = iam.denials();
+            assert!(
+                denied.is_empty(),
+                "AWS calls the templates' roles do not allow:\n  {}",
+                denied.join("\n  ")
+            );
+        }
     }
 }
 
@@ -135,16 +151,25 @@ impl TestApp {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         let mut sdk = None;
+        let mut iam = None;
+        let mut sdk_for: Option<local_runner::SdkFor> = None;
         if backend == Backend::Aws {
             let resources = crate::aws::Resources::create().await;
             vars.extend(resources.vars());
-            sdk = Some(crate::aws::sdk_config().await);
+            let base = crate::aws::sdk_config().await;
+            let front = crate::iam::IamFront::for_resources(&resources).await;
+            sdk_for = Some({
+                let (front, base) = (front.clone(), base.clone());
+                std::sync::Arc::new(move |function: &str| front.sdk_config(&base, function))
+            });
+            iam = Some(front);
+            sdk = Some(base);
         }
         for (k, v) in extra {
             vars.insert(k.to_string(), v.to_string());
         }
         let config = Config::from_vars(&vars, Mode::Local).expect("test configuration");
-        let runner = local_runner::start_with(config, sdk)
+        let runner = local_runner::start_as(config, sdk, sdk_for)
             .await
             .expect("local runner starts");
         let base_url = runner.base_url();
@@ -161,6 +186,7 @@ impl TestApp {
             demo,
             platform,
             worker,
+            iam,
             dir,
         };
         (prepared, runner)

@@ -18,6 +18,8 @@ pub struct Fault {
 pub struct FaultyStore {
     inner: Arc<dyn ItemStore>,
     fault: Mutex<Option<Fault>>,
+    /// Writes of an item whose key contains this text panic (a bug on cue).
+    panic_on_write: Mutex<Option<String>>,
 }
 
 impl FaultyStore {
@@ -25,12 +27,27 @@ impl FaultyStore {
         Arc::new(FaultyStore {
             inner,
             fault: Mutex::new(None),
+            panic_on_write: Mutex::new(None),
         })
     }
 
     /// From now on, reads matching `fault` fail (`None`: none do).
     pub fn set(&self, fault: Option<Fault>) {
         *self.fault.lock().unwrap() = fault;
+    }
+
+    /// From now on, writing an item whose partition or sort key contains `text` panics.
+    pub fn panic_on_write(&self, text: Option<&str>) {
+        *self.panic_on_write.lock().unwrap() = text.map(str::to_string);
+    }
+
+    fn check_panic(&self, key: &Key) {
+        let text = self.panic_on_write.lock().unwrap().clone();
+        if let Some(text) = text
+            && (key.pk.contains(&text) || key.sk.contains(&text))
+        {
+            panic!("injected panic writing {}/{}", key.pk, key.sk);
+        }
     }
 
     fn fails(&self, key: &Key) -> bool {
@@ -56,6 +73,7 @@ impl ItemStore for FaultyStore {
     }
 
     fn put(&self, item: Item, condition: Condition) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.check_panic(&item.key);
         self.inner.put(item, condition)
     }
 

@@ -3,6 +3,7 @@
 pub mod app;
 pub mod aws;
 pub mod faults;
+pub mod iam;
 pub mod lambda;
 pub mod peer;
 pub mod realtime_peer;

@@ -17,6 +17,7 @@ pub const SECRETS: &[&str] = &["OPENAI_API_KEY", "TWILIO_AUTH_TOKEN"];
 mod admission;
 pub mod metrics;
 pub mod pending;
+pub mod protection;
 mod session;
 pub mod tracker;
 
@@ -85,6 +86,10 @@ pub struct BridgeSettings {
     pub max_pending_sockets: usize,
     /// … and at most this many from one address (an IPv6 /64).
     pub max_pending_per_ip: usize,
+    /// Count the caller behind the load balancer (`X-Forwarded-For`'s last hop), not the balancer.
+    pub trust_forwarded_for: bool,
+    /// Task scale-in protection while calls are live (on ECS, where `ECS_AGENT_URI` is set).
+    pub protection: Option<protection::ScaleInProtection>,
     pub summarizer: Option<ChatSummarizer>,
     pub prices: PriceBook,
 }
@@ -146,6 +151,19 @@ impl BridgeSettings {
             drain: Duration::from_secs(config.bridge.drain_seconds),
             max_pending_sockets: config.bridge.max_pending_sockets,
             max_pending_per_ip: config.bridge.max_pending_per_ip,
+            trust_forwarded_for: config.bridge.trust_forwarded_for,
+            protection: config
+                .bridge
+                .ecs_agent_uri
+                .as_ref()
+                .map(|agent| {
+                    protection::ScaleInProtection::new(
+                        agent,
+                        Duration::from_secs(config.bridge.max_call_seconds),
+                    )
+                })
+                .transpose()
+                .context("the ECS agent's task protection endpoint")?,
             summarizer,
         })
     }
@@ -212,9 +230,31 @@ async fn healthz(State(bridge): State<Arc<Bridge>>) -> Response {
     }
 }
 
+/// The caller's address: behind a trusted load balancer the last hop of `X-Forwarded-For` (the address
+/// that connected to the balancer, which it appended; anything before it is the client's to write),
+/// otherwise the socket's peer.
+pub fn caller_ip(
+    peer: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
+    trust_forwarded_for: bool,
+) -> std::net::IpAddr {
+    if !trust_forwarded_for {
+        return peer;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|hop| hop.trim().parse().ok())
+        .unwrap_or(peer)
+}
+
 async fn media_socket(
     State(bridge): State<Arc<Bridge>>,
     peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: axum::http::HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if bridge.calls.is_draining() {
@@ -225,8 +265,9 @@ async fn media_socket(
         tracing::warn!("media socket without a peer address; refused");
         return StatusCode::FORBIDDEN.into_response();
     };
-    let Some(permit) = bridge.pending.try_admit(peer.ip()) else {
-        tracing::warn!(peer = %peer.ip(), pending = bridge.pending.pending(), "too many unauthenticated media sockets; refused");
+    let caller = caller_ip(peer.ip(), &headers, bridge.settings.trust_forwarded_for);
+    let Some(permit) = bridge.pending.try_admit(caller) else {
+        tracing::warn!(peer = %caller, pending = bridge.pending.pending(), "too many unauthenticated media sockets; refused");
         return StatusCode::TOO_MANY_REQUESTS.into_response();
     };
     // Counted from the upgrade on, so shutdown waits for calls still setting up.
@@ -272,6 +313,11 @@ impl BridgeServer {
         let bridge = self.bridge.clone();
         tracing::info!(addr = %self.addr, webhook = %bridge.settings.webhook_url, "call bridge listening");
         let load = tokio::spawn(report_load(bridge.clone(), LOAD_REPORT_EVERY));
+        let protection = bridge
+            .settings
+            .protection
+            .clone()
+            .map(|p| tokio::spawn(p.follow(bridge.calls.clone())));
         let draining = bridge.clone();
         // The peer address feeds the per-address cap on unauthenticated media sockets.
         let served = axum::serve(
@@ -287,6 +333,15 @@ impl BridgeServer {
         bridge.calls.start_draining();
         drain(&bridge).await;
         load.abort();
+        if let Some(protection) = protection {
+            // Every call has ended: clear protection (the follower may still be between steps).
+            protection.abort();
+            if let Some(p) = &bridge.settings.protection
+                && let Err(e) = p.set(false).await
+            {
+                tracing::warn!(error = format!("{e:#}"), "clearing task scale-in protection failed");
+            }
+        }
         served
     }
 }
@@ -420,6 +475,27 @@ mod tests {
         for secret in ["sk-bridge-secret", "twilio-bridge-secret"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
+    }
+
+    #[test]
+    fn the_caller_behind_the_balancer_is_the_last_forwarded_hop() {
+        let balancer: std::net::IpAddr = "10.0.1.5".parse().unwrap();
+        let mut headers = axum::http::HeaderMap::new();
+        // A client's own header first, then the address the balancer saw appended to it.
+        headers.append("x-forwarded-for", "203.0.113.9, 198.51.100.7".parse().unwrap());
+        assert_eq!(
+            caller_ip(balancer, &headers, true),
+            "198.51.100.7".parse::<std::net::IpAddr>().unwrap()
+        );
+        assert_eq!(caller_ip(balancer, &headers, false), balancer, "not trusted");
+        headers.append("x-forwarded-for", "2001:db8::1".parse().unwrap());
+        assert_eq!(
+            caller_ip(balancer, &headers, true),
+            "2001:db8::1".parse::<std::net::IpAddr>().unwrap()
+        );
+        let mut junk = axum::http::HeaderMap::new();
+        junk.insert("x-forwarded-for", "not an address".parse().unwrap());
+        assert_eq!(caller_ip(balancer, &junk, true), balancer);
     }
 
     #[test]

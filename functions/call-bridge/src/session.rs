@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame as AxumCloseFrame, Message as TwilioMessage, WebSocket};
-use futures::{SinkExt, StreamExt};
+use std::panic::AssertUnwindSafe;
+
+use futures::{FutureExt, SinkExt, StreamExt};
 use time::OffsetDateTime;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -113,20 +115,44 @@ pub(crate) async fn run(
         stream_sid = tracing::field::Empty,
     );
     async move {
+        // A panic in this call (a bug) ends this call only: it is caught here, logged, and the call is
+        // closed and settled as far as it got; every other call runs on its own task and goes on.
         let mut twilio = socket;
-        let admitted = admit_stream(&bridge, &mut twilio).await;
+        let admitted = AssertUnwindSafe(admit_stream(&bridge, &mut twilio))
+            .catch_unwind()
+            .await;
         // Token checked (or the socket refused): it no longer counts as pending.
         drop(pending);
         let setup = match admitted {
-            Ok(setup) => setup,
-            Err(refused) => {
+            Ok(Ok(setup)) => setup,
+            Ok(Err(refused)) => {
                 tracing::warn!(reason = %refused, "media stream refused; no model session opened");
                 close_twilio(&mut twilio, 1008, "refused").await;
                 return;
             }
+            Err(panic) => {
+                tracing::error!(panic = %panic_text(&*panic), "admitting the call panicked; this call ends, the others go on");
+                close_twilio(&mut twilio, 1011, "internal error").await;
+                return;
+            }
         };
-        let outcome = relay(&bridge, &setup, &mut twilio).await;
-        finish(&bridge, setup, outcome).await;
+        let outcome = match AssertUnwindSafe(relay(&bridge, &setup, &mut twilio))
+            .catch_unwind()
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                tracing::error!(panic = %panic_text(&*panic), "the call's relay panicked; this call ends, the others go on");
+                close_twilio(&mut twilio, 1011, "internal error").await;
+                RelayOutcome::ended(EndReason::BridgeError)
+            }
+        };
+        if let Err(panic) = AssertUnwindSafe(finish(&bridge, setup, outcome))
+            .catch_unwind()
+            .await
+        {
+            tracing::error!(panic = %panic_text(&*panic), "settling the call panicked; the sweeper releases its hold");
+        }
         drop(guard);
     }
     .instrument(span)
@@ -300,6 +326,29 @@ struct RelayOutcome {
     metrics: CallMetrics,
     inbound: Samples,
     outbound: Samples,
+}
+
+impl RelayOutcome {
+    /// A call that ended for `reason` with nothing recorded (its relay failed).
+    fn ended(reason: EndReason) -> Self {
+        Self {
+            reason,
+            transcript: TranscriptBuilder::new(),
+            usage: RealtimeUsage::default(),
+            metrics: CallMetrics::default(),
+            inbound: Samples::default(),
+            outbound: Samples::default(),
+        }
+    }
+}
+
+/// A panic's message, for the log.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// The relay's state.
@@ -545,6 +594,7 @@ async fn relay(bridge: &Bridge, setup: &CallSetup, twilio: &mut WebSocket) -> Re
             // shutdown says "going away".
             let code = match reason {
                 EndReason::MaxLength | EndReason::Shutdown => 1001,
+                EndReason::BridgeError => 1011,
                 _ => 1000,
             };
             close_model(&mut model, code).await;

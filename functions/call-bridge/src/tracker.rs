@@ -11,6 +11,8 @@ use tokio::sync::{Notify, watch};
 struct Inner {
     active: AtomicUsize,
     idle: Notify,
+    /// Notified whenever a call starts or ends.
+    changed: Notify,
     draining: AtomicBool,
     end: watch::Sender<bool>,
 }
@@ -32,6 +34,7 @@ impl Drop for CallGuard {
         if self.inner.active.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.inner.idle.notify_waiters();
         }
+        self.inner.changed.notify_waiters();
     }
 }
 
@@ -47,6 +50,7 @@ impl CallTracker {
             inner: Arc::new(Inner {
                 active: AtomicUsize::new(0),
                 idle: Notify::new(),
+                changed: Notify::new(),
                 draining: AtomicBool::new(false),
                 end: watch::Sender::new(false),
             }),
@@ -55,9 +59,16 @@ impl CallTracker {
 
     pub fn enter(&self) -> CallGuard {
         self.inner.active.fetch_add(1, Ordering::SeqCst);
+        self.inner.changed.notify_waiters();
         CallGuard {
             inner: self.inner.clone(),
         }
+    }
+
+    /// Resolves at the next start or end of a call (enable it before reading [`active`](Self::active)
+    /// so a change in between is not missed).
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.changed.notified()
     }
 
     pub fn active(&self) -> usize {

@@ -38,6 +38,64 @@ use shared::config::{Backend, Config};
 
 pub use seed::{Demo, DemoTraining};
 
+/// The deployed function each part of the runner stands in for: the logical ids of `template.yaml`, and
+/// the call bridge's task role of `infra/fargate.yaml`.
+pub mod functions {
+    pub const MANAGEMENT: &str = "ManagementFunction";
+    pub const USAGE: &str = "UsageFunction";
+    pub const CREDITS: &str = "CreditsFunction";
+    pub const TRAIN: &str = "TrainFunction";
+    pub const CHAT: &str = "ChatFunction";
+    pub const EMBED_SCRIPT: &str = "EmbedScriptFunction";
+    pub const BILLING: &str = "BillingFunction";
+    pub const WEBHOOK: &str = "WebhookFunction";
+    pub const TRAIN_WORKER: &str = "TrainWorkerFunction";
+    pub const WEBHOOK_WORKER: &str = "WebhookWorkerFunction";
+    pub const DEADLINE_CRON: &str = "DeadlineCronFunction";
+    pub const CALL_BRIDGE: &str = "CallBridgeTask";
+    /// Every function that calls AWS (the console calls nothing).
+    pub const ALL: [&str; 12] = [
+        MANAGEMENT,
+        USAGE,
+        CREDITS,
+        TRAIN,
+        CHAT,
+        EMBED_SCRIPT,
+        BILLING,
+        WEBHOOK,
+        TRAIN_WORKER,
+        WEBHOOK_WORKER,
+        DEADLINE_CRON,
+        CALL_BRIDGE,
+    ];
+}
+
+/// The AWS SDK configuration a function's calls are made with, by its logical id
+/// ([`functions`]): tests give each function credentials of its own, so an IAM-enforcing front before
+/// the emulator can hold each to its role, as Lambda's execution roles do.
+pub type SdkFor = Arc<dyn Fn(&str) -> aws_config::SdkConfig + Send + Sync>;
+
+/// The platform each function runs on: one for all (embedded; AWS with one identity), or one per
+/// function (AWS, with [`SdkFor`]).
+#[derive(Clone)]
+struct Platforms {
+    shared: Arc<Platform>,
+    own: std::collections::HashMap<&'static str, Arc<Platform>>,
+}
+
+impl Platforms {
+    fn of(&self, function: &str) -> Arc<Platform> {
+        self.own
+            .get(function)
+            .cloned()
+            .unwrap_or_else(|| self.shared.clone())
+    }
+
+    fn per_function(&self) -> bool {
+        !self.own.is_empty()
+    }
+}
+
 /// A started runner: bound, seeded, not yet serving.
 pub struct Runner {
     pub addr: SocketAddr,
@@ -49,6 +107,7 @@ pub struct Runner {
     pub worker: Arc<train_worker::Worker>,
     /// The webhook delivery worker, fed by its own local queue loop.
     pub webhook_worker: Arc<webhook_worker::Worker>,
+    platforms: Platforms,
     listener: TcpListener,
     app: Router,
     bridge: call_bridge::BridgeServer,
@@ -88,8 +147,18 @@ pub async fn start(config: Config) -> anyhow::Result<Runner> {
 
 /// As [`start`], with a given AWS SDK configuration (tests point it at the emulator).
 pub async fn start_with(
+    config: Config,
+    sdk: Option<aws_config::SdkConfig>,
+) -> anyhow::Result<Runner> {
+    start_as(config, sdk, None).await
+}
+
+/// As [`start_with`]; on AWS with `sdk_for`, every function gets a platform of its own whose calls are
+/// made with `sdk_for(<its logical id>)` (the runner's own work, seeding the demo, uses `sdk`).
+pub async fn start_as(
     mut config: Config,
     sdk: Option<aws_config::SdkConfig>,
+    sdk_for: Option<SdkFor>,
 ) -> anyhow::Result<Runner> {
     let listener = TcpListener::bind(config.listen)
         .await
@@ -125,25 +194,45 @@ pub async fn start_with(
                 .context("public URL of the bridge's bound address")?,
         );
     }
+    let mut own = std::collections::HashMap::new();
+    if let (Backend::Aws(_), Some(sdk_for)) = (&config.backend, &sdk_for) {
+        for function in functions::ALL {
+            let platform = Platform::from_config_with(config.clone(), Some(sdk_for(function)))
+                .await
+                .with_context(|| format!("building the platform of {function}"))?;
+            own.insert(function, platform);
+        }
+    }
     let platform = Platform::from_config_with(config, sdk)
         .await
         .context("building the platform")?;
+    let platforms = Platforms {
+        shared: platform.clone(),
+        own,
+    };
     let demo = seed::ensure_demo(&platform)
         .await
         .context("seeding the demo tenant")?;
-    let app = app(&platform, &demo)?;
+    let app = app(&platforms, &demo)?;
     let worker = Arc::new(
-        train_worker::Worker::new(platform.clone()).context("building the training worker")?,
+        train_worker::Worker::new(platforms.of(functions::TRAIN_WORKER))
+            .context("building the training worker")?,
     );
-    let webhook_worker =
-        Arc::new(webhook_worker::Worker::new(&platform).context("building the webhook worker")?);
-    let bridge = call_bridge::BridgeServer::from_listener(platform.clone(), bridge_listener)
-        .context("preparing the call bridge")?;
+    let webhook_worker = Arc::new(
+        webhook_worker::Worker::new(&platforms.of(functions::WEBHOOK_WORKER))
+            .context("building the webhook worker")?,
+    );
+    let bridge = call_bridge::BridgeServer::from_listener(
+        platforms.of(functions::CALL_BRIDGE),
+        bridge_listener,
+    )
+    .context("preparing the call bridge")?;
     let background = Background::start(platform.config.background_yields)?;
     Ok(Runner {
         addr,
         bridge_addr,
         platform,
+        platforms,
         demo,
         worker,
         webhook_worker,
@@ -173,21 +262,44 @@ async fn serve(
 }
 
 /// Every function's routes on one router, plus what API Gateway and S3 would otherwise provide, and
-/// the demo page.
-fn app(platform: &Arc<Platform>, demo: &Demo) -> anyhow::Result<Router> {
+/// the demo page. With a platform per function, each function's routes record their errors in the
+/// error log with that function's own platform (as each deployed function does).
+fn app(platforms: &Platforms, demo: &Demo) -> anyhow::Result<Router> {
+    use functions::*;
+    let platform = &platforms.shared;
+    let own = |routes: Router, function: &str| {
+        if platforms.per_function() {
+            routes
+                .route_layer(axum::middleware::from_fn(
+                    shared::http::contract_rejections,
+                ))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    platforms.of(function),
+                    shared::errorlog::layer,
+                ))
+        } else {
+            routes
+        }
+    };
     let mut router = Router::new()
         .route(
             "/healthz",
             get(|| async { axum::Json(json!({ "status": "ok" })) }),
         )
-        .merge(management::routes(platform.clone()))
-        .merge(usage::routes(platform.clone()))
-        .merge(credits::routes(platform.clone()))
-        .merge(train::routes(platform.clone()))
-        .merge(chat::routes(platform.clone()).context("building the chat function")?)
-        .merge(embed_script::routes(platform.clone()))
-        .merge(billing::routes(platform.clone()))
-        .merge(webhook::routes(platform.clone()))
+        .merge(own(management::routes(platforms.of(MANAGEMENT)), MANAGEMENT))
+        .merge(own(usage::routes(platforms.of(USAGE)), USAGE))
+        .merge(own(credits::routes(platforms.of(CREDITS)), CREDITS))
+        .merge(own(train::routes(platforms.of(TRAIN)), TRAIN))
+        .merge(own(
+            chat::routes(platforms.of(CHAT)).context("building the chat function")?,
+            CHAT,
+        ))
+        .merge(own(
+            embed_script::routes(platforms.of(EMBED_SCRIPT)),
+            EMBED_SCRIPT,
+        ))
+        .merge(own(billing::routes(platforms.of(BILLING)), BILLING))
+        .merge(own(webhook::routes(platforms.of(WEBHOOK)), WEBHOOK))
         .merge(console::routes(&platform.config))
         .merge(demo::routes(&demo.site_id))
         .merge(sample_site::routes());
@@ -196,7 +308,11 @@ fn app(platform: &Arc<Platform>, demo: &Demo) -> anyhow::Result<Router> {
     {
         router = router.merge(shared::blobs::dir::presigned_router(blobs));
     }
-    Ok(shared::http::finish_logged(router, platform.clone()))
+    if platforms.per_function() {
+        Ok(shared::http::finish(router))
+    } else {
+        Ok(shared::http::finish_logged(router, platform.clone()))
+    }
 }
 
 impl Runner {
@@ -257,7 +373,7 @@ impl Runner {
     /// requests'.
     pub fn spawn_with_worker(self, worker: bool) -> tokio::task::JoinHandle<()> {
         let Runner {
-            platform,
+            platforms,
             worker: training,
             webhook_worker,
             listener,
@@ -267,11 +383,20 @@ impl Runner {
             background,
             ..
         } = self;
-        let queue_loop = worker
-            .then(|| AbortOnDrop(background.spawn(worker::consume(platform.clone(), training))));
-        let timer = AbortOnDrop(background.spawn(deadlines::daily(platform.clone())));
+        let queue_loop = worker.then(|| {
+            AbortOnDrop(background.spawn(worker::consume(
+                platforms.of(functions::TRAIN_WORKER),
+                training,
+            )))
+        });
+        let timer = AbortOnDrop(background.spawn(deadlines::daily(
+            platforms.of(functions::DEADLINE_CRON),
+        )));
         let webhook_loop = worker.then(|| {
-            AbortOnDrop(background.spawn(worker::consume_webhooks(platform, webhook_worker)))
+            AbortOnDrop(background.spawn(worker::consume_webhooks(
+                platforms.of(functions::WEBHOOK_WORKER),
+                webhook_worker,
+            )))
         });
         tokio::spawn(async move {
             // Dropped in reverse order when the server stops: the loops, then their runtime.

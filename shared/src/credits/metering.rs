@@ -70,6 +70,9 @@ struct HoldRecord {
     request_id: Option<String>,
 }
 
+/// The log line every charged settle writes, with its `credits` (the stack's CreditsSpent metric).
+pub const SETTLED_MESSAGE: &str = "credits settled";
+
 /// Credits reserved for one action, until it settles or is released.
 #[derive(Debug, Clone, PartialEq)]
 #[must_use = "a hold must be settled or released, or the sweeper gives it back later"]
@@ -447,6 +450,10 @@ impl Meter {
             }
             Err(e) => Err(e),
         }?;
+        if settled.is_some() {
+            // The dashboard's credits-spent metric (template.yaml's CreditsMetricFilter) reads this line.
+            tracing::info!(credits = actual, function = ?hold.function, "{SETTLED_MESSAGE}");
+        }
         // After the settle's one transaction: anomaly detection counts the action (one add, for the
         // watched functions; anomaly.rs), and a balance that fell below the threshold sets off
         // `credits.low` or a top-up (auto_top_up.rs; nothing when it did not).

@@ -32,6 +32,7 @@ use crate::store::StoreError;
 pub use account::{Balance, monthly_grant};
 pub use ledger::{LedgerEntry, TransactionType};
 pub use metering::{
+    SETTLED_MESSAGE,
     Along, Hold, Meter, MeteredFunction, Reservation, account_key, sweep_expired_reservations,
 };
 pub use pricing::CreditSettings;

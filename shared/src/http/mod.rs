@@ -14,6 +14,7 @@ pub use auth::{AdminAuth, AdminKey, TenantAuth};
 pub use client::{client_ip, origin};
 pub use errors::ApiError;
 pub use json::{ApiJson, MAX_JSON_BODY, parse as parse_json};
+pub use rejections::contract_rejections;
 pub use request_id::{
     REQUEST_ID_HEADER, current_request_id, in_request, request_context, spawn_in_request,
     within_request,

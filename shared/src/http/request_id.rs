@@ -11,6 +11,19 @@ use tracing::Instrument;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// Whether this process has served a request yet: the first one is a Lambda cold start.
+static WARM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The X-Ray trace id of the Lambda invocation serving `request` (Lambda hands it to the runtime with
+/// each event; `Tracing: Active` in the template).
+fn xray_trace_id(request: &Request) -> Option<String> {
+    use lambda_http::RequestExt;
+    request
+        .lambda_context_ref()
+        .and_then(|c| c.xray_trace_id.clone())
+        .filter(|id| !id.is_empty())
+}
+
 tokio::task_local! {
     static REQUEST_ID: String;
 }
@@ -78,13 +91,20 @@ fn request_id_of(request: &Request) -> String {
 /// Middleware: assigns the id, opens the request's tracing span, echoes the id in the response.
 pub async fn request_context(request: Request, next: Next) -> Response {
     let id = request_id_of(&request);
+    let cold_start = !WARM.swap(true, std::sync::atomic::Ordering::Relaxed);
+    // Every line of the request carries its id, whether it started the process, and its trace.
     let span = tracing::info_span!(
         "request",
         request_id = %id,
         method = %request.method(),
         path = %request.uri().path(),
         tenant_id = tracing::field::Empty,
+        cold_start,
+        xray_trace_id = tracing::field::Empty,
     );
+    if let Some(trace) = xray_trace_id(&request) {
+        span.record("xray_trace_id", tracing::field::display(trace));
+    }
     let started = std::time::Instant::now();
     let mut response = REQUEST_ID
         .scope(id.clone(), async move {

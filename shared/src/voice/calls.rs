@@ -56,6 +56,8 @@ pub enum EndReason {
     MaxLength,
     /// The bridge was shutting down and the drain deadline passed.
     Shutdown,
+    /// The bridge failed on this call (a bug, logged as an error): the call ended, the others went on.
+    BridgeError,
 }
 
 /// What the bridge measured on one call (also logged as the call's metrics line).
