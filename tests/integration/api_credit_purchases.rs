@@ -571,7 +571,19 @@ async fn chats(s: &Shop, n: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn auto_top_up_starts_one_payment_keeps_its_cap_and_stops_after_three_failures() {
-    let s = shop(Backend::Embedded).await;
+    auto_top_up_keeps_its_cap_and_stops_after_three_failures(Backend::Embedded).await;
+}
+
+/// On the AWS adapters every function is held to its role: the webhook and the workers release the
+/// top-up lock (DeleteItem) and mail the tenant (ses:SendEmail) as their own roles allow.
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_top_up_starts_one_payment_keeps_its_cap_and_stops_after_three_failures_on_aws_adapters()
+{
+    auto_top_up_keeps_its_cap_and_stops_after_three_failures(Backend::Aws).await;
+}
+
+async fn auto_top_up_keeps_its_cap_and_stops_after_three_failures(backend: Backend) {
+    let s = shop(backend).await;
     let ls = LocalStripe::new();
     let card = ls.card("4242424242424242").await;
     s.leave(60).await;
