@@ -650,7 +650,10 @@ mod tests {
     #[test]
     fn on_lambda_or_fargate_a_loopback_public_url_names_the_stack_parameter() {
         let lambda = [("AWS_LAMBDA_FUNCTION_NAME", "kotoba-prod-BillingFunction-x")];
-        let fargate = [("ECS_CONTAINER_METADATA_URI_V4", "http://169.254.170.2/v4/abc")];
+        let fargate = [(
+            "ECS_CONTAINER_METADATA_URI_V4",
+            "http://169.254.170.2/v4/abc",
+        )];
         for (runtime, public) in [
             (&lambda, "http://127.0.0.1:3000"),
             (&fargate, "http://localhost:3001"),
@@ -668,7 +671,10 @@ mod tests {
         let e = Config::from_vars(&v, Mode::Deployed).unwrap_err();
         assert_eq!(e.variable, "KOTOBA_PUBLIC_URL");
         assert!(e.to_string().contains("PublicUrl"), "{e}");
-        v.insert("KOTOBA_PUBLIC_URL".into(), "https://api.example.co.jp".into());
+        v.insert(
+            "KOTOBA_PUBLIC_URL".into(),
+            "https://api.example.co.jp".into(),
+        );
         let c = Config::from_vars(&v, Mode::Deployed).unwrap();
         assert_eq!(
             c.billing.return_url.as_str(),
@@ -682,7 +688,10 @@ mod tests {
             "KOTOBA_BRIDGE_PUBLIC_URL".into(),
             "http://127.0.0.1:3001".into(),
         );
-        v.insert("KOTOBA_PUBLIC_URL".into(), "https://voice.example.co.jp".into());
+        v.insert(
+            "KOTOBA_PUBLIC_URL".into(),
+            "https://voice.example.co.jp".into(),
+        );
         let e = Config::from_vars(&v, Mode::Deployed).unwrap_err();
         assert_eq!(e.variable, "KOTOBA_BRIDGE_PUBLIC_URL");
         // A function without Stripe needs none; off AWS (and locally) loopback is the default.

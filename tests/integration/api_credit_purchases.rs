@@ -578,7 +578,7 @@ async fn auto_top_up_starts_one_payment_keeps_its_cap_and_stops_after_three_fail
 /// top-up lock (DeleteItem) and mail the tenant (ses:SendEmail) as their own roles allow.
 #[tokio::test(flavor = "multi_thread")]
 async fn auto_top_up_starts_one_payment_keeps_its_cap_and_stops_after_three_failures_on_aws_adapters()
-{
+ {
     auto_top_up_keeps_its_cap_and_stops_after_three_failures(Backend::Aws).await;
 }
 

@@ -1196,11 +1196,8 @@ async fn a_call_on_the_aws_adapters_stays_within_the_bridge_task_role() {
     let script = PeerScript::default();
     let greeting = script.greeting_audio.clone();
     let peer = RealtimePeer::start(script).await;
-    let app = TestApp::spawn_with(
-        Backend::Aws,
-        &[("OPENAI_REALTIME_URL", peer.url.as_str())],
-    )
-    .await;
+    let app =
+        TestApp::spawn_with(Backend::Aws, &[("OPENAI_REALTIME_URL", peer.url.as_str())]).await;
     let number = "+81312345679";
     let (tenant, key) = receptionist(&app, "pro", number).await;
     let sid = twilio::call_sid();
@@ -1216,7 +1213,10 @@ async fn a_call_on_the_aws_adapters_stays_within_the_bridge_task_role() {
         log["duration_seconds"].as_i64().unwrap()
     );
 
-    let iam = app.iam.clone().expect("the AWS adapters go through the IAM front");
+    let iam = app
+        .iam
+        .clone()
+        .expect("the AWS adapters go through the IAM front");
     let calls: Vec<_> = iam
         .calls()
         .into_iter()
@@ -1231,14 +1231,21 @@ async fn a_call_on_the_aws_adapters_stays_within_the_bridge_task_role() {
         "dynamodb:ConditionCheckItem",
         "dynamodb:DeleteItem",
     ] {
-        assert!(used.contains(action), "the call never needed {action}: {used:?}");
+        assert!(
+            used.contains(action),
+            "the call never needed {action}: {used:?}"
+        );
     }
     // Each of them is needed: the task role without it refuses the very access the call made.
     let role = iam.policy(CALL_BRIDGE_TASK).unwrap();
     for call in &calls {
-        assert!(matches!(call.decision, Decision::Allowed { .. }), "{call:?}");
+        assert!(
+            matches!(call.decision, Decision::Allowed { .. }),
+            "{call:?}"
+        );
         assert_eq!(
-            role.without_action(&call.access.action).decide(&call.access),
+            role.without_action(&call.access.action)
+                .decide(&call.access),
             Decision::ImplicitDeny,
             "{call:?}"
         );
@@ -1251,7 +1258,11 @@ async fn a_call_on_the_aws_adapters_stays_within_the_bridge_task_role() {
 async fn bridge_on(
     app: &TestApp,
     store: std::sync::Arc<FaultyStore>,
-) -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let p = &app.platform;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -1320,7 +1331,11 @@ async fn a_panic_in_one_call_ends_that_call_only() {
         .await
         .run(vec![], None)
         .await;
-    assert_eq!(doomed.close_code, Some(1011), "the failed call is closed as an error");
+    assert_eq!(
+        doomed.close_code,
+        Some(1011),
+        "the failed call is closed as an error"
+    );
 
     // The other call goes on to its natural end and is logged as any call is.
     let calm = calm.await.unwrap();
@@ -1378,7 +1393,11 @@ async fn a_deploy_during_a_call_lets_it_run_to_its_natural_end() {
         "a draining bridge must not look healthy: {health:?}"
     );
     let record = call.await.unwrap();
-    assert_eq!(record.close_code, Some(1000), "ended by the caller, not cut");
+    assert_eq!(
+        record.close_code,
+        Some(1000),
+        "ended by the caller, not cut"
+    );
     assert_eq!(&record.audio[greeting.len()..], &utterance[..]);
     // The server returns once the call has ended and is logged.
     server.await.unwrap();

@@ -57,7 +57,10 @@ async fn each_function_reads_its_own_secrets_and_no_others() {
         let out = client
             .create_secret()
             .name(kotoba_tests::unique_name(&variable.to_lowercase()))
-            .secret_string(format!("{}-value-0123456789abcdef", variable.to_lowercase()))
+            .secret_string(format!(
+                "{}-value-0123456789abcdef",
+                variable.to_lowercase()
+            ))
             .send()
             .await
             .expect("secret created");
@@ -95,14 +98,22 @@ async fn each_function_reads_its_own_secrets_and_no_others() {
             .await
             .unwrap_or_else(|e| panic!("{function}: {e}"));
         for variable in reads {
-            assert!(vars[*variable].ends_with("-value-0123456789abcdef"), "{function}");
+            assert!(
+                vars[*variable].ends_with("-value-0123456789abcdef"),
+                "{function}"
+            );
         }
         // Any other secret is refused by its role.
         for other in shared::secrets::SECRET_VARIABLES {
             if reads.contains(&other) {
                 continue;
             }
-            let refused = source.0.get_secret_value().secret_id(&created[other]).send().await;
+            let refused = source
+                .0
+                .get_secret_value()
+                .secret_id(&created[other])
+                .send()
+                .await;
             assert!(refused.is_err(), "{function} read {other}");
         }
     }
@@ -116,7 +127,10 @@ async fn each_function_reads_its_own_secrets_and_no_others() {
     let task = front.policy(iam::CALL_BRIDGE_TASK).unwrap();
     for arn in created.values() {
         assert_eq!(
-            task.decide(&iam::policy::Access::new("secretsmanager:GetSecretValue", arn)),
+            task.decide(&iam::policy::Access::new(
+                "secretsmanager:GetSecretValue",
+                arn
+            )),
             Decision::ImplicitDeny
         );
     }
@@ -158,7 +172,11 @@ async fn a_tour_of_every_function_lists_the_grants_no_call_used() {
     let job = app.train(&key, &site_id, &site.url("/"), false).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     let r = app
-        .post("/api/chat", &key, json!({"site_id": site_id, "message": "When is check-in?"}))
+        .post(
+            "/api/chat",
+            &key,
+            json!({"site_id": site_id, "message": "When is check-in?"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     for path in [
@@ -184,7 +202,9 @@ async fn a_tour_of_every_function_lists_the_grants_no_call_used() {
     // A refused request lands in the tenant's error log, written by the function that refused it.
     let r = app.get("/api/usage?month=nope", &key).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = app.post("/api/admin/cron/run", &app.admin_key, json!({})).await;
+    let r = app
+        .post("/api/admin/cron/run", &app.admin_key, json!({}))
+        .await;
     assert!(r.status.is_success(), "{:?}", r.body);
     app.stop().await;
 
@@ -196,9 +216,9 @@ async fn a_tour_of_every_function_lists_the_grants_no_call_used() {
         let open: Vec<&String> = grants
             .iter()
             .filter(|g| {
-                !KEPT.iter().any(|(who, what, _)| {
-                    (who.is_empty() || who == principal) && g.contains(what)
-                })
+                !KEPT
+                    .iter()
+                    .any(|(who, what, _)| (who.is_empty() || who == principal) && g.contains(what))
             })
             .collect();
         if !open.is_empty() {

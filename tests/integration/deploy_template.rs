@@ -665,10 +665,16 @@ fn alarms_reach_someone_and_cover_what_an_operator_must_know() {
         .filter_map(|(_, r)| target(&r["Properties"]["LogGroupName"]))
         .collect();
     for id in functions.keys() {
-        let group = get(&resources[id.as_str()], &["Properties", "LoggingConfig", "LogGroup"])
-            .and_then(target)
-            .unwrap();
-        assert!(filtered.contains(&group), "{id}'s alert lines are not counted");
+        let group = get(
+            &resources[id.as_str()],
+            &["Properties", "LoggingConfig", "LogGroup"],
+        )
+        .and_then(target)
+        .unwrap();
+        assert!(
+            filtered.contains(&group),
+            "{id}'s alert lines are not counted"
+        );
     }
     assert!(
         all.iter()
@@ -723,9 +729,7 @@ fn one_dashboard_shows_stages_errors_queues_calls_and_credits() {
                 let (name, rest) = part.split_once('}').unwrap();
                 let known = name.starts_with("AWS::")
                     || template["Parameters"].get(name).is_some()
-                    || resources
-                        .get(name.split('.').next().unwrap())
-                        .is_some();
+                    || resources.get(name.split('.').next().unwrap()).is_some();
                 assert!(known, "the dashboard names {name}, which the stack lacks");
                 format!("x{rest}")
             }
@@ -748,7 +752,10 @@ fn one_dashboard_shows_stages_errors_queues_calls_and_credits() {
         "ActiveCalls",
         "CreditsSpent",
     ] {
-        assert!(metrics.contains(metric), "the dashboard lacks {metric}: {titles:?}");
+        assert!(
+            metrics.contains(metric),
+            "the dashboard lacks {metric}: {titles:?}"
+        );
     }
     // The chat stages it graphs are the ones the chat function writes.
     for stage in shared::chat::timings::Stage::ALL {
@@ -777,11 +784,16 @@ fn queues_and_concurrency_fit_a_new_account_and_a_flood() {
         ("WebhookWorkerFunction", "WebhookQueue", "WebhookQueue"),
         ("TrainWorkerFunction", "TrainQueue", "TrainQueue"),
     ] {
-        let timeout = resources[function]["Properties"]["Timeout"].as_u64().unwrap();
+        let timeout = resources[function]["Properties"]["Timeout"]
+            .as_u64()
+            .unwrap();
         let visibility = resources[queue]["Properties"]["VisibilityTimeout"]
             .as_u64()
             .unwrap();
-        assert!(visibility >= 6 * timeout, "{queue}: {visibility} < 6 × {timeout}");
+        assert!(
+            visibility >= 6 * timeout,
+            "{queue}: {visibility} < 6 × {timeout}"
+        );
         let source = &resources[function]["Properties"]["Events"][event]["Properties"];
         assert!(
             source["ScalingConfig"]["MaximumConcurrency"] != Value::Null,
@@ -793,7 +805,10 @@ fn queues_and_concurrency_fit_a_new_account_and_a_flood() {
         ("ChatFunction", "ChatConcurrency"),
         ("ChatStreamFunction", "ChatStreamConcurrency"),
     ] {
-        assert_eq!(template["Parameters"][parameter]["Default"], 0, "{parameter}");
+        assert_eq!(
+            template["Parameters"][parameter]["Default"], 0,
+            "{parameter}"
+        );
         let Value::Tagged(reserved) =
             &resources[function]["Properties"]["ReservedConcurrentExecutions"]
         else {
@@ -850,7 +865,10 @@ fn the_call_bridge_stack_alarms_on_the_same_topic() {
         "MemoryUtilization",
         "ActiveCalls",
     ] {
-        assert!(covered.contains(needed), "no bridge alarm on {needed}: {covered:?}");
+        assert!(
+            covered.contains(needed),
+            "no bridge alarm on {needed}: {covered:?}"
+        );
     }
     assert_eq!(resources["AlarmTopic"]["Condition"], "CreateAlarmTopic");
     // The bridge counts callers behind the balancer, and protects itself from scale-in with its role.
@@ -871,14 +889,24 @@ fn the_call_bridge_stack_alarms_on_the_same_topic() {
 #[test]
 fn the_bridge_image_is_cross_compiled_and_unwinds() {
     let root = format!("{}/..", env!("CARGO_MANIFEST_DIR"));
-    let dockerfile = std::fs::read_to_string(format!("{root}/infra/call-bridge/Dockerfile")).unwrap();
-    assert!(dockerfile.contains("FROM --platform=$BUILDPLATFORM"), "built natively, no QEMU");
+    let dockerfile =
+        std::fs::read_to_string(format!("{root}/infra/call-bridge/Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains("FROM --platform=$BUILDPLATFORM"),
+        "built natively, no QEMU"
+    );
     assert!(dockerfile.contains("COPY rust-toolchain.toml"));
-    assert!(!dockerfile.contains("RUST_VERSION"), "the toolchain comes from rust-toolchain.toml");
+    assert!(
+        !dockerfile.contains("RUST_VERSION"),
+        "the toolchain comes from rust-toolchain.toml"
+    );
     assert!(dockerfile.contains("cargo zigbuild --profile bridge"));
     let manifest: toml_like::Manifest = toml_like::read(&format!("{root}/Cargo.toml"));
     assert_eq!(manifest.get("profile.bridge", "panic"), Some("\"unwind\""));
-    assert_eq!(manifest.get("profile.bridge", "inherits"), Some("\"release\""));
+    assert_eq!(
+        manifest.get("profile.bridge", "inherits"),
+        Some("\"release\"")
+    );
 }
 
 /// Just enough of Cargo.toml: `key = value` lines under `[section]` headers.

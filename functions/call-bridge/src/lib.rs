@@ -339,7 +339,10 @@ impl BridgeServer {
             if let Some(p) = &bridge.settings.protection
                 && let Err(e) = p.set(false).await
             {
-                tracing::warn!(error = format!("{e:#}"), "clearing task scale-in protection failed");
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "clearing task scale-in protection failed"
+                );
             }
         }
         served
@@ -482,12 +485,19 @@ mod tests {
         let balancer: std::net::IpAddr = "10.0.1.5".parse().unwrap();
         let mut headers = axum::http::HeaderMap::new();
         // A client's own header first, then the address the balancer saw appended to it.
-        headers.append("x-forwarded-for", "203.0.113.9, 198.51.100.7".parse().unwrap());
+        headers.append(
+            "x-forwarded-for",
+            "203.0.113.9, 198.51.100.7".parse().unwrap(),
+        );
         assert_eq!(
             caller_ip(balancer, &headers, true),
             "198.51.100.7".parse::<std::net::IpAddr>().unwrap()
         );
-        assert_eq!(caller_ip(balancer, &headers, false), balancer, "not trusted");
+        assert_eq!(
+            caller_ip(balancer, &headers, false),
+            balancer,
+            "not trusted"
+        );
         headers.append("x-forwarded-for", "2001:db8::1".parse().unwrap());
         assert_eq!(
             caller_ip(balancer, &headers, true),

@@ -90,7 +90,11 @@ impl ScaleInProtection {
                     );
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(error = format!("{e:#}"), wanted, "setting task scale-in protection failed; retrying");
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        wanted,
+                        "setting task scale-in protection failed; retrying"
+                    );
                     tokio::time::sleep(RETRY_AFTER).await;
                     continue;
                 }

@@ -270,9 +270,7 @@ fn app(platforms: &Platforms, demo: &Demo) -> anyhow::Result<Router> {
     let own = |routes: Router, function: &str| {
         if platforms.per_function() {
             routes
-                .route_layer(axum::middleware::from_fn(
-                    shared::http::contract_rejections,
-                ))
+                .route_layer(axum::middleware::from_fn(shared::http::contract_rejections))
                 .route_layer(axum::middleware::from_fn_with_state(
                     platforms.of(function),
                     shared::errorlog::layer,
@@ -286,7 +284,10 @@ fn app(platforms: &Platforms, demo: &Demo) -> anyhow::Result<Router> {
             "/healthz",
             get(|| async { axum::Json(json!({ "status": "ok" })) }),
         )
-        .merge(own(management::routes(platforms.of(MANAGEMENT)), MANAGEMENT))
+        .merge(own(
+            management::routes(platforms.of(MANAGEMENT)),
+            MANAGEMENT,
+        ))
         .merge(own(usage::routes(platforms.of(USAGE)), USAGE))
         .merge(own(credits::routes(platforms.of(CREDITS)), CREDITS))
         .merge(own(train::routes(platforms.of(TRAIN)), TRAIN))
@@ -389,9 +390,8 @@ impl Runner {
                 training,
             )))
         });
-        let timer = AbortOnDrop(background.spawn(deadlines::daily(
-            platforms.of(functions::DEADLINE_CRON),
-        )));
+        let timer =
+            AbortOnDrop(background.spawn(deadlines::daily(platforms.of(functions::DEADLINE_CRON))));
         let webhook_loop = worker.then(|| {
             AbortOnDrop(background.spawn(worker::consume_webhooks(
                 platforms.of(functions::WEBHOOK_WORKER),

@@ -32,8 +32,8 @@ use crate::store::StoreError;
 pub use account::{Balance, monthly_grant};
 pub use ledger::{LedgerEntry, TransactionType};
 pub use metering::{
-    SETTLED_MESSAGE,
-    Along, Hold, Meter, MeteredFunction, Reservation, account_key, sweep_expired_reservations,
+    Along, Hold, Meter, MeteredFunction, Reservation, SETTLED_MESSAGE, account_key,
+    sweep_expired_reservations,
 };
 pub use pricing::CreditSettings;
 

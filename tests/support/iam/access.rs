@@ -346,7 +346,10 @@ fn s3(
             {
                 let source = percent_decode(source.trim_start_matches('/'));
                 let source = source.split('?').next().unwrap_or(&source).to_string();
-                out.push(Access::new("s3:GetObject", format!("arn:aws:s3:::{source}")));
+                out.push(Access::new(
+                    "s3:GetObject",
+                    format!("arn:aws:s3:::{source}"),
+                ));
             }
             Ok(out)
         }
@@ -360,7 +363,11 @@ fn s3(
                 .split("<Key>")
                 .skip(1)
                 .filter_map(|rest| rest.split("</Key>").next())
-                .map(|k| k.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+                .map(|k| {
+                    k.replace("&amp;", "&")
+                        .replace("&lt;", "<")
+                        .replace("&gt;", ">")
+                })
                 .collect();
             Ok(keys
                 .iter()
@@ -452,9 +459,20 @@ mod tests {
         let get = accesses("s3", &Method::GET, "/b/sites/a%20b/x.bin", "", &h, b"").unwrap();
         assert_eq!(
             get,
-            vec![Access::new("s3:GetObject", "arn:aws:s3:::b/sites/a b/x.bin")]
+            vec![Access::new(
+                "s3:GetObject",
+                "arn:aws:s3:::b/sites/a b/x.bin"
+            )]
         );
-        let list = accesses("s3", &Method::GET, "/b", "list-type=2&prefix=sites", &h, b"").unwrap();
+        let list = accesses(
+            "s3",
+            &Method::GET,
+            "/b",
+            "list-type=2&prefix=sites",
+            &h,
+            b"",
+        )
+        .unwrap();
         assert_eq!(list, vec![Access::new("s3:ListBucket", "arn:aws:s3:::b")]);
         let delete = accesses(
             "s3",
@@ -467,7 +485,10 @@ mod tests {
         .unwrap();
         assert_eq!(delete.len(), 2);
         let mut form = HeaderMap::new();
-        form.insert("content-type", "multipart/form-data; boundary=XX".parse().unwrap());
+        form.insert(
+            "content-type",
+            "multipart/form-data; boundary=XX".parse().unwrap(),
+        );
         let body = b"--XX\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\ndocs/1.pdf\r\n--XX\r\nContent-Disposition: form-data; name=\"x-amz-credential\"\r\n\r\nManagementFunction/20260101/us-east-1/s3/aws4_request\r\n--XX--\r\n";
         assert_eq!(
             accesses("s3", &Method::POST, "/b", "", &form, body).unwrap(),

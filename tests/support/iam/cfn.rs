@@ -251,9 +251,10 @@ impl Stack {
             "ImportValue" => {
                 let export = self.text(argument);
                 Some(Json::String(
-                    self.exports.get(&export).cloned().unwrap_or_else(|| {
-                        panic!("the IAM harness has no export {export}")
-                    }),
+                    self.exports
+                        .get(&export)
+                        .cloned()
+                        .unwrap_or_else(|| panic!("the IAM harness has no export {export}")),
                 ))
             }
             "Join" => {

@@ -282,7 +282,10 @@ mod tests {
         );
         let fewer = policy.without_action("dynamodb:GetItem");
         assert_eq!(
-            fewer.decide(&Access::new("dynamodb:GetItem", "arn:aws:dynamodb:r:1:table/t")),
+            fewer.decide(&Access::new(
+                "dynamodb:GetItem",
+                "arn:aws:dynamodb:r:1:table/t"
+            )),
             Decision::ImplicitDeny
         );
         assert!(glob("a*b?c", "aXXbYc", false));
